@@ -1,0 +1,213 @@
+"""The typed contracts every layer speaks: plans, results, usage, and model requests.
+
+These models are public: the MCP tools' input and output schemas are generated from them, and
+clients script against their field names. Change them as you would change an API.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
+
+from .core.graph import find_cycle
+
+TaskStatus = Literal["succeeded", "failed", "skipped", "cancelled"]
+"""How one subtask ended. ``skipped`` means it never ran (an upstream failed, or a budget ran out)."""
+
+RunStatus = Literal["succeeded", "partial", "failed", "cancelled"]
+"""How a whole run ended: every task succeeded / some did / none did / the run was cancelled."""
+
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,47}$"
+Slug = Annotated[str, Field(pattern=SLUG_PATTERN, description="Short lowercase id: letters, digits, - and _.")]
+
+HARD_MAX_SUBTASKS = 20_000
+"""A ceiling no configuration can lift; the configured maximum (default much lower) applies first."""
+
+JsonObject = dict[str, Any]
+
+
+class Usage(BaseModel):
+    """Tokens billed for one or more model requests."""
+
+    model_config = ConfigDict(frozen=True)
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
+            cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
+        )
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens + self.cache_read_tokens + self.cache_write_tokens
+
+
+class Subtask(BaseModel):
+    """One unit of work for one specialist subagent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: Slug
+    role: Slug = Field(description="A built-in or configured role, e.g. researcher, coder, reviewer.")
+    instructions: str = Field(min_length=1, description="What this subagent must do, self-contained.")
+    depends_on: list[Slug] = Field(
+        default_factory=list[str], description="Ids of subtasks whose outputs this one needs."
+    )
+    output_schema: JsonObject | None = Field(
+        default=None, description="JSON Schema (type object) for this subtask's output; the role default if null."
+    )
+
+
+class Plan(BaseModel):
+    """A validated DAG of subtasks.
+
+    Construction rejects an empty plan, duplicate ids, unknown or self dependencies and cycles,
+    naming the offending ids. Pass ``context={"max_subtasks": n}`` to ``model_validate`` to apply
+    the configured size limit.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    plan_id: str = Field(min_length=1)
+    task: str = Field(min_length=1, description="The task statement the plan decomposes.")
+    summary: str = ""
+    subtasks: list[Subtask]
+
+    @model_validator(mode="after")
+    def _check_dag(self, info: ValidationInfo) -> Self:
+        check_subtasks(self.subtasks, _max_from(info))
+        return self
+
+    def graph(self) -> dict[str, list[str]]:
+        """The dependency graph as ``{id: depends_on}``."""
+        return {s.id: s.depends_on for s in self.subtasks}
+
+    def subtask(self, task_id: str) -> Subtask:
+        for s in self.subtasks:
+            if s.id == task_id:
+                return s
+        raise KeyError(task_id)
+
+
+def _max_from(info: ValidationInfo) -> int:
+    context: object = info.context
+    if isinstance(context, dict) and "max_subtasks" in context:
+        limit = context["max_subtasks"]
+        if isinstance(limit, int):
+            return min(limit, HARD_MAX_SUBTASKS)
+    return HARD_MAX_SUBTASKS
+
+
+def check_subtasks(subtasks: list[Subtask], max_subtasks: int = HARD_MAX_SUBTASKS) -> None:
+    """Raise ``ValueError`` naming the offending ids if ``subtasks`` do not form a valid DAG."""
+    if not subtasks:
+        raise ValueError("the plan has no subtasks; a plan needs at least one")
+    if len(subtasks) > max_subtasks:
+        raise ValueError(
+            f"the plan has {len(subtasks)} subtasks, more than the maximum of {max_subtasks}; "
+            "merge subtasks or raise max_subtasks"
+        )
+    seen: set[str] = set()
+    duplicates: list[str] = []
+    for s in subtasks:
+        if s.id in seen and s.id not in duplicates:
+            duplicates.append(s.id)
+        seen.add(s.id)
+    if duplicates:
+        raise ValueError(f"duplicate subtask ids: {', '.join(duplicates)}; every id must be unique")
+    selfish = [s.id for s in subtasks if s.id in s.depends_on]
+    if selfish:
+        raise ValueError(f"subtasks depend on themselves: {', '.join(selfish)}")
+    unknown = [f"{s.id} -> {d}" for s in subtasks for d in s.depends_on if d not in seen]
+    if unknown:
+        raise ValueError(f"unknown dependency ids: {', '.join(unknown)}; depends_on must name subtask ids")
+    cycle = find_cycle({s.id: s.depends_on for s in subtasks})
+    if cycle:
+        raise ValueError(f"dependency cycle: {' -> '.join(cycle)}; a plan must be acyclic")
+
+
+class SubagentResult(BaseModel):
+    """What one subtask produced, or why it did not, with what it cost."""
+
+    task_id: str
+    role: str
+    status: TaskStatus
+    output: JsonObject | None = None
+    error: str | None = Field(default=None, description="Why the task failed or was skipped, for a person.")
+    attempts: int = Field(default=0, description="Model requests sent, retries and repair turns included.")
+    usage: Usage = Field(default_factory=Usage)
+    cost_usd: float = 0.0
+    model: str | None = None
+    duration_s: float = 0.0
+    started_at_s: float | None = Field(default=None, description="Seconds from run start; null outside a run.")
+    finished_at_s: float | None = Field(default=None, description="Seconds from run start; null outside a run.")
+
+
+class RunReport(BaseModel):
+    """The outcome of executing a plan: every task's result and the run's totals."""
+
+    run_id: str
+    plan_id: str
+    status: RunStatus
+    results: list[SubagentResult]
+    usage: Usage = Field(default_factory=Usage)
+    cost_usd: float = 0.0
+    makespan_s: float = 0.0
+
+
+class Synthesis(BaseModel):
+    """The final answer merged from a run's results, with what is missing said plainly."""
+
+    answer: str
+    complete: bool = Field(description="True only if every subtask succeeded.")
+    missing: list[str] = Field(
+        default_factory=list[str], description="One line per failed or skipped subtask and what it leaves open."
+    )
+    usage: Usage = Field(default_factory=Usage)
+    cost_usd: float = 0.0
+    model: str | None = None
+
+
+# --- the model seam -------------------------------------------------------------------------------
+
+
+class ModelMessage(BaseModel):
+    """One turn of a conversation sent to a model."""
+
+    role: Literal["user", "assistant"]
+    content: str
+
+
+class CompletionRequest(BaseModel):
+    """A request for one JSON object matching ``output_schema``."""
+
+    model: str
+    system: str
+    messages: list[ModelMessage]
+    output_schema: JsonObject
+    max_tokens: int = 4096
+    label: str = Field(default="", description="What the call is for (a task id), for logs and fakes.")
+
+
+StopReason = Literal[
+    "end_turn", "max_tokens", "stop_sequence", "tool_use", "pause_turn", "refusal", "model_context_window_exceeded"
+]
+
+
+class Completion(BaseModel):
+    """A model's reply to one ``CompletionRequest``: raw text, why it stopped, and what it cost."""
+
+    text: str
+    stop_reason: StopReason | str | None = "end_turn"
+    usage: Usage = Field(default_factory=Usage)
+    model: str
+    attempts: int = Field(default=1, description="HTTP requests this completion took, retries included.")
+    request_id: str | None = None

@@ -1,0 +1,1 @@
+"""Pure logic with no network, disk or MCP: graph facts, scheduling, context budgets, pricing."""

@@ -1,0 +1,131 @@
+"""Typed settings read from the environment and an optional ``.env`` file.
+
+Every variable but the two Anthropic ones carries the ``SUBAGENT_MCP_`` prefix. The API key is a
+``SecretStr`` so it never prints; a missing key is reported only when a tool needs a model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from dotenv import dotenv_values
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from .core.pricing import DEFAULT_PRICES, ModelPrice
+from .errors import ConfigError
+
+PREFIX = "SUBAGENT_MCP_"
+
+# Seed tiers: the strongest current model plans and synthesises, the fast cheap one does subtasks.
+# None of these may be in anthropic's deprecated list (tests/test_settings.py checks).
+DEFAULT_PLANNER_MODEL = "claude-opus-5-5"
+DEFAULT_SYNTHESIS_MODEL = "claude-opus-5-5"
+DEFAULT_SUBAGENT_MODEL = "claude-haiku-5-5"
+DEFAULT_STRONG_SUBAGENT_MODEL = "claude-sonnet-5-5"
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+class Settings(BaseModel):
+    """Everything the server can be told; defaults are sensible for a single user on a laptop."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    anthropic_api_key: SecretStr | None = None
+    anthropic_base_url: str | None = None
+
+    planner_model: str = DEFAULT_PLANNER_MODEL
+    subagent_model: str = DEFAULT_SUBAGENT_MODEL
+    synthesis_model: str = DEFAULT_SYNTHESIS_MODEL
+    role_models: dict[str, str] = Field(
+        default_factory=dict[str, str], description="Per-role model override, e.g. {'coder': 'claude-sonnet-5-5'}."
+    )
+
+    max_subtasks: int = Field(default=12, ge=1, le=20_000)
+    max_concurrency: int = Field(default=8, ge=1, le=1024)
+    max_output_tokens: int = Field(default=4096, ge=64, le=128_000)
+    request_timeout_s: float = Field(default=120.0, gt=0)
+    task_timeout_s: float = Field(default=600.0, gt=0)
+    run_timeout_s: float = Field(default=3600.0, gt=0)
+    max_retries: int = Field(default=3, ge=0, le=10, description="Retries after the first attempt, transient errors only.")
+    retry_max_wait_s: float = Field(default=30.0, ge=0, description="Cap on one retry's wait, retry-after included.")
+    context_budget_tokens: int = Field(default=24_000, ge=256)
+
+    prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
+    log_level: LogLevel = "INFO"
+    demo: bool = False
+
+    @field_validator("anthropic_base_url")
+    @classmethod
+    def _strip_base_url(cls, value: str | None) -> str | None:
+        return value.rstrip("/") or None if value else None
+
+    def model_for_role(self, role: str, role_default_tier: Literal["fast", "strong"] = "fast") -> str:
+        """The model a subagent of ``role`` uses: an explicit override, else its tier's model."""
+        if role in self.role_models:
+            return self.role_models[role]
+        return self.subagent_model if role_default_tier == "fast" else DEFAULT_STRONG_SUBAGENT_MODEL
+
+    def require_api_key(self) -> SecretStr:
+        """The API key, or a ``ConfigError`` that says which variable to set and where."""
+        if self.anthropic_api_key is None or not self.anthropic_api_key.get_secret_value().strip():
+            raise ConfigError(
+                "ANTHROPIC_API_KEY is not set. Put it in the server's environment: in Claude Desktop, the "
+                '"env" block of this server in claude_desktop_config.json; in Claude Code, '
+                "`claude mcp add ... -e ANTHROPIC_API_KEY=...`; from a shell, export it or add it to a .env "
+                "file in the working directory. Or start with --demo to try the server without a key."
+            )
+        return self.anthropic_api_key
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env", **overrides: Any
+    ) -> Settings:
+        """Read settings from ``environ`` (default ``os.environ``) over values in ``env_file``.
+
+        Raises:
+            ConfigError: a variable has a value that cannot be used; the message names it.
+        """
+        values: dict[str, str] = {}
+        if env_file is not None and Path(env_file).is_file():
+            values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+        values.update(os.environ if environ is None else environ)
+
+        data: dict[str, Any] = {}
+        for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"):
+            if values.get(name):
+                data[name.lower()] = values[name]
+        json_fields = {"role_models", "prices"}
+        for field in cls.model_fields:
+            raw = values.get(PREFIX + field.upper())
+            if raw is None or field.startswith("anthropic_"):
+                continue
+            if field in json_fields:
+                data[field] = _parse_json_setting(PREFIX + field.upper(), raw)
+            else:
+                data[field] = raw
+        if "prices" in data:
+            data["prices"] = {**DEFAULT_PRICES, **data["prices"]}
+        data.update(overrides)
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{PREFIX}{str(err['loc'][0]).upper()}: {err['msg']}" for err in exc.errors(include_input=False)
+            )
+            raise ConfigError(f"invalid setting(s): {problems}") from None
+
+
+def _parse_json_setting(name: str, raw: str) -> Any:
+    """Accept JSON, or ``key=value,key=value`` for simple string maps."""
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        pairs = [part.split("=", 1) for part in raw.split(",") if part.strip()]
+        if all(len(p) == 2 for p in pairs):
+            return {k.strip(): v.strip() for k, v in pairs}
+        raise ConfigError(f"{name} must be JSON or key=value pairs separated by commas") from None
