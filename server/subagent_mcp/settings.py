@@ -51,7 +51,9 @@ class Settings(BaseModel):
     request_timeout_s: float = Field(default=120.0, gt=0)
     task_timeout_s: float = Field(default=600.0, gt=0)
     run_timeout_s: float = Field(default=3600.0, gt=0)
-    max_retries: int = Field(default=3, ge=0, le=10, description="Retries after the first attempt, transient errors only.")
+    max_retries: int = Field(
+        default=3, ge=0, le=10, description="Retries after the first attempt, transient errors only."
+    )
     retry_max_wait_s: float = Field(default=30.0, ge=0, description="Cap on one retry's wait, retry-after included.")
     context_budget_tokens: int = Field(default=24_000, ge=256)
 

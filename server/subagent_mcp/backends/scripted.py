@@ -54,7 +54,7 @@ def sample_for_schema(schema: JsonObject, label: str = "scripted") -> Any:
     if "enum" in schema:
         return schema["enum"][0]
     for key in ("anyOf", "oneOf", "allOf"):
-        if key in schema and schema[key]:
+        if schema.get(key):
             return sample_for_schema(schema[key][0], label)
     kind = schema.get("type", "object")
     if isinstance(kind, list):

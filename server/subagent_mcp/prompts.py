@@ -1,0 +1,90 @@
+"""The text we send models: the planner's brief, a subagent's turn, the synthesizer's brief.
+
+Kept apart from the code that sends it, so prompts can be read and tuned in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .contracts import JsonObject
+from .roles import COMMON_RULES, Role
+
+PLANNER_SYSTEM = """You are the planner of a team of specialist subagents.
+Decompose the user's task into a small DAG of subtasks that the specialists can do in parallel.
+Rules:
+- Use at most {max_subtasks} subtasks; fewer is better when the task is small.
+- Each subtask has a short unique id (lowercase letters, digits, - or _), one role from the list below,
+  and self-contained instructions (the subagent sees only its instructions, the task statement and the
+  outputs of the subtasks it depends on).
+- depends_on lists only subtasks whose OUTPUT this one needs. Independent work must not depend on
+  anything, so it can run in parallel. No cycles.
+- summary: one or two sentences on the approach.
+Roles:
+{roles}"""
+
+SYNTHESIS_SYSTEM = """You are the synthesizer of a team of specialist subagents.
+Merge the subtasks' outputs into one final answer to the task. Use only what the outputs support.
+Some subtasks may have failed or been skipped, or had parts elided for length: say plainly in the answer
+what that leaves unanswered, and never present missing work as done.
+Reply with a single JSON object matching the schema."""
+
+SYNTHESIS_SCHEMA: JsonObject = {
+    "type": "object",
+    "properties": {
+        "answer": {"type": "string", "description": "The final answer, in Markdown."},
+        "gaps": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "What is missing or uncertain because of failed, skipped or elided subtasks.",
+        },
+    },
+    "required": ["answer", "gaps"],
+    "additionalProperties": False,
+}
+
+
+def planner_system(roles: Iterable[Role], max_subtasks: int) -> str:
+    listing = "\n".join(f"- {r.name}: {r.description}" for r in roles)
+    return PLANNER_SYSTEM.format(max_subtasks=max_subtasks, roles=listing)
+
+
+def planner_schema(role_names: list[str]) -> JsonObject:
+    """The JSON Schema the planner's reply must match (ids and edges are checked after)."""
+    return {
+        "type": "object",
+        "properties": {
+            "summary": {"type": "string"},
+            "subtasks": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,47}$"},
+                        "role": {"type": "string", "enum": role_names},
+                        "instructions": {"type": "string", "minLength": 1},
+                        "depends_on": {"type": "array", "items": {"type": "string"}},
+                    },
+                    "required": ["id", "role", "instructions", "depends_on"],
+                    "additionalProperties": False,
+                },
+            },
+        },
+        "required": ["summary", "subtasks"],
+        "additionalProperties": False,
+    }
+
+
+def subagent_system(role: Role) -> str:
+    return f"{role.system_prompt}\n\n{COMMON_RULES}"
+
+
+def subagent_user(task_id: str, instructions: str, task: str | None, context: str | None) -> str:
+    """A subagent's user turn: its own instructions first, then the shared task and its inputs."""
+    parts = [f"Subtask id: {task_id}", f"Instructions:\n{instructions}"]
+    if task:
+        parts.append(f"The overall task this is part of:\n{task}")
+    if context:
+        parts.append(f"Inputs from earlier subtasks and other context:\n{context}")
+    return "\n\n".join(parts)

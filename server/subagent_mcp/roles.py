@@ -1,0 +1,111 @@
+"""Built-in specialist roles: each a system prompt, a model tier and a default output schema.
+
+To add a role, add a ``Role`` to ``BUILTIN_ROLES``; the planner offers every role listed here, and
+``SUBAGENT_MCP_ROLE_MODELS`` can move any role to another model.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from .contracts import JsonObject
+from .errors import InputError
+
+Tier = Literal["fast", "strong"]
+
+COMMON_RULES = (
+    "You are one specialist in a team of subagents working on a larger task. Do only your subtask. "
+    "Use the outputs of earlier subtasks you are given; if something you need is missing or was elided, "
+    "say so in your output instead of guessing. Reply with a single JSON object that matches the "
+    "required schema, and nothing else."
+)
+
+
+def _object(properties: dict[str, Any], required: list[str] | None = None) -> JsonObject:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": required if required is not None else list(properties),
+        "additionalProperties": False,
+    }
+
+
+_STR: JsonObject = {"type": "string"}
+_STR_LIST: JsonObject = {"type": "array", "items": {"type": "string"}}
+
+
+class Role(BaseModel):
+    """A kind of specialist: how it is prompted, which model tier it runs on, what it returns."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    description: str
+    system_prompt: str
+    tier: Tier = "fast"
+    output_schema: JsonObject
+
+
+BUILTIN_ROLES: dict[str, Role] = {
+    role.name: role
+    for role in [
+        Role(
+            name="researcher",
+            description="Gathers facts, options and evidence on a question; lists what is still unknown.",
+            system_prompt="You are a careful researcher. State facts precisely and separate them from guesses.",
+            output_schema=_object(
+                {"summary": _STR, "findings": _STR_LIST, "sources": _STR_LIST, "open_questions": _STR_LIST}
+            ),
+        ),
+        Role(
+            name="coder",
+            description="Writes or changes code to a specification, with short notes on choices made.",
+            system_prompt="You are a senior software engineer. Write correct, idiomatic, minimal code.",
+            tier="strong",
+            output_schema=_object({"summary": _STR, "language": _STR, "code": _STR, "notes": _STR_LIST}),
+        ),
+        Role(
+            name="reviewer",
+            description="Reviews a draft, design or code and reports concrete issues with severity.",
+            system_prompt="You are a rigorous reviewer. Report concrete, actionable issues; no praise padding.",
+            output_schema=_object(
+                {
+                    "summary": _STR,
+                    "verdict": {"type": "string", "enum": ["approve", "request_changes"]},
+                    "issues": {
+                        "type": "array",
+                        "items": _object(
+                            {"severity": {"type": "string", "enum": ["high", "medium", "low"]}, "description": _STR}
+                        ),
+                    },
+                }
+            ),
+        ),
+        Role(
+            name="writer",
+            description="Writes clear prose for a stated audience: docs, summaries, messages.",
+            system_prompt="You are a clear, concise technical writer. Match the audience and format asked for.",
+            output_schema=_object({"summary": _STR, "text": _STR}),
+        ),
+        Role(
+            name="analyst",
+            description="Compares options, weighs trade-offs and recommends, showing the reasoning.",
+            system_prompt="You are an analyst. Weigh trade-offs explicitly and end with a clear recommendation.",
+            output_schema=_object({"summary": _STR, "findings": _STR_LIST, "recommendation": _STR}),
+        ),
+    ]
+}
+
+
+def get_role(name: str, roles: dict[str, Role] = BUILTIN_ROLES) -> Role:
+    """The role called ``name``.
+
+    Raises:
+        InputError: no such role; the message lists the roles there are.
+    """
+    try:
+        return roles[name]
+    except KeyError:
+        raise InputError(f"unknown role {name!r}; available roles: {', '.join(sorted(roles))}") from None

@@ -1,0 +1,128 @@
+"""Ask any backend for a JSON object, check it against a schema, and allow exactly one repair turn.
+
+Native structured outputs make invalid JSON rare, not impossible: a ``max_tokens`` cut-off, a
+refusal, or a semantic check (a plan with a cycle) still fail. The repair turn shows the model
+its own reply and the error; a second failure fails the call with every attempt's usage counted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+from pydantic import BaseModel
+
+from .backends.base import ModelBackend
+from .contracts import Completion, CompletionRequest, JsonObject, ModelMessage, Usage
+from .errors import InputError, ModelError, ModelOutputError, ModelRefusalError
+
+Check = Callable[[JsonObject], None]
+"""An extra check after the schema; raises ``ValueError`` with a message the model can act on."""
+
+MAX_REPAIR_TURNS = 1
+
+
+class StructuredOutput(BaseModel):
+    """A schema-valid JSON object and what it took to get it."""
+
+    output: JsonObject
+    usage: Usage
+    attempts: int
+    model: str
+    repaired: bool = False
+
+
+def check_output_schema(schema: object) -> JsonObject:
+    """Return ``schema`` if it is a usable JSON Schema for an object, else raise ``InputError``."""
+    if not isinstance(schema, dict):
+        raise InputError("output_schema must be a JSON object (a JSON Schema), e.g. {'type': 'object', ...}")
+    checked: JsonObject = {str(k): v for k, v in schema.items()}
+    try:
+        Draft202012Validator.check_schema(checked)
+    except SchemaError as exc:
+        where = "/".join(str(p) for p in exc.path) or "(root)"
+        raise InputError(f"output_schema is not a valid JSON Schema at {where}: {exc.message}") from None
+    if checked.get("type") != "object":
+        raise InputError('output_schema must describe an object: set "type": "object" at its root')
+    return checked
+
+
+def schema_errors(value: Any, schema: JsonObject) -> list[str]:
+    """Human-readable schema violations of ``value``, at most five."""
+    errors = sorted(Draft202012Validator(schema).iter_errors(value), key=lambda e: list(e.path))
+    return [f"at {'/'.join(str(p) for p in e.path) or '(root)'}: {e.message}" for e in errors[:5]]
+
+
+def _problem(completion: Completion, schema: JsonObject, check: Check | None) -> tuple[JsonObject | None, str]:
+    """Parse and check one reply: ``(object, "")`` if good, else ``(None, what is wrong)``."""
+    if completion.stop_reason == "max_tokens":
+        return None, "the reply was cut off at the max_tokens limit; answer more concisely"
+    try:
+        value = json.loads(completion.text)
+    except json.JSONDecodeError as exc:
+        return None, f"the reply is not valid JSON ({exc.msg} at position {exc.pos})"
+    if not isinstance(value, dict):
+        return None, "the reply must be a JSON object"
+    obj: JsonObject = value
+    errors = schema_errors(obj, schema)
+    if errors:
+        return None, "the reply does not match the schema: " + "; ".join(errors)
+    if check is not None:
+        try:
+            check(obj)
+        except ValueError as exc:
+            return None, str(exc)
+    return obj, ""
+
+
+async def complete_json(
+    backend: ModelBackend, request: CompletionRequest, check: Check | None = None
+) -> StructuredOutput:
+    """Get one valid object for ``request.output_schema`` with at most one repair turn.
+
+    Raises:
+        ModelError: the backend failed, the model refused, or the output stayed invalid; the
+            error's ``usage`` and ``attempts`` include every request made here.
+    """
+    usage, attempts = Usage(), 0
+    messages = list(request.messages)
+    for turn in range(MAX_REPAIR_TURNS + 1):
+        try:
+            completion = await backend.complete(request.model_copy(update={"messages": messages}))
+        except ModelError as exc:
+            exc.usage, exc.attempts = usage + exc.usage, attempts + exc.attempts
+            raise
+        usage, attempts = usage + completion.usage, attempts + completion.attempts
+        if completion.stop_reason == "refusal":
+            raise ModelRefusalError(
+                f"the model ({completion.model}) refused this request; rephrase the instructions",
+                usage=usage,
+                attempts=attempts,
+                model=completion.model,
+                request_id=completion.request_id,
+            )
+        obj, problem = _problem(completion, request.output_schema, check)
+        if obj is not None:
+            return StructuredOutput(
+                output=obj, usage=usage, attempts=attempts, model=completion.model, repaired=turn > 0
+            )
+        if turn == MAX_REPAIR_TURNS:
+            raise ModelOutputError(
+                f"the model's output was invalid after {turn + 1} tries: {problem}",
+                usage=usage,
+                attempts=attempts,
+                model=completion.model,
+                request_id=completion.request_id,
+            )
+        messages = [
+            *messages,
+            ModelMessage(role="assistant", content=completion.text or "(empty reply)"),
+            ModelMessage(
+                role="user",
+                content=f"Your reply could not be used: {problem}. Reply again with only the corrected JSON object.",
+            ),
+        ]
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,1 @@
+"""Test machinery shipped with the package: a fake Messages API and result helpers."""

@@ -1,0 +1,80 @@
+"""A plan is a valid DAG or it is not constructed, and the error names the offending ids."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from subagent_mcp.contracts import Plan, Usage
+
+
+def plan(*subtasks: tuple[str, list[str]], **kw: Any) -> Plan:
+    return Plan.model_validate(
+        {
+            "plan_id": "p1",
+            "task": "t",
+            "subtasks": [{"id": i, "role": "writer", "instructions": "do it", "depends_on": d} for i, d in subtasks],
+        },
+        **kw,
+    )
+
+
+def test_a_valid_dag_is_accepted() -> None:
+    p = plan(("a", []), ("b", ["a"]), ("c", ["a", "b"]))
+    assert p.graph() == {"a": [], "b": ["a"], "c": ["a", "b"]}
+
+
+def test_an_empty_plan_is_rejected() -> None:
+    with pytest.raises(ValidationError, match="no subtasks"):
+        plan()
+
+
+def test_duplicate_ids_are_named() -> None:
+    with pytest.raises(ValidationError, match="duplicate subtask ids: a"):
+        plan(("a", []), ("a", []))
+
+
+def test_unknown_dependencies_are_named_with_their_dependent() -> None:
+    with pytest.raises(ValidationError, match=r"unknown dependency ids: b -> ghost"):
+        plan(("a", []), ("b", ["ghost"]))
+
+
+def test_self_dependency_is_named() -> None:
+    with pytest.raises(ValidationError, match="depend on themselves: a"):
+        plan(("a", ["a"]))
+
+
+def test_a_cycle_is_listed_in_order() -> None:
+    with pytest.raises(
+        ValidationError, match=r"dependency cycle: (a -> c -> b -> a|b -> a -> c -> b|c -> b -> a -> c)"
+    ):
+        plan(("a", ["c"]), ("b", ["a"]), ("c", ["b"]), ("d", []))
+
+
+def test_the_configured_maximum_rejects_oversized_plans() -> None:
+    with pytest.raises(ValidationError, match="3 subtasks, more than the maximum of 2"):
+        plan(("a", []), ("b", []), ("c", []), context={"max_subtasks": 2})
+
+
+def test_ids_must_be_short_slugs() -> None:
+    with pytest.raises(ValidationError, match="should match pattern"):
+        plan(("Not A Slug", []))
+
+
+def test_unknown_fields_are_rejected_so_typos_surface() -> None:
+    with pytest.raises(ValidationError, match="depends"):
+        Plan.model_validate(
+            {
+                "plan_id": "p",
+                "task": "t",
+                "subtasks": [{"id": "a", "role": "writer", "instructions": "x", "depends": []}],
+            }
+        )
+
+
+def test_usage_adds_up_field_by_field() -> None:
+    total = Usage(input_tokens=1, output_tokens=2, cache_read_tokens=3) + Usage(input_tokens=10, cache_write_tokens=4)
+    assert total == Usage(input_tokens=11, output_tokens=2, cache_read_tokens=3, cache_write_tokens=4)
+    assert total.total_tokens == 20

@@ -1,0 +1,214 @@
+"""The tools through a real in-memory MCP client, with the scripted backend behind the seam."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from contextlib import asynccontextmanager
+
+import pytest
+from inline_snapshot import snapshot
+from mcp import Client
+
+from subagent_mcp.backends.scripted import ScriptedBackend
+from subagent_mcp.contracts import CompletionRequest, JsonObject, Plan, SubagentResult
+from subagent_mcp.demo import demo_reply
+from subagent_mcp.errors import ModelRequestError
+from subagent_mcp.mcp_server import create_server
+from subagent_mcp.settings import Settings
+from subagent_mcp.testing.results import text_of
+
+pytestmark = pytest.mark.anyio
+
+
+def settings(**overrides: object) -> Settings:
+    return Settings.from_env({}, env_file=None, **overrides)
+
+
+@asynccontextmanager
+async def client(backend: ScriptedBackend | None = None, **overrides: object) -> AsyncGenerator[Client]:
+    async with Client(create_server(settings(**overrides), backend)) as c:
+        yield c
+
+
+async def test_both_tools_are_listed_with_their_schemas() -> None:
+    async with client(ScriptedBackend()) as c:
+        tools = {t.name: t for t in (await c.list_tools()).tools}
+    assert set(tools) >= {"plan_task", "run_subagent"}
+    assert tools["plan_task"].input_schema == snapshot(
+        {
+            "type": "object",
+            "properties": {
+                "task": {
+                    "description": "The task to decompose, stated fully.",
+                    "title": "Task",
+                    "type": "string",
+                },
+                "max_subtasks": {
+                    "anyOf": [{"type": "integer"}, {"type": "null"}],
+                    "default": None,
+                    "description": "At most this many subtasks (server max applies).",
+                    "title": "Max Subtasks",
+                },
+                "roles": {
+                    "anyOf": [{"items": {"type": "string"}, "type": "array"}, {"type": "null"}],
+                    "default": None,
+                    "description": "Only use these roles (default: all).",
+                    "title": "Roles",
+                },
+            },
+            "required": ["task"],
+            "title": "plan_taskArguments",
+        }
+    )
+    assert tools["run_subagent"].input_schema == snapshot(
+        {
+            "type": "object",
+            "properties": {
+                "role": {
+                    "description": "researcher, coder, reviewer, writer or analyst.",
+                    "title": "Role",
+                    "type": "string",
+                },
+                "instructions": {
+                    "description": "What the subagent must do, self-contained.",
+                    "title": "Instructions",
+                    "type": "string",
+                },
+                "context": {
+                    "anyOf": [{"type": "string"}, {"type": "null"}],
+                    "default": None,
+                    "description": "Extra material the subagent should use.",
+                    "title": "Context",
+                },
+                "output_schema": {
+                    "anyOf": [{"additionalProperties": True, "type": "object"}, {"type": "null"}],
+                    "default": None,
+                    "description": "JSON Schema (type object) for the output; role default if null.",
+                    "title": "Output Schema",
+                },
+                "model": {
+                    "anyOf": [{"type": "string"}, {"type": "null"}],
+                    "default": None,
+                    "description": "Model id override (default: the role's model).",
+                    "title": "Model",
+                },
+            },
+            "required": ["role", "instructions"],
+            "title": "run_subagentArguments",
+        }
+    )
+    assert tools["plan_task"].output_schema is not None
+    assert tools["plan_task"].output_schema["title"] == "Plan"
+    assert tools["run_subagent"].output_schema is not None
+    assert tools["run_subagent"].output_schema["title"] == "SubagentResult"
+
+
+async def test_plan_task_returns_a_validated_plan_as_structured_content_and_text() -> None:
+    backend = ScriptedBackend(demo_reply)
+    async with client(backend) as c:
+        result = await c.call_tool("plan_task", {"task": "Compare SQLite and Postgres for a desktop app"})
+    assert not result.is_error
+    plan = Plan.model_validate(result.structured_content)
+    assert [s.id for s in plan.subtasks] == ["research-a", "research-b", "analyse", "write-up"]
+    assert plan.task == "Compare SQLite and Postgres for a desktop app"
+    assert "analyse [analyst] (after research-a, research-b)" in text_of(result)
+    assert backend.seen[0].label == "plan"
+    assert backend.seen[0].model == settings().planner_model
+
+
+async def test_an_invalid_plan_from_the_model_gets_one_repair_then_a_clear_error() -> None:
+    cyclic = {
+        "summary": "loops",
+        "subtasks": [
+            {"id": "a", "role": "writer", "instructions": "x", "depends_on": ["b"]},
+            {"id": "b", "role": "writer", "instructions": "y", "depends_on": ["a"]},
+        ],
+    }
+    backend = ScriptedBackend(lambda _: cyclic)
+    async with client(backend) as c:
+        result = await c.call_tool("plan_task", {"task": "anything"})
+    assert result.is_error
+    assert "dependency cycle" in text_of(result)
+    assert len(backend.seen) == 2
+    assert "dependency cycle: " in backend.seen[1].messages[-1].content
+
+
+async def test_run_subagent_returns_the_roles_schema_valid_output_with_usage() -> None:
+    backend = ScriptedBackend()
+    async with client(backend) as c:
+        result = await c.call_tool("run_subagent", {"role": "writer", "instructions": "Write a haiku about DAGs"})
+    assert not result.is_error
+    out = SubagentResult.model_validate(result.structured_content)
+    assert out.status == "succeeded"
+    assert set(out.output or {}) == {"summary", "text"}
+    assert out.usage.input_tokens > 0
+    assert out.cost_usd > 0
+    assert out.model == settings().subagent_model
+    assert "Write a haiku about DAGs" in backend.seen[0].messages[0].content
+
+
+async def test_run_subagent_honours_a_custom_output_schema_and_model() -> None:
+    schema: JsonObject = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    backend = ScriptedBackend()
+    async with client(backend) as c:
+        result = await c.call_tool(
+            "run_subagent",
+            {
+                "role": "analyst",
+                "instructions": "count",
+                "output_schema": schema,
+                "model": "claude-sonnet-5-5",
+            },
+        )
+    assert SubagentResult.model_validate(result.structured_content).output == {"n": 1}
+    assert backend.seen[0].output_schema == schema
+    assert backend.seen[0].model == "claude-sonnet-5-5"
+
+
+async def test_a_failed_subagent_is_an_error_result_that_still_carries_usage_and_reason() -> None:
+    def refuse(_: CompletionRequest) -> JsonObject:
+        raise ModelRequestError("Anthropic API rejected the request (400 invalid_request_error): bad", attempts=1)
+
+    async with client(ScriptedBackend(refuse)) as c:
+        result = await c.call_tool("run_subagent", {"role": "writer", "instructions": "x"})
+    assert result.is_error
+    out = SubagentResult.model_validate(result.structured_content)
+    assert (out.status, out.attempts) == ("failed", 1)
+    assert "400 invalid_request_error" in (out.error or "")
+    assert "FAILED" in text_of(result)
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments", "message"),
+    [
+        ("plan_task", {"task": "   "}, "task is empty"),
+        ("plan_task", {"task": "x", "max_subtasks": 99}, "max_subtasks must be between 1 and 12"),
+        ("plan_task", {"task": "x", "roles": ["wizard"]}, "unknown role 'wizard'; available roles: analyst"),
+        ("run_subagent", {"role": "wizard", "instructions": "x"}, "unknown role 'wizard'"),
+        ("run_subagent", {"role": "writer", "instructions": ""}, "instructions is empty"),
+        (
+            "run_subagent",
+            {"role": "writer", "instructions": "x", "output_schema": {"type": "array"}},
+            '"type": "object"',
+        ),
+    ],
+)
+async def test_bad_input_is_a_tool_error_a_person_can_act_on_and_costs_nothing(
+    tool: str, arguments: JsonObject, message: str
+) -> None:
+    backend = ScriptedBackend()
+    async with client(backend) as c:
+        result = await c.call_tool(tool, arguments)
+        assert result.is_error
+        assert message in text_of(result)
+        assert backend.seen == []
+        follow_up = await c.call_tool("run_subagent", {"role": "writer", "instructions": "still serving?"})
+    assert not follow_up.is_error
+
+
+async def test_without_a_key_the_server_starts_lists_tools_and_says_what_to_set() -> None:
+    async with Client(create_server(settings())) as c:
+        assert len((await c.list_tools()).tools) >= 2
+        result = await c.call_tool("run_subagent", {"role": "writer", "instructions": "x"})
+    assert result.is_error
+    assert "ANTHROPIC_API_KEY is not set" in text_of(result)

@@ -1,0 +1,25 @@
+"""The README's set-up commands are a contract; CI must run the very test command the README gives."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_ci_runs_the_test_command_the_readme_gives() -> None:
+    ci = (ROOT / ".ci" / "run").read_text()
+    match = re.search(r"^TEST_CMD='(.+)'$", ci, re.MULTILINE)
+    assert match, ".ci/run must define TEST_CMD='...'"
+    readme = (ROOT / "README.md").read_text()
+    assert f"&& {match.group(1)}\n" in readme
+
+
+def test_the_desktop_example_config_is_valid_json_with_a_key_placeholder() -> None:
+    import json
+
+    config = json.loads((ROOT / "claude_desktop_config.example.json").read_text())
+    server = config["mcpServers"]["subagents"]
+    assert server["command"].endswith("subagent-mcp")
+    assert "ANTHROPIC_API_KEY" in server["env"]
