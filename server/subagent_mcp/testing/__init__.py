@@ -1,1 +1,31 @@
 """Test machinery shipped with the package: a fake Messages API and result helpers."""
+
+from .fake_anthropic import (
+    FakeAnthropic,
+    FakeReply,
+    FakeRequest,
+    Handler,
+    cut_off_reply,
+    disconnect_reply,
+    error_reply,
+    hang_reply,
+    json_reply,
+    refusal_reply,
+    serve_fake_anthropic,
+    text_reply,
+)
+
+__all__ = [
+    "FakeAnthropic",
+    "FakeReply",
+    "FakeRequest",
+    "Handler",
+    "cut_off_reply",
+    "disconnect_reply",
+    "error_reply",
+    "hang_reply",
+    "json_reply",
+    "refusal_reply",
+    "serve_fake_anthropic",
+    "text_reply",
+]

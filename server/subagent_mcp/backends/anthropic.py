@@ -1,0 +1,266 @@
+"""The Anthropic Messages API backend: the only module that imports ``anthropic``.
+
+One retry layer (tenacity; the SDK client gets ``max_retries=0``), native structured outputs via
+``output_config.format``, and every final failure mapped to a ``ModelError`` whose message says
+what happened and never contains the API key. Validation and repair turns live above this seam.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+from collections.abc import Mapping
+from types import TracebackType
+from typing import cast
+from urllib.parse import urlsplit
+
+import anyio
+from anthropic import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    AsyncAnthropic,
+    omit,
+    transform_schema,
+)
+from anthropic.types import Message, MessageParam, TextBlock
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+
+from ..contracts import Completion, CompletionRequest, ModelMessage, Usage
+from ..errors import (
+    ConfigError,
+    InputError,
+    ModelError,
+    ModelRequestError,
+    ModelTimeoutError,
+    ModelUnavailableError,
+)
+from ..settings import Settings
+from .retry import Sleep, WaitRetryAfterOrBackoff, is_transient_status
+
+logger = logging.getLogger(__name__)
+
+ALLOW_REMOTE_MODEL_ENV = "SUBAGENT_MCP_ALLOW_REMOTE_MODEL"
+ALLOW_REMOTE_MODEL: bool | None = None
+"""Like pydantic-ai's ``ALLOW_MODEL_REQUESTS``: True/False wins; None reads the env var (default allowed)."""
+
+_STATUS_WORDS = {
+    408: "request timeout",
+    409: "conflict",
+    429: "rate limited",
+    500: "server error",
+    502: "bad gateway",
+    503: "service unavailable",
+    504: "gateway timeout",
+    529: "overloaded",
+}
+
+
+def remote_model_allowed() -> bool:
+    """Whether requests may go to a non-loopback API (the flag, else ``SUBAGENT_MCP_ALLOW_REMOTE_MODEL``)."""
+    if ALLOW_REMOTE_MODEL is not None:
+        return ALLOW_REMOTE_MODEL
+    return os.environ.get(ALLOW_REMOTE_MODEL_ENV, "1").strip().lower() not in {"0", "false", "no", "off"}
+
+
+def is_loopback_url(url: str) -> bool:
+    """True for ``localhost``, 127.0.0.0/8 and ``::1`` base URLs: the fake API, never a billed one."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class AnthropicBackend:
+    """A ``ModelBackend`` over ``AsyncAnthropic``; the client is built on first use, never at import."""
+
+    def __init__(self, settings: Settings, *, sleep: Sleep | None = None) -> None:
+        self._settings = settings
+        self._sleep: Sleep = sleep or anyio.sleep
+        self._client: AsyncAnthropic | None = None
+        self._key = ""
+
+    async def __aenter__(self) -> AnthropicBackend:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP client and its pooled connections."""
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        """Send ``request`` (retrying transient failures) and return the raw reply.
+
+        Raises:
+            ConfigError: no API key, or a non-loopback API while remote requests are disallowed.
+            ModelRequestError, ModelUnavailableError, ModelTimeoutError: the request failed for good.
+        """
+        client = self._client_for_call()
+        try:
+            schema = transform_schema(request.output_schema)
+        except (ValueError, TypeError) as exc:
+            raise InputError(f"the output schema cannot be sent to the Anthropic API: {exc}") from None
+        messages = [_message_param(m) for m in request.messages]
+        failures: list[BaseException] = []
+
+        async def attempt() -> Message:
+            try:
+                return await client.messages.create(
+                    model=request.model,
+                    max_tokens=request.max_tokens,
+                    system=request.system or omit,
+                    messages=messages,
+                    output_config={"format": {"type": "json_schema", "schema": schema}},
+                )
+            except APIError as exc:
+                failures.append(exc)
+                raise
+
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(_is_transient),
+            stop=stop_after_attempt(self._settings.max_retries + 1),
+            wait=WaitRetryAfterOrBackoff(_retry_headers, self._settings.retry_max_wait_s),
+            sleep=self._sleep,
+            before_sleep=lambda state: self._log_retry(request, state),
+            reraise=True,
+        )
+        try:
+            message = cast(Message, await retrying(attempt))
+        except APIError as exc:
+            raise self._final_error(exc, failures, request) from exc
+        return _completion(message, attempts=len(failures) + 1)
+
+    def _client_for_call(self) -> AsyncAnthropic:
+        if self._client is None:
+            self._key = self._settings.require_api_key().get_secret_value()
+            self._client = AsyncAnthropic(
+                api_key=self._key,
+                base_url=self._settings.anthropic_base_url,
+                max_retries=0,
+                timeout=self._settings.request_timeout_s,
+            )
+        base_url = str(self._client.base_url)
+        if not remote_model_allowed() and not is_loopback_url(base_url):
+            raise ConfigError(
+                f"remote model requests are disabled ({ALLOW_REMOTE_MODEL_ENV} is off) and the Anthropic base URL "
+                f"{base_url} is not loopback; point ANTHROPIC_BASE_URL at the fake API on 127.0.0.1, or set "
+                f"{ALLOW_REMOTE_MODEL_ENV}=1 to allow real (billed) requests"
+            )
+        return self._client
+
+    def _log_retry(self, request: CompletionRequest, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        status = exc.status_code if isinstance(exc, APIStatusError) else None
+        request_id = exc.request_id if isinstance(exc, APIStatusError) else None
+        detail = _detail(exc) if isinstance(exc, APIStatusError) else ""
+        logger.warning(
+            "Anthropic request %s failed on attempt %d of %d: %s%s (status=%s, request_id=%s); retrying in %.2f s",
+            request.label or request.model,
+            state.attempt_number,
+            self._settings.max_retries + 1,
+            _label(exc, self._settings.request_timeout_s) if exc else "unknown error",
+            self._redact(f" - {detail}") if detail else "",
+            status,
+            request_id,
+            state.upcoming_sleep,
+        )
+
+    def _final_error(self, exc: APIError, failures: list[BaseException], request: CompletionRequest) -> ModelError:
+        attempts = max(len(failures), 1)
+        labels = [_label(f, self._settings.request_timeout_s) for f in failures] or [_label(exc, 0)]
+        if len(set(labels)) == 1:
+            tried = f"{labels[0]} on {'all ' if attempts > 1 else ''}{attempts} attempt{'s' if attempts > 1 else ''}"
+        else:
+            tried = f"failed on all {attempts} attempts ({', '.join(labels)})"
+        status = exc.status_code if isinstance(exc, APIStatusError) else None
+        request_id = exc.request_id if isinstance(exc, APIStatusError) else None
+        error_class: type[ModelError]
+        if isinstance(exc, APIStatusError) and not is_transient_status(exc.status_code):
+            error_class = ModelRequestError
+            message = f"Anthropic API rejected the request ({exc.status_code} {_detail(exc, sep=')')}"
+            message += f" (after {attempts} attempts)" if attempts > 1 else ""
+        elif isinstance(exc, APIStatusError):
+            error_class = ModelUnavailableError
+            advice = "lower max_concurrency or try again later" if exc.status_code == 429 else "try again later"
+            message = f"Anthropic API unavailable: {tried}; last error: {_detail(exc)}; {advice}"
+        elif isinstance(exc, APITimeoutError):
+            error_class = ModelTimeoutError
+            message = (
+                f"Anthropic API timed out: {tried}; raise SUBAGENT_MCP_REQUEST_TIMEOUT_S "
+                f"or lower max_tokens if replies are long"
+            )
+        elif isinstance(exc, APIConnectionError):
+            error_class = ModelUnavailableError
+            message = f"Anthropic API unreachable: {tried}; check ANTHROPIC_BASE_URL and the network"
+        else:
+            error_class = ModelRequestError
+            message = f"Anthropic API call failed: {exc.message}"
+        return error_class(
+            self._redact(message), attempts=attempts, model=request.model, status_code=status, request_id=request_id
+        )
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._key, "[redacted]") if self._key else text
+
+
+def _is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, APIStatusError):
+        return is_transient_status(exc.status_code, exc.response.headers.get("x-should-retry"))
+    return isinstance(exc, APIConnectionError)  # APITimeoutError included
+
+
+def _detail(exc: APIStatusError, sep: str = "") -> str:
+    """``<error type><sep>: <the API's message>``, falling back to the raw body for non-JSON errors."""
+    text = exc.api_message or (str(exc.body)[:300] if exc.body else exc.response.reason_phrase)
+    return f"{exc.type or 'error'}{sep}: {text}"
+
+
+def _retry_headers(exc: BaseException) -> Mapping[str, str] | None:
+    return exc.response.headers if isinstance(exc, APIStatusError) else None
+
+
+def _label(exc: BaseException, timeout_s: float) -> str:
+    """A few words for one failed attempt, e.g. ``rate limited (429)``."""
+    if isinstance(exc, APITimeoutError):
+        return f"no response within {timeout_s:g} s"
+    if isinstance(exc, APIStatusError):
+        words = _STATUS_WORDS.get(exc.status_code, "server error" if exc.status_code >= 500 else "HTTP error")
+        return f"{words} ({exc.status_code})"
+    if isinstance(exc, APIConnectionError):
+        cause = exc.__cause__
+        return f"connection failed ({cause})" if cause is not None and str(cause) else "connection failed"
+    return type(exc).__name__
+
+
+def _message_param(message: ModelMessage) -> MessageParam:
+    if message.role == "user":
+        return {"role": "user", "content": message.content}
+    return {"role": "assistant", "content": message.content}
+
+
+def _completion(message: Message, *, attempts: int) -> Completion:
+    usage = message.usage
+    return Completion(
+        text="".join(block.text for block in message.content if isinstance(block, TextBlock)),
+        stop_reason=message.stop_reason,
+        usage=Usage(
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cache_read_tokens=usage.cache_read_input_tokens or 0,
+            cache_write_tokens=usage.cache_creation_input_tokens or 0,
+        ),
+        model=message.model,
+        attempts=attempts,
+        request_id=message._request_id,
+    )

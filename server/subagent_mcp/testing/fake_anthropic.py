@@ -1,0 +1,332 @@
+"""A fake Anthropic Messages API: a real HTTP/1.1 server on 127.0.0.1 for tests, benchmarks and demos.
+
+The real SDK talks to it through ``base_url``, so headers, status codes, retries and timeouts run on a
+real socket. Replies come from a FIFO queue, then a handler, then a schema-valid default::
+
+    async with serve_fake_anthropic() as fake:
+        fake.enqueue(error_reply(429, retry_after_ms=5), json_reply({"answer": "42"}))
+        ...  # AnthropicBackend(Settings(anthropic_base_url=fake.base_url, ...))
+        assert len(fake.requests) == 2
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections import deque
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import anyio
+from anyio.abc import SocketAttribute, SocketStream, TaskStatus
+
+from ..backends.scripted import sample_for_schema
+from ..contracts import JsonObject, Usage
+from ._http11 import CLOSED, parse_json_object, read_request, reason_phrase, response_head
+
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    408: "timeout_error",
+    409: "conflict_error",
+    429: "rate_limit_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+Action = Literal["answer", "hang", "disconnect", "cut_off"]
+
+
+@dataclass(frozen=True)
+class FakeRequest:
+    """One HTTP request as the fake received it; ``headers`` have lower-case names.
+
+    ``index`` counts requests and ``connection`` TCP connections, both from 0 in arrival order.
+    """
+
+    index: int
+    connection: int
+    method: str
+    path: str
+    headers: Mapping[str, str]
+    body: JsonObject
+
+    @property
+    def model(self) -> str:
+        return str(self.body.get("model", ""))
+
+    @property
+    def system_text(self) -> str:
+        system: Any = self.body.get("system", "")
+        return system if isinstance(system, str) else "\n".join(_block_texts(system))
+
+    @property
+    def user_text(self) -> str:
+        """The text of the last user turn (the one the model answers)."""
+        users = [m for m in self.body.get("messages", []) if isinstance(m, dict) and m.get("role") == "user"]
+        if not users:
+            return ""
+        content: Any = users[-1].get("content", "")
+        return content if isinstance(content, str) else "\n".join(_block_texts(content))
+
+    @property
+    def schema(self) -> JsonObject | None:
+        """``output_config.format.schema``, or None when the request asked for free text."""
+        schema = self.body.get("output_config", {}).get("format", {}).get("schema")
+        return schema if isinstance(schema, dict) else None
+
+    @property
+    def api_key(self) -> str | None:
+        """The key from ``Authorization: Bearer`` (what anthropic 2.x sends) or ``x-api-key``."""
+        auth = self.headers.get("authorization", "")
+        if auth.lower().startswith("bearer "):
+            return auth[7:].strip()
+        return self.headers.get("x-api-key")
+
+
+@dataclass(frozen=True)
+class FakeReply:
+    """What the fake does with one request: answer, hang, drop the connection, or cut the body short."""
+
+    status: int = 200
+    text: str = ""
+    stop_reason: str | None = "end_turn"
+    stop_details: JsonObject | None = None
+    usage: Usage | None = None
+    error_message: str = ""
+    headers: Mapping[str, str] = field(default_factory=dict[str, str])
+    delay_s: float = 0.0
+    action: Action = "answer"
+
+    def after(self, delay_s: float) -> FakeReply:
+        """The same reply, sent ``delay_s`` seconds after the request arrives."""
+        return replace(self, delay_s=delay_s)
+
+
+Handler = Callable[[FakeRequest], "FakeReply | Awaitable[FakeReply]"]
+
+
+def text_reply(text: str, *, stop_reason: str = "end_turn", usage: Usage | None = None) -> FakeReply:
+    """A 200 message whose only text block is ``text`` (e.g. ``stop_reason="max_tokens"`` for a cut-off)."""
+    return FakeReply(text=text, stop_reason=stop_reason, usage=usage)
+
+
+def json_reply(obj: Any, *, usage: Usage | None = None) -> FakeReply:
+    """A 200 message whose text is ``obj`` as JSON."""
+    return text_reply(json.dumps(obj), usage=usage)
+
+
+def refusal_reply(
+    explanation: str = "I can't help with that.", *, category: str | None = "general_harms", text: str = ""
+) -> FakeReply:
+    """A 200 message with ``stop_reason="refusal"`` and ``stop_details`` as the API sends them."""
+    details = {"type": "refusal", "category": category, "explanation": explanation}
+    return FakeReply(text=text, stop_reason="refusal", stop_details=details)
+
+
+def error_reply(
+    status: int,
+    message: str = "",
+    *,
+    retry_after: str | float | None = None,
+    retry_after_ms: float | None = None,
+    should_retry: bool | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> FakeReply:
+    """An error response in the API's shape, with optional retry headers."""
+    extra = dict(headers or {})
+    if retry_after is not None:
+        extra["retry-after"] = str(retry_after)
+    if retry_after_ms is not None:
+        extra["retry-after-ms"] = str(retry_after_ms)
+    if should_retry is not None:
+        extra["x-should-retry"] = "true" if should_retry else "false"
+    return FakeReply(status=status, error_message=message or reason_phrase(status), headers=extra)
+
+
+def hang_reply() -> FakeReply:
+    """Never answer; the connection stays open until the client gives up."""
+    return FakeReply(action="hang")
+
+
+def disconnect_reply() -> FakeReply:
+    """Close the connection without sending a response."""
+    return FakeReply(action="disconnect")
+
+
+def cut_off_reply(obj: Any = None) -> FakeReply:
+    """Send the headers and half of a message body (Content-Length promises all of it), then close."""
+    return FakeReply(text=json.dumps(obj if obj is not None else {"cut": "off"}), action="cut_off")
+
+
+class FakeAnthropic:
+    """The running fake: ``base_url``, every request seen, and what each answered message billed."""
+
+    def __init__(self, handler: Handler | None = None, *, api_key: str | None = None) -> None:
+        self.base_url = ""
+        self.handler = handler
+        self.api_key = api_key
+        self.requests: list[FakeRequest] = []
+        self.billed: list[Usage] = []
+        self.handler_errors: list[Exception] = []
+        self._queue: deque[FakeReply] = deque()
+        self._connections = 0
+
+    def enqueue(self, *replies: FakeReply) -> None:
+        """Answer the next ``/v1/messages`` requests with ``replies``, in order, before the handler."""
+        self._queue.extend(replies)
+
+    @property
+    def message_requests(self) -> list[FakeRequest]:
+        return [r for r in self.requests if r.path == "/v1/messages"]
+
+    @property
+    def billed_usage(self) -> Usage:
+        return sum(self.billed, Usage())
+
+    async def _run(self, *, task_status: TaskStatus[str] = anyio.TASK_STATUS_IGNORED) -> None:
+        async with await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0) as listener:
+            task_status.started(f"http://127.0.0.1:{listener.extra(SocketAttribute.local_port)}")
+            await listener.serve(self._serve_connection)
+
+    async def _serve_connection(self, stream: SocketStream) -> None:
+        buffer = bytearray()
+        connection, self._connections = self._connections, self._connections + 1
+        async with stream:
+            try:
+                while (parsed := await read_request(stream, buffer)) is not None:
+                    method, path, headers, raw = parsed
+                    body = parse_json_object(raw)
+                    request = FakeRequest(len(self.requests), connection, method, path, headers, body)
+                    self.requests.append(request)
+                    keep_alive = await self._respond(stream, request, len(raw))
+                    if not keep_alive or headers.get("connection", "").lower() == "close":
+                        return
+            except CLOSED:
+                return
+
+    async def _respond(self, stream: SocketStream, request: FakeRequest, size: int) -> bool:
+        reply = await self._choose(request)
+        if reply.delay_s:
+            await anyio.sleep(reply.delay_s)
+        if reply.action == "disconnect":
+            return False
+        if reply.action == "hang":
+            while await stream.receive():  # until the client closes: receive raises EndOfStream
+                pass
+        request_id = f"req_fake_{request.index + 1:04d}"
+        headers = {"request-id": request_id, **reply.headers}
+        if reply.status >= 400:
+            error_type = _ERROR_TYPES.get(reply.status, "api_error" if reply.status >= 500 else "invalid_request_error")
+            payload: JsonObject = {"type": "error", "error": {"type": error_type, "message": reply.error_message}}
+            payload["request_id"] = request_id
+        elif request.path == "/v1/messages/count_tokens":
+            payload = {"input_tokens": max(1, size // 4)}
+        else:
+            usage = reply.usage or Usage(input_tokens=max(1, size // 4), output_tokens=max(1, len(reply.text) // 4))
+            payload = _message(request, reply, usage)
+            if reply.action == "answer":
+                self.billed.append(usage)
+        data = json.dumps(payload).encode()
+        if reply.action == "cut_off":
+            await stream.send(response_head(reply.status, headers, len(data), close=True) + data[: len(data) // 2])
+            return False
+        await stream.send(response_head(reply.status, headers, len(data), close=False) + data)
+        return True
+
+    async def _choose(self, request: FakeRequest) -> FakeReply:
+        if request.method != "POST" or request.path not in ("/v1/messages", "/v1/messages/count_tokens"):
+            return error_reply(404, f"{request.method} {request.path} is not served by the fake Messages API")
+        if not request.api_key:
+            return error_reply(401, "x-api-key header is required")
+        if self.api_key is not None and request.api_key != self.api_key:
+            return error_reply(401, "invalid x-api-key")
+        if request.path == "/v1/messages/count_tokens":
+            return FakeReply()
+        problem = _check_body(request.body)
+        if problem:
+            return error_reply(400, problem)
+        if self._queue:
+            return self._queue.popleft()
+        if self.handler is None:
+            return _default_reply(request)
+        try:
+            reply = self.handler(request)
+            return await reply if inspect.isawaitable(reply) else reply
+        except Exception as exc:  # surfaced when the server stops; the client sees a plain 500
+            self.handler_errors.append(exc)
+            return error_reply(500, f"the fake's handler raised {type(exc).__name__}", should_retry=False)
+
+
+@asynccontextmanager
+async def serve_fake_anthropic(
+    handler: Handler | None = None, *, api_key: str | None = None
+) -> AsyncGenerator[FakeAnthropic]:
+    """Run a fake Messages API on a free loopback port for the duration of the block.
+
+    With ``api_key`` set, requests carrying another key get a 401. A handler that raised is
+    re-raised when the block exits, so a broken script fails the test.
+    """
+    fake = FakeAnthropic(handler, api_key=api_key)
+    async with anyio.create_task_group() as tg:
+        fake.base_url = await tg.start(fake._run)
+        try:
+            yield fake
+        finally:
+            tg.cancel_scope.cancel()
+    if fake.handler_errors:
+        raise fake.handler_errors[0]
+
+
+def _default_reply(request: FakeRequest) -> FakeReply:
+    schema = request.schema
+    return json_reply(sample_for_schema(schema)) if schema is not None else text_reply("fake reply")
+
+
+def _message(request: FakeRequest, reply: FakeReply, usage: Usage) -> JsonObject:
+    return {
+        "id": f"msg_fake_{request.index + 1:04d}",
+        "type": "message",
+        "role": "assistant",
+        "model": request.model,
+        "content": [{"type": "text", "text": reply.text}] if reply.text else [],
+        "stop_reason": reply.stop_reason,
+        "stop_sequence": None,
+        **({"stop_details": reply.stop_details} if reply.stop_details else {}),
+        "usage": {
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "cache_creation_input_tokens": usage.cache_write_tokens,
+            "cache_read_input_tokens": usage.cache_read_tokens,
+        },
+    }
+
+
+def _check_body(body: JsonObject) -> str:
+    """The API's own checks that a client bug would trip: required fields, closed object schemas."""
+    for name in ("model", "max_tokens", "messages"):
+        if name not in body:
+            return f"{name}: Field required"
+    schema = body.get("output_config", {}).get("format", {}).get("schema")
+    if schema is not None and _open_object(schema):
+        return "output_config.format.schema: For 'object' type, 'additionalProperties' must be explicitly set to false"
+    return ""
+
+
+def _open_object(schema: Any) -> bool:
+    if isinstance(schema, list):
+        return any(_open_object(s) for s in schema)
+    if not isinstance(schema, dict):
+        return False
+    if schema.get("type") == "object" and schema.get("additionalProperties") is not False:
+        return True
+    return any(_open_object(v) for k, v in schema.items() if k not in ("enum", "const", "default"))
+
+
+def _block_texts(blocks: Any) -> list[str]:
+    return [str(b.get("text", "")) for b in blocks if isinstance(b, dict) and b.get("type") == "text"]
