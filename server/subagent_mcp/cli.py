@@ -1,4 +1,4 @@
-"""The ``subagent-mcp`` command: ``serve`` (the default, stdio) and ``--help``.
+"""The ``subagent-mcp`` command: ``serve`` (the default, stdio) and ``run "task"`` (a whole task in a shell).
 
 In stdio mode stdout belongs to the protocol, so everything this module says goes to stderr.
 """
@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from . import __version__
 from .errors import ConfigError
+from .logs import configure_logging
 from .settings import Settings
 
 log = logging.getLogger("subagent_mcp")
@@ -32,6 +33,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--demo", action="store_true", help="use the offline scripted backend; no key needed")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.add_parser("serve", parents=[common], help="serve MCP over stdio (the default when no command is given)")
+    run = commands.add_parser(
+        "run", parents=[common], help="run a whole task from the terminal: plan, execute, synthesize"
+    )
+    run.add_argument("task", help="the task, in quotes")
+    run.add_argument("--json", action="store_true", help="print the full result as JSON instead of the answer")
+    run.add_argument("--max-subtasks", type=int, default=None, help="at most this many subtasks")
+    run.add_argument("--max-concurrency", type=int, default=None, help="subagents in flight at once")
     parser.set_defaults(command="serve")
     return parser
 
@@ -43,14 +51,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"subagent-mcp: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(settings)
     if args.command == "serve":
         from .mcp_server import create_server
 
         if settings.anthropic_api_key is None and not settings.demo:
             log.warning("ANTHROPIC_API_KEY is not set: tools that call a model will say so until it is")
         create_server(settings).run()
-    return 0
+        return 0
+    import anyio
+
+    from .cli_run import run_command
+
+    return anyio.run(
+        lambda: run_command(
+            settings,
+            args.task,
+            as_json=args.json,
+            max_subtasks=args.max_subtasks,
+            max_concurrency=args.max_concurrency,
+        )
+    )
 
 
 if __name__ == "__main__":

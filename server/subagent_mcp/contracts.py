@@ -169,11 +169,24 @@ class Synthesis(BaseModel):
     answer: str
     complete: bool = Field(description="True only if every subtask succeeded.")
     missing: list[str] = Field(
-        default_factory=list[str], description="One line per failed or skipped subtask and what it leaves open."
+        default_factory=list[str],
+        description="One line per subtask that did not succeed: its id, status and why.",
+    )
+    gaps: list[str] = Field(
+        default_factory=list[str], description="What the synthesizer says is unanswered or uncertain as a result."
     )
     usage: Usage = Field(default_factory=Usage)
     cost_usd: float = 0.0
     model: str | None = None
+
+
+class OrchestrateResult(BaseModel):
+    """Everything ``orchestrate`` did: the plan, the run, and the synthesis (or why it failed)."""
+
+    plan: Plan
+    report: RunReport
+    synthesis: Synthesis | None
+    synthesis_error: str | None = None
 
 
 # --- the model seam -------------------------------------------------------------------------------

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import anyio
+
 from .backends.scripted import ScriptedBackend, sample_for_schema
 from .contracts import CompletionRequest, JsonObject
 
 DEMO_LABEL = "[demo output: no model was called]"
+
+
+DEMO_LATENCY_S = 0.4
+"""Each demo call takes this long, so the parallel steps and the progress display can be watched."""
 
 
 def demo_reply(request: CompletionRequest) -> JsonObject:
@@ -35,9 +43,26 @@ def demo_reply(request: CompletionRequest) -> JsonObject:
                 {"id": "write-up", "role": "writer", "instructions": "Write the answer.", "depends_on": ["analyse"]},
             ],
         }
-    value = sample_for_schema(request.output_schema, label=DEMO_LABEL)
+    value = _labelled(sample_for_schema(request.output_schema))
     return value if isinstance(value, dict) else {"value": value}
 
 
-def demo_backend() -> ScriptedBackend:
-    return ScriptedBackend(demo_reply)
+def _labelled(value: Any) -> Any:
+    """Prefix every string with the demo label, so no demo output can pass for a model's."""
+    if isinstance(value, str):
+        return f"{DEMO_LABEL} {value}"
+    if isinstance(value, list):
+        return [_labelled(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _labelled(v) for k, v in value.items()}
+    return value
+
+
+def demo_backend(latency_s: float = DEMO_LATENCY_S) -> ScriptedBackend:
+    """The ``--demo`` backend: ``demo_reply`` after ``latency_s`` of simulated model time."""
+
+    async def reply(request: CompletionRequest) -> JsonObject:
+        await anyio.sleep(latency_s)
+        return demo_reply(request)
+
+    return ScriptedBackend(reply)

@@ -17,14 +17,17 @@ from pydantic import BaseModel, Field
 
 from . import __version__, render
 from .backends.base import ModelBackend
-from .contracts import JsonObject, Plan, SubagentResult
+from .contracts import JsonObject, OrchestrateResult, Plan, RunReport, SubagentResult, Synthesis
 from .errors import SubagentMCPError
+from .logs import install_redaction
+from .mcp_progress import ProgressReporter
 from .service import Service
 from .settings import Settings
 
 INSTRUCTIONS = """Delegates work to a team of Claude subagents.
 For a whole task call `orchestrate`. To stay in control: `plan_task` returns a plan you can edit,
-then run pieces with `run_subagent`. Results say plainly what failed."""
+`execute_plan` runs it (in parallel where dependencies allow), `synthesize` merges the results;
+`run_subagent` runs one specialist. Results say plainly what failed and what it cost."""
 
 ServiceContext = Context[Service, Any]
 
@@ -40,6 +43,7 @@ def create_server(settings: Settings, backend: ModelBackend | None = None) -> MC
     server = MCPServer[Service](
         "subagent-mcp", instructions=INSTRUCTIONS, version=__version__, lifespan=lifespan, log_level=settings.log_level
     )
+    install_redaction(settings)  # MCPServer() may have just added a stderr handler
     register_tools(server)
     return server
 
@@ -79,6 +83,58 @@ def register_tools(server: MCPServer[Service]) -> None:
         with tool_errors():
             result = await service_of(ctx).run_subagent(role, instructions, context, output_schema, model)
         return structured(result, render.result_text(result), is_error=result.status != "succeeded")
+
+    @server.tool(annotations=ToolAnnotations(read_only_hint=True, open_world_hint=True))
+    async def execute_plan(
+        ctx: ServiceContext,
+        plan: Annotated[Plan | None, Field(description="A plan as plan_task returns it (edited or not).")] = None,
+        plan_id: Annotated[str | None, Field(description="Or the id of a plan made by plan_task.")] = None,
+        max_concurrency: Annotated[int | None, Field(description="Subagents in flight at once.")] = None,
+        timeout_s: Annotated[float | None, Field(description="Whole-run timeout in seconds.")] = None,
+    ) -> Annotated[CallToolResult, RunReport]:
+        """Run a plan: each subtask starts as soon as its dependencies succeed, within a concurrency cap.
+
+        A failed subtask's dependents are skipped (never run on missing input); independent branches
+        finish. Sends progress notifications while running. Returns every task's result with usage.
+        """
+        with tool_errors():
+            report = await service_of(ctx).execute_plan(
+                plan, plan_id, max_concurrency, timeout_s, on_event=ProgressReporter(ctx)
+            )
+        return structured(report, render.report_text(report))
+
+    @server.tool(annotations=ToolAnnotations(read_only_hint=True, open_world_hint=True))
+    async def synthesize(
+        ctx: ServiceContext,
+        run_id: Annotated[str | None, Field(description="The run_id execute_plan returned.")] = None,
+        results: Annotated[
+            list[SubagentResult] | None, Field(description="Or subagent results to merge directly.")
+        ] = None,
+        task: Annotated[
+            str | None, Field(description="What the answer must address (default: the plan's task).")
+        ] = None,
+    ) -> Annotated[CallToolResult, Synthesis]:
+        """Merge a run's results into a final answer that says plainly which subtasks failed or were skipped."""
+        with tool_errors():
+            synthesis = await service_of(ctx).synthesize(run_id, results, task)
+        return structured(synthesis, render.synthesis_text(synthesis))
+
+    @server.tool(annotations=ToolAnnotations(read_only_hint=True, open_world_hint=True))
+    async def orchestrate(
+        task: Annotated[str, Field(description="The whole task, stated fully.")],
+        ctx: ServiceContext,
+        max_subtasks: Annotated[int | None, Field(description="At most this many subtasks.")] = None,
+        max_concurrency: Annotated[int | None, Field(description="Subagents in flight at once.")] = None,
+    ) -> Annotated[CallToolResult, OrchestrateResult]:
+        """Plan, run and synthesize a whole task in one call, with progress; says what is incomplete."""
+        reporter = ProgressReporter(ctx, offset=1, extra_steps=1)
+        with tool_errors():
+            service = service_of(ctx)
+            await reporter.log("planning")
+            result = await service.orchestrate(task, max_subtasks, max_concurrency, on_event=reporter)
+        total = len(result.plan.subtasks) + 2
+        await reporter.step(total, total, "synthesized" if result.synthesis else "synthesis failed")
+        return structured(result, render.orchestrate_text(result))
 
 
 def service_of(ctx: ServiceContext) -> Service:

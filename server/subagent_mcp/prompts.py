@@ -88,3 +88,12 @@ def subagent_user(task_id: str, instructions: str, task: str | None, context: st
     if context:
         parts.append(f"Inputs from earlier subtasks and other context:\n{context}")
     return "\n\n".join(parts)
+
+
+def synthesis_user(task: str, results_json: str, missing: list[str]) -> str:
+    """The synthesizer's user turn: the task, every result (budgeted), and what did not succeed."""
+    parts = [f"Task:\n{task}", f"Subtask results (JSON; large outputs may be shrunk, as noted):\n{results_json}"]
+    if missing:
+        listing = "\n".join(f"- {line}" for line in missing)
+        parts.append(f"These subtasks did NOT succeed; say what their absence leaves unanswered:\n{listing}")
+    return "\n\n".join(parts)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from .contracts import JsonObject, Plan, SubagentResult, Usage
+from .contracts import JsonObject, OrchestrateResult, Plan, RunReport, SubagentResult, Synthesis, Usage
 
 TEXT_PREVIEW_CHARS = 1_500
 
@@ -40,6 +40,48 @@ def result_text(result: SubagentResult) -> str:
     if result.status != "succeeded":
         return f"{head}\n{result.error or 'no error text'}"
     return f"{head}\n{preview(result.output)}"
+
+
+def report_text(report: RunReport) -> str:
+    """Run status, then one line per task; outputs stay in the structured content."""
+    tally: dict[str, int] = {}
+    for r in report.results:
+        tally[r.status] = tally.get(r.status, 0) + 1
+    counts = ", ".join(f"{n} {status}" for status, n in tally.items())
+    lines = [
+        f"Run {report.run_id} {report.status.upper()}: {counts}; {report.makespan_s:.1f} s; "
+        f"{usage_line(report.usage, report.cost_usd)}."
+    ]
+    for r in report.results:
+        detail = _one_line(r.error or "", 200) if r.status != "succeeded" else _output_gist(r.output)
+        lines.append(f"- {r.task_id} [{r.role}] {r.status}: {detail}")
+    lines.append(f"Full outputs are in the structured result. Merge them with synthesize(run_id={report.run_id!r}).")
+    return "\n".join(lines)
+
+
+def synthesis_text(synthesis: Synthesis) -> str:
+    head = "" if synthesis.complete else "INCOMPLETE: not every subtask succeeded.\n\n"
+    parts = [head + synthesis.answer]
+    if synthesis.missing:
+        parts.append("Did not succeed:\n" + "\n".join(f"- {m}" for m in synthesis.missing))
+    if synthesis.gaps:
+        parts.append("Gaps:\n" + "\n".join(f"- {g}" for g in synthesis.gaps))
+    return "\n\n".join(parts)
+
+
+def orchestrate_text(result: OrchestrateResult) -> str:
+    if result.synthesis is None:
+        answer = f"Synthesis failed: {result.synthesis_error}. The run's results are below."
+    else:
+        answer = synthesis_text(result.synthesis)
+    return f"{answer}\n\n---\n{report_text(result.report)}"
+
+
+def _output_gist(output: JsonObject | None) -> str:
+    if not output:
+        return "(no output)"
+    summary = output.get("summary")
+    return _one_line(summary if isinstance(summary, str) else preview(output, 200), 200)
 
 
 def _one_line(text: str, limit: int = 160) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -16,12 +16,26 @@ from pydantic import ValidationError
 
 from . import prompts
 from .backends.base import ModelBackend
-from .contracts import CompletionRequest, JsonObject, ModelMessage, Plan, SubagentResult, Subtask
+from .contracts import (
+    CompletionRequest,
+    JsonObject,
+    ModelMessage,
+    OrchestrateResult,
+    Plan,
+    RunReport,
+    SubagentResult,
+    Subtask,
+    Synthesis,
+    Usage,
+)
+from .core.context import build_context
+from .core.executor import OnEvent, RunState, execute
 from .core.pricing import cost_usd
-from .errors import InputError, ModelError
+from .errors import InputError, ModelError, PlanError
 from .roles import BUILTIN_ROLES, Role, get_role
 from .settings import Settings
 from .structured import check_output_schema, complete_json
+from .synthesis import synthesize
 
 PLANNER_MAX_TOKENS = 8192
 
@@ -33,6 +47,8 @@ class Service:
     settings: Settings
     backend_override: ModelBackend | None = None
     roles: dict[str, Role] = field(default_factory=lambda: dict(BUILTIN_ROLES))
+    plans: dict[str, Plan] = field(default_factory=dict[str, Plan])
+    runs: dict[str, tuple[Plan, RunReport]] = field(default_factory=dict[str, tuple[Plan, RunReport]])
     _backend: ModelBackend | None = None
 
     @classmethod
@@ -56,6 +72,10 @@ class Service:
         if self._backend is None:
             self._backend = self._make_backend()
         return self._backend
+
+    def require_backend(self) -> ModelBackend:
+        """The backend, created now so that a missing key is reported before any work starts."""
+        return self.backend
 
     def _make_backend(self) -> ModelBackend:
         if self.backend_override is not None:
@@ -98,7 +118,9 @@ class Service:
             label="plan",
         )
         result = await complete_json(self.backend, request, check)
-        return Plan.model_validate({"plan_id": plan_id, "task": task, **result.output}, context={"max_subtasks": limit})
+        plan = Plan.model_validate({"plan_id": plan_id, "task": task, **result.output}, context={"max_subtasks": limit})
+        self.plans[plan.plan_id] = plan
+        return plan
 
     def _subtask_limit(self, requested: int | None) -> int:
         configured = self.settings.max_subtasks
@@ -180,6 +202,143 @@ class Service:
             model=out.model,
             duration_s=time.monotonic() - started,
         )
+
+    # --- execute_plan -----------------------------------------------------------------------------
+
+    async def execute_plan(
+        self,
+        plan: Plan | None = None,
+        plan_id: str | None = None,
+        max_concurrency: int | None = None,
+        timeout_s: float | None = None,
+        on_event: OnEvent | None = None,
+    ) -> RunReport:
+        """Run every subtask of a plan as soon as its dependencies succeed; failures are data.
+
+        The report is kept (under its run_id) even when the host cancels the call mid-run.
+
+        Raises:
+            InputError, PlanError: the plan or an argument is unusable (checked before any token is spent).
+            ConfigError: no API key.
+        """
+        plan = self._checked_plan(plan, plan_id)
+        self._in_range("max_concurrency", max_concurrency, 1, 1024)
+        cap = max_concurrency or self.settings.max_concurrency
+        run_timeout = self._in_range("timeout_s", timeout_s, 1e-3, 86_400.0) or self.settings.run_timeout_s
+        self.require_backend()  # a missing key fails here, before anything runs
+        run_id = f"run-{uuid.uuid4().hex[:12]}"
+        budget = self.settings.context_budget_tokens
+
+        async def run_task(subtask: Subtask, deps: Mapping[str, SubagentResult]) -> SubagentResult:
+            context = build_context(plan.task, [deps[d] for d in subtask.depends_on], budget)
+            return await self.run_subtask(
+                subtask, plan.task, context.render(include_task=False) if subtask.depends_on else None
+            )
+
+        state = RunState()
+        try:
+            await execute(
+                plan,
+                run_task,
+                max_concurrency=cap,
+                task_timeout_s=self.settings.task_timeout_s,
+                run_timeout_s=run_timeout,
+                on_event=on_event,
+                state=state,
+            )
+        finally:
+            report = _report(run_id, plan, state)
+            self.runs[run_id] = (plan, report)
+        return report
+
+    def _checked_plan(self, plan: Plan | None, plan_id: str | None) -> Plan:
+        if (plan is None) == (plan_id is None):
+            raise InputError("pass exactly one of plan (a plan object, e.g. from plan_task) or plan_id")
+        if plan is None:
+            assert plan_id is not None
+            if plan_id not in self.plans:
+                raise InputError(f"no plan with id {plan_id!r} in this server; pass the plan itself instead")
+            plan = self.plans[plan_id]
+        if len(plan.subtasks) > self.settings.max_subtasks:
+            raise PlanError(
+                f"the plan has {len(plan.subtasks)} subtasks, more than the server's maximum of "
+                f"{self.settings.max_subtasks} (SUBAGENT_MCP_MAX_SUBTASKS)"
+            )
+        unknown = [f"{s.id} (role {s.role!r})" for s in plan.subtasks if s.role not in self.roles]
+        if unknown:
+            raise PlanError(
+                f"unknown roles in subtasks: {', '.join(unknown)}; available roles: {', '.join(sorted(self.roles))}",
+                ids=[s.id for s in plan.subtasks if s.role not in self.roles],
+            )
+        for s in plan.subtasks:
+            if s.output_schema is not None:
+                try:
+                    check_output_schema(s.output_schema)
+                except InputError as exc:
+                    raise PlanError(f"subtask {s.id}: {exc}", ids=[s.id]) from None
+        return plan
+
+    @staticmethod
+    def _in_range(name: str, value: float | None, low: float, high: float) -> float | None:
+        if value is not None and not low <= value <= high:
+            raise InputError(f"{name} must be between {low:g} and {high:g}, got {value:g}")
+        return value
+
+    # --- synthesize and orchestrate ---------------------------------------------------------------
+
+    async def synthesize(
+        self, run_id: str | None = None, results: list[SubagentResult] | None = None, task: str | None = None
+    ) -> Synthesis:
+        """Merge a run's (or the given) results into one answer that lists what did not succeed.
+
+        Raises:
+            InputError: neither or both of run_id and results, an unknown run, or no task for raw results.
+            ModelError: the synthesis model failed.
+        """
+        if (run_id is None) == (results is None):
+            raise InputError("pass exactly one of run_id (from execute_plan) or results (a list of results)")
+        if run_id is not None:
+            if run_id not in self.runs:
+                raise InputError(f"no run with id {run_id!r} in this server; pass its results instead")
+            plan, report = self.runs[run_id]
+            results, task = report.results, task or plan.task
+        if not task or not task.strip():
+            raise InputError("task is empty; say what the results should answer")
+        assert results is not None
+        if not results:
+            raise InputError("results is empty; there is nothing to synthesize")
+        return await synthesize(self.backend, self.settings, task, results)
+
+    async def orchestrate(
+        self,
+        task: str,
+        max_subtasks: int | None = None,
+        max_concurrency: int | None = None,
+        on_event: OnEvent | None = None,
+    ) -> OrchestrateResult:
+        """Plan, execute and synthesize in one go; a failed synthesis still returns the run's results."""
+        plan = await self.plan_task(task, max_subtasks=max_subtasks)
+        report = await self.execute_plan(plan, max_concurrency=max_concurrency, on_event=on_event)
+        try:
+            synthesis = await synthesize(self.backend, self.settings, plan.task, report.results)
+        except ModelError as exc:
+            return OrchestrateResult(plan=plan, report=report, synthesis=None, synthesis_error=str(exc))
+        return OrchestrateResult(plan=plan, report=report, synthesis=synthesis)
+
+
+def _report(run_id: str, plan: Plan, state: RunState) -> RunReport:
+    """The report of a run from its state, in plan order, with usage and cost summed over every task."""
+    results = [state.results[s.id] for s in plan.subtasks if s.id in state.results]
+    usage = sum((r.usage for r in results), Usage())
+    return RunReport(
+        run_id=run_id,
+        plan_id=plan.plan_id,
+        status=state.status,
+        results=results,
+        usage=usage,
+        cost_usd=round(sum(r.cost_usd for r in results), 8),
+        makespan_s=state.makespan_s,
+    )
 
 
 def _require_text(value: str, name: str) -> str:

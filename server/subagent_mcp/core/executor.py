@@ -1,0 +1,399 @@
+"""Event-driven DAG executor: each subtask starts the moment its last dependency succeeds.
+
+Failures are data: a failed, raising or timed-out task becomes a ``failed`` result, its transitive
+dependents become ``skipped``, and independent branches run on. Pure core: no network, disk or MCP;
+the caller supplies ``run_task`` (a model call, a script, a sleep in benchmarks).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import inspect
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+import anyio
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from ..contracts import Plan, RunStatus, SubagentResult, Subtask, TaskStatus, check_subtasks
+from .graph import dependents_of, downstream_lengths
+
+logger = logging.getLogger(__name__)
+
+RunTask = Callable[[Subtask, Mapping[str, SubagentResult]], Awaitable[SubagentResult]]
+"""Runs one subtask given its dependencies' results by id; may return a failed result or raise."""
+
+Priority = Literal["critical_path", "fifo"]
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """Progress of a run, enough to render "7/12 done, 1 failed"."""
+
+    total: int
+    done: int
+    running: int
+    succeeded: int
+    failed: int
+    skipped: int
+    cancelled: int
+
+    def __str__(self) -> str:
+        parts = [f"{self.done}/{self.total} done"]
+        parts += [f"{n} {name}" for name, n in (("running", self.running), ("failed", self.failed)) if n]
+        parts += [f"{n} {name}" for name, n in (("skipped", self.skipped), ("cancelled", self.cancelled)) if n]
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskStarted:
+    """A subtask's ``run_task`` call is about to begin."""
+
+    task_id: str
+    counts: Counts
+    kind: Literal["task_started"] = "task_started"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskFinished:
+    """A subtask reached its final status (including ``skipped`` and ``cancelled``)."""
+
+    result: SubagentResult
+    counts: Counts
+    kind: Literal["task_finished"] = "task_finished"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunFinished:
+    """Every subtask has a result; the last event of a run (lost if the host cancels it)."""
+
+    status: RunStatus
+    counts: Counts
+    kind: Literal["run_finished"] = "run_finished"
+
+
+ExecutorEvent = TaskStarted | TaskFinished | RunFinished
+OnEvent = Callable[[ExecutorEvent], Awaitable[None] | None]
+
+
+@dataclass
+class RunState:
+    """Live state of one run; pass one in to read it after cancelling the caller's scope."""
+
+    task_ids: list[str] = field(default_factory=list[str])
+    results: dict[str, SubagentResult] = field(default_factory=dict[str, SubagentResult])
+    running: dict[str, float] = field(default_factory=dict[str, float])
+    """In-flight task ids -> start offset (seconds from run start)."""
+    started_at: float | None = None
+    finished_at: float | None = None
+    interrupted: Literal["timeout", "cancelled"] | None = None
+    _tally: dict[TaskStatus, int] = field(default_factory=dict[TaskStatus, int], repr=False)
+
+    @property
+    def status(self) -> RunStatus:
+        """cancelled if any task was; else succeeded (all) / partial (some) / failed (none succeeded)."""
+        if self._tally.get("cancelled", 0):
+            return "cancelled"
+        succeeded = self._tally.get("succeeded", 0)
+        if succeeded == len(self.task_ids):
+            return "succeeded"
+        return "partial" if succeeded else "failed"
+
+    @property
+    def makespan_s(self) -> float:
+        if self.started_at is None or self.finished_at is None:
+            return 0.0
+        return self.finished_at - self.started_at
+
+    def counts(self) -> Counts:
+        t = self._tally
+        return Counts(
+            total=len(self.task_ids),
+            done=len(self.results),
+            running=len(self.running),
+            succeeded=t.get("succeeded", 0),
+            failed=t.get("failed", 0),
+            skipped=t.get("skipped", 0),
+            cancelled=t.get("cancelled", 0),
+        )
+
+    def record(self, result: SubagentResult) -> None:
+        """Store a final result and keep the per-status tally (O(1), so counts stay cheap)."""
+        previous = self.results.get(result.task_id)
+        if previous is not None:
+            self._tally[previous.status] -= 1
+        self.results[result.task_id] = result
+        self._tally[result.status] = self._tally.get(result.status, 0) + 1
+
+
+async def execute(
+    plan: Plan,
+    run_task: RunTask,
+    *,
+    max_concurrency: int | None = None,
+    task_timeout_s: float | None = None,
+    run_timeout_s: float | None = None,
+    priority: Priority = "critical_path",
+    on_event: OnEvent | None = None,
+    completed: Mapping[str, SubagentResult] | None = None,
+    state: RunState | None = None,
+    clock: Clock = time.monotonic,
+) -> RunState:
+    """Run ``plan`` to the end and return its state; every subtask ends with exactly one result.
+
+    ``completed`` seeds results from an earlier run: the ``succeeded`` ones are not run again and
+    satisfy their dependents; others are run. Host cancellation marks unfinished tasks ``cancelled``
+    in ``state`` and propagates.
+
+    Raises:
+        ValueError: the plan is not a valid DAG, or an argument is out of range.
+    """
+    check_subtasks(plan.subtasks)
+    if max_concurrency is not None and max_concurrency < 1:
+        raise ValueError(f"max_concurrency must be at least 1 (or None for unbounded), got {max_concurrency}")
+    for name, value in (("task_timeout_s", task_timeout_s), ("run_timeout_s", run_timeout_s)):
+        if value is not None and not value > 0:
+            raise ValueError(f"{name} must be positive (or None for no limit), got {value}")
+    unknown = sorted(set(completed or ()) - {s.id for s in plan.subtasks})
+    if unknown:
+        raise ValueError(f"completed results name unknown subtask ids: {', '.join(unknown)}")
+    run = _Run(plan, run_task, max_concurrency, task_timeout_s, priority, state or RunState(), clock)
+    if on_event is None:
+        await run.run(completed or {}, run_timeout_s)
+        return run.state
+    send, receive = anyio.create_memory_object_stream[ExecutorEvent](math.inf)
+    async with anyio.create_task_group() as delivery:
+        delivery.start_soon(_deliver, receive, on_event)
+        with send:
+            run.events = send
+            await run.run(completed or {}, run_timeout_s)
+    return run.state
+
+
+async def _deliver(receive: MemoryObjectReceiveStream[ExecutorEvent], on_event: OnEvent) -> None:
+    """Hand events to ``on_event`` in order, off the scheduling path; its errors are logged, not raised."""
+    with receive:
+        async for event in receive:
+            try:
+                outcome = on_event(event)
+                if inspect.isawaitable(outcome):
+                    await outcome
+            except Exception:
+                logger.exception("on_event raised on a %s event; the run continues", event.kind)
+
+
+class _Run:
+    """One execution: ready heap, dependency counters, in-flight count, all mutated on one event loop."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        run_task: RunTask,
+        cap: int | None,
+        task_timeout_s: float | None,
+        priority: Priority,
+        state: RunState,
+        clock: Clock,
+    ) -> None:
+        self.subtasks = {s.id: s for s in plan.subtasks}
+        self.graph = plan.graph()
+        self.dependents = dependents_of(self.graph)
+        self.run_task, self.cap, self.task_timeout_s, self.clock = run_task, cap, task_timeout_s, clock
+        self.priority = priority
+        self.rank: dict[str, float] = {}
+        if priority == "critical_path":
+            lengths = downstream_lengths(self.graph)
+            self.rank = {task_id: -lengths[task_id] for task_id in self.graph}
+        self.order = {task_id: i for i, task_id in enumerate(self.graph)}
+        self.state = state
+        self.events: MemoryObjectSendStream[ExecutorEvent] | None = None
+        self.ready: list[tuple[float, int, str]] = []
+        self.waiting: dict[str, int] = {}
+        self.busy = 0  # workers holding a slot (running a task, or woken with one)
+        self.parked: list[_Parked] = []
+        self.seq = 0
+        self.t0 = 0.0
+        self.tg: TaskGroup | None = None
+
+    async def run(self, completed: Mapping[str, SubagentResult], run_timeout_s: float | None) -> None:
+        state = self.state
+        state.task_ids = list(self.graph)
+        state.results.clear()
+        state.running.clear()
+        state._tally.clear()
+        state.interrupted = None
+        state.finished_at = None
+        state.started_at = self.t0 = self.clock()
+        seeded = {tid for tid, r in completed.items() if r.status == "succeeded"}
+        for tid in seeded:
+            state.record(completed[tid])
+        for tid, deps in self.graph.items():
+            if tid not in seeded:
+                self.waiting[tid] = len({d for d in deps if d not in seeded})
+                if not self.waiting[tid]:
+                    self._push(tid)
+        try:
+            with anyio.move_on_after(run_timeout_s) as run_scope:
+                async with anyio.create_task_group() as tg:
+                    self.tg = tg
+                    self._launch()
+        except BaseException:
+            self._close("cancelled", "run cancelled")
+            raise
+        if run_scope.cancelled_caught and len(state.results) < len(state.task_ids):
+            self._close("timeout", f"run timed out after {run_timeout_s:g} s")
+        else:
+            self._close(None, "")
+
+    def _push(self, task_id: str) -> None:
+        if self.priority == "critical_path":
+            heapq.heappush(self.ready, (self.rank[task_id], self.order[task_id], task_id))
+        else:
+            self.seq += 1
+            heapq.heappush(self.ready, (0.0, self.seq, task_id))
+
+    def _launch(self) -> None:
+        """Hand ready tasks (best first) to parked workers, or spawn workers, while slots are free."""
+        assert self.tg is not None
+        while self.ready and (self.cap is None or self.busy < self.cap):
+            task_id = heapq.heappop(self.ready)[2]
+            self.busy += 1
+            if self.parked:
+                slot = self.parked.pop()
+                slot.task_id = task_id
+                slot.wake.set()
+            else:
+                self.tg.start_soon(self._worker, task_id)
+
+    async def _worker(self, task_id: str) -> None:
+        """Run tasks until the run is over, parking when none is ready: a wake-up costs less than a spawn."""
+        while True:
+            self._finish(await self._node(task_id))
+            if self.ready:
+                task_id = heapq.heappop(self.ready)[2]
+                self._launch()
+                continue
+            self.busy -= 1
+            if not self.busy:  # nothing running and nothing ready: every task has its result
+                for slot in self.parked:
+                    slot.wake.set()
+                return
+            slot = _Parked()
+            self.parked.append(slot)
+            await slot.wake.wait()
+            if slot.task_id is None:
+                return
+            task_id = slot.task_id
+
+    async def _node(self, task_id: str) -> SubagentResult:
+        """Run one subtask; every Exception and timeout becomes a failed result, cancellation propagates."""
+        subtask = self.subtasks[task_id]
+        state = self.state
+        started = self.clock() - self.t0
+        state.running[task_id] = started
+        if self.events is not None:
+            self._emit(TaskStarted(task_id=task_id, counts=state.counts()))
+        deps = {d: state.results[d] for d in subtask.depends_on}
+        result: SubagentResult | None = None
+        try:
+            if self.task_timeout_s is None:
+                result = await self.run_task(subtask, deps)
+            else:
+                with anyio.move_on_after(self.task_timeout_s):
+                    result = await self.run_task(subtask, deps)
+                if result is None:  # the deadline cancelled the call
+                    result = _failed(subtask, f"timed out after {self.task_timeout_s:g} s")
+        except Exception as exc:
+            result = _failed(subtask, f"raised {type(exc).__name__}: {exc}")
+        finished = self.clock() - self.t0
+        del state.running[task_id]
+        timing = {"started_at_s": started, "finished_at_s": finished, "duration_s": finished - started}
+        return result.model_copy(update={"task_id": task_id, **timing})
+
+    def _finish(self, result: SubagentResult) -> None:
+        """Record a result, then release dependents (on success) or skip all descendants (otherwise)."""
+        self._record(result)
+        if result.status == "succeeded":
+            for child in self.dependents[result.task_id]:
+                left = self.waiting.get(child)
+                if left is not None:
+                    self.waiting[child] = left - 1
+                    if left == 1:
+                        self._push(child)
+        else:
+            self._skip_descendants(result)
+
+    def _skip_descendants(self, failed: SubagentResult) -> None:
+        verb = "failed" if failed.status == "failed" else f"was {failed.status}"
+        reason = f"skipped: depends on '{failed.task_id}', which {verb}"
+        at = self.clock() - self.t0
+        stack = list(self.dependents[failed.task_id])
+        while stack:
+            task_id = stack.pop()
+            if task_id in self.state.results:
+                continue  # already skipped via another path, or seeded as succeeded
+            self.waiting.pop(task_id, None)
+            self._record(_ended(self.subtasks[task_id], "skipped", reason, at))
+            stack.extend(self.dependents[task_id])
+
+    def _record(self, result: SubagentResult) -> None:
+        self.state.record(result)
+        if self.events is not None:
+            self._emit(TaskFinished(result=result, counts=self.state.counts()))
+
+    def _close(self, interrupted: Literal["timeout", "cancelled"] | None, reason: str) -> None:
+        """Mark every unfinished task cancelled (synchronously, so it also works while cancelled)."""
+        state = self.state
+        now = self.clock() - self.t0
+        for task_id in state.task_ids:
+            if task_id not in state.results:
+                started = state.running.pop(task_id, None)
+                self._record(_ended(self.subtasks[task_id], "cancelled", reason, now, started))
+        self.ready.clear()
+        self.waiting.clear()
+        state.running.clear()
+        state.interrupted = interrupted
+        state.finished_at = self.clock()
+        if self.events is not None:
+            self._emit(RunFinished(status=state.status, counts=state.counts()))
+
+    def _emit(self, event: ExecutorEvent) -> None:
+        assert self.events is not None
+        # BrokenResource: delivery was cancelled with the host; the state still holds the truth
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+            self.events.send_nowait(event)
+
+
+@dataclass(slots=True)
+class _Parked:
+    """An idle worker waiting for a task (``task_id`` stays None when the run is over)."""
+
+    wake: anyio.Event = field(default_factory=anyio.Event)
+    task_id: str | None = None
+
+
+def _failed(subtask: Subtask, error: str) -> SubagentResult:
+    return SubagentResult(task_id=subtask.id, role=subtask.role, status="failed", error=error)
+
+
+def _ended(
+    subtask: Subtask, status: TaskStatus, error: str, finished: float, started: float | None = None
+) -> SubagentResult:
+    """A result the executor decided on its own: skipped or cancelled (``started`` if it was in flight)."""
+    duration = 0.0 if started is None else finished - started
+    return SubagentResult(
+        task_id=subtask.id,
+        role=subtask.role,
+        status=status,
+        error=error,
+        started_at_s=started,
+        finished_at_s=finished,
+        duration_s=duration,
+    )

@@ -1,0 +1,56 @@
+"""Logging to stderr with the API key redacted from every record, whoever logs it.
+
+stdout is the protocol in stdio mode, so no handler here ever writes to it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from .settings import Settings
+
+REDACTED = "[redacted]"
+
+
+class RedactSecrets(logging.Filter):
+    """Replace each secret in a record's message and arguments before any handler formats it."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        self.secrets = [s for s in secrets if len(s) >= 8]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.secrets:
+            return True
+        message = record.getMessage()
+        if any(secret in message for secret in self.secrets):
+            for secret in self.secrets:
+                message = message.replace(secret, REDACTED)
+            record.msg, record.args = message, None
+        if record.exc_info and record.exc_info[1] is not None:
+            text = logging.Formatter().formatException(record.exc_info)
+            if any(secret in text for secret in self.secrets):
+                for secret in self.secrets:
+                    text = text.replace(secret, REDACTED)
+                record.exc_info, record.exc_text = None, text
+        return True
+
+
+def configure_logging(settings: Settings) -> None:
+    """Send our logs to stderr at the configured level and redact the key on every root handler."""
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    logging.getLogger("subagent_mcp").setLevel(settings.log_level)
+    install_redaction(settings)
+
+
+def install_redaction(settings: Settings) -> None:
+    """Attach the key-redacting filter to every handler of the root logger (idempotent)."""
+    key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else ""
+    for handler in logging.getLogger().handlers:
+        handler.filters = [f for f in handler.filters if not isinstance(f, RedactSecrets)]
+        handler.addFilter(RedactSecrets([key]))

@@ -1,0 +1,67 @@
+"""Merge a run's results into one answer that says plainly what is incomplete.
+
+What failed or was skipped is listed by us from the statuses, never left to the model to notice;
+the model writes the answer and its gaps from a budgeted view of every result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from . import prompts
+from .backends.base import ModelBackend
+from .contracts import CompletionRequest, ModelMessage, SubagentResult, Synthesis
+from .core.context import fit_results_for_synthesis
+from .core.pricing import cost_usd
+from .settings import Settings
+from .structured import complete_json
+
+SYNTHESIS_MAX_TOKENS = 8192
+
+
+def missing_lines(results: Sequence[SubagentResult]) -> list[str]:
+    """One line per result that did not succeed: id, role, status and the reason."""
+    return [
+        f"{r.task_id} ({r.role}) {r.status}: {r.error or 'no reason recorded'}"
+        for r in results
+        if r.status != "succeeded"
+    ]
+
+
+async def synthesize(
+    backend: ModelBackend, settings: Settings, task: str, results: Sequence[SubagentResult]
+) -> Synthesis:
+    """Ask the synthesis model for the final answer; with no successful result, say so without a call.
+
+    Raises:
+        ModelError: the synthesis model failed (the results themselves are untouched).
+    """
+    missing = missing_lines(results)
+    if not any(r.status == "succeeded" for r in results):
+        return Synthesis(
+            answer="No subtask succeeded, so there is nothing to synthesize. See `missing` for what happened.",
+            complete=False,
+            missing=missing,
+        )
+    view = fit_results_for_synthesis(task, results, settings.context_budget_tokens)
+    request = CompletionRequest(
+        model=settings.synthesis_model,
+        system=prompts.SYNTHESIS_SYSTEM,
+        messages=[
+            ModelMessage(role="user", content=prompts.synthesis_user(task, view.render(include_task=False), missing))
+        ],
+        output_schema=prompts.SYNTHESIS_SCHEMA,
+        max_tokens=SYNTHESIS_MAX_TOKENS,
+        label="synthesis",
+    )
+    out = await complete_json(backend, request)
+    gaps = [str(g) for g in out.output.get("gaps", [])]
+    return Synthesis(
+        answer=str(out.output["answer"]),
+        complete=not missing,
+        missing=missing,
+        gaps=gaps,
+        usage=out.usage,
+        cost_usd=cost_usd(out.usage, out.model, settings.prices),
+        model=out.model,
+    )

@@ -1,0 +1,50 @@
+"""The API key is redacted from every log record, whatever logs it and however."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+from subagent_mcp.logs import RedactSecrets
+
+KEY = "sk-ant-test-SECRET-123"
+
+
+def logger_with_redaction() -> tuple[logging.Logger, io.StringIO]:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RedactSecrets([KEY]))
+    logger = logging.getLogger(f"test.redact.{id(stream)}")
+    logger.propagate = False
+    logger.addHandler(handler)
+    return logger, stream
+
+
+def test_the_key_is_redacted_from_messages_and_arguments() -> None:
+    logger, stream = logger_with_redaction()
+    logger.warning("calling with key %s", KEY)
+    logger.warning(f"header Authorization: Bearer {KEY}")
+    assert KEY not in stream.getvalue()
+    assert stream.getvalue().count("[redacted]") == 2
+
+
+def test_the_key_is_redacted_from_tracebacks() -> None:
+    logger, stream = logger_with_redaction()
+    try:
+        raise RuntimeError(f"bad key {KEY}")
+    except RuntimeError:
+        logger.exception("request failed")
+    assert "request failed" in stream.getvalue()
+    assert "RuntimeError" in stream.getvalue()
+    assert KEY not in stream.getvalue()
+
+
+def test_short_or_empty_secrets_do_not_redact_everything() -> None:
+    logger = logging.getLogger("test.redact.short")
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RedactSecrets(["", "ab"]))
+    logger.addHandler(handler)
+    logger.propagate = False
+    logger.warning("about a cab")
+    assert stream.getvalue() == "about a cab\n"

@@ -1,0 +1,195 @@
+"""execute_plan, synthesize and orchestrate through a real in-memory MCP client."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+
+from subagent_mcp.backends.scripted import ScriptedBackend, sample_for_schema
+from subagent_mcp.contracts import CompletionRequest, JsonObject, OrchestrateResult, RunReport, Synthesis
+from subagent_mcp.demo import demo_reply
+from subagent_mcp.errors import ModelRequestError
+from subagent_mcp.mcp_server import create_server
+from subagent_mcp.settings import Settings
+from subagent_mcp.testing.results import text_of
+
+pytestmark = pytest.mark.anyio
+
+
+def server(backend: ScriptedBackend, **overrides: Any) -> Any:
+    return create_server(Settings.from_env({}, env_file=None, **overrides), backend)
+
+
+def subtask(task_id: str, *deps: str, role: str = "writer") -> JsonObject:
+    return {"id": task_id, "role": role, "instructions": f"do {task_id}", "depends_on": list(deps)}
+
+
+def inline_plan(*subtasks: JsonObject) -> JsonObject:
+    return {"plan_id": "p-inline", "task": "Write a short report", "summary": "", "subtasks": list(subtasks)}
+
+
+def task_id_of(request: CompletionRequest) -> str:
+    return request.messages[0].content.split("\n", 1)[0].removeprefix("Subtask id: ")
+
+
+async def test_an_inline_plan_runs_and_reports_every_task_with_offsets_and_totals() -> None:
+    backend = ScriptedBackend()
+    plan = inline_plan(subtask("a"), subtask("b"), subtask("c", "a", "b"))
+    async with Client(server(backend)) as c:
+        result = await c.call_tool("execute_plan", {"plan": plan})
+    assert not result.is_error, text_of(result)
+    report = RunReport.model_validate(result.structured_content)
+    assert report.status == "succeeded"
+    assert [r.task_id for r in report.results] == ["a", "b", "c"]
+    assert all(r.started_at_s is not None and r.finished_at_s is not None for r in report.results)
+    assert report.usage.input_tokens == sum(r.usage.input_tokens for r in report.results) > 0
+    c_request = next(r for r in backend.seen if task_id_of(r) == "c")
+    assert '"task_id":"a"' in c_request.messages[0].content
+    assert '"task_id":"b"' in c_request.messages[0].content
+    assert "SUCCEEDED" in text_of(result)
+
+
+async def test_a_failure_skips_its_dependents_and_says_so_while_independent_work_finishes() -> None:
+    def reply(request: CompletionRequest) -> JsonObject:
+        if task_id_of(request) == "fetch":
+            raise ModelRequestError("Anthropic API rejected the request (400 invalid_request_error): nope")
+        return sample_for_schema(request.output_schema)
+
+    plan = inline_plan(subtask("fetch"), subtask("use", "fetch"), subtask("other"))
+    async with Client(server(ScriptedBackend(reply))) as c:
+        result = await c.call_tool("execute_plan", {"plan": plan})
+    report = RunReport.model_validate(result.structured_content)
+    statuses = {r.task_id: r.status for r in report.results}
+    assert (report.status, statuses) == ("partial", {"fetch": "failed", "use": "skipped", "other": "succeeded"})
+    skipped = next(r for r in report.results if r.task_id == "use")
+    assert skipped.error == "skipped: depends on 'fetch', which failed"
+    assert "400 invalid_request_error" in text_of(result)
+
+
+async def test_progress_notifications_arrive_for_every_task_and_only_rise() -> None:
+    seen: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append((progress, total, message))
+
+    plan = inline_plan(subtask("a"), subtask("b", "a"), subtask("c", "a"))
+    async with Client(server(ScriptedBackend())) as c:
+        await c.call_tool("execute_plan", {"plan": plan}, progress_callback=on_progress)
+    values = [p for p, _, _ in seen]
+    assert values == sorted(values)
+    assert values[-1] == 3
+    assert {total for _, total, _ in seen} == {3}
+    messages = [m or "" for _, _, m in seen]
+    assert any(m.startswith("b succeeded") for m in messages)
+    assert messages[-1] == "run succeeded (3/3 done)"
+
+
+async def test_an_invalid_inline_plan_is_refused_before_any_model_call() -> None:
+    backend = ScriptedBackend()
+    cyclic = inline_plan(subtask("a", "b"), subtask("b", "a"))
+    unknown_role = inline_plan(subtask("a", role="wizard"))
+    async with Client(server(backend)) as c:
+        cycle = await c.call_tool("execute_plan", {"plan": cyclic})
+        role = await c.call_tool("execute_plan", {"plan": unknown_role})
+        neither = await c.call_tool("execute_plan", {})
+        ghost = await c.call_tool("execute_plan", {"plan_id": "plan-ghost"})
+    assert cycle.is_error
+    assert "dependency cycle" in text_of(cycle)
+    assert role.is_error
+    assert "unknown roles in subtasks: a (role 'wizard')" in text_of(role)
+    assert neither.is_error
+    assert "pass exactly one of plan" in text_of(neither)
+    assert ghost.is_error
+    assert "no plan with id 'plan-ghost'" in text_of(ghost)
+    assert backend.seen == []
+
+
+async def test_a_plan_from_plan_task_runs_by_id_and_its_run_synthesizes_by_id() -> None:
+    backend = ScriptedBackend(demo_reply)
+    async with Client(server(backend)) as c:
+        planned = await c.call_tool("plan_task", {"task": "Compare two databases"})
+        assert planned.structured_content is not None
+        run = await c.call_tool("execute_plan", {"plan_id": planned.structured_content["plan_id"]})
+        assert run.structured_content is not None
+        synthesis = await c.call_tool("synthesize", {"run_id": run.structured_content["run_id"]})
+    assert not synthesis.is_error, text_of(synthesis)
+    answer = Synthesis.model_validate(synthesis.structured_content)
+    assert answer.complete
+    assert answer.missing == []
+    assert backend.seen[-1].label == "synthesis"
+    assert backend.seen[-1].model == Settings().synthesis_model
+
+
+async def test_synthesis_states_plainly_what_failed_or_was_skipped() -> None:
+    def reply(request: CompletionRequest) -> JsonObject:
+        if request.label == "fetch":
+            raise ModelRequestError("rate limited (429) on all 4 attempts")
+        return sample_for_schema(request.output_schema)
+
+    plan = inline_plan(subtask("fetch"), subtask("use", "fetch"), subtask("other"))
+    async with Client(server(ScriptedBackend(reply))) as c:
+        run = await c.call_tool("execute_plan", {"plan": plan})
+        assert run.structured_content is not None
+        result = await c.call_tool("synthesize", {"run_id": run.structured_content["run_id"]})
+    synthesis = Synthesis.model_validate(result.structured_content)
+    assert not synthesis.complete
+    assert synthesis.missing == [
+        "fetch (writer) failed: rate limited (429) on all 4 attempts",
+        "use (writer) skipped: skipped: depends on 'fetch', which failed",
+    ]
+    assert text_of(result).startswith("INCOMPLETE")
+
+
+async def test_orchestrate_plans_runs_and_synthesizes_with_progress_to_the_end() -> None:
+    seen: list[float] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append(progress)
+
+    backend = ScriptedBackend(demo_reply)
+    async with Client(server(backend)) as c:
+        result = await c.call_tool("orchestrate", {"task": "Pick a database"}, progress_callback=on_progress)
+    assert not result.is_error, text_of(result)
+    out = OrchestrateResult.model_validate(result.structured_content)
+    assert out.report.status == "succeeded"
+    assert out.synthesis is not None
+    assert out.synthesis.complete
+    assert next(r.label for r in backend.seen) == "plan"
+    assert [r.label for r in backend.seen][-1] == "synthesis"
+    assert seen == sorted(seen)
+    assert seen[-1] == len(out.plan.subtasks) + 2
+
+
+async def test_cancelling_an_in_flight_execute_plan_cancels_the_model_calls_and_the_server_keeps_serving() -> None:
+    in_flight = 0
+    both_started = anyio.Event()
+    cancelled: list[str] = []
+
+    async def hold(request: CompletionRequest) -> JsonObject:
+        nonlocal in_flight
+        if request.label == "subagent":  # the follow-up call after the cancellation
+            return sample_for_schema(request.output_schema)
+        in_flight += 1
+        if in_flight == 2:
+            both_started.set()
+        try:
+            await anyio.sleep_forever()
+        except anyio.get_cancelled_exc_class():
+            cancelled.append(request.label)
+            raise
+        raise AssertionError("unreachable")
+
+    plan = inline_plan(subtask("a"), subtask("b"), subtask("c", "a"))
+    async with Client(server(ScriptedBackend(hold))) as c:
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(c.call_tool, "execute_plan", {"plan": plan})
+                await both_started.wait()
+                tg.cancel_scope.cancel()
+        assert sorted(cancelled) == ["a", "b"]
+        with anyio.fail_after(5):
+            follow_up = await c.call_tool("run_subagent", {"role": "writer", "instructions": "still there?"})
+    assert not follow_up.is_error, text_of(follow_up)

@@ -1,0 +1,68 @@
+"""The installed console script, started as a host starts it: a subprocess on stdio, a minimal env."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters, stdio_client
+
+from subagent_mcp.backends.scripted import sample_for_schema
+from subagent_mcp.contracts import CompletionRequest, OrchestrateResult
+from subagent_mcp.demo import demo_reply
+from subagent_mcp.testing import FakeReply, FakeRequest, json_reply, serve_fake_anthropic
+from subagent_mcp.testing.results import text_of
+
+pytestmark = [pytest.mark.anyio, pytest.mark.subprocess]
+
+KEY = "sk-ant-test-SECRET-stdio-0042"
+SCRIPT = Path(sys.executable).with_name("subagent-mcp")
+
+
+def plan_then_samples(request: FakeRequest) -> FakeReply:
+    """The planner gets the demo plan; every other call a schema-valid sample."""
+    if "planner of a team" in request.system_text:
+        return json_reply(
+            demo_reply(CompletionRequest(model="m", system="", messages=[], output_schema={}, label="plan"))
+        )
+    return json_reply(sample_for_schema(request.schema or {}))
+
+
+async def test_the_console_script_serves_orchestrate_over_stdio_against_the_fake_api(tmp_path: Path) -> None:
+    assert SCRIPT.exists(), f"console script not installed at {SCRIPT}; pip install -e . first"
+    stderr_path = tmp_path / "server-stderr.log"
+    seen: list[float] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append(progress)
+
+    async with serve_fake_anthropic(plan_then_samples, api_key=KEY) as fake:
+        env = {  # hosts pass a minimal environment: only what the config names
+            "ANTHROPIC_API_KEY": KEY,
+            "ANTHROPIC_BASE_URL": fake.base_url,
+            "SUBAGENT_MCP_ALLOW_REMOTE_MODEL": "0",
+            "SUBAGENT_MCP_LOG_LEVEL": "DEBUG",
+        }
+        params = StdioServerParameters(command=str(SCRIPT), args=[], env=env, cwd=str(tmp_path))
+        with stderr_path.open("w") as errlog:
+            async with Client(stdio_client(params, errlog=errlog)) as client:
+                with anyio.fail_after(30):
+                    tools = {t.name for t in (await client.list_tools()).tools}
+                    result = await client.call_tool(
+                        "orchestrate", {"task": "Pick a database for a desktop app"}, progress_callback=on_progress
+                    )
+    assert tools >= {"plan_task", "run_subagent", "execute_plan", "synthesize", "orchestrate"}
+    assert not result.is_error, text_of(result)
+    out = OrchestrateResult.model_validate(result.structured_content)
+    assert out.report.status == "succeeded"
+    assert out.synthesis is not None
+    assert out.synthesis.complete
+    assert len(fake.message_requests) == len(out.plan.subtasks) + 2
+    assert seen
+    assert seen == sorted(seen)
+    assert all(r.api_key == KEY for r in fake.message_requests)
+    for text in (text_of(result), str(result.structured_content), stderr_path.read_text()):
+        assert KEY not in text
