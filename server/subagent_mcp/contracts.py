@@ -66,6 +66,34 @@ class Subtask(BaseModel):
     )
 
 
+class TaskEstimate(BaseModel):
+    """Expected and worst-case tokens and cost of one model call (a subtask, or the synthesis)."""
+
+    task_id: str
+    model: str
+    input_tokens: int
+    output_tokens: int = Field(description="Expected output tokens (the role's typical reply length).")
+    max_output_tokens: int = Field(description="The call's max_tokens: the worst case.")
+    cost_usd: float = Field(description="Expected cost.")
+    max_cost_usd: float = Field(description="Worst-case cost: the prompt plus max_tokens of output.")
+
+
+class PlanEstimate(BaseModel):
+    """What running a plan should cost, before a token is spent on it; recomputed when it runs."""
+
+    tasks: list[TaskEstimate]
+    synthesis: TaskEstimate | None = None
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    max_cost_usd: float
+    critical_path_subtasks: int = Field(description="Subtasks on the longest dependency chain.")
+    method: str = Field(
+        default="prompt sizes by ~3.5 chars/token; output at each role's typical length; prices from the table",
+        description="How the figures were reached, so they are read as estimates.",
+    )
+
+
 class Plan(BaseModel):
     """A validated DAG of subtasks.
 
@@ -80,6 +108,9 @@ class Plan(BaseModel):
     task: str = Field(min_length=1, description="The task statement the plan decomposes.")
     summary: str = ""
     subtasks: list[Subtask]
+    estimate: PlanEstimate | None = Field(
+        default=None, description="Filled in by plan_task for review; ignored and recomputed by execute_plan."
+    )
 
     @model_validator(mode="after")
     def _check_dag(self, info: ValidationInfo) -> Self:
@@ -161,6 +192,7 @@ class RunReport(BaseModel):
     usage: Usage = Field(default_factory=Usage)
     cost_usd: float = 0.0
     makespan_s: float = 0.0
+    estimate: PlanEstimate | None = Field(default=None, description="The estimate made before the run, for comparison.")
 
 
 class Synthesis(BaseModel):

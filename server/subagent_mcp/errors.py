@@ -9,7 +9,8 @@
         ├── ModelUnavailableError  transient failures (429, 5xx, connection) outlasted the retry policy
         ├── ModelTimeoutError      a request ran past the configured timeout on every attempt
         ├── ModelRefusalError      the model declined (``stop_reason == "refusal"``)
-        └── ModelOutputError       output was invalid or truncated even after the repair turn
+        ├── ModelOutputError       output was invalid or truncated even after the repair turn
+        └── BudgetExceededError    the run's cost or token limit refused the call before it was sent
 
 The MCP layer turns every one of these into a tool error whose message is the exception's text,
 so messages are written for a person and never contain secrets.
@@ -79,3 +80,7 @@ class ModelRefusalError(ModelError):
 
 class ModelOutputError(ModelError):
     """The model's output did not match the required schema, even after one repair turn."""
+
+
+class BudgetExceededError(ModelError):
+    """The call was not sent: its worst case could cross the run's cost or token limit."""

@@ -91,6 +91,10 @@ def register_tools(server: MCPServer[Service]) -> None:
         plan_id: Annotated[str | None, Field(description="Or the id of a plan made by plan_task.")] = None,
         max_concurrency: Annotated[int | None, Field(description="Subagents in flight at once.")] = None,
         timeout_s: Annotated[float | None, Field(description="Whole-run timeout in seconds.")] = None,
+        max_cost_usd: Annotated[
+            float | None, Field(description="Stop starting subtasks before the run could cost more (USD).")
+        ] = None,
+        max_total_tokens: Annotated[int | None, Field(description="Likewise, a ceiling on total tokens.")] = None,
     ) -> Annotated[CallToolResult, RunReport]:
         """Run a plan: each subtask starts as soon as its dependencies succeed, within a concurrency cap.
 
@@ -99,7 +103,13 @@ def register_tools(server: MCPServer[Service]) -> None:
         """
         with tool_errors():
             report = await service_of(ctx).execute_plan(
-                plan, plan_id, max_concurrency, timeout_s, on_event=ProgressReporter(ctx)
+                plan,
+                plan_id,
+                max_concurrency,
+                timeout_s,
+                on_event=ProgressReporter(ctx),
+                max_cost_usd=max_cost_usd,
+                max_total_tokens=max_total_tokens,
             )
         return structured(report, render.report_text(report))
 

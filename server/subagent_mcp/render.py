@@ -30,6 +30,12 @@ def plan_text(plan: Plan) -> str:
     for s in plan.subtasks:
         after = f" (after {', '.join(s.depends_on)})" if s.depends_on else ""
         lines.append(f"- {s.id} [{s.role}]{after}: {_one_line(s.instructions)}")
+    if plan.estimate is not None:
+        e = plan.estimate
+        lines.append(
+            f"Estimate: ~${e.cost_usd:.4f} (worst case ${e.max_cost_usd:.4f}), ~{e.input_tokens + e.output_tokens:,} "
+            f"tokens incl. synthesis; critical path {e.critical_path_subtasks} subtask(s)."
+        )
     lines.append("Run it with execute_plan, passing this plan (edit it first if you like).")
     return "\n".join(lines)
 
@@ -52,6 +58,11 @@ def report_text(report: RunReport) -> str:
         f"Run {report.run_id} {report.status.upper()}: {counts}; {report.makespan_s:.1f} s; "
         f"{usage_line(report.usage, report.cost_usd)}."
     ]
+    if report.estimate is not None:
+        lines.append(
+            f"Estimated beforehand: ~${report.estimate.cost_usd:.4f} with synthesis "
+            f"(worst case ${report.estimate.max_cost_usd:.4f}); actual so far ${report.cost_usd:.4f}."
+        )
     for r in report.results:
         detail = _one_line(r.error or "", 200) if r.status != "succeeded" else _output_gist(r.output)
         lines.append(f"- {r.task_id} [{r.role}] {r.status}: {detail}")

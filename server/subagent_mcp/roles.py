@@ -46,6 +46,8 @@ class Role(BaseModel):
     system_prompt: str
     tier: Tier = "fast"
     output_schema: JsonObject
+    expected_output_tokens: int = 800
+    """A typical reply's length, for cost estimates (the worst case uses max_tokens)."""
 
 
 BUILTIN_ROLES: dict[str, Role] = {
@@ -58,6 +60,7 @@ BUILTIN_ROLES: dict[str, Role] = {
             output_schema=_object(
                 {"summary": _STR, "findings": _STR_LIST, "sources": _STR_LIST, "open_questions": _STR_LIST}
             ),
+            expected_output_tokens=1000,
         ),
         Role(
             name="coder",
@@ -65,6 +68,7 @@ BUILTIN_ROLES: dict[str, Role] = {
             system_prompt="You are a senior software engineer. Write correct, idiomatic, minimal code.",
             tier="strong",
             output_schema=_object({"summary": _STR, "language": _STR, "code": _STR, "notes": _STR_LIST}),
+            expected_output_tokens=1500,
         ),
         Role(
             name="reviewer",
@@ -88,6 +92,7 @@ BUILTIN_ROLES: dict[str, Role] = {
             description="Writes clear prose for a stated audience: docs, summaries, messages.",
             system_prompt="You are a clear, concise technical writer. Match the audience and format asked for.",
             output_schema=_object({"summary": _STR, "text": _STR}),
+            expected_output_tokens=1200,
         ),
         Role(
             name="analyst",

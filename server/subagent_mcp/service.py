@@ -16,26 +16,32 @@ from pydantic import ValidationError
 
 from . import prompts
 from .backends.base import ModelBackend
+from .backends.budgeted import BudgetedBackend, request_input_tokens
 from .contracts import (
     CompletionRequest,
     JsonObject,
     ModelMessage,
     OrchestrateResult,
     Plan,
+    PlanEstimate,
     RunReport,
     SubagentResult,
     Subtask,
     Synthesis,
+    TaskEstimate,
     Usage,
 )
-from .core.context import build_context
+from .core.budget import Budget, Limits
+from .core.context import build_context, estimate_tokens
+from .core.estimate import context_tokens, estimate_call, total
 from .core.executor import OnEvent, RunState, execute
+from .core.graph import topological_order
 from .core.pricing import cost_usd
-from .errors import InputError, ModelError, PlanError
+from .errors import BudgetExceededError, InputError, ModelError, PlanError
 from .roles import BUILTIN_ROLES, Role, get_role
 from .settings import Settings
 from .structured import check_output_schema, complete_json
-from .synthesis import synthesize
+from .synthesis import SYNTHESIS_EXPECTED_OUTPUT_TOKENS, SYNTHESIS_MAX_TOKENS, synthesize
 
 PLANNER_MAX_TOKENS = 8192
 
@@ -119,6 +125,7 @@ class Service:
         )
         result = await complete_json(self.backend, request, check)
         plan = Plan.model_validate({"plan_id": plan_id, "task": task, **result.output}, context={"max_subtasks": limit})
+        plan = plan.model_copy(update={"estimate": self.estimate(plan)})
         self.plans[plan.plan_id] = plan
         return plan
 
@@ -158,14 +165,13 @@ class Service:
             raise InputError("model must be a model id such as 'claude-haiku-5-5', or omitted")
         return await self.run_subtask(subtask, task=None, context=context, model=model)
 
-    async def run_subtask(
+    def subtask_request(
         self, subtask: Subtask, task: str | None, context: str | None, model: str | None = None
-    ) -> SubagentResult:
-        """Run ``subtask`` through its role; model failures become a ``failed`` result with usage."""
+    ) -> CompletionRequest:
+        """The model request for ``subtask`` (also what the cost estimate measures)."""
         role = get_role(subtask.role, self.roles)
-        chosen = model or self.settings.model_for_role(role.name, role.tier)
-        request = CompletionRequest(
-            model=chosen,
+        return CompletionRequest(
+            model=model or self.settings.model_for_role(role.name, role.tier),
             system=prompts.subagent_system(role),
             messages=[
                 ModelMessage(
@@ -176,24 +182,39 @@ class Service:
             max_tokens=self.settings.max_output_tokens,
             label=subtask.id,
         )
+
+    async def run_subtask(
+        self,
+        subtask: Subtask,
+        task: str | None,
+        context: str | None,
+        model: str | None = None,
+        backend: ModelBackend | None = None,
+    ) -> SubagentResult:
+        """Run ``subtask`` through its role; failures become a result with the usage they spent.
+
+        A call the budget refused before anything was sent makes the task ``skipped`` (reason: budget).
+        """
+        request = self.subtask_request(subtask, task, context, model)
         started = time.monotonic()
         try:
-            out = await complete_json(self.backend, request)
+            out = await complete_json(backend or self.backend, request)
         except ModelError as exc:
+            refused = isinstance(exc, BudgetExceededError) and exc.attempts == 0
             return SubagentResult(
                 task_id=subtask.id,
-                role=role.name,
-                status="failed",
+                role=subtask.role,
+                status="skipped" if refused else "failed",
                 error=str(exc),
                 attempts=exc.attempts,
                 usage=exc.usage,
-                cost_usd=cost_usd(exc.usage, exc.model or chosen, self.settings.prices),
-                model=exc.model or chosen,
+                cost_usd=cost_usd(exc.usage, exc.model or request.model, self.settings.prices),
+                model=exc.model or request.model,
                 duration_s=time.monotonic() - started,
             )
         return SubagentResult(
             task_id=subtask.id,
-            role=role.name,
+            role=subtask.role,
             status="succeeded",
             output=out.output,
             attempts=out.attempts,
@@ -202,6 +223,37 @@ class Service:
             model=out.model,
             duration_s=time.monotonic() - started,
         )
+
+    def estimate(self, plan: Plan) -> PlanEstimate:
+        """Expected and worst-case cost of running ``plan`` and synthesizing it, before any call."""
+        budget = self.settings.context_budget_tokens
+        expected: dict[str, int] = {}
+        tasks: list[TaskEstimate] = []
+        for task_id in topological_order(plan.graph()):
+            subtask = plan.subtask(task_id)
+            request = self.subtask_request(subtask, plan.task, None)
+            deps = context_tokens([expected[d] for d in subtask.depends_on], budget)
+            role = get_role(subtask.role, self.roles)
+            call = estimate_call(
+                task_id,
+                request.model,
+                request_input_tokens(request) + deps,
+                role.expected_output_tokens,
+                request.max_tokens,
+                self.settings.prices,
+            )
+            expected[task_id] = call.output_tokens
+            tasks.append(call)
+        synthesis = estimate_call(
+            "synthesis",
+            self.settings.synthesis_model,
+            estimate_tokens(prompts.SYNTHESIS_SYSTEM + plan.task) + context_tokens(list(expected.values()), budget),
+            SYNTHESIS_EXPECTED_OUTPUT_TOKENS,
+            SYNTHESIS_MAX_TOKENS,
+            self.settings.prices,
+        )
+        tasks.sort(key=lambda t: [s.id for s in plan.subtasks].index(t.task_id))
+        return total(tasks, plan.graph(), synthesis)
 
     # --- execute_plan -----------------------------------------------------------------------------
 
@@ -212,6 +264,8 @@ class Service:
         max_concurrency: int | None = None,
         timeout_s: float | None = None,
         on_event: OnEvent | None = None,
+        max_cost_usd: float | None = None,
+        max_total_tokens: int | None = None,
     ) -> RunReport:
         """Run every subtask of a plan as soon as its dependencies succeed; failures are data.
 
@@ -225,15 +279,21 @@ class Service:
         self._in_range("max_concurrency", max_concurrency, 1, 1024)
         cap = max_concurrency or self.settings.max_concurrency
         run_timeout = self._in_range("timeout_s", timeout_s, 1e-3, 86_400.0) or self.settings.run_timeout_s
-        self.require_backend()  # a missing key fails here, before anything runs
+        self._in_range("max_cost_usd", max_cost_usd, 1e-9, 1e9)
+        self._in_range("max_total_tokens", max_total_tokens, 1, 1e12)
+        limits = Limits(
+            max_cost_usd=max_cost_usd or self.settings.max_run_cost_usd,
+            max_total_tokens=max_total_tokens or self.settings.max_run_tokens,
+        )
+        backend = BudgetedBackend(self.require_backend(), Budget(limits, self.settings.prices))
+        estimate = self.estimate(plan)
         run_id = f"run-{uuid.uuid4().hex[:12]}"
-        budget = self.settings.context_budget_tokens
+        context_budget = self.settings.context_budget_tokens
 
         async def run_task(subtask: Subtask, deps: Mapping[str, SubagentResult]) -> SubagentResult:
-            context = build_context(plan.task, [deps[d] for d in subtask.depends_on], budget)
-            return await self.run_subtask(
-                subtask, plan.task, context.render(include_task=False) if subtask.depends_on else None
-            )
+            context = build_context(plan.task, [deps[d] for d in subtask.depends_on], context_budget)
+            text = context.render(include_task=False) if subtask.depends_on else None
+            return await self.run_subtask(subtask, plan.task, text, backend=backend)
 
         state = RunState()
         try:
@@ -247,7 +307,7 @@ class Service:
                 state=state,
             )
         finally:
-            report = _report(run_id, plan, state)
+            report = _report(run_id, plan, state).model_copy(update={"estimate": estimate})
             self.runs[run_id] = (plan, report)
         return report
 

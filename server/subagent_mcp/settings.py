@@ -56,10 +56,20 @@ class Settings(BaseModel):
     )
     retry_max_wait_s: float = Field(default=30.0, ge=0, description="Cap on one retry's wait, retry-after included.")
     context_budget_tokens: int = Field(default=24_000, ge=256)
+    max_run_cost_usd: float | None = Field(
+        default=5.0, gt=0, description="Per-run USD ceiling, checked before each call with its worst case."
+    )
+    max_run_tokens: int | None = Field(default=None, gt=0, description="Per-run ceiling on total tokens.")
 
     prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
     log_level: LogLevel = "INFO"
     demo: bool = False
+
+    http_token: SecretStr | None = Field(
+        default=None, description="Bearer token every HTTP request must carry; required to bind a non-loopback host."
+    )
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8765, ge=0, le=65535)
 
     @field_validator("anthropic_base_url")
     @classmethod

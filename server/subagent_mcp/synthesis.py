@@ -17,6 +17,7 @@ from .settings import Settings
 from .structured import complete_json
 
 SYNTHESIS_MAX_TOKENS = 8192
+SYNTHESIS_EXPECTED_OUTPUT_TOKENS = 1500
 
 
 def missing_lines(results: Sequence[SubagentResult]) -> list[str]:

@@ -1,0 +1,77 @@
+"""Per-run spending limits, checked before each model call with the call's worst case (pure, no I/O).
+
+A call is allowed only if what is spent, plus the worst case of every call in flight, plus this
+call's worst case (its prompt plus ``max_tokens`` of output, priced) stays within the limits. So
+concurrent calls can never jointly cross a budget, and a refused call sends nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from ..contracts import Usage
+from ..errors import BudgetExceededError
+from .pricing import ModelPrice, cost_usd
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The ceilings of one run; None means no limit of that kind."""
+
+    max_cost_usd: float | None = None
+    max_total_tokens: int | None = None
+
+
+@dataclass
+class Reservation:
+    """A call's worst case, held while the call is in flight."""
+
+    cost_usd: float
+    tokens: int
+
+
+@dataclass
+class Budget:
+    """What a run has spent and has in flight, against its ``Limits``."""
+
+    limits: Limits
+    prices: Mapping[str, ModelPrice]
+    spent: Usage = field(default_factory=Usage)
+    spent_usd: float = 0.0
+    reserved_usd: float = 0.0
+    reserved_tokens: int = 0
+    refused: int = 0
+
+    def reserve(self, model: str, input_tokens: int, max_output_tokens: int) -> Reservation:
+        """Hold the worst case of one call, or raise ``BudgetExceededError`` saying which limit and by how much."""
+        worst = Usage(input_tokens=input_tokens, output_tokens=max_output_tokens)
+        worst_usd = cost_usd(worst, model, self.prices)
+        limit_usd, limit_tokens = self.limits.max_cost_usd, self.limits.max_total_tokens
+        if limit_usd is not None and self.spent_usd + self.reserved_usd + worst_usd > limit_usd:
+            self.refused += 1
+            raise BudgetExceededError(
+                f"budget: ${self.spent_usd:.4f} spent and ${self.reserved_usd:.4f} in flight; this call could "
+                f"cost up to ${worst_usd:.4f}, over the run's limit of ${limit_usd:.4f}",
+                attempts=0,
+            )
+        if (
+            limit_tokens is not None
+            and self.spent.total_tokens + self.reserved_tokens + worst.total_tokens > limit_tokens
+        ):
+            self.refused += 1
+            raise BudgetExceededError(
+                f"budget: {self.spent.total_tokens:,} tokens spent and {self.reserved_tokens:,} in flight; this call "
+                f"could use up to {worst.total_tokens:,}, over the run's limit of {limit_tokens:,} tokens",
+                attempts=0,
+            )
+        self.reserved_usd += worst_usd
+        self.reserved_tokens += worst.total_tokens
+        return Reservation(worst_usd, worst.total_tokens)
+
+    def settle(self, reservation: Reservation, model: str | None, usage: Usage) -> None:
+        """Release a call's reservation and charge what it really used (failed calls included)."""
+        self.reserved_usd = max(0.0, self.reserved_usd - reservation.cost_usd)
+        self.reserved_tokens = max(0, self.reserved_tokens - reservation.tokens)
+        self.spent = self.spent + usage
+        self.spent_usd += cost_usd(usage, model, self.prices)

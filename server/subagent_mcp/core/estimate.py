@@ -1,0 +1,60 @@
+"""Cost preview of a plan before execution: expected and worst-case tokens and USD (pure, no I/O).
+
+The budget check and the preview price calls with the same table, so what a host is shown is what
+the run is held to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from ..contracts import PlanEstimate, TaskEstimate, Usage
+from .graph import critical_path_length
+from .pricing import ModelPrice, cost_usd
+
+DEPENDENCY_OVERHEAD_TOKENS = 40
+"""Tokens per dependency entry besides its output: id, role, status and JSON punctuation."""
+
+
+def estimate_call(
+    task_id: str,
+    model: str,
+    input_tokens: int,
+    expected_output_tokens: int,
+    max_output_tokens: int,
+    prices: Mapping[str, ModelPrice],
+) -> TaskEstimate:
+    """Price one call at its expected and its worst-case (``max_output_tokens``) output."""
+    expected_out = min(expected_output_tokens, max_output_tokens)
+    return TaskEstimate(
+        task_id=task_id,
+        model=model,
+        input_tokens=input_tokens,
+        output_tokens=expected_out,
+        max_output_tokens=max_output_tokens,
+        cost_usd=cost_usd(Usage(input_tokens=input_tokens, output_tokens=expected_out), model, prices),
+        max_cost_usd=cost_usd(Usage(input_tokens=input_tokens, output_tokens=max_output_tokens), model, prices),
+    )
+
+
+def context_tokens(dependency_outputs: Sequence[int], budget_tokens: int) -> int:
+    """Expected tokens of a dependency context: the outputs plus overhead, capped by the context budget."""
+    if not dependency_outputs:
+        return 0
+    return min(budget_tokens, sum(dependency_outputs) + DEPENDENCY_OVERHEAD_TOKENS * len(dependency_outputs))
+
+
+def total(
+    tasks: list[TaskEstimate], graph: Mapping[str, Sequence[str]], synthesis: TaskEstimate | None = None
+) -> PlanEstimate:
+    """Sum the calls of a plan (and its synthesis, if given) and note its critical-path length."""
+    calls = [*tasks, *([synthesis] if synthesis else [])]
+    return PlanEstimate(
+        tasks=tasks,
+        synthesis=synthesis,
+        input_tokens=sum(c.input_tokens for c in calls),
+        output_tokens=sum(c.output_tokens for c in calls),
+        cost_usd=round(sum(c.cost_usd for c in calls), 6),
+        max_cost_usd=round(sum(c.max_cost_usd for c in calls), 6),
+        critical_path_subtasks=int(critical_path_length(graph)),
+    )

@@ -1,0 +1,45 @@
+"""A run's budget refuses a call whose worst case could cross a limit, counting calls in flight."""
+
+from __future__ import annotations
+
+import pytest
+
+from subagent_mcp.contracts import Usage
+from subagent_mcp.core.budget import Budget, Limits
+from subagent_mcp.core.pricing import ModelPrice
+from subagent_mcp.errors import BudgetExceededError
+
+PRICES = {"m": ModelPrice(input=1.0, output=10.0)}  # $1 / $10 per million tokens
+
+
+def test_a_call_within_the_limit_is_allowed_and_charged_what_it_used() -> None:
+    budget = Budget(Limits(max_cost_usd=0.02), PRICES)
+    held = budget.reserve("m", input_tokens=1_000, max_output_tokens=1_000)  # worst case $0.011
+    assert budget.reserved_usd == pytest.approx(0.011)
+    budget.settle(held, "m", Usage(input_tokens=1_000, output_tokens=100))
+    assert budget.reserved_usd == 0
+    assert budget.spent_usd == pytest.approx(0.002)
+
+
+def test_calls_in_flight_count_against_the_limit() -> None:
+    budget = Budget(Limits(max_cost_usd=0.02), PRICES)
+    budget.reserve("m", 1_000, 1_000)
+    with pytest.raises(BudgetExceededError, match=r"\$0\.0110 in flight.*over the run's limit of \$0\.0200"):
+        budget.reserve("m", 1_000, 1_000)
+    assert budget.refused == 1
+
+
+def test_spent_usage_counts_after_settling_even_for_failed_calls() -> None:
+    budget = Budget(Limits(max_total_tokens=3_000), PRICES)
+    held = budget.reserve("m", 500, 1_000)
+    budget.settle(held, "m", Usage(input_tokens=500, output_tokens=1_000))  # e.g. a truncated reply
+    with pytest.raises(BudgetExceededError, match="1,500 tokens spent"):
+        budget.reserve("m", 500, 1_001)
+    budget.reserve("m", 500, 1_000)  # exactly at the limit is allowed
+
+
+def test_no_limits_never_refuse() -> None:
+    budget = Budget(Limits(), PRICES)
+    for _ in range(100):
+        budget.reserve("m", 10**6, 10**6)
+    assert budget.refused == 0

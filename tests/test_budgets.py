@@ -1,0 +1,109 @@
+"""Budgets stop a run before it could cross its limit, and costs match what the API billed.
+
+These run the real Anthropic backend against the fake Messages API on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from mcp import Client
+from pydantic import SecretStr
+
+from subagent_mcp.backends.scripted import sample_for_schema
+from subagent_mcp.contracts import JsonObject, Plan, RunReport, Usage
+from subagent_mcp.core.pricing import cost_usd
+from subagent_mcp.mcp_server import create_server
+from subagent_mcp.service import Service
+from subagent_mcp.settings import Settings
+from subagent_mcp.testing import FakeAnthropic, FakeReply, FakeRequest, json_reply, serve_fake_anthropic
+from subagent_mcp.testing.results import text_of
+
+pytestmark = pytest.mark.anyio
+
+
+def settings_for(fake: FakeAnthropic, **overrides: Any) -> Settings:
+    return Settings(
+        anthropic_api_key=SecretStr("sk-ant-test-budget"),
+        anthropic_base_url=fake.base_url,
+        max_output_tokens=1_000,
+        retry_max_wait_s=0,
+        **overrides,
+    )
+
+
+PLAN: JsonObject = {
+    "plan_id": "p-budget",
+    "task": "Survey four options",
+    "subtasks": [
+        {"id": f"t{i}", "role": "researcher", "instructions": f"look at option {i}", "depends_on": []}
+        for i in range(4)
+    ],
+}
+
+
+def long_answers(request: FakeRequest) -> FakeReply:
+    """Schema-valid replies billed near max_tokens, as long answers are."""
+    return json_reply(sample_for_schema(request.schema or {}), usage=Usage(input_tokens=400, output_tokens=900))
+
+
+async def test_a_budget_below_the_plans_cost_stops_before_crossing_it_and_sends_nothing_it_refused() -> None:
+    async with serve_fake_anthropic(long_answers) as fake:
+        settings = settings_for(fake)
+        worst_one = Service(settings).estimate(Plan.model_validate(PLAN)).tasks[0].max_cost_usd
+        limit = worst_one * 1.5  # room for one call's worst case, not two
+        async with Client(create_server(settings)) as client:
+            result = await client.call_tool(
+                "execute_plan", {"plan": PLAN, "max_cost_usd": limit, "max_concurrency": 1}
+            )
+    report = RunReport.model_validate(result.structured_content)
+    statuses = [r.status for r in report.results]
+    assert "succeeded" in statuses
+    assert "skipped" in statuses
+    assert report.status == "partial"
+    for r in report.results:
+        if r.status == "skipped":
+            assert (r.error or "").startswith("budget:")
+            assert r.attempts == 0
+    assert len(fake.message_requests) == sum(r.attempts for r in report.results)
+    assert report.usage == fake.billed_usage
+    assert report.cost_usd <= limit
+    assert "budget:" in text_of(result)
+
+
+async def test_the_reports_usage_and_cost_equal_what_the_fake_api_billed() -> None:
+    async with serve_fake_anthropic() as fake:
+        settings = settings_for(fake)
+        async with Client(create_server(settings)) as client:
+            result = await client.call_tool("execute_plan", {"plan": PLAN})
+    report = RunReport.model_validate(result.structured_content)
+    assert report.status == "succeeded"
+    assert report.usage == fake.billed_usage
+    billed = sum(cost_usd(u, r.model, settings.prices) for u, r in zip(fake.billed, fake.message_requests, strict=True))
+    assert report.cost_usd == pytest.approx(billed)
+    assert report.estimate is not None
+    assert report.estimate.max_cost_usd >= report.estimate.cost_usd > 0
+
+
+def test_the_estimate_counts_every_subtask_and_the_synthesis_and_the_critical_path() -> None:
+    plan = Plan.model_validate(
+        {
+            "plan_id": "p",
+            "task": "t",
+            "subtasks": [
+                {"id": "a", "role": "researcher", "instructions": "x", "depends_on": []},
+                {"id": "b", "role": "coder", "instructions": "y", "depends_on": ["a"]},
+                {"id": "c", "role": "writer", "instructions": "z", "depends_on": ["b"]},
+                {"id": "d", "role": "writer", "instructions": "w", "depends_on": []},
+            ],
+        }
+    )
+    estimate = Service(Settings()).estimate(plan)
+    assert [t.task_id for t in estimate.tasks] == ["a", "b", "c", "d"]
+    assert estimate.synthesis is not None
+    assert estimate.critical_path_subtasks == 3
+    by_id = {t.task_id: t for t in estimate.tasks}
+    assert by_id["b"].model == Settings().model_for_role("coder", "strong")
+    assert by_id["c"].input_tokens > by_id["d"].input_tokens  # c carries b's expected output as context
+    assert estimate.cost_usd == pytest.approx(sum(t.cost_usd for t in [*estimate.tasks, estimate.synthesis]), abs=1e-6)
