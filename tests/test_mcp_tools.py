@@ -212,3 +212,15 @@ async def test_without_a_key_the_server_starts_lists_tools_and_says_what_to_set(
         result = await c.call_tool("run_subagent", {"role": "writer", "instructions": "x"})
     assert result.is_error
     assert "ANTHROPIC_API_KEY is not set" in text_of(result)
+
+
+async def test_the_delegate_prompt_walks_the_host_through_plan_execute_synthesize() -> None:
+    async with client(ScriptedBackend()) as c:
+        prompts = (await c.list_prompts()).prompts
+        assert [p.name for p in prompts] == ["delegate"]
+        result = await c.get_prompt("delegate", {"task": "Review our API design", "max_cost_usd": "0.50"})
+    text = result.messages[0].content
+    assert text.type == "text"
+    assert "Review our API design" in text.text
+    assert text.text.index("plan_task") < text.text.index("execute_plan") < text.text.index("synthesize")
+    assert "max_cost_usd=0.50" in text.text

@@ -74,3 +74,9 @@ def test_the_key_never_shows_in_repr_or_dump() -> None:
     s = Settings.from_env({"ANTHROPIC_API_KEY": "sk-ant-SECRET-42"}, env_file=None)
     assert "SECRET" not in repr(s)
     assert "SECRET" not in s.model_dump_json()
+
+
+def test_an_optional_limit_can_be_switched_off() -> None:
+    s = Settings.from_env({"SUBAGENT_MCP_MAX_RUN_COST_USD": "none"}, env_file=None)
+    assert s.max_run_cost_usd is None
+    assert Settings.from_env({}, env_file=None).max_run_cost_usd == 5.0

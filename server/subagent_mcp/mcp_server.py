@@ -45,6 +45,7 @@ def create_server(settings: Settings, backend: ModelBackend | None = None) -> MC
     )
     install_redaction(settings)  # MCPServer() may have just added a stderr handler
     register_tools(server)
+    register_prompts(server)
     return server
 
 
@@ -145,6 +146,28 @@ def register_tools(server: MCPServer[Service]) -> None:
         total = len(result.plan.subtasks) + 2
         await reporter.step(total, total, "synthesized" if result.synthesis else "synthesis failed")
         return structured(result, render.orchestrate_text(result))
+
+
+DELEGATE_PROMPT = """Delegate this task to a team of specialist subagents using the subagent-mcp tools:
+
+{task}
+
+1. Call `plan_task` with the task. Show me the plan (subtasks, roles, dependencies) and its cost estimate.
+2. If a subtask is missing, redundant or badly specified, edit the plan object; then call `execute_plan`
+   with the plan (or its plan_id){budget}.
+3. Call `synthesize` with the run_id it returns.
+4. Give me the final answer. Say plainly which subtasks failed or were skipped and what that leaves
+   unanswered, and what the run cost."""
+
+
+def register_prompts(server: MCPServer[Service]) -> None:
+    """Prompts a person can pick in the host to start the usual flow."""
+
+    @server.prompt(title="Delegate a task to subagents")
+    def delegate(task: str, max_cost_usd: str | None = None) -> str:
+        """Plan a task with plan_task, review the plan, run it with execute_plan, then synthesize."""
+        budget = f", max_cost_usd={max_cost_usd}" if max_cost_usd else ""
+        return DELEGATE_PROMPT.format(task=task.strip(), budget=budget)
 
 
 def service_of(ctx: ServiceContext) -> Service:
