@@ -15,7 +15,8 @@ from subagent_mcp.backends.scripted import sample_for_schema
 from subagent_mcp.contracts import JsonObject, Plan, RunReport, Usage
 from subagent_mcp.core.pricing import cost_usd
 from subagent_mcp.mcp_server import create_server
-from subagent_mcp.service import Service
+from subagent_mcp.planning import estimate_plan
+from subagent_mcp.roles import BUILTIN_ROLES
 from subagent_mcp.settings import Settings
 from subagent_mcp.testing import FakeAnthropic, FakeReply, FakeRequest, json_reply, serve_fake_anthropic
 from subagent_mcp.testing.results import text_of
@@ -51,7 +52,7 @@ def long_answers(request: FakeRequest) -> FakeReply:
 async def test_a_budget_below_the_plans_cost_stops_before_crossing_it_and_sends_nothing_it_refused() -> None:
     async with serve_fake_anthropic(long_answers) as fake:
         settings = settings_for(fake)
-        worst_one = Service(settings).estimate(Plan.model_validate(PLAN)).tasks[0].max_cost_usd
+        worst_one = estimate_plan(Plan.model_validate(PLAN), settings, BUILTIN_ROLES).tasks[0].max_cost_usd
         limit = worst_one * 1.5  # room for one call's worst case, not two
         async with Client(create_server(settings)) as client:
             result = await client.call_tool(
@@ -99,7 +100,7 @@ def test_the_estimate_counts_every_subtask_and_the_synthesis_and_the_critical_pa
             ],
         }
     )
-    estimate = Service(Settings()).estimate(plan)
+    estimate = estimate_plan(plan, Settings(), BUILTIN_ROLES)
     assert [t.task_id for t in estimate.tasks] == ["a", "b", "c", "d"]
     assert estimate.synthesis is not None
     assert estimate.critical_path_subtasks == 3

@@ -45,6 +45,7 @@ async def test_the_console_script_serves_orchestrate_over_stdio_against_the_fake
             "ANTHROPIC_BASE_URL": fake.base_url,
             "SUBAGENT_MCP_ALLOW_REMOTE_MODEL": "0",
             "SUBAGENT_MCP_LOG_LEVEL": "DEBUG",
+            "SUBAGENT_MCP_DB_PATH": str(tmp_path / "runs.db"),
         }
         params = StdioServerParameters(command=str(SCRIPT), args=[], env=env, cwd=str(tmp_path))
         with stderr_path.open("w") as errlog:

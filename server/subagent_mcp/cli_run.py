@@ -6,12 +6,11 @@ Ctrl-C cancels in-flight subagents cleanly and still reports what finished.
 from __future__ import annotations
 
 import signal
-import sys
 
 import anyio
 
 from . import render
-from .contracts import OrchestrateResult, RunReport
+from .contracts import OrchestrateResult
 from .errors import ModelError, SubagentMCPError
 from .service import Service
 from .settings import Settings
@@ -39,7 +38,7 @@ async def run_command(
             progress.note(f"subagent-mcp: {error}")
             return 1 if isinstance(error, ModelError) else 2
         if outcome is None:
-            return _report_interrupted(service, progress, as_json)
+            return await _report_interrupted(service, progress, as_json)
     if as_json:
         print(outcome.model_dump_json(indent=2))
     else:
@@ -72,15 +71,13 @@ async def _cancel_on_sigint(scope: anyio.CancelScope, progress: TerminalProgress
             return
 
 
-def _report_interrupted(service: Service, progress: TerminalProgress, as_json: bool) -> int:
-    """After Ctrl-C: show the run's partial report, if the run had started."""
-    reports: list[RunReport] = [report for _, report in service.runs.values()]
-    if not reports:
+async def _report_interrupted(service: Service, progress: TerminalProgress, as_json: bool) -> int:
+    """After Ctrl-C: show the run's partial report (it was saved as cancelled), if the run had started."""
+    recent = await service.list_runs(1)
+    report = (await service.get_run(recent[0].run_id))[1].report if recent else None
+    if report is None:
         progress.note("interrupted before the run started; nothing was executed")
         return EXIT_INTERRUPTED
-    report = reports[-1]
-    if as_json:
-        print(report.model_dump_json(indent=2))
-    else:
-        print(render.report_text(report), file=sys.stdout)
+    progress.note(f"resume it with: subagent-mcp run --resume {report.run_id}")
+    print(report.model_dump_json(indent=2) if as_json else render.report_text(report))
     return EXIT_INTERRUPTED

@@ -1,11 +1,12 @@
-"""The use cases behind the tools: plan a task, run one subagent (and, built on them, whole runs).
+"""The use cases behind the tools: plan, run one subagent, execute or resume a plan, synthesize.
 
-Wires the core, a model backend and the roles together; knows nothing of MCP, so the CLI, the MCP
-server and the tests all drive the same code.
+Wires the core, a model backend, the roles and the store together; knows nothing of MCP, so the
+CLI, the MCP server and the tests all drive the same code.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator, Mapping
@@ -16,7 +17,7 @@ from pydantic import ValidationError
 
 from . import prompts
 from .backends.base import ModelBackend
-from .backends.budgeted import BudgetedBackend, request_input_tokens
+from .backends.budgeted import BudgetedBackend
 from .contracts import (
     CompletionRequest,
     JsonObject,
@@ -28,45 +29,53 @@ from .contracts import (
     SubagentResult,
     Subtask,
     Synthesis,
-    TaskEstimate,
-    Usage,
 )
 from .core.budget import Budget, Limits
-from .core.context import build_context, estimate_tokens
-from .core.estimate import context_tokens, estimate_call, total
-from .core.executor import OnEvent, RunState, execute
-from .core.graph import topological_order
+from .core.context import build_context
+from .core.executor import OnEvent
 from .core.pricing import cost_usd
-from .errors import BudgetExceededError, InputError, ModelError, PlanError
+from .errors import BudgetExceededError, InputError, ModelError
+from .planning import check_runnable, estimate_plan, subtask_request
 from .roles import BUILTIN_ROLES, Role, get_role
+from .runs import RunOptions, execute_durably, report_from_stored
 from .settings import Settings
+from .store import RunRecord, RunSummary, Store, default_db_path
 from .structured import check_output_schema, complete_json
-from .synthesis import SYNTHESIS_EXPECTED_OUTPUT_TOKENS, SYNTHESIS_MAX_TOKENS, synthesize
+from .synthesis import synthesize
+
+log = logging.getLogger(__name__)
 
 PLANNER_MAX_TOKENS = 8192
 
 
 @dataclass
 class Service:
-    """One server's worth of state: settings, roles and the (lazily created) model backend."""
+    """One server's worth of state: settings, roles, the store and the (lazily created) model backend."""
 
     settings: Settings
+    store: Store
     backend_override: ModelBackend | None = None
     roles: dict[str, Role] = field(default_factory=lambda: dict(BUILTIN_ROLES))
-    plans: dict[str, Plan] = field(default_factory=dict[str, Plan])
-    runs: dict[str, tuple[Plan, RunReport]] = field(default_factory=dict[str, tuple[Plan, RunReport]])
     _backend: ModelBackend | None = None
 
     @classmethod
     @asynccontextmanager
     async def open(cls, settings: Settings, backend: ModelBackend | None = None) -> AsyncGenerator[Service]:
-        """A service whose backend is closed on exit; no model client exists until a tool needs one."""
-        service = cls(settings, backend_override=backend)
-        try:
-            yield service
-        finally:
-            if service._backend is not None:
-                await service._backend.aclose()
+        """Open the store (flagging runs a dead process left running) and close everything on exit.
+
+        Raises:
+            StoreError: the database cannot be used; the message names the file and what to do.
+        """
+        async with Store.open(settings.db_path or default_db_path()) as store:
+            interrupted = await store.mark_interrupted()
+            if interrupted:
+                log.warning("runs interrupted by a previous process (resume them): %s", ", ".join(interrupted))
+            service = cls(settings, store, backend_override=backend)
+            try:
+                yield service
+            finally:
+                if service._backend is not None:
+                    await service._backend.aclose()
 
     @property
     def backend(self) -> ModelBackend:
@@ -78,10 +87,6 @@ class Service:
         if self._backend is None:
             self._backend = self._make_backend()
         return self._backend
-
-    def require_backend(self) -> ModelBackend:
-        """The backend, created now so that a missing key is reported before any work starts."""
-        return self.backend
 
     def _make_backend(self) -> ModelBackend:
         if self.backend_override is not None:
@@ -98,7 +103,7 @@ class Service:
     # --- plan_task --------------------------------------------------------------------------------
 
     async def plan_task(self, task: str, max_subtasks: int | None = None, roles: list[str] | None = None) -> Plan:
-        """Ask the planner model for a validated plan; an invalid plan gets one repair turn.
+        """Ask the planner model for a validated plan (one repair turn), save it, and attach its estimate.
 
         Raises:
             InputError: empty task, unknown role, or a max_subtasks out of range.
@@ -125,9 +130,8 @@ class Service:
         )
         result = await complete_json(self.backend, request, check)
         plan = Plan.model_validate({"plan_id": plan_id, "task": task, **result.output}, context={"max_subtasks": limit})
-        plan = plan.model_copy(update={"estimate": self.estimate(plan)})
-        self.plans[plan.plan_id] = plan
-        return plan
+        await self.store.save_plan(plan)
+        return plan.model_copy(update={"estimate": self.estimate(plan)})
 
     def _subtask_limit(self, requested: int | None) -> int:
         configured = self.settings.max_subtasks
@@ -139,6 +143,10 @@ class Service:
                 f"got {requested}"
             )
         return requested
+
+    def estimate(self, plan: Plan) -> PlanEstimate:
+        """Expected and worst-case cost of running ``plan`` and synthesizing it, before any call."""
+        return estimate_plan(plan, self.settings, self.roles)
 
     # --- run_subagent -----------------------------------------------------------------------------
 
@@ -165,24 +173,6 @@ class Service:
             raise InputError("model must be a model id such as 'claude-haiku-5-5', or omitted")
         return await self.run_subtask(subtask, task=None, context=context, model=model)
 
-    def subtask_request(
-        self, subtask: Subtask, task: str | None, context: str | None, model: str | None = None
-    ) -> CompletionRequest:
-        """The model request for ``subtask`` (also what the cost estimate measures)."""
-        role = get_role(subtask.role, self.roles)
-        return CompletionRequest(
-            model=model or self.settings.model_for_role(role.name, role.tier),
-            system=prompts.subagent_system(role),
-            messages=[
-                ModelMessage(
-                    role="user", content=prompts.subagent_user(subtask.id, subtask.instructions, task, context)
-                )
-            ],
-            output_schema=subtask.output_schema or role.output_schema,
-            max_tokens=self.settings.max_output_tokens,
-            label=subtask.id,
-        )
-
     async def run_subtask(
         self,
         subtask: Subtask,
@@ -195,7 +185,7 @@ class Service:
 
         A call the budget refused before anything was sent makes the task ``skipped`` (reason: budget).
         """
-        request = self.subtask_request(subtask, task, context, model)
+        request = subtask_request(subtask, task, context, self.settings, self.roles, model)
         started = time.monotonic()
         try:
             out = await complete_json(backend or self.backend, request)
@@ -224,38 +214,7 @@ class Service:
             duration_s=time.monotonic() - started,
         )
 
-    def estimate(self, plan: Plan) -> PlanEstimate:
-        """Expected and worst-case cost of running ``plan`` and synthesizing it, before any call."""
-        budget = self.settings.context_budget_tokens
-        expected: dict[str, int] = {}
-        tasks: list[TaskEstimate] = []
-        for task_id in topological_order(plan.graph()):
-            subtask = plan.subtask(task_id)
-            request = self.subtask_request(subtask, plan.task, None)
-            deps = context_tokens([expected[d] for d in subtask.depends_on], budget)
-            role = get_role(subtask.role, self.roles)
-            call = estimate_call(
-                task_id,
-                request.model,
-                request_input_tokens(request) + deps,
-                role.expected_output_tokens,
-                request.max_tokens,
-                self.settings.prices,
-            )
-            expected[task_id] = call.output_tokens
-            tasks.append(call)
-        synthesis = estimate_call(
-            "synthesis",
-            self.settings.synthesis_model,
-            estimate_tokens(prompts.SYNTHESIS_SYSTEM + plan.task) + context_tokens(list(expected.values()), budget),
-            SYNTHESIS_EXPECTED_OUTPUT_TOKENS,
-            SYNTHESIS_MAX_TOKENS,
-            self.settings.prices,
-        )
-        tasks.sort(key=lambda t: [s.id for s in plan.subtasks].index(t.task_id))
-        return total(tasks, plan.graph(), synthesis)
-
-    # --- execute_plan -----------------------------------------------------------------------------
+    # --- execute_plan and resume ------------------------------------------------------------------
 
     async def execute_plan(
         self,
@@ -267,27 +226,53 @@ class Service:
         max_cost_usd: float | None = None,
         max_total_tokens: int | None = None,
     ) -> RunReport:
-        """Run every subtask of a plan as soon as its dependencies succeed; failures are data.
-
-        The report is kept (under its run_id) even when the host cancels the call mid-run.
+        """Run every subtask as soon as its dependencies succeed, committing each result as it ends.
 
         Raises:
             InputError, PlanError: the plan or an argument is unusable (checked before any token is spent).
             ConfigError: no API key.
         """
-        plan = self._checked_plan(plan, plan_id)
-        self._in_range("max_concurrency", max_concurrency, 1, 1024)
-        cap = max_concurrency or self.settings.max_concurrency
-        run_timeout = self._in_range("timeout_s", timeout_s, 1e-3, 86_400.0) or self.settings.run_timeout_s
-        self._in_range("max_cost_usd", max_cost_usd, 1e-9, 1e9)
-        self._in_range("max_total_tokens", max_total_tokens, 1, 1e12)
-        limits = Limits(
-            max_cost_usd=max_cost_usd or self.settings.max_run_cost_usd,
-            max_total_tokens=max_total_tokens or self.settings.max_run_tokens,
+        plan = await self._plan_to_run(plan, plan_id)
+        options = RunOptions(
+            max_concurrency=int(
+                _in_range("max_concurrency", max_concurrency, 1, 1024) or self.settings.max_concurrency
+            ),
+            task_timeout_s=self.settings.task_timeout_s,
+            run_timeout_s=_in_range("timeout_s", timeout_s, 1e-3, 86_400.0) or self.settings.run_timeout_s,
+            max_cost_usd=_in_range("max_cost_usd", max_cost_usd, 1e-9, 1e9) or self.settings.max_run_cost_usd,
+            max_total_tokens=int(_in_range("max_total_tokens", max_total_tokens, 1, 1e12) or 0)
+            or self.settings.max_run_tokens,
         )
-        backend = BudgetedBackend(self.require_backend(), Budget(limits, self.settings.prices))
-        estimate = self.estimate(plan)
+        _ = self.backend  # a missing key fails here, before the run is created
         run_id = f"run-{uuid.uuid4().hex[:12]}"
+        await self.store.create_run(run_id, plan.plan_id, options.model_dump())
+        return await self._run(plan, run_id, options, on_event, {}, Budget(self._limits(options), self.settings.prices))
+
+    async def resume_run(self, run_id: str, on_event: OnEvent | None = None) -> RunReport:
+        """Continue a stored run: its succeeded tasks are kept and never called again; the rest run.
+
+        Raises:
+            StoreError: no such run, or another live process is running it.
+            ConfigError: no API key.
+        """
+        _ = self.backend  # a missing key fails here, before the run is taken over
+        record = await self.store.resume_run(run_id)
+        plan = await self._stored_plan(record.plan_id)
+        options = RunOptions.model_validate(record.options)
+        kept = {task_id: record.results[task_id] for task_id in record.succeeded_ids()}
+        budget = Budget(self._limits(options), self.settings.prices, spent=record.usage, spent_usd=record.cost_usd)
+        return await self._run(plan, run_id, options, on_event, kept, budget)
+
+    async def _run(
+        self,
+        plan: Plan,
+        run_id: str,
+        options: RunOptions,
+        on_event: OnEvent | None,
+        kept: Mapping[str, SubagentResult],
+        budget: Budget,
+    ) -> RunReport:
+        backend = BudgetedBackend(self.backend, budget)
         context_budget = self.settings.context_budget_tokens
 
         async def run_task(subtask: Subtask, deps: Mapping[str, SubagentResult]) -> SubagentResult:
@@ -295,56 +280,59 @@ class Service:
             text = context.render(include_task=False) if subtask.depends_on else None
             return await self.run_subtask(subtask, plan.task, text, backend=backend)
 
-        state = RunState()
-        try:
-            await execute(
-                plan,
-                run_task,
-                max_concurrency=cap,
-                task_timeout_s=self.settings.task_timeout_s,
-                run_timeout_s=run_timeout,
-                on_event=on_event,
-                state=state,
-            )
-        finally:
-            report = _report(run_id, plan, state).model_copy(update={"estimate": estimate})
-            self.runs[run_id] = (plan, report)
-        return report
+        return await execute_durably(
+            self.store,
+            plan,
+            run_id,
+            run_task,
+            options,
+            estimate=self.estimate(plan),
+            on_event=on_event,
+            completed=kept,
+        )
 
-    def _checked_plan(self, plan: Plan | None, plan_id: str | None) -> Plan:
+    @staticmethod
+    def _limits(options: RunOptions) -> Limits:
+        return Limits(max_cost_usd=options.max_cost_usd, max_total_tokens=options.max_total_tokens)
+
+    async def _plan_to_run(self, plan: Plan | None, plan_id: str | None) -> Plan:
+        """The plan given inline (saved under a fresh id if edited) or by id, checked for this server."""
         if (plan is None) == (plan_id is None):
             raise InputError("pass exactly one of plan (a plan object, e.g. from plan_task) or plan_id")
         if plan is None:
             assert plan_id is not None
-            if plan_id not in self.plans:
-                raise InputError(f"no plan with id {plan_id!r} in this server; pass the plan itself instead")
-            plan = self.plans[plan_id]
-        if len(plan.subtasks) > self.settings.max_subtasks:
-            raise PlanError(
-                f"the plan has {len(plan.subtasks)} subtasks, more than the server's maximum of "
-                f"{self.settings.max_subtasks} (SUBAGENT_MCP_MAX_SUBTASKS)"
-            )
-        unknown = [f"{s.id} (role {s.role!r})" for s in plan.subtasks if s.role not in self.roles]
-        if unknown:
-            raise PlanError(
-                f"unknown roles in subtasks: {', '.join(unknown)}; available roles: {', '.join(sorted(self.roles))}",
-                ids=[s.id for s in plan.subtasks if s.role not in self.roles],
-            )
-        for s in plan.subtasks:
-            if s.output_schema is not None:
-                try:
-                    check_output_schema(s.output_schema)
-                except InputError as exc:
-                    raise PlanError(f"subtask {s.id}: {exc}", ids=[s.id]) from None
+            plan = await self._stored_plan(plan_id)
+            check_runnable(plan, self.settings, self.roles)
+            return plan
+        plan = plan.model_copy(update={"estimate": None})
+        check_runnable(plan, self.settings, self.roles)
+        stored = await self.store.get_plan(plan.plan_id)
+        if stored is not None and stored != plan:  # an edited plan: keep both, so old runs stay intact
+            plan = plan.model_copy(update={"plan_id": f"{plan.plan_id}-{uuid.uuid4().hex[:6]}"})
+        await self.store.save_plan(plan)
         return plan
 
-    @staticmethod
-    def _in_range(name: str, value: float | None, low: float, high: float) -> float | None:
-        if value is not None and not low <= value <= high:
-            raise InputError(f"{name} must be between {low:g} and {high:g}, got {value:g}")
-        return value
+    async def _stored_plan(self, plan_id: str) -> Plan:
+        plan = await self.store.get_plan(plan_id)
+        if plan is None:
+            raise InputError(f"no plan with id {plan_id!r} is stored; pass the plan itself instead")
+        return plan
 
-    # --- synthesize and orchestrate ---------------------------------------------------------------
+    # --- runs, synthesize, orchestrate ------------------------------------------------------------
+
+    async def list_runs(self, limit: int = 20) -> list[RunSummary]:
+        return await self.store.list_runs(_bounded_limit(limit))
+
+    async def get_run(self, run_id: str) -> tuple[Plan, RunRecord]:
+        """A stored run and its plan.
+
+        Raises:
+            InputError: no run with that id.
+        """
+        record = await self.store.get_run(run_id)
+        if record is None:
+            raise InputError(f"no run with id {run_id!r} is stored; list_runs shows the recent ones")
+        return await self._stored_plan(record.plan_id), record
 
     async def synthesize(
         self, run_id: str | None = None, results: list[SubagentResult] | None = None, task: str | None = None
@@ -358,15 +346,12 @@ class Service:
         if (run_id is None) == (results is None):
             raise InputError("pass exactly one of run_id (from execute_plan) or results (a list of results)")
         if run_id is not None:
-            if run_id not in self.runs:
-                raise InputError(f"no run with id {run_id!r} in this server; pass its results instead")
-            plan, report = self.runs[run_id]
-            results, task = report.results, task or plan.task
+            plan, record = await self.get_run(run_id)
+            results, task = report_from_stored(plan, run_id, record.results), task or plan.task
         if not task or not task.strip():
             raise InputError("task is empty; say what the results should answer")
-        assert results is not None
         if not results:
-            raise InputError("results is empty; there is nothing to synthesize")
+            raise InputError("there are no results to synthesize")
         return await synthesize(self.backend, self.settings, task, results)
 
     async def orchestrate(
@@ -386,19 +371,16 @@ class Service:
         return OrchestrateResult(plan=plan, report=report, synthesis=synthesis)
 
 
-def _report(run_id: str, plan: Plan, state: RunState) -> RunReport:
-    """The report of a run from its state, in plan order, with usage and cost summed over every task."""
-    results = [state.results[s.id] for s in plan.subtasks if s.id in state.results]
-    usage = sum((r.usage for r in results), Usage())
-    return RunReport(
-        run_id=run_id,
-        plan_id=plan.plan_id,
-        status=state.status,
-        results=results,
-        usage=usage,
-        cost_usd=round(sum(r.cost_usd for r in results), 8),
-        makespan_s=state.makespan_s,
-    )
+def _in_range(name: str, value: float | None, low: float, high: float) -> float | None:
+    if value is not None and not low <= value <= high:
+        raise InputError(f"{name} must be between {low:g} and {high:g}, got {value:g}")
+    return value
+
+
+def _bounded_limit(limit: int) -> int:
+    if not 1 <= limit <= 500:
+        raise InputError(f"limit must be between 1 and 500, got {limit}")
+    return limit
 
 
 def _require_text(value: str, name: str) -> str:

@@ -10,7 +10,7 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -61,6 +61,9 @@ class Settings(BaseModel):
     )
     max_run_tokens: int | None = Field(default=None, gt=0, description="Per-run ceiling on total tokens.")
 
+    db_path: str | None = Field(
+        default=None, description="SQLite file for plans and runs (':memory:' for none); default: user data dir."
+    )
     prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
     log_level: LogLevel = "INFO"
     demo: bool = False
@@ -112,12 +115,14 @@ class Settings(BaseModel):
             if values.get(name):
                 data[name.lower()] = values[name]
         json_fields = {"role_models", "prices"}
-        for field in cls.model_fields:
+        for field, info in cls.model_fields.items():
             raw = values.get(PREFIX + field.upper())
             if raw is None or field.startswith("anthropic_"):
                 continue
             if field in json_fields:
                 data[field] = _parse_json_setting(PREFIX + field.upper(), raw)
+            elif raw.strip().lower() in {"", "none", "off"} and type(None) in get_args(info.annotation):
+                data[field] = None
             else:
                 data[field] = raw
         if "prices" in data:

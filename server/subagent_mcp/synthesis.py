@@ -13,11 +13,9 @@ from .backends.base import ModelBackend
 from .contracts import CompletionRequest, ModelMessage, SubagentResult, Synthesis
 from .core.context import fit_results_for_synthesis
 from .core.pricing import cost_usd
+from .planning import SYNTHESIS_MAX_TOKENS
 from .settings import Settings
 from .structured import complete_json
-
-SYNTHESIS_MAX_TOKENS = 8192
-SYNTHESIS_EXPECTED_OUTPUT_TOKENS = 1500
 
 
 def missing_lines(results: Sequence[SubagentResult]) -> list[str]:

@@ -199,7 +199,8 @@ async def test_cut_off_body_and_disconnect_are_protocol_errors_for_the_client() 
 
 
 async def test_hang_and_latency_outlast_a_short_client_timeout() -> None:
-    async with serve_fake_anthropic() as fake, client(fake.base_url, timeout=0.05) as http:
+    # a short read timeout only: connecting may be slow on a loaded machine, answering must never come
+    async with serve_fake_anthropic() as fake, client(fake.base_url, timeout=httpx2.Timeout(0.05, connect=10)) as http:
         fake.enqueue(hang_reply(), json_reply({"late": True}).after(5))
         for _ in range(2):
             with pytest.raises(httpx2.ReadTimeout):

@@ -1,0 +1,101 @@
+"""What a plan will ask of the models, before any is called: requests, checks and the cost estimate.
+
+Pure functions of a plan, the settings and the roles, so the estimate shown to a host and the
+requests later sent are built by the same code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from . import prompts
+from .backends.budgeted import request_input_tokens
+from .contracts import CompletionRequest, ModelMessage, Plan, PlanEstimate, Subtask, TaskEstimate
+from .core.context import estimate_tokens
+from .core.estimate import context_tokens, estimate_call, total
+from .core.graph import topological_order
+from .errors import InputError, PlanError
+from .roles import Role, get_role
+from .settings import Settings
+from .structured import check_output_schema
+
+SYNTHESIS_MAX_TOKENS = 8192
+SYNTHESIS_EXPECTED_OUTPUT_TOKENS = 1500
+
+
+def subtask_request(
+    subtask: Subtask,
+    task: str | None,
+    context: str | None,
+    settings: Settings,
+    roles: Mapping[str, Role],
+    model: str | None = None,
+) -> CompletionRequest:
+    """The model request for ``subtask``: its role's prompt and schema, its inputs, its model."""
+    role = get_role(subtask.role, dict(roles))
+    return CompletionRequest(
+        model=model or settings.model_for_role(role.name, role.tier),
+        system=prompts.subagent_system(role),
+        messages=[
+            ModelMessage(role="user", content=prompts.subagent_user(subtask.id, subtask.instructions, task, context))
+        ],
+        output_schema=subtask.output_schema or role.output_schema,
+        max_tokens=settings.max_output_tokens,
+        label=subtask.id,
+    )
+
+
+def estimate_plan(plan: Plan, settings: Settings, roles: Mapping[str, Role]) -> PlanEstimate:
+    """Expected and worst-case cost of running ``plan`` and synthesizing it, priced like the budget."""
+    budget = settings.context_budget_tokens
+    expected: dict[str, int] = {}
+    by_id: dict[str, TaskEstimate] = {}
+    for task_id in topological_order(plan.graph()):
+        subtask = plan.subtask(task_id)
+        request = subtask_request(subtask, plan.task, None, settings, roles)
+        deps = context_tokens([expected[d] for d in subtask.depends_on], budget)
+        call = estimate_call(
+            task_id,
+            request.model,
+            request_input_tokens(request) + deps,
+            roles[subtask.role].expected_output_tokens,
+            request.max_tokens,
+            settings.prices,
+        )
+        expected[task_id] = call.output_tokens
+        by_id[task_id] = call
+    synthesis = estimate_call(
+        "synthesis",
+        settings.synthesis_model,
+        estimate_tokens(prompts.SYNTHESIS_SYSTEM + plan.task) + context_tokens(list(expected.values()), budget),
+        SYNTHESIS_EXPECTED_OUTPUT_TOKENS,
+        SYNTHESIS_MAX_TOKENS,
+        settings.prices,
+    )
+    return total([by_id[s.id] for s in plan.subtasks], plan.graph(), synthesis)
+
+
+def check_runnable(plan: Plan, settings: Settings, roles: Mapping[str, Role]) -> None:
+    """Refuse a plan this server cannot run, naming the subtasks at fault, before any token is spent.
+
+    Raises:
+        PlanError: too many subtasks, unknown roles, or an unusable output_schema.
+    """
+    if len(plan.subtasks) > settings.max_subtasks:
+        raise PlanError(
+            f"the plan has {len(plan.subtasks)} subtasks, more than the server's maximum of "
+            f"{settings.max_subtasks} (SUBAGENT_MCP_MAX_SUBTASKS)"
+        )
+    unknown = [s for s in plan.subtasks if s.role not in roles]
+    if unknown:
+        listing = ", ".join(f"{s.id} (role {s.role!r})" for s in unknown)
+        raise PlanError(
+            f"unknown roles in subtasks: {listing}; available roles: {', '.join(sorted(roles))}",
+            ids=[s.id for s in unknown],
+        )
+    for s in plan.subtasks:
+        if s.output_schema is not None:
+            try:
+                check_output_schema(s.output_schema)
+            except InputError as exc:
+                raise PlanError(f"subtask {s.id}: {exc}", ids=[s.id]) from None

@@ -1,0 +1,113 @@
+"""Durable execution: run a plan through the executor and commit each result the moment it is final.
+
+A crash loses at most the tasks in flight; a resumed run keeps every stored success and runs the
+rest. The report's usage and cost come from the store, so they cover every attempt of the run,
+retries and earlier sessions included.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+
+import anyio
+from pydantic import BaseModel, ConfigDict
+
+from .contracts import Plan, PlanEstimate, RunReport, SubagentResult, Usage
+from .core.executor import ExecutorEvent, OnEvent, RunState, RunTask, TaskFinished, execute
+from .store import Store
+
+
+class RunOptions(BaseModel):
+    """How a run was asked to run; stored with it so a resume runs the same way."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    max_concurrency: int
+    task_timeout_s: float
+    run_timeout_s: float
+    max_cost_usd: float | None = None
+    max_total_tokens: int | None = None
+
+
+async def execute_durably(
+    store: Store,
+    plan: Plan,
+    run_id: str,
+    run_task: RunTask,
+    options: RunOptions,
+    *,
+    estimate: PlanEstimate | None = None,
+    on_event: OnEvent | None = None,
+    completed: Mapping[str, SubagentResult] | None = None,
+) -> RunReport:
+    """Execute ``plan`` as run ``run_id`` (already created in ``store``), saving every final result.
+
+    On host cancellation the unsaved results (the cancelled ones) are saved and the run is closed
+    as ``cancelled`` under a shield, then the cancellation goes on.
+    """
+    seeded = dict(completed or {})
+    saved: set[str] = set(seeded)
+
+    async def persist(event: ExecutorEvent) -> None:
+        if isinstance(event, TaskFinished) and event.result.task_id not in saved:
+            saved.add(event.result.task_id)
+            await store.save_result(run_id, event.result)
+        if on_event is not None:
+            outcome = on_event(event)
+            if inspect.isawaitable(outcome):
+                await outcome
+
+    state = RunState()
+
+    async def close() -> RunReport:
+        """Save what the events did not (cancelled tasks), then record the report; never interrupted."""
+        report: RunReport | None = None
+        with anyio.CancelScope(shield=True):
+            for result in list(state.results.values()):
+                if result.task_id not in saved:
+                    saved.add(result.task_id)
+                    await store.save_result(run_id, result)
+            report = await build_report(store, plan, run_id, state, estimate)
+            await store.finish_run(run_id, report)
+        assert report is not None  # a shielded scope is never cancelled
+        return report
+
+    try:
+        await execute(
+            plan,
+            run_task,
+            max_concurrency=options.max_concurrency,
+            task_timeout_s=options.task_timeout_s,
+            run_timeout_s=options.run_timeout_s,
+            on_event=persist,
+            completed=seeded,
+            state=state,
+        )
+    except BaseException:
+        await close()
+        raise
+    return await close()
+
+
+async def build_report(
+    store: Store, plan: Plan, run_id: str, state: RunState, estimate: PlanEstimate | None
+) -> RunReport:
+    """The run's report in plan order, with usage and cost as the store logged them (every attempt)."""
+    record = await store.get_run(run_id)
+    results = [state.results[s.id] for s in plan.subtasks if s.id in state.results]
+    return RunReport(
+        run_id=run_id,
+        plan_id=plan.plan_id,
+        status=state.status,
+        results=results,
+        usage=record.usage if record else sum((r.usage for r in results), Usage()),
+        cost_usd=round(record.cost_usd, 8) if record else round(sum(r.cost_usd for r in results), 8),
+        makespan_s=state.makespan_s,
+        estimate=estimate,
+    )
+
+
+def report_from_stored(plan: Plan, run_id: str, results: Mapping[str, SubagentResult]) -> list[SubagentResult]:
+    """A stored run's latest results in plan order (tasks never reached are left out)."""
+    return [results[s.id] for s in plan.subtasks if s.id in results]

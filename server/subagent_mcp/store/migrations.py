@@ -1,0 +1,146 @@
+"""Numbered schema migrations in the style of simonw/llm: plain functions, applied once each, in order.
+
+Append-only: never edit or reorder a migration that has shipped; add ``m00N_...`` instead. Each runs in
+its own ``BEGIN IMMEDIATE`` transaction together with its ``_migrations`` row, so a crash mid-way leaves
+the schema at the previous step. Use ``db.execute`` one statement at a time, never ``executescript``
+(it commits first, which would split the migration from its record).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from .records import DB_PATH_ENV, refuse
+
+Migration = Callable[[sqlite3.Connection], None]
+
+MIGRATIONS: list[Migration] = []
+"""Every migration this code knows, in the order they apply."""
+
+
+def migration(fn: Migration) -> Migration:
+    """Register ``fn`` as the next migration; its function name is the name recorded in ``_migrations``."""
+    MIGRATIONS.append(fn)
+    return fn
+
+
+@migration
+def m001_initial(db: sqlite3.Connection) -> None:
+    """Plans, runs, the latest result per task, and a log of the usage of every attempt."""
+    db.execute(
+        """
+        CREATE TABLE plans (
+            plan_id TEXT PRIMARY KEY,
+            task TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            json TEXT NOT NULL
+        )"""
+    )
+    db.execute(
+        """
+        CREATE TABLE runs (
+            run_id TEXT PRIMARY KEY,
+            plan_id TEXT NOT NULL REFERENCES plans(plan_id),
+            status TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            finished_at TEXT,
+            options_json TEXT NOT NULL,
+            estimate_json TEXT,
+            report_json TEXT
+        )"""
+    )
+    db.execute("CREATE INDEX runs_by_created_at ON runs(created_at)")
+    db.execute("CREATE INDEX runs_by_status ON runs(status)")
+    db.execute(
+        """
+        CREATE TABLE task_results (
+            run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+            task_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            json TEXT NOT NULL,
+            finished_at TEXT NOT NULL,
+            PRIMARY KEY (run_id, task_id)
+        )"""
+    )
+    db.execute(
+        """
+        CREATE TABLE usage_log (
+            id INTEGER PRIMARY KEY,
+            run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+            task_id TEXT NOT NULL,
+            model TEXT,
+            input_tokens INTEGER NOT NULL,
+            output_tokens INTEGER NOT NULL,
+            cache_read_tokens INTEGER NOT NULL,
+            cache_write_tokens INTEGER NOT NULL,
+            cost_usd REAL NOT NULL,
+            at TEXT NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX usage_log_by_run ON usage_log(run_id, task_id)")
+
+
+def applied_migrations(db: sqlite3.Connection) -> list[str]:
+    """Names recorded in ``_migrations``, oldest first; empty for a blank database."""
+    if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_migrations'").fetchone() is None:
+        return []
+    return [row[0] for row in db.execute("SELECT name FROM _migrations ORDER BY rowid")]
+
+
+def check_known(db: sqlite3.Connection) -> None:
+    """Refuse a database that a newer version of this code has migrated past what we know.
+
+    Raises:
+        StoreError: ``_migrations`` names a migration this code does not have.
+    """
+    known = {fn.__name__ for fn in MIGRATIONS}
+    unknown = [name for name in applied_migrations(db) if name not in known]
+    if unknown:
+        raise refuse(
+            database_file(db),
+            f"was written by a newer version of subagent-mcp (unknown migrations: {', '.join(unknown)})",
+            f"Upgrade subagent-mcp, or set {DB_PATH_ENV} to another file.",
+        )
+
+
+def migrate(db: sqlite3.Connection) -> list[str]:
+    """Apply every registered migration not yet recorded, each in its own transaction; return their names.
+
+    ``db`` must be in autocommit mode (``isolation_level=None``). Safe to call again, also from another
+    process at the same time: each step re-checks ``_migrations`` inside its write transaction.
+
+    Raises:
+        StoreError: the database holds a migration this code does not know (see ``check_known``).
+    """
+    if db.isolation_level is not None:
+        raise ValueError("migrate() needs a connection opened with isolation_level=None")
+    check_known(db)
+    db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+    applied: list[str] = []
+    for fn in MIGRATIONS:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if db.execute("SELECT 1 FROM _migrations WHERE name = ?", (fn.__name__,)).fetchone() is None:
+                fn(db)
+                db.execute(
+                    "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",
+                    (fn.__name__, datetime.now(UTC).isoformat()),
+                )
+                applied.append(fn.__name__)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+    return applied
+
+
+def database_file(db: sqlite3.Connection) -> str:
+    """The file behind ``db``'s main schema, or ``:memory:``."""
+    row = db.execute("SELECT file FROM pragma_database_list WHERE name = 'main'").fetchone()
+    return row[0] if row and row[0] else ":memory:"

@@ -1,0 +1,71 @@
+"""The store's public types: run states, the rows it hands back, and the one error it raises (with its wording)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..contracts import JsonObject, RunReport, SubagentResult, TaskStatus, Usage
+from ..errors import SubagentMCPError
+
+DB_PATH_ENV = "SUBAGENT_MCP_DB_PATH"
+MOVE_ASIDE = f"Move the file aside (subagent-mcp never deletes or replaces it), or set {DB_PATH_ENV} to another file."
+FIX_PERMISSIONS = f"Fix its permissions, or set {DB_PATH_ENV} to another file."
+
+RunState = Literal["running", "interrupted", "succeeded", "partial", "failed", "cancelled"]
+"""A stored run's status: ``running`` while a process owns it, ``interrupted`` once that process is gone,
+else the finished run's ``RunStatus``."""
+
+
+class StoreError(SubagentMCPError):
+    """The run database cannot be opened or written; the message names the file and what to do."""
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+def refuse(path: object, problem: str, remedy: str = MOVE_ASIDE) -> StoreError:
+    """A ``StoreError`` that says which file, what is wrong with it, and what the user can do."""
+    return StoreError(f"The run database at {path} {problem}. {remedy}", path=str(path))
+
+
+class RunSummary(BaseModel):
+    """One line of ``list_runs``: enough to pick a run to show or resume."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    plan_id: str
+    task: str = Field(description="The plan's task, shortened to one line.")
+    status: RunState
+    created_at: datetime
+    finished_at: datetime | None
+    counts: dict[TaskStatus, int] = Field(description="Stored task results per status; tasks not yet run are absent.")
+    cost_usd: float = Field(description="Spent so far, every attempt included.")
+
+
+class RunRecord(BaseModel):
+    """A stored run: its row, the latest result of each task, and the usage of every attempt."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    plan_id: str
+    status: RunState
+    pid: int = Field(description="The process that owns (or last owned) the run.")
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+    options: JsonObject
+    estimate: JsonObject | None
+    report: RunReport | None = Field(description="Set by ``finish_run``; null while running or if interrupted.")
+    results: dict[str, SubagentResult] = Field(description="The latest result per task id, in the order first saved.")
+    usage: Usage = Field(description="Summed over every attempt, including attempts of tasks re-run later.")
+    cost_usd: float
+
+    def succeeded_ids(self) -> set[str]:
+        """Task ids whose latest result succeeded: what a resume keeps instead of re-running."""
+        return {task_id for task_id, r in self.results.items() if r.status == "succeeded"}

@@ -1,0 +1,276 @@
+"""The synchronous store: plain ``sqlite3``, one connection, one transaction per state change.
+
+Every write commits before its method returns, so a crash loses at most the tasks still in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Generator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from ..contracts import JsonObject, Plan, RunReport, SubagentResult, Usage
+from .paths import MEMORY, connect, pid_alive
+from .records import RunRecord, RunSummary, StoreError
+
+TASK_PREVIEW_CHARS = 80
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class SqliteStore:
+    """Plans, runs and task results in one SQLite file; each method is one transaction, committed on return.
+
+    Thread-safe (an internal lock serialises calls), so the async ``Store`` can run it in worker threads.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, *, now: Callable[[], datetime] = _utcnow) -> None:
+        self._conn = conn
+        self._now = now
+        self._lock = threading.Lock()
+        self.path = _database_file(conn)
+
+    @classmethod
+    def open(cls, path: str | Path, *, now: Callable[[], datetime] = _utcnow) -> SqliteStore:
+        """Open (creating if missing) and migrate the database at ``path``; see ``connect`` for what is refused."""
+        return cls(connect(path), now=now)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.close()
+
+    @contextmanager
+    def _tx(self, what: str, *, write: bool = True) -> Generator[sqlite3.Connection]:
+        """One transaction: ``BEGIN IMMEDIATE`` for writes (no lock upgrade deadlocks), committed on success."""
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                try:
+                    yield self._conn
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.ProgrammingError:
+                raise
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(f"Could not {what} in the run database at {self.path}: {exc}.", self.path) from exc
+
+    def _stamp(self) -> str:
+        return self._now().astimezone(UTC).isoformat()
+
+    def _touch_run(self, db: sqlite3.Connection, run_id: str, stamp: str) -> None:
+        if db.execute("UPDATE runs SET updated_at = ? WHERE run_id = ?", (stamp, run_id)).rowcount == 0:
+            raise StoreError(f"No run {run_id!r} is stored in {self.path}.", self.path)
+
+    def save_plan(self, plan: Plan) -> None:
+        """Store ``plan``; saving the same plan again is a no-op.
+
+        Raises:
+            StoreError: a different plan with this ``plan_id`` is stored (plans are immutable: runs point at them).
+        """
+        with self._tx(f"save plan {plan.plan_id}") as db:
+            row = db.execute("SELECT json FROM plans WHERE plan_id = ?", (plan.plan_id,)).fetchone()
+            if row is None:
+                db.execute(
+                    "INSERT INTO plans (plan_id, task, created_at, json) VALUES (?, ?, ?, ?)",
+                    (plan.plan_id, plan.task, self._stamp(), plan.model_dump_json()),
+                )
+            elif Plan.model_validate_json(row["json"]) != plan:
+                raise StoreError(
+                    f"A different plan with id {plan.plan_id!r} is already stored; saved plans never change, "
+                    "so give the changed plan a new plan_id.",
+                    self.path,
+                )
+
+    def get_plan(self, plan_id: str) -> Plan | None:
+        with self._tx(f"read plan {plan_id}", write=False) as db:
+            row = db.execute("SELECT json FROM plans WHERE plan_id = ?", (plan_id,)).fetchone()
+        return None if row is None else Plan.model_validate_json(row["json"])
+
+    def create_run(self, run_id: str, plan_id: str, options: JsonObject) -> None:
+        """Record a new run of a saved plan as ``running``, owned by this process."""
+        stamp = self._stamp()
+        with self._tx(f"create run {run_id}") as db:
+            if db.execute("SELECT 1 FROM plans WHERE plan_id = ?", (plan_id,)).fetchone() is None:
+                raise StoreError(f"No plan {plan_id!r} is stored in {self.path}; save the plan first.", self.path)
+            db.execute(
+                "INSERT INTO runs (run_id, plan_id, status, pid, created_at, updated_at, options_json)"
+                " VALUES (?, ?, 'running', ?, ?, ?, ?)",
+                (run_id, plan_id, os.getpid(), stamp, stamp, json.dumps(options)),
+            )
+
+    def resume_run(self, run_id: str) -> RunRecord:
+        """Take over a run that is not running (interrupted, failed, ...): mark it ``running`` here, return it.
+
+        Raises:
+            StoreError: no such run, or a live process (this one included) is still running it.
+        """
+        stamp = self._stamp()
+        with self._tx(f"resume run {run_id}") as db:
+            row = db.execute("SELECT status, pid FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise StoreError(f"No run {run_id!r} is stored in {self.path}.", self.path)
+            if row["status"] == "running" and pid_alive(row["pid"]):
+                raise StoreError(f"Run {run_id!r} is still running in process {row['pid']}.", self.path)
+            db.execute(
+                "UPDATE runs SET status = 'running', pid = ?, updated_at = ?, finished_at = NULL, report_json = NULL"
+                " WHERE run_id = ?",
+                (os.getpid(), stamp, run_id),
+            )
+            record = self._read_run(db, run_id)
+        assert record is not None
+        return record
+
+    def save_result(self, run_id: str, result: SubagentResult, *, record_usage: bool = True) -> None:
+        """Commit ``result`` as its task's latest and, in the same transaction, log its usage.
+
+        Pass ``record_usage=False`` only if this result's usage was already sent to ``log_usage``.
+        """
+        stamp = self._stamp()
+        with self._tx(f"save the result of task {result.task_id} of run {run_id}") as db:
+            self._touch_run(db, run_id, stamp)
+            db.execute(
+                "INSERT INTO task_results (run_id, task_id, seq, status, json, finished_at) VALUES (?, ?, 1, ?, ?, ?)"
+                " ON CONFLICT (run_id, task_id) DO UPDATE SET seq = seq + 1, status = excluded.status,"
+                " json = excluded.json, finished_at = excluded.finished_at",
+                (run_id, result.task_id, result.status, result.model_dump_json(), stamp),
+            )
+            if record_usage and (result.usage.total_tokens or result.cost_usd):
+                _insert_usage(db, run_id, result.task_id, result.model, result.usage, result.cost_usd, stamp)
+
+    def log_usage(self, run_id: str, task_id: str, model: str | None, usage: Usage, cost_usd: float) -> None:
+        """Append usage that no saved result carries (planning, synthesis, an attempt cut short)."""
+        stamp = self._stamp()
+        with self._tx(f"log usage of task {task_id} of run {run_id}") as db:
+            self._touch_run(db, run_id, stamp)
+            _insert_usage(db, run_id, task_id, model, usage, cost_usd, stamp)
+
+    def finish_run(self, run_id: str, report: RunReport) -> None:
+        """Record how the run ended: its status becomes ``report.status`` and the report is kept."""
+        if report.run_id != run_id:
+            raise ValueError(f"report is for run {report.run_id!r}, not {run_id!r}")
+        stamp = self._stamp()
+        with self._tx(f"finish run {run_id}") as db:
+            self._touch_run(db, run_id, stamp)
+            db.execute(
+                "UPDATE runs SET status = ?, report_json = ?, finished_at = ? WHERE run_id = ?",
+                (report.status, report.model_dump_json(), stamp, run_id),
+            )
+
+    def set_estimate(self, run_id: str, estimate: JsonObject) -> None:
+        """Attach a cost or time estimate (any JSON object) to a run."""
+        stamp = self._stamp()
+        with self._tx(f"save the estimate of run {run_id}") as db:
+            self._touch_run(db, run_id, stamp)
+            db.execute("UPDATE runs SET estimate_json = ? WHERE run_id = ?", (json.dumps(estimate), run_id))
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        with self._tx(f"read run {run_id}", write=False) as db:
+            return self._read_run(db, run_id)
+
+    def _read_run(self, db: sqlite3.Connection, run_id: str) -> RunRecord | None:
+        row = db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if row is None:
+            return None
+        rows = db.execute("SELECT task_id, json FROM task_results WHERE run_id = ? ORDER BY rowid", (run_id,))
+        results = {r["task_id"]: SubagentResult.model_validate_json(r["json"]) for r in rows}
+        totals = db.execute(
+            "SELECT COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0), COALESCE(SUM(cache_read_tokens),"
+            " 0), COALESCE(SUM(cache_write_tokens), 0), COALESCE(SUM(cost_usd), 0.0) FROM usage_log WHERE run_id = ?",
+            (run_id,),
+        ).fetchone()
+        usage = Usage(
+            input_tokens=totals[0], output_tokens=totals[1], cache_read_tokens=totals[2], cache_write_tokens=totals[3]
+        )
+        return RunRecord(
+            run_id=row["run_id"],
+            plan_id=row["plan_id"],
+            status=row["status"],
+            pid=row["pid"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            finished_at=row["finished_at"],
+            options=json.loads(row["options_json"]),
+            estimate=_loads(row["estimate_json"]),
+            report=None if row["report_json"] is None else RunReport.model_validate_json(row["report_json"]),
+            results=results,
+            usage=usage,
+            cost_usd=totals[4],
+        )
+
+    def list_runs(self, limit: int = 20) -> list[RunSummary]:
+        """The ``limit`` newest runs, newest first, with result counts per status and cost so far."""
+        with self._tx("list runs", write=False) as db:
+            rows = db.execute(
+                "SELECT r.run_id, r.plan_id, p.task, r.status, r.created_at, r.finished_at,"
+                " (SELECT COALESCE(SUM(u.cost_usd), 0.0) FROM usage_log u WHERE u.run_id = r.run_id) AS cost_usd"
+                " FROM runs r JOIN plans p ON p.plan_id = r.plan_id ORDER BY r.created_at DESC, r.rowid DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+            counts: dict[str, dict[str, int]] = {r["run_id"]: {} for r in rows}
+            marks = ", ".join("?" * len(counts))
+            for c in db.execute(
+                f"SELECT run_id, status, COUNT(*) FROM task_results WHERE run_id IN ({marks}) GROUP BY run_id, status",
+                list(counts),
+            ):
+                counts[c[0]][c[1]] = c[2]
+        return [
+            RunSummary.model_validate({**dict(r), "task": _preview(r["task"]), "counts": counts[r["run_id"]]})
+            for r in rows
+        ]
+
+    def mark_interrupted(self) -> list[str]:
+        """Mark ``interrupted`` every ``running`` run whose owning process is gone; return their ids.
+
+        Runs owned by a live process (this one, or another server sharing the file) are left alone.
+        """
+        stamp = self._stamp()
+        with self._tx("mark interrupted runs") as db:
+            rows = db.execute("SELECT run_id, pid FROM runs WHERE status = 'running' ORDER BY rowid").fetchall()
+            gone = [r["run_id"] for r in rows if not pid_alive(r["pid"])]
+            db.executemany(
+                "UPDATE runs SET status = 'interrupted', updated_at = ? WHERE run_id = ?", [(stamp, g) for g in gone]
+            )
+        return gone
+
+
+def _insert_usage(
+    db: sqlite3.Connection, run_id: str, task_id: str, model: str | None, usage: Usage, cost_usd: float, at: str
+) -> None:
+    db.execute(
+        "INSERT INTO usage_log (run_id, task_id, model, input_tokens, output_tokens, cache_read_tokens,"
+        " cache_write_tokens, cost_usd, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (run_id, task_id, model, usage.input_tokens, usage.output_tokens, usage.cache_read_tokens,
+         usage.cache_write_tokens, cost_usd, at),
+    )  # fmt: skip
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def _preview(task: str) -> str:
+    line = " ".join(task.split())
+    return line if len(line) <= TASK_PREVIEW_CHARS else line[: TASK_PREVIEW_CHARS - 1] + "…"
+
+
+def _database_file(conn: sqlite3.Connection) -> str:
+    row = conn.execute("SELECT file FROM pragma_database_list WHERE name = 'main'").fetchone()
+    return row[0] if row and row[0] else MEMORY

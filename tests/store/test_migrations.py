@@ -1,0 +1,152 @@
+"""Schema migrations, specified from a blank database: exact schema, idempotence, refusal of newer schemas."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from subagent_mcp.store import SqliteStore, StoreError, migrations
+from subagent_mcp.store.migrations import MIGRATIONS, applied_migrations, migrate
+
+
+@pytest.fixture
+def db() -> Iterator[sqlite3.Connection]:
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.execute("PRAGMA foreign_keys = ON")
+    yield conn
+    conn.close()
+
+
+def columns(db: sqlite3.Connection, table: str) -> list[tuple[str, str, bool, int]]:
+    """(name, type, not null, position in primary key) for each column, in order."""
+    return [(r[1], r[2], bool(r[3]), r[5]) for r in db.execute(f"PRAGMA table_info({table})")]
+
+
+def foreign_keys(db: sqlite3.Connection, table: str) -> list[tuple[str, str, str, str]]:
+    """(from column, to table, to column, on delete) for each foreign key."""
+    return [(r[3], r[2], r[4], r[6]) for r in db.execute(f"PRAGMA foreign_key_list({table})")]
+
+
+def schema(db: sqlite3.Connection) -> list[tuple[str, str]]:
+    return [(r[0], r[1]) for r in db.execute("SELECT name, sql FROM sqlite_master ORDER BY name")]
+
+
+def test_migrations_are_uniquely_numbered_in_order() -> None:
+    names = [fn.__name__ for fn in MIGRATIONS]
+    assert all(re.fullmatch(r"m\d{3}_[a-z0-9_]+", n) for n in names)
+    assert names == sorted(set(names))
+    assert names[0] == "m001_initial"
+
+
+def test_blank_database_gets_exactly_the_current_schema(db: sqlite3.Connection) -> None:
+    assert migrate(db) == ["m001_initial"]
+
+    tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+    assert tables == ["_migrations", "plans", "runs", "task_results", "usage_log"]
+    assert columns(db, "_migrations") == [("name", "TEXT", False, 1), ("applied_at", "TEXT", True, 0)]
+    assert columns(db, "plans") == [
+        ("plan_id", "TEXT", False, 1),
+        ("task", "TEXT", True, 0),
+        ("created_at", "TEXT", True, 0),
+        ("json", "TEXT", True, 0),
+    ]
+    assert columns(db, "runs") == [
+        ("run_id", "TEXT", False, 1),
+        ("plan_id", "TEXT", True, 0),
+        ("status", "TEXT", True, 0),
+        ("pid", "INTEGER", True, 0),
+        ("created_at", "TEXT", True, 0),
+        ("updated_at", "TEXT", True, 0),
+        ("finished_at", "TEXT", False, 0),
+        ("options_json", "TEXT", True, 0),
+        ("estimate_json", "TEXT", False, 0),
+        ("report_json", "TEXT", False, 0),
+    ]
+    assert columns(db, "task_results") == [
+        ("run_id", "TEXT", True, 1),
+        ("task_id", "TEXT", True, 2),
+        ("seq", "INTEGER", True, 0),
+        ("status", "TEXT", True, 0),
+        ("json", "TEXT", True, 0),
+        ("finished_at", "TEXT", True, 0),
+    ]
+    assert columns(db, "usage_log") == [
+        ("id", "INTEGER", False, 1),
+        ("run_id", "TEXT", True, 0),
+        ("task_id", "TEXT", True, 0),
+        ("model", "TEXT", False, 0),
+        ("input_tokens", "INTEGER", True, 0),
+        ("output_tokens", "INTEGER", True, 0),
+        ("cache_read_tokens", "INTEGER", True, 0),
+        ("cache_write_tokens", "INTEGER", True, 0),
+        ("cost_usd", "REAL", True, 0),
+        ("at", "TEXT", True, 0),
+    ]
+    assert foreign_keys(db, "runs") == [("plan_id", "plans", "plan_id", "NO ACTION")]
+    assert foreign_keys(db, "task_results") == [("run_id", "runs", "run_id", "CASCADE")]
+    assert foreign_keys(db, "usage_log") == [("run_id", "runs", "run_id", "CASCADE")]
+    indexes = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")]
+    assert sorted(indexes) == ["runs_by_created_at", "runs_by_status", "usage_log_by_run"]
+
+
+def test_migrating_again_changes_nothing(db: sqlite3.Connection) -> None:
+    migrate(db)
+    before = schema(db)
+
+    assert migrate(db) == []
+    assert schema(db) == before
+    assert applied_migrations(db) == [fn.__name__ for fn in MIGRATIONS]
+
+
+def test_a_failing_migration_leaves_no_trace(db: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch) -> None:
+    def m002_broken(conn: sqlite3.Connection) -> None:
+        conn.execute("CREATE TABLE half_done (x TEXT)")
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(migrations, "MIGRATIONS", [*MIGRATIONS, m002_broken])
+
+    with pytest.raises(RuntimeError, match="boom"):
+        migrate(db)
+
+    assert applied_migrations(db) == ["m001_initial"]  # the first one committed on its own
+    assert db.execute("SELECT 1 FROM sqlite_master WHERE name = 'half_done'").fetchone() is None
+
+
+def test_migrate_refuses_a_connection_that_is_not_in_autocommit_mode() -> None:
+    conn = sqlite3.connect(":memory:")
+    try:
+        with pytest.raises(ValueError, match="isolation_level=None"):
+            migrate(conn)
+    finally:
+        conn.close()
+
+
+def test_a_database_from_a_newer_version_is_refused(db: sqlite3.Connection) -> None:
+    migrate(db)
+    db.execute("INSERT INTO _migrations (name, applied_at) VALUES ('m999_from_the_future', 'later')")
+
+    with pytest.raises(StoreError, match=r"newer version of subagent-mcp \(unknown migrations: m999_from_the_future\)"):
+        migrate(db)
+
+
+def test_a_newer_database_file_is_refused_by_name_and_left_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    SqliteStore.open(path).close()
+    raw = sqlite3.connect(path, isolation_level=None)
+    raw.execute("INSERT INTO _migrations (name, applied_at) VALUES ('m999_from_the_future', 'later')")
+    raw.close()
+    before = path.read_bytes()
+
+    with pytest.raises(StoreError) as caught:
+        SqliteStore.open(path)
+
+    message = str(caught.value)
+    assert str(path) in message
+    assert "m999_from_the_future" in message
+    assert "Upgrade subagent-mcp, or set SUBAGENT_MCP_DB_PATH" in message
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["runs.db"]
