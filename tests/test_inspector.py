@@ -47,7 +47,15 @@ def inspect(method: str) -> Any:
 @pytest.mark.subprocess
 def test_the_inspector_cli_lists_every_tool() -> None:
     names = {tool["name"] for tool in inspect("tools/list")["tools"]}
-    assert names == {"plan_task", "run_subagent", "execute_plan", "synthesize", "orchestrate"}
+    assert names == {
+        "plan_task",
+        "run_subagent",
+        "execute_plan",
+        "synthesize",
+        "orchestrate",
+        "list_runs",
+        "resume_run",
+    }
 
 
 @pytest.mark.subprocess

@@ -6,21 +6,22 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Generator
-from contextlib import asynccontextmanager, contextmanager
-from typing import Annotated, Any
+from collections.abc import AsyncGenerator
+from contextlib import asynccontextmanager
+from typing import Annotated
 
-from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
-from mcp.types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import BaseModel, Field
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ResourceError
+from mcp.types import CallToolResult, ToolAnnotations
+from pydantic import Field
 
 from . import __version__, render
 from .backends.base import ModelBackend
 from .contracts import JsonObject, OrchestrateResult, Plan, RunReport, SubagentResult, Synthesis
-from .errors import SubagentMCPError
 from .logs import install_redaction
+from .mcp_common import ServiceContext, service_of, structured, tool_errors
 from .mcp_progress import ProgressReporter
+from .mcp_resources import register_runs
 from .service import Service
 from .settings import Settings
 
@@ -29,22 +30,32 @@ For a whole task call `orchestrate`. To stay in control: `plan_task` returns a p
 `execute_plan` runs it (in parallel where dependencies allow), `synthesize` merges the results;
 `run_subagent` runs one specialist. Results say plainly what failed and what it cost."""
 
-ServiceContext = Context[Service, Any]
-
 
 def create_server(settings: Settings, backend: ModelBackend | None = None) -> MCPServer[Service]:
     """Build the server; nothing is opened until a client connects and the lifespan runs."""
 
+    live: list[Service] = []
+
     @asynccontextmanager
     async def lifespan(_: MCPServer[Service]) -> AsyncGenerator[Service]:
         async with Service.open(settings, backend) as service:
-            yield service
+            live.append(service)
+            try:
+                yield service
+            finally:
+                live.remove(service)
+
+    def current() -> Service:
+        if not live:
+            raise ResourceError("the server is not running")
+        return live[-1]
 
     server = MCPServer[Service](
         "subagent-mcp", instructions=INSTRUCTIONS, version=__version__, lifespan=lifespan, log_level=settings.log_level
     )
     install_redaction(settings)  # MCPServer() may have just added a stderr handler
     register_tools(server)
+    register_runs(server, current)
     register_prompts(server)
     return server
 
@@ -168,25 +179,3 @@ def register_prompts(server: MCPServer[Service]) -> None:
         """Plan a task with plan_task, review the plan, run it with execute_plan, then synthesize."""
         budget = f", max_cost_usd={max_cost_usd}" if max_cost_usd else ""
         return DELEGATE_PROMPT.format(task=task.strip(), budget=budget)
-
-
-def service_of(ctx: ServiceContext) -> Service:
-    return ctx.request_context.lifespan_context
-
-
-@contextmanager
-def tool_errors() -> Generator[None]:
-    """Turn our deliberate errors into tool errors whose text reaches the host as written."""
-    try:
-        yield
-    except SubagentMCPError as exc:
-        raise ToolError(str(exc)) from exc
-
-
-def structured(model: BaseModel, text: str, is_error: bool = False) -> CallToolResult:
-    """A result with both forms: the model as structured content and a short text for reading."""
-    return CallToolResult(
-        content=[TextContent(type="text", text=text)],
-        structured_content=model.model_dump(mode="json"),
-        is_error=is_error,
-    )

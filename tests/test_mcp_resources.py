@@ -1,0 +1,142 @@
+"""Stored plans and runs through a real MCP client: resources, list_runs and resume_run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client, MCPError
+from mcp.types import TextResourceContents
+
+from subagent_mcp.backends.scripted import ScriptedBackend, sample_for_schema
+from subagent_mcp.contracts import CompletionRequest, JsonObject, RunReport
+from subagent_mcp.errors import ModelUnavailableError
+from subagent_mcp.mcp_server import create_server
+from subagent_mcp.settings import Settings
+from subagent_mcp.testing.results import text_of
+
+pytestmark = pytest.mark.anyio
+
+PLAN: JsonObject = {
+    "plan_id": "p-res",
+    "task": "Write a report",
+    "subtasks": [
+        {"id": "a", "role": "writer", "instructions": "part a", "depends_on": []},
+        {"id": "b", "role": "writer", "instructions": "part b", "depends_on": ["a"]},
+        {"id": "c", "role": "writer", "instructions": "part c", "depends_on": []},
+    ],
+}
+
+
+def server(backend: ScriptedBackend, db: Path) -> Any:
+    return create_server(Settings.from_env({}, env_file=None, db_path=str(db)), backend)
+
+
+async def read_json(client: Client, uri: str) -> Any:
+    contents = (await client.read_resource(uri)).contents[0]
+    assert isinstance(contents, TextResourceContents)
+    assert contents.mime_type == "application/json"
+    return json.loads(contents.text)
+
+
+async def test_runs_and_plans_are_listed_and_readable_as_resources(tmp_path: Path) -> None:
+    async with Client(server(ScriptedBackend(), tmp_path / "runs.db")) as c:
+        run = RunReport.model_validate((await c.call_tool("execute_plan", {"plan": PLAN})).structured_content)
+        listed = [str(r.uri) for r in (await c.list_resources()).resources]
+        templates = [t.uri_template for t in (await c.list_resource_templates()).resource_templates]
+        recent = await read_json(c, "subagent://runs")
+        one = await read_json(c, f"subagent://runs/{run.run_id}")
+        plan = await read_json(c, "subagent://plans/p-res")
+    assert "subagent://runs" in listed
+    assert set(templates) == {"subagent://runs/{run_id}", "subagent://plans/{plan_id}"}
+    assert recent["runs"][0]["run_id"] == run.run_id
+    assert recent["runs"][0]["counts"] == {"succeeded": 3}
+    assert one["status"] == "succeeded"
+    assert set(one["results"]) == {"a", "b", "c"}
+    assert one["report"]["run_id"] == run.run_id
+    assert plan["subtasks"][1]["depends_on"] == ["a"]
+
+
+async def test_reading_an_unknown_id_is_a_clear_error(tmp_path: Path) -> None:
+    async with Client(server(ScriptedBackend(), tmp_path / "runs.db")) as c:
+        with pytest.raises(MCPError, match="no run with id 'run-nope' is stored"):
+            await c.read_resource("subagent://runs/run-nope")
+        with pytest.raises(MCPError, match="no plan 'p-nope' is stored"):
+            await c.read_resource("subagent://plans/p-nope")
+
+
+async def test_list_runs_shows_the_newest_first(tmp_path: Path) -> None:
+    async with Client(server(ScriptedBackend(), tmp_path / "runs.db")) as c:
+        first = (await c.call_tool("execute_plan", {"plan": PLAN})).structured_content
+        second = (await c.call_tool("execute_plan", {"plan_id": "p-res"})).structured_content
+        listed = await c.call_tool("list_runs", {"limit": 5})
+        bad = await c.call_tool("list_runs", {"limit": 0})
+    assert first is not None
+    assert second is not None
+    assert listed.structured_content is not None
+    assert [r["run_id"] for r in listed.structured_content["runs"]] == [second["run_id"], first["run_id"]]
+    assert bad.is_error
+    assert "limit must be between 1 and 500" in text_of(bad)
+
+
+async def test_resume_reruns_only_what_did_not_succeed_and_survives_a_server_restart(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    calls: list[str] = []
+    outage = True
+
+    def flaky(request: CompletionRequest) -> JsonObject:
+        calls.append(request.label)
+        if request.label == "a" and outage:
+            raise ModelUnavailableError("Anthropic API unavailable: overloaded (529) on all 4 attempts")
+        return sample_for_schema(request.output_schema)
+
+    backend = ScriptedBackend(flaky)
+    async with Client(server(backend, db)) as c:
+        first = RunReport.model_validate((await c.call_tool("execute_plan", {"plan": PLAN})).structured_content)
+    assert {r.task_id: r.status for r in first.results} == {"a": "failed", "b": "skipped", "c": "succeeded"}
+
+    outage = False
+    calls.clear()
+    async with Client(server(backend, db)) as c:  # a new server process would open the same file
+        resumed = await c.call_tool("resume_run", {"run_id": first.run_id})
+    assert not resumed.is_error, text_of(resumed)
+    report = RunReport.model_validate(resumed.structured_content)
+    assert sorted(calls) == ["a", "b"]  # c had succeeded and was never requested again
+    assert report.run_id == first.run_id
+    assert report.status == "succeeded"
+    assert [r.task_id for r in report.results] == ["a", "b", "c"]
+
+
+async def test_resuming_an_unknown_run_says_so(tmp_path: Path) -> None:
+    async with Client(server(ScriptedBackend(), tmp_path / "runs.db")) as c:
+        result = await c.call_tool("resume_run", {"run_id": "run-ghost"})
+    assert result.is_error
+    assert "No run 'run-ghost' is stored" in text_of(result)
+
+
+async def test_a_cancelled_run_is_stored_as_cancelled_and_can_be_resumed(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    started = anyio.Event()
+    hold = True
+
+    async def reply(request: CompletionRequest) -> JsonObject:
+        if request.label == "a" and hold:
+            started.set()
+            await anyio.sleep_forever()
+        return sample_for_schema(request.output_schema)
+
+    async with Client(server(ScriptedBackend(reply), db)) as c:
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(c.call_tool, "execute_plan", {"plan": PLAN})
+                await started.wait()
+                tg.cancel_scope.cancel()
+        recent = await read_json(c, "subagent://runs")
+        run_id = recent["runs"][0]["run_id"]
+        assert recent["runs"][0]["status"] == "cancelled"
+        hold = False
+        resumed = RunReport.model_validate((await c.call_tool("resume_run", {"run_id": run_id})).structured_content)
+    assert resumed.status == "succeeded"
