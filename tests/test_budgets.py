@@ -38,8 +38,7 @@ PLAN: JsonObject = {
     "plan_id": "p-budget",
     "task": "Survey four options",
     "subtasks": [
-        {"id": f"t{i}", "role": "researcher", "instructions": f"look at option {i}", "depends_on": []}
-        for i in range(4)
+        {"id": f"t{i}", "role": "researcher", "instructions": f"look at option {i}", "depends_on": []} for i in range(4)
     ],
 }
 
@@ -55,9 +54,7 @@ async def test_a_budget_below_the_plans_cost_stops_before_crossing_it_and_sends_
         worst_one = estimate_plan(Plan.model_validate(PLAN), settings, BUILTIN_ROLES).tasks[0].max_cost_usd
         limit = worst_one * 1.5  # room for one call's worst case, not two
         async with Client(create_server(settings)) as client:
-            result = await client.call_tool(
-                "execute_plan", {"plan": PLAN, "max_cost_usd": limit, "max_concurrency": 1}
-            )
+            result = await client.call_tool("execute_plan", {"plan": PLAN, "max_cost_usd": limit, "max_concurrency": 1})
     report = RunReport.model_validate(result.structured_content)
     statuses = [r.status for r in report.results]
     assert "succeeded" in statuses

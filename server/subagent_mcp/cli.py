@@ -1,4 +1,4 @@
-"""The ``subagent-mcp`` command: ``serve`` (the default, stdio) and ``run "task"`` (a whole task in a shell).
+"""The ``subagent-mcp`` command: ``serve`` (stdio, or ``--http``), ``run``, ``runs`` and ``show``.
 
 In stdio mode stdout belongs to the protocol, so everything this module says goes to stderr.
 """
@@ -32,15 +32,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--demo", action="store_true", help="use the offline scripted backend; no key needed")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.add_parser("serve", parents=[common], help="serve MCP over stdio (the default when no command is given)")
+    serve = commands.add_parser(
+        "serve",
+        parents=[common],
+        help="serve MCP over stdio (the default when no command is given), or HTTP with --http",
+    )
+    serve.add_argument("--http", action="store_true", help="serve streamable HTTP at http://HOST:PORT/mcp, not stdio")
+    serve.add_argument("--host", default=None, help="with --http: address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="with --http: port (default 8765; 0 picks a free one)")
+    serve.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="with --http: allow a non-loopback host (needs SUBAGENT_MCP_HTTP_TOKEN)",
+    )
     run = commands.add_parser(
         "run", parents=[common], help="run a whole task from the terminal: plan, execute, synthesize"
     )
-    run.add_argument("task", help="the task, in quotes")
+    run.add_argument("task", nargs="?", help="the task, in quotes")
+    run.add_argument("--resume", metavar="RUN_ID", help="continue a stored run instead of starting one")
     run.add_argument("--json", action="store_true", help="print the full result as JSON instead of the answer")
     run.add_argument("--max-subtasks", type=int, default=None, help="at most this many subtasks")
     run.add_argument("--max-concurrency", type=int, default=None, help="subagents in flight at once")
-    parser.set_defaults(command="serve")
+    runs = commands.add_parser("runs", help="list recent runs, newest first")
+    runs.add_argument("--limit", type=int, default=20, help="how many (default 20)")
+    runs.add_argument("--json", action="store_true", help="print JSON")
+    show = commands.add_parser("show", help="print one stored run: status, every task's result, usage and cost")
+    show.add_argument("run_id", help="a run id from 'subagent-mcp runs'")
+    show.add_argument("--json", action="store_true", help="print the stored run as JSON")
+    parser.set_defaults(command="serve", http=False, host=None, port=None, allow_remote=False)
     return parser
 
 
@@ -55,23 +74,54 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         from .mcp_server import create_server
 
+        problem = database_problem(settings)
+        if problem:  # say so now, in one line, rather than crash in the lifespan under the host
+            print(f"subagent-mcp: {problem}", file=sys.stderr)
+            return 2
+
+        if args.http:
+            from .http_app import run_http_command
+
+            return run_http_command(settings, args.host, args.port, allow_remote=args.allow_remote)
+        if args.host is not None or args.port is not None or args.allow_remote:
+            print("subagent-mcp: --host, --port and --allow-remote only apply with --http", file=sys.stderr)
+            return 2
         if settings.anthropic_api_key is None and not settings.demo:
             log.warning("ANTHROPIC_API_KEY is not set: tools that call a model will say so until it is")
         create_server(settings).run()
         return 0
     import anyio
 
-    from .cli_run import run_command
+    from . import cli_run
 
+    if args.command == "runs":
+        return anyio.run(lambda: cli_run.runs_command(settings, args.limit, as_json=args.json))
+    if args.command == "show":
+        return anyio.run(lambda: cli_run.show_command(settings, args.run_id, as_json=args.json))
+    if (args.task is None) == (args.resume is None):
+        print('subagent-mcp: give a task (subagent-mcp run "...") or --resume RUN_ID, not both', file=sys.stderr)
+        return 2
     return anyio.run(
-        lambda: run_command(
+        lambda: cli_run.run_command(
             settings,
             args.task,
+            resume=args.resume,
             as_json=args.json,
             max_subtasks=args.max_subtasks,
             max_concurrency=args.max_concurrency,
         )
     )
+
+
+def database_problem(settings: Settings) -> str | None:
+    """Why the configured database cannot be used (named, with what to do), or None if it can."""
+    from .store import SqliteStore, StoreError, default_db_path
+
+    try:
+        SqliteStore.open(settings.db_path or default_db_path()).close()
+    except StoreError as exc:
+        return str(exc)
+    return None
 
 
 if __name__ == "__main__":

@@ -1,11 +1,14 @@
-"""``subagent-mcp run "task"``: plan, execute and synthesize from a shell with live progress.
+"""The shell commands: ``run "task"`` (or ``run --resume ID``) with live progress, ``runs`` and ``show``.
 
-Ctrl-C cancels in-flight subagents cleanly and still reports what finished.
+Ctrl-C cancels in-flight subagents cleanly and still reports what finished (and how to resume it).
+Results go to stdout; progress, notes and errors to stderr.
 """
 
 from __future__ import annotations
 
+import json
 import signal
+import sys
 
 import anyio
 
@@ -20,25 +23,38 @@ EXIT_INTERRUPTED = 130
 
 
 async def run_command(
-    settings: Settings, task: str, *, as_json: bool, max_subtasks: int | None, max_concurrency: int | None
+    settings: Settings,
+    task: str | None,
+    *,
+    resume: str | None = None,
+    as_json: bool,
+    max_subtasks: int | None,
+    max_concurrency: int | None,
 ) -> int:
-    """Run ``task`` end to end; the answer (or JSON) goes to stdout, progress and errors to stderr."""
+    """Run ``task`` (or resume run ``resume``) end to end, then synthesize."""
     progress = TerminalProgress()
     outcome: OrchestrateResult | None = None
     error: SubagentMCPError | None = None
-    async with Service.open(settings) as service:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_cancel_on_sigint, tg.cancel_scope, progress)
-            try:
-                outcome = await _orchestrate(service, task, progress, max_subtasks, max_concurrency)
-            except SubagentMCPError as exc:
-                error = exc
-            tg.cancel_scope.cancel()
-        if error is not None:
-            progress.note(f"subagent-mcp: {error}")
-            return 1 if isinstance(error, ModelError) else 2
-        if outcome is None:
-            return await _report_interrupted(service, progress, as_json)
+    try:
+        async with Service.open(settings) as service:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_cancel_on_sigint, tg.cancel_scope, progress)
+                try:
+                    if resume is not None:
+                        outcome = await _resume(service, resume, progress)
+                    else:
+                        assert task is not None
+                        outcome = await _orchestrate(service, task, progress, max_subtasks, max_concurrency)
+                except SubagentMCPError as exc:
+                    error = exc
+                tg.cancel_scope.cancel()
+            if error is not None:
+                raise error
+            if outcome is None:
+                return await _report_interrupted(service, progress, as_json)
+    except SubagentMCPError as exc:
+        progress.note(f"subagent-mcp: {exc}")
+        return 1 if isinstance(exc, ModelError) else 2
     if as_json:
         print(outcome.model_dump_json(indent=2))
     else:
@@ -61,6 +77,58 @@ async def _orchestrate(
     progress.add_usage(synthesis.usage, synthesis.cost_usd)
     progress.note(f"done: {progress.usage.total_tokens:,} tokens, ${progress.cost:.4f} in all")
     return OrchestrateResult(plan=plan, report=report, synthesis=synthesis)
+
+
+async def _resume(service: Service, run_id: str, progress: TerminalProgress) -> OrchestrateResult:
+    plan, record = await service.get_run(run_id)
+    kept = len(record.succeeded_ids())
+    progress.note(f"resuming {run_id}: {kept} of {len(plan.subtasks)} subtasks already succeeded and are kept")
+    report = await service.resume_run(run_id, on_event=progress)
+    progress.note(f"run {report.status}; synthesizing…")
+    try:
+        synthesis = await service.synthesize(run_id=report.run_id)
+    except ModelError as exc:
+        return OrchestrateResult(plan=plan, report=report, synthesis=None, synthesis_error=str(exc))
+    return OrchestrateResult(plan=plan, report=report, synthesis=synthesis)
+
+
+async def runs_command(settings: Settings, limit: int, *, as_json: bool) -> int:
+    """Print recent runs, newest first."""
+    try:
+        async with Service.open(settings) as service:
+            runs = await service.list_runs(limit)
+    except SubagentMCPError as exc:
+        print(f"subagent-mcp: {exc}", file=sys.stderr)
+        return 2
+    if as_json:
+        print(json.dumps([r.model_dump(mode="json") for r in runs], indent=2))
+    elif not runs:
+        print("No runs yet.")
+    for r in [] if as_json else runs:
+        counts = ", ".join(f"{n} {status}" for status, n in r.counts.items())
+        print(f"{r.run_id}  {r.created_at:%Y-%m-%d %H:%M}  {r.status:<11}  ${r.cost_usd:.4f}  [{counts}]  {r.task}")
+    return 0
+
+
+async def show_command(settings: Settings, run_id: str, *, as_json: bool) -> int:
+    """Print one stored run."""
+    try:
+        async with Service.open(settings) as service:
+            plan, record = await service.get_run(run_id)
+    except SubagentMCPError as exc:
+        print(f"subagent-mcp: {exc}", file=sys.stderr)
+        return 2
+    if as_json:
+        print(record.model_dump_json(indent=2))
+        return 0
+    print(f"Task: {plan.task}\nPlan: {plan.plan_id}; run status: {record.status}")
+    if record.report is not None:
+        print(render.report_text(record.report))
+    for s in [] if record.report is not None else plan.subtasks:
+        r = record.results.get(s.id)
+        print(f"- {s.id} [{s.role}] {r.status if r else 'not run'}{': ' + (r.error or '') if r and r.error else ''}")
+    print(f"All attempts: {render.usage_line(record.usage, record.cost_usd)}")
+    return 0
 
 
 async def _cancel_on_sigint(scope: anyio.CancelScope, progress: TerminalProgress) -> None:

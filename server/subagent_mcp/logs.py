@@ -49,8 +49,8 @@ def configure_logging(settings: Settings) -> None:
 
 
 def install_redaction(settings: Settings) -> None:
-    """Attach the key-redacting filter to every handler of the root logger (idempotent)."""
-    key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else ""
+    """Attach the filter redacting the API key and HTTP token to every handler of the root logger (idempotent)."""
+    secrets = [s.get_secret_value() for s in (settings.anthropic_api_key, settings.http_token) if s is not None]
     for handler in logging.getLogger().handlers:
         handler.filters = [f for f in handler.filters if not isinstance(f, RedactSecrets)]
-        handler.addFilter(RedactSecrets([key]))
+        handler.addFilter(RedactSecrets(secrets))

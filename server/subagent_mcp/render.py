@@ -59,9 +59,10 @@ def report_text(report: RunReport) -> str:
         f"{usage_line(report.usage, report.cost_usd)}."
     ]
     if report.estimate is not None:
+        expected = sum(t.cost_usd for t in report.estimate.tasks)
+        worst = sum(t.max_cost_usd for t in report.estimate.tasks)
         lines.append(
-            f"Estimated beforehand: ~${report.estimate.cost_usd:.4f} with synthesis "
-            f"(worst case ${report.estimate.max_cost_usd:.4f}); actual so far ${report.cost_usd:.4f}."
+            f"Estimated beforehand: ~${expected:.4f} (worst case ${worst:.4f}); actual ${report.cost_usd:.4f}."
         )
     for r in report.results:
         detail = _one_line(r.error or "", 200) if r.status != "succeeded" else _output_gist(r.output)

@@ -331,7 +331,9 @@ class Service:
         """
         record = await self.store.get_run(run_id)
         if record is None:
-            raise InputError(f"no run with id {run_id!r} is stored; list_runs shows the recent ones")
+            raise InputError(
+                f"no run with id {run_id!r} is stored; list_runs (or `subagent-mcp runs`) shows the recent ones"
+            )
         return await self._stored_plan(record.plan_id), record
 
     async def synthesize(

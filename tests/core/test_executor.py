@@ -187,6 +187,12 @@ async def test_the_run_timeout_cancels_unfinished_tasks_including_those_not_star
     assert events[-1].status == "cancelled"
 
 
+async def test_a_run_that_finishes_within_its_timeout_is_not_marked_interrupted() -> None:
+    with anyio.fail_after(5):
+        state = await execute(make_plan({"a": [], "b": ["a"]}), Script(), run_timeout_s=4.0, task_timeout_s=4.0)
+    assert (state.status, state.interrupted) == ("succeeded", None)
+
+
 async def test_cancelling_the_caller_cancels_in_flight_calls_and_marks_unfinished_tasks_cancelled() -> None:
     plan = make_plan({"quick": [], "a": [], "b": [], "after_a": ["a"]})
     script = Script(holds={"a": anyio.Event(), "b": anyio.Event()})  # never set

@@ -7,19 +7,17 @@ the caller supplies ``run_task`` (a model call, a script, a sleep in benchmarks)
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import inspect
 import logging
-import math
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
 import anyio
 from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ..contracts import Plan, RunStatus, SubagentResult, Subtask, TaskStatus, check_subtasks
 from .graph import dependents_of, downstream_lengths
@@ -46,10 +44,8 @@ class Counts:
     cancelled: int
 
     def __str__(self) -> str:
-        parts = [f"{self.done}/{self.total} done"]
-        parts += [f"{n} {name}" for name, n in (("running", self.running), ("failed", self.failed)) if n]
-        parts += [f"{n} {name}" for name, n in (("skipped", self.skipped), ("cancelled", self.cancelled)) if n]
-        return ", ".join(parts)
+        extra = {"running": self.running, "failed": self.failed, "skipped": self.skipped, "cancelled": self.cancelled}
+        return ", ".join([f"{self.done}/{self.total} done", *(f"{n} {name}" for name, n in extra.items() if n)])
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -113,15 +109,10 @@ class RunState:
         return self.finished_at - self.started_at
 
     def counts(self) -> Counts:
-        t = self._tally
+        t = self._tally.get
+        done, running = len(self.results), len(self.running)
         return Counts(
-            total=len(self.task_ids),
-            done=len(self.results),
-            running=len(self.running),
-            succeeded=t.get("succeeded", 0),
-            failed=t.get("failed", 0),
-            skipped=t.get("skipped", 0),
-            cancelled=t.get("cancelled", 0),
+            len(self.task_ids), done, running, t("succeeded", 0), t("failed", 0), t("skipped", 0), t("cancelled", 0)
         )
 
     def record(self, result: SubagentResult) -> None:
@@ -150,7 +141,8 @@ async def execute(
 
     ``completed`` seeds results from an earlier run: the ``succeeded`` ones are not run again and
     satisfy their dependents; others are run. Host cancellation marks unfinished tasks ``cancelled``
-    in ``state`` and propagates.
+    in ``state`` and propagates. ``on_event`` gets events in order on its own task, so a slow one
+    delays only this function's return, never the scheduling.
 
     Raises:
         ValueError: the plan is not a valid DAG, or an argument is out of range.
@@ -164,56 +156,72 @@ async def execute(
     unknown = sorted(set(completed or ()) - {s.id for s in plan.subtasks})
     if unknown:
         raise ValueError(f"completed results name unknown subtask ids: {', '.join(unknown)}")
-    run = _Run(plan, run_task, max_concurrency, task_timeout_s, priority, state or RunState(), clock)
+    run = _Run(plan, run_task, (max_concurrency, task_timeout_s), priority, clock)
+    run.state = state or run.state
     if on_event is None:
         await run.run(completed or {}, run_timeout_s)
         return run.state
-    send, receive = anyio.create_memory_object_stream[ExecutorEvent](math.inf)
+    run.events = mailbox = _Mailbox()
     async with anyio.create_task_group() as delivery:
-        delivery.start_soon(_deliver, receive, on_event)
-        with send:
-            run.events = send
+        delivery.start_soon(mailbox.deliver, on_event)
+        try:
             await run.run(completed or {}, run_timeout_s)
+        finally:
+            mailbox.close()
     return run.state
 
 
-async def _deliver(receive: MemoryObjectReceiveStream[ExecutorEvent], on_event: OnEvent) -> None:
-    """Hand events to ``on_event`` in order, off the scheduling path; its errors are logged, not raised."""
-    with receive:
-        async for event in receive:
-            try:
-                outcome = on_event(event)
-                if inspect.isawaitable(outcome):
-                    await outcome
-            except Exception:
-                logger.exception("on_event raised on a %s event; the run continues", event.kind)
+class _Mailbox:
+    """Unbounded, ordered event queue drained in batches by one task, so events cost no loop turn each."""
+
+    def __init__(self) -> None:
+        self.queue: deque[ExecutorEvent] = deque()
+        self.wake = anyio.Event()
+        self.closed = False
+
+    def put(self, event: ExecutorEvent) -> None:
+        self.queue.append(event)
+        self.wake.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self.wake.set()
+
+    async def deliver(self, on_event: OnEvent) -> None:
+        """Hand events to ``on_event`` in order; its errors are logged, never raised into the run."""
+        while True:
+            while self.queue:
+                event = self.queue.popleft()
+                try:
+                    outcome = on_event(event)
+                    if inspect.isawaitable(outcome):
+                        await outcome
+                except Exception:
+                    logger.exception("on_event raised on a %s event; the run continues", event.kind)
+            if self.closed:
+                return
+            self.wake = anyio.Event()
+            await self.wake.wait()
 
 
 class _Run:
     """One execution: ready heap, dependency counters, in-flight count, all mutated on one event loop."""
 
     def __init__(
-        self,
-        plan: Plan,
-        run_task: RunTask,
-        cap: int | None,
-        task_timeout_s: float | None,
-        priority: Priority,
-        state: RunState,
-        clock: Clock,
+        self, plan: Plan, run_task: RunTask, limits: tuple[int | None, float | None], priority: Priority, clock: Clock
     ) -> None:
         self.subtasks = {s.id: s for s in plan.subtasks}
         self.graph = plan.graph()
         self.dependents = dependents_of(self.graph)
-        self.run_task, self.cap, self.task_timeout_s, self.clock = run_task, cap, task_timeout_s, clock
+        self.run_task, (self.cap, self.task_timeout_s), self.clock = run_task, limits, clock
         self.priority = priority
         self.rank: dict[str, float] = {}
         if priority == "critical_path":
             lengths = downstream_lengths(self.graph)
             self.rank = {task_id: -lengths[task_id] for task_id in self.graph}
         self.order = {task_id: i for i, task_id in enumerate(self.graph)}
-        self.state = state
-        self.events: MemoryObjectSendStream[ExecutorEvent] | None = None
+        self.state = RunState()
+        self.events: _Mailbox | None = None
         self.ready: list[tuple[float, int, str]] = []
         self.waiting: dict[str, int] = {}
         self.busy = 0  # workers holding a slot (running a task, or woken with one)
@@ -247,10 +255,7 @@ class _Run:
         except BaseException:
             self._close("cancelled", "run cancelled")
             raise
-        if run_scope.cancelled_caught and len(state.results) < len(state.task_ids):
-            self._close("timeout", f"run timed out after {run_timeout_s:g} s")
-        else:
-            self._close(None, "")
+        self._close("timeout" if run_scope.cancelled_caught else None, f"run timed out after {run_timeout_s} s")
 
     def _push(self, task_id: str) -> None:
         if self.priority == "critical_path":
@@ -309,9 +314,9 @@ class _Run:
                 with anyio.move_on_after(self.task_timeout_s):
                     result = await self.run_task(subtask, deps)
                 if result is None:  # the deadline cancelled the call
-                    result = _failed(subtask, f"timed out after {self.task_timeout_s:g} s")
+                    result = _result(subtask, "failed", f"timed out after {self.task_timeout_s} s")
         except Exception as exc:
-            result = _failed(subtask, f"raised {type(exc).__name__}: {exc}")
+            result = _result(subtask, "failed", f"raised {type(exc).__name__}: {exc}")
         finished = self.clock() - self.t0
         del state.running[task_id]
         timing = {"started_at_s": started, "finished_at_s": finished, "duration_s": finished - started}
@@ -340,7 +345,7 @@ class _Run:
             if task_id in self.state.results:
                 continue  # already skipped via another path, or seeded as succeeded
             self.waiting.pop(task_id, None)
-            self._record(_ended(self.subtasks[task_id], "skipped", reason, at))
+            self._record(_result(self.subtasks[task_id], "skipped", reason, at))
             stack.extend(self.dependents[task_id])
 
     def _record(self, result: SubagentResult) -> None:
@@ -352,23 +357,21 @@ class _Run:
         """Mark every unfinished task cancelled (synchronously, so it also works while cancelled)."""
         state = self.state
         now = self.clock() - self.t0
-        for task_id in state.task_ids:
-            if task_id not in state.results:
-                started = state.running.pop(task_id, None)
-                self._record(_ended(self.subtasks[task_id], "cancelled", reason, now, started))
+        unfinished = [task_id for task_id in state.task_ids if task_id not in state.results]
+        for task_id in unfinished:
+            started = state.running.pop(task_id, None)
+            self._record(_result(self.subtasks[task_id], "cancelled", reason, now, started))
         self.ready.clear()
         self.waiting.clear()
         state.running.clear()
-        state.interrupted = interrupted
+        state.interrupted = interrupted if unfinished else None  # a stop after the last result cut nothing short
         state.finished_at = self.clock()
         if self.events is not None:
             self._emit(RunFinished(status=state.status, counts=state.counts()))
 
     def _emit(self, event: ExecutorEvent) -> None:
         assert self.events is not None
-        # BrokenResource: delivery was cancelled with the host; the state still holds the truth
-        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-            self.events.send_nowait(event)
+        self.events.put(event)
 
 
 @dataclass(slots=True)
@@ -379,21 +382,11 @@ class _Parked:
     task_id: str | None = None
 
 
-def _failed(subtask: Subtask, error: str) -> SubagentResult:
-    return SubagentResult(task_id=subtask.id, role=subtask.role, status="failed", error=error)
-
-
-def _ended(
-    subtask: Subtask, status: TaskStatus, error: str, finished: float, started: float | None = None
+def _result(
+    subtask: Subtask, status: TaskStatus, error: str, finished: float | None = None, started: float | None = None
 ) -> SubagentResult:
-    """A result the executor decided on its own: skipped or cancelled (``started`` if it was in flight)."""
-    duration = 0.0 if started is None else finished - started
-    return SubagentResult(
-        task_id=subtask.id,
-        role=subtask.role,
-        status=status,
-        error=error,
-        started_at_s=started,
-        finished_at_s=finished,
-        duration_s=duration,
-    )
+    """A result the executor decides itself: failed, skipped, or cancelled (``started`` if it was in flight)."""
+    duration = 0.0 if started is None or finished is None else finished - started
+    result = SubagentResult(task_id=subtask.id, role=subtask.role, status=status, error=error, duration_s=duration)
+    result.started_at_s, result.finished_at_s = started, finished
+    return result

@@ -1,0 +1,103 @@
+"""The `subagent-mcp` command as a person uses it from a shell (demo backend, a private database)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+from anyio.streams.text import TextReceiveStream
+
+from subagent_mcp.contracts import OrchestrateResult, RunReport
+
+SCRIPT = Path(sys.executable).with_name("subagent-mcp")
+pytestmark = pytest.mark.subprocess
+
+
+def env_for(db: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "SUBAGENT_MCP_"))}
+    env["SUBAGENT_MCP_DB_PATH"] = str(db)
+    return env
+
+
+def cli(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(SCRIPT), *args], capture_output=True, text=True, timeout=60, env=env_for(db), check=False
+    )
+
+
+def test_help_lists_every_command(tmp_path: Path) -> None:
+    out = cli(tmp_path / "db", "--help")
+    assert out.returncode == 0
+    for command in ("serve", "run", "runs", "show"):
+        assert command in out.stdout
+
+
+def test_a_demo_run_prints_the_answer_then_runs_and_show_find_it(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    run = cli(db, "run", "--demo", "--json", "Compare two databases")
+    assert run.returncode == 0, run.stderr
+    result = OrchestrateResult.model_validate_json(run.stdout)
+    assert result.report.status == "succeeded"
+    assert "[demo output" in run.stdout
+    assert "started research-a" in run.stderr  # the progress display went to stderr, not stdout
+
+    runs = cli(db, "runs")
+    assert result.report.run_id in runs.stdout
+    shown = cli(db, "show", result.report.run_id)
+    assert shown.returncode == 0
+    assert "write-up [writer] succeeded" in shown.stdout
+
+
+def test_without_a_key_run_says_what_to_set_and_exits_non_zero(tmp_path: Path) -> None:
+    out = cli(tmp_path / "runs.db", "run", "anything")
+    assert out.returncode == 2
+    assert "ANTHROPIC_API_KEY is not set" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_a_corrupt_database_is_named_and_left_untouched(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    db.write_bytes(b"not a database, but somebody's data")
+    for args in (("runs",), ("serve",)):
+        out = cli(db, *args)
+        assert out.returncode == 2
+        assert str(db) in out.stderr
+        assert "Traceback" not in out.stderr
+    assert db.read_bytes() == b"not a database, but somebody's data"
+
+
+@pytest.mark.anyio
+async def test_ctrl_c_cancels_cleanly_reports_what_finished_and_how_to_resume(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    args = [str(SCRIPT), "run", "--demo", "--json", "Compare two databases"]
+    with anyio.fail_after(60):
+        async with await anyio.open_process(args, env=env_for(db)) as process:
+            assert process.stderr is not None
+            assert process.stdout is not None
+            seen = ""
+            async for chunk in TextReceiveStream(process.stderr):
+                seen += chunk
+                if "started analyse" in seen:  # the first two subtasks are done, one is in flight
+                    process.send_signal(signal.SIGINT)
+                    break
+            stdout = "".join([chunk async for chunk in TextReceiveStream(process.stdout)])
+            seen += "".join([chunk async for chunk in TextReceiveStream(process.stderr)])
+            code = await process.wait()
+    assert code == 130
+    report = RunReport.model_validate(json.loads(stdout))
+    statuses = {r.task_id: r.status for r in report.results}
+    assert statuses["research-a"] == statuses["research-b"] == "succeeded"
+    assert statuses["analyse"] == "cancelled"
+    assert f"subagent-mcp run --resume {report.run_id}" in seen
+    assert "Traceback" not in seen
+
+    resumed = cli(db, "run", "--demo", "--json", "--resume", report.run_id)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "2 of 4 subtasks already succeeded and are kept" in resumed.stderr
+    assert OrchestrateResult.model_validate_json(resumed.stdout).report.status == "succeeded"
