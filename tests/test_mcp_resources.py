@@ -13,6 +13,7 @@ from mcp.types import TextResourceContents
 
 from subagent_mcp.backends.scripted import ScriptedBackend, sample_for_schema
 from subagent_mcp.contracts import CompletionRequest, JsonObject, RunReport
+from subagent_mcp.core.context import estimate_tokens
 from subagent_mcp.errors import ModelUnavailableError
 from subagent_mcp.mcp_server import create_server
 from subagent_mcp.settings import Settings
@@ -140,3 +141,23 @@ async def test_a_cancelled_run_is_stored_as_cancelled_and_can_be_resumed(tmp_pat
         hold = False
         resumed = RunReport.model_validate((await c.call_tool("resume_run", {"run_id": run_id})).structured_content)
     assert resumed.status == "succeeded"
+
+
+async def test_a_huge_run_result_is_shrunk_for_the_host_but_stored_whole(tmp_path: Path) -> None:
+    def verbose(request: CompletionRequest) -> JsonObject:
+        return {"summary": "long", "text": "word " * 12_000}  # ~60k characters per subtask
+
+    wide: JsonObject = {
+        "plan_id": "p-wide",
+        "task": "Write a lot",
+        "subtasks": [{"id": f"w{i}", "role": "writer", "instructions": "go", "depends_on": []} for i in range(6)],
+    }
+    async with Client(server(ScriptedBackend(verbose), tmp_path / "runs.db")) as c:
+        result = await c.call_tool("execute_plan", {"plan": wide})
+        assert result.structured_content is not None
+        stored = await read_json(c, f"subagent://runs/{result.structured_content['run_id']}")
+    report = RunReport.model_validate(result.structured_content)  # still matches the tool's schema
+    assert estimate_tokens(json.dumps(result.structured_content)) + estimate_tokens(text_of(result)) < 20_000
+    assert "6 subtask output(s) were shortened" in text_of(result)
+    assert f"subagent://runs/{report.run_id}" in text_of(result)
+    assert all(len(r["output"]["text"]) == len("word " * 12_000) for r in stored["results"].values())

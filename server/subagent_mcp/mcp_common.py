@@ -11,6 +11,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent
 from pydantic import BaseModel
 
+from .compact import fit_for_host
 from .errors import SubagentMCPError
 from .service import Service
 
@@ -31,9 +32,18 @@ def tool_errors() -> Generator[None]:
 
 
 def structured(model: BaseModel, text: str, is_error: bool = False) -> CallToolResult:
-    """A result with both forms: the model as structured content and a short text for reading."""
+    """A result with both forms: the model as structured content and a short text for reading.
+
+    Subtask outputs are shrunk if the whole would pass what hosts accept; the text says so and where
+    the full outputs are.
+    """
+    fitted, cut = fit_for_host(model)
+    if cut:
+        run_id = getattr(fitted, "run_id", None) or getattr(getattr(fitted, "report", None), "run_id", None)
+        where = f"read subagent://runs/{run_id} for them whole" if run_id else "ask for a shorter output"
+        text += f"\n\nNote: {cut} subtask output(s) were shortened to keep this result small; {where}."
     return CallToolResult(
         content=[TextContent(type="text", text=text)],
-        structured_content=model.model_dump(mode="json"),
+        structured_content=fitted.model_dump(mode="json"),
         is_error=is_error,
     )

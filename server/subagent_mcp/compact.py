@@ -1,0 +1,57 @@
+"""Keep one tool result under what hosts accept (Claude Code warns near 25k tokens).
+
+Only subtask outputs are shrunk (largest first, JSON-safe, by the same code that budgets context),
+so the result still matches its output schema; the whole outputs stay in the store.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TypeVar
+
+from pydantic import BaseModel
+
+from .contracts import OrchestrateResult, RunReport, SubagentResult
+from .core.context import estimate_tokens, fit_results_for_synthesis
+
+MAX_RESULT_TOKENS = 18_000
+"""Structured content budget; the text block (a summary) comes on top, staying under ~20k in all."""
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def fit_for_host(model: M, max_tokens: int = MAX_RESULT_TOKENS) -> tuple[M, int]:
+    """``model`` with subtask outputs shrunk until its JSON fits ``max_tokens``; and how many were cut."""
+    if _tokens(model) <= max_tokens:
+        return model, 0
+    if isinstance(model, SubagentResult):
+        (fitted,), cut = _fit([model], max_tokens - _tokens(model.model_copy(update={"output": None})))
+        return fitted, cut  # type: ignore[return-value]  # same class as model
+    if isinstance(model, RunReport):
+        results, cut = _fit(model.results, max_tokens - _tokens(_without_outputs(model)))
+        return model.model_copy(update={"results": results}), cut  # type: ignore[return-value]
+    if isinstance(model, OrchestrateResult):
+        report, cut = fit_for_host(model.report, max_tokens - _tokens(model.model_copy(update={"report": None})))
+        return model.model_copy(update={"report": report}), cut  # type: ignore[return-value]
+    return model, 0
+
+
+def _fit(results: list[SubagentResult], budget: int) -> tuple[list[SubagentResult], int]:
+    view = fit_results_for_synthesis("", results, max(budget, 256))
+    fitted: list[SubagentResult] = []
+    cut = 0
+    for result, entry in zip(results, view.dependencies, strict=True):
+        if entry.inclusion == "whole":
+            fitted.append(result)
+        else:
+            cut += 1
+            fitted.append(result.model_copy(update={"output": entry.output}))
+    return fitted, cut
+
+
+def _without_outputs(report: RunReport) -> RunReport:
+    return report.model_copy(update={"results": [r.model_copy(update={"output": None}) for r in report.results]})
+
+
+def _tokens(model: BaseModel) -> int:
+    return estimate_tokens(json.dumps(model.model_dump(mode="json"), separators=(",", ":")))
