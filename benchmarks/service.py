@@ -1,0 +1,405 @@
+"""Through the whole stack against the fake Messages API: makespan, estimate against billing, per-task cost.
+
+``Service.execute_plan`` runs with the real ``AnthropicBackend`` (no backend override): the settings
+point at the fake on 127.0.0.1, so every subtask goes through the executor, the budget, the SDK over
+HTTP, JSON-schema validation and a SQLite file. The fake answers each subtask after the same seeded
+latency the sleeping benchmark uses, with a schema-valid object of a seeded lognormal size around its
+role's ``expected_output_tokens``, and bills input as request bytes / 4 and output as that size.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+from pydantic import SecretStr
+
+from subagent_mcp.backends.anthropic import AnthropicBackend
+from subagent_mcp.backends.scripted import sample_for_schema
+from subagent_mcp.contracts import Plan, PlanEstimate, RunReport, Subtask, Usage
+from subagent_mcp.core.executor import execute
+from subagent_mcp.core.pricing import cost_usd
+from subagent_mcp.planning import subtask_request
+from subagent_mcp.roles import BUILTIN_ROLES
+from subagent_mcp.service import Service
+from subagent_mcp.settings import Settings
+from subagent_mcp.testing import FakeAnthropic, FakeReply, FakeRequest, json_reply, serve_fake_anthropic
+
+from . import dags, runners
+from .dags import Workload
+
+OUTPUT_SIGMA = 0.5
+"""Spread of reply lengths: lognormal with the role's ``expected_output_tokens`` as its median."""
+
+CHARS_PER_BILLED_TOKEN = 4
+"""The fake bills text at 4 characters a token (the estimator assumes 3.5, to err high)."""
+
+OVERHEAD_TASKS = 200
+OVERHEAD_REPEATS = 5
+
+ROLE_NAMES = sorted(BUILTIN_ROLES)
+WORDS = (
+    "the service runs each subtask with its role prompt and checks the reply against a schema before "
+    "saving it so that a later subtask can read what an earlier one found about the design the costs "
+    "and the open questions in plain words with numbers where they help"
+).split()
+
+
+def words(n_chars: int, rng: random.Random) -> str:
+    """Seeded prose of exactly ``n_chars`` characters (ASCII, no quotes, so JSON adds nothing)."""
+    out: list[str] = []
+    size = -1
+    while size < n_chars:
+        out.append(rng.choice(WORDS))
+        size += len(out[-1]) + 1
+    return " ".join(out)[:n_chars]
+
+
+@dataclass(frozen=True)
+class ServiceWorkload:
+    """A sleeping-benchmark workload as a runnable plan: seeded roles and instructions, and reply sizes."""
+
+    workload: Workload
+    plan: Plan
+    output_tokens: dict[str, int]
+    """What the fake answers each subtask with, in billed tokens (before the request's max_tokens cap)."""
+
+    @property
+    def name(self) -> str:
+        return self.workload.name
+
+    @property
+    def size(self) -> int:
+        return self.workload.size
+
+
+def service_workload(w: Workload, seed: int) -> ServiceWorkload:
+    """``w``'s DAG with a seeded role per task, ~40 words of instructions each, and seeded reply sizes."""
+    rng = random.Random(f"service:{seed}")
+    subtasks: list[Subtask] = []
+    output_tokens: dict[str, int] = {}
+    for s in w.plan.subtasks:
+        role = rng.choice(ROLE_NAMES)
+        instructions = f"Work on part {s.id} of the benchmark task. " + words(240, rng)
+        subtasks.append(Subtask(id=s.id, role=role, instructions=instructions, depends_on=s.depends_on))
+        median = BUILTIN_ROLES[role].expected_output_tokens
+        output_tokens[s.id] = max(1, round(rng.lognormvariate(math.log(median), OUTPUT_SIGMA)))
+    task = f"Benchmark {w.name}: " + words(400, rng)
+    plan = Plan(plan_id=f"bench-{w.name}-{seed}", task=task, subtasks=subtasks)
+    return ServiceWorkload(w, plan, output_tokens)
+
+
+def task_id_of(request: FakeRequest) -> str:
+    return request.user_text.split("\n", 1)[0].removeprefix("Subtask id: ").strip()
+
+
+def request_bytes(request: FakeRequest) -> int:
+    """The body's size as the SDK sent it (compact JSON, UTF-8), which the fake's default billing divides by 4."""
+    return len(json.dumps(request.body, ensure_ascii=False, separators=(",", ":")).encode())
+
+
+def padded(obj: Any, n_chars: int, rng: random.Random) -> Any:
+    """``obj`` with its first top-level string field lengthened so that its JSON is about ``n_chars`` long."""
+    extra = n_chars - len(json.dumps(obj))
+    if extra <= 1 or not isinstance(obj, dict):
+        return obj
+    out: dict[str, Any] = dict(obj)
+    key = next((k for k, v in out.items() if isinstance(v, str)), None)
+    if key is not None:
+        out[key] = f"{out[key]} {words(extra - 1, rng)}"
+    return out
+
+
+@dataclass(frozen=True)
+class Billed:
+    """One answered request: the subtask, the model it asked for and the usage the fake billed."""
+
+    task_id: str
+    model: str
+    usage: Usage
+
+
+@dataclass
+class RealisticReplies:
+    """The fake's handler: each subtask after its latency, with a padded schema-valid object, billed as sized."""
+
+    latency: dict[str, float]
+    output_tokens: dict[str, int]
+    billed: list[Billed] = field(default_factory=list[Billed])
+
+    def __call__(self, request: FakeRequest) -> FakeReply:
+        task_id = task_id_of(request)
+        n = min(self.output_tokens[task_id], int(request.body["max_tokens"]))
+        obj = padded(sample_for_schema(request.schema or {}), CHARS_PER_BILLED_TOKEN * n, random.Random(task_id))
+        usage = Usage(input_tokens=max(1, request_bytes(request) // CHARS_PER_BILLED_TOKEN), output_tokens=n)
+        self.billed.append(Billed(task_id, request.model, usage))
+        return json_reply(obj, usage=usage).after(self.latency[task_id])
+
+
+def bench_settings(fake: FakeAnthropic, db_path: str, max_concurrency: int = 8) -> Settings:
+    return Settings(
+        anthropic_api_key=SecretStr("bench"),
+        anthropic_base_url=fake.base_url,
+        db_path=db_path,
+        max_run_cost_usd=None,
+        max_subtasks=OVERHEAD_TASKS,
+        max_concurrency=max_concurrency,
+    )
+
+
+def _checked(report: RunReport, what: str) -> RunReport:
+    if report.status != "succeeded":
+        failed = [f"{r.task_id}: {r.status} {r.error}" for r in report.results if r.status != "succeeded"][:3]
+        raise RuntimeError(f"{what}: the run ended {report.status}: {'; '.join(failed)}")
+    return report
+
+
+# --- makespan and estimates -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StackRow:
+    """One workload at one cap: the pure executor's and the whole stack's makespan against the lower bound."""
+
+    workload: str
+    tasks: int
+    cap: int | None
+    lower_bound_s: float
+    executor_s: float
+    stack_s: float
+    """The executor's own makespan inside ``execute_plan`` (first start to last finish)."""
+    stack_wall_s: float
+    """Wall time of ``execute_plan``: plus saving the plan, creating and closing the run."""
+
+
+@dataclass(frozen=True)
+class EstimateRow:
+    """A plan's estimate (subtasks only, no synthesis) beside what the fake billed for one run of it."""
+
+    workload: str
+    tasks: int
+    estimate: PlanEstimate
+    billed: list[Billed]
+    settings: Settings
+
+    def _cost(self, b: Billed) -> float:
+        return cost_usd(b.usage, b.model, self.settings.prices)
+
+    @property
+    def input_estimated(self) -> int:
+        return sum(t.input_tokens for t in self.estimate.tasks)
+
+    @property
+    def output_estimated(self) -> int:
+        return sum(t.output_tokens for t in self.estimate.tasks)
+
+    @property
+    def cost_estimated(self) -> float:
+        return sum(t.cost_usd for t in self.estimate.tasks)
+
+    @property
+    def worst_case(self) -> float:
+        return sum(t.max_cost_usd for t in self.estimate.tasks)
+
+    @property
+    def input_billed(self) -> int:
+        return sum(b.usage.input_tokens for b in self.billed)
+
+    @property
+    def output_billed(self) -> int:
+        return sum(b.usage.output_tokens for b in self.billed)
+
+    @property
+    def cost_billed(self) -> float:
+        return sum(self._cost(b) for b in self.billed)
+
+    def per_task(self) -> tuple[list[float], list[float]]:
+        """Per subtask: expected cost / billed cost, and worst-case cost / billed cost."""
+        by_task = {b.task_id: self._cost(b) for b in self.billed}
+        expected = [t.cost_usd / by_task[t.task_id] for t in self.estimate.tasks]
+        worst = [t.max_cost_usd / by_task[t.task_id] for t in self.estimate.tasks]
+        return expected, worst
+
+
+async def _executor_s(w: Workload, cap: int | None) -> float:
+    started = time.perf_counter()
+    await execute(w.plan, runners.sleeping(w.latency), max_concurrency=cap, priority="critical_path")
+    return time.perf_counter() - started
+
+
+async def stack_rows(
+    sw: ServiceWorkload, caps: Sequence[int | None], db_path: str
+) -> tuple[list[StackRow], EstimateRow]:
+    """Run ``sw`` at each cap, once on the bare executor and once through the service against one fake."""
+    w = sw.workload
+    replies = RealisticReplies(w.latency, sw.output_tokens)
+    rows: list[StackRow] = []
+    runs: list[tuple[RunReport, list[Billed]]] = []
+    async with serve_fake_anthropic(replies) as fake:
+        settings = bench_settings(fake, db_path)
+        async with Service.open(settings) as service:
+            for cap in caps:
+                executor_s = await _executor_s(w, cap)
+                first = len(replies.billed)
+                started = time.perf_counter()
+                report = await service.execute_plan(sw.plan, max_concurrency=cap or sw.size)
+                wall = time.perf_counter() - started
+                _checked(report, f"{sw.name} K={_cap(cap)}")
+                runs.append((report, replies.billed[first:]))
+                bound = w.lower_bound_s(cap)
+                rows.append(StackRow(w.name, w.size, cap, bound, executor_s, report.makespan_s, wall))
+    report, billed = runs[-1]
+    assert report.estimate is not None
+    if fake.billed_usage != sum((b.usage for b in replies.billed), Usage()):
+        raise RuntimeError(f"{sw.name}: the fake billed {fake.billed_usage}, not what the handler sized")
+    if report.usage != sum((b.usage for b in billed), Usage()):
+        raise RuntimeError(f"{sw.name}: the report's usage {report.usage} is not what the fake billed")
+    return rows, EstimateRow(w.name, w.size, report.estimate, billed, settings)
+
+
+def _cap(cap: int | None) -> str:
+    return "inf" if cap is None else str(cap)
+
+
+def render_stack(rows: list[StackRow]) -> str:
+    head = (
+        f"{'workload':<20}{'tasks':>6}{'K':>5}{'LB s':>7}{'executor':>10}{'stack':>8}{'stack wall':>12}"
+        f"{'wall - executor s':>19}"
+    )
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lb = r.lower_bound_s
+        lines.append(
+            f"{r.workload:<20}{r.tasks:>6}{_cap(r.cap):>5}{lb:>7.2f}{r.executor_s / lb:>10.3f}"
+            f"{r.stack_s / lb:>8.3f}{r.stack_wall_s / lb:>12.3f}{r.stack_wall_s - r.executor_s:>+19.3f}"
+        )
+    return "\n".join(lines)
+
+
+def render_estimates(rows: list[EstimateRow]) -> str:
+    head = (
+        f"{'workload':<20}{'tasks':>6}{'input est/billed':>22}{'ratio':>7}{'output est/billed':>20}{'ratio':>7}"
+        f"{'cost $ est/billed':>20}{'ratio':>7}{'worst/billed':>13}"
+    )
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        inputs = f"{r.input_estimated:,}/{r.input_billed:,}"
+        outputs = f"{r.output_estimated:,}/{r.output_billed:,}"
+        costs = f"{r.cost_estimated:.3f}/{r.cost_billed:.3f}"
+        lines.append(
+            f"{r.workload:<20}{r.tasks:>6}{inputs:>22}{r.input_estimated / r.input_billed:>7.2f}"
+            f"{outputs:>20}{r.output_estimated / r.output_billed:>7.2f}"
+            f"{costs:>20}{r.cost_estimated / r.cost_billed:>7.2f}{r.worst_case / r.cost_billed:>13.2f}"
+        )
+    expected = [x for r in rows for x in r.per_task()[0]]
+    worst = [x for r in rows for x in r.per_task()[1]]
+    deciles = statistics.quantiles(expected, n=10)
+    lines.append(
+        f"per subtask ({len(expected)}): expected/billed cost {min(expected):.2f}-{max(expected):.2f} "
+        f"(p10 {deciles[0]:.2f}, median {statistics.median(expected):.2f}, p90 {deciles[-1]:.2f}); "
+        f"worst case/billed min {min(worst):.2f}"
+    )
+    return "\n".join(lines)
+
+
+# --- per-task cost at zero latency ------------------------------------------------------------------
+
+
+async def _best_and_median(run: Callable[[], Any], n: int, repeats: int) -> tuple[float, float]:
+    """Milliseconds per task of ``run`` (awaited), after one untimed warm-up: best and median of ``repeats``."""
+    await run()
+    times: list[float] = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        await run()
+        times.append((time.perf_counter() - started) / n * 1e3)
+    return min(times), statistics.median(times)
+
+
+async def stack_overhead(plan: Plan, db_path: str, repeats: int) -> tuple[float, float]:
+    """``execute_plan`` at K = tasks against a fake that answers at once with tiny default objects."""
+    n = len(plan.subtasks)
+    async with serve_fake_anthropic() as fake, Service.open(bench_settings(fake, db_path)) as service:
+
+        async def run() -> None:
+            _checked(await service.execute_plan(plan, max_concurrency=n), f"overhead {db_path}")
+
+        return await _best_and_median(run, n, repeats)
+
+
+async def backend_overhead(plan: Plan, repeats: int) -> tuple[float, float]:
+    """Only ``AnthropicBackend.complete`` on every subtask's request at once: HTTP, SDK and the fake."""
+    n = len(plan.subtasks)
+    async with serve_fake_anthropic() as fake:
+        settings = bench_settings(fake, ":memory:")
+        requests = [subtask_request(s, plan.task, None, settings, BUILTIN_ROLES) for s in plan.subtasks]
+        async with AnthropicBackend(settings) as backend:
+
+            async def run() -> None:
+                async with anyio.create_task_group() as tg:
+                    for request in requests:
+                        tg.start_soon(backend.complete, request)
+
+            return await _best_and_median(run, n, repeats)
+
+
+# --- entry point -------------------------------------------------------------------------------------
+
+
+def workloads(median_s: float) -> list[ServiceWorkload]:
+    """The sleeping benchmark's first workload of each family, same seeds, as service plans."""
+    return [
+        service_workload(dags.layered(30, seed=1, median_s=median_s), seed=1),
+        service_workload(dags.layered(100, seed=3, median_s=median_s), seed=3),
+        service_workload(dags.fan_out(48, seed=5, median_s=median_s), seed=5),
+        service_workload(dags.chain_with_branches(12, seed=6, median_s=median_s), seed=6),
+    ]
+
+
+async def run_all(median_s: float, folder: Path) -> None:
+    """Print every figure; SQLite files go under ``folder``."""
+    stack: list[StackRow] = []
+    estimates: list[EstimateRow] = []
+    for sw in workloads(median_s):
+        rows, estimate = await stack_rows(sw, [4, None], str(folder / f"{sw.name}.db"))
+        stack += rows
+        estimates.append(estimate)
+
+    print(
+        "through the whole stack: Service.execute_plan -> AnthropicBackend -> fake Messages API on 127.0.0.1, "
+        "SQLite file\n"
+        f"makespan / lower bound, median task {median_s:g} s (server-side sleep), sigma 0.5; "
+        "executor = bare executor, sleeping run_task"
+    )
+    print(render_stack(stack))
+
+    print("\nestimate (subtasks only, no synthesis) vs what the fake billed (input = request bytes / 4)")
+    print(render_estimates(estimates))
+
+    fan = service_workload(dags.fan_out(OVERHEAD_TASKS, seed=0), seed=0).plan
+    print(
+        f"\nper-task cost through the stack at zero latency, {OVERHEAD_TASKS}-task fan-out, K={OVERHEAD_TASKS}, "
+        f"tiny replies: ms per task (best / median of {OVERHEAD_REPEATS})"
+    )
+    figures = {
+        "execute_plan, SQLite file": await stack_overhead(fan, str(folder / "overhead.db"), OVERHEAD_REPEATS),
+        "execute_plan, :memory:": await stack_overhead(fan, ":memory:", OVERHEAD_REPEATS),
+        "AnthropicBackend.complete only": await backend_overhead(fan, OVERHEAD_REPEATS),
+    }
+    for name, (best, median) in figures.items():
+        print(f"  {name:<32}{best:>7.2f} /{median:>6.2f}")
+
+
+def main(median_s: float) -> None:
+    """Run :func:`run_all` with its SQLite files in a temporary folder."""
+    with tempfile.TemporaryDirectory(prefix="subagent-bench-") as folder:
+        anyio.run(run_all, median_s, Path(folder))
