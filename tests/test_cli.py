@@ -13,7 +13,10 @@ import anyio
 import pytest
 from anyio.streams.text import TextReceiveStream
 
+from subagent_mcp.backends.scripted import sample_for_schema
 from subagent_mcp.contracts import OrchestrateResult, RunReport
+from subagent_mcp.demo import demo_plan_draft
+from subagent_mcp.testing import FakeReply, FakeRequest, json_reply, serve_fake_anthropic
 
 SCRIPT = Path(sys.executable).with_name("subagent-mcp")
 pytestmark = pytest.mark.subprocess
@@ -101,3 +104,23 @@ async def test_ctrl_c_cancels_cleanly_reports_what_finished_and_how_to_resume(tm
     assert resumed.returncode == 0, resumed.stderr
     assert "2 of 4 subtasks already succeeded and are kept" in resumed.stderr
     assert OrchestrateResult.model_validate_json(resumed.stdout).report.status == "succeeded"
+
+
+@pytest.mark.anyio
+async def test_with_a_key_run_does_a_whole_task_against_the_api_from_the_terminal(tmp_path: Path) -> None:
+    key = "sk-ant-test-cli-key-0001"
+
+    def reply(request: FakeRequest) -> FakeReply:
+        if "planner of a team" in request.system_text:
+            return json_reply(demo_plan_draft())
+        return json_reply(sample_for_schema(request.schema or {}))
+
+    async with serve_fake_anthropic(reply, api_key=key) as fake:
+        env = env_for(tmp_path / "runs.db") | {"ANTHROPIC_API_KEY": key, "ANTHROPIC_BASE_URL": fake.base_url}
+        done = await anyio.run_process([str(SCRIPT), "run", "--json", "Pick a database"], env=env, check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    result = OrchestrateResult.model_validate_json(done.stdout)
+    assert result.synthesis is not None
+    assert result.synthesis.complete
+    assert len(fake.message_requests) == len(result.plan.subtasks) + 2
+    assert key not in done.stdout.decode() + done.stderr.decode()

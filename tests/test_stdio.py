@@ -11,8 +11,8 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from subagent_mcp.backends.scripted import sample_for_schema
-from subagent_mcp.contracts import CompletionRequest, OrchestrateResult
-from subagent_mcp.demo import demo_reply
+from subagent_mcp.contracts import OrchestrateResult
+from subagent_mcp.demo import demo_plan_draft
 from subagent_mcp.testing import FakeReply, FakeRequest, json_reply, serve_fake_anthropic
 from subagent_mcp.testing.results import text_of
 
@@ -25,9 +25,7 @@ SCRIPT = Path(sys.executable).with_name("subagent-mcp")
 def plan_then_samples(request: FakeRequest) -> FakeReply:
     """The planner gets the demo plan; every other call a schema-valid sample."""
     if "planner of a team" in request.system_text:
-        return json_reply(
-            demo_reply(CompletionRequest(model="m", system="", messages=[], output_schema={}, label="plan"))
-        )
+        return json_reply(demo_plan_draft())
     return json_reply(sample_for_schema(request.schema or {}))
 
 

@@ -16,33 +16,28 @@ DEMO_LATENCY_S = 0.4
 """Each demo call takes this long, so the parallel steps and the progress display can be watched."""
 
 
+def demo_plan_draft() -> JsonObject:
+    """The planner's reply in the demo: two research subtasks in parallel, then analysis, then a write-up."""
+    return {
+        "summary": f"{DEMO_LABEL} research two angles in parallel, then analyse and write up.",
+        "subtasks": [
+            {"id": "research-a", "role": "researcher", "instructions": "Research the first angle.", "depends_on": []},
+            {"id": "research-b", "role": "researcher", "instructions": "Research the second angle.", "depends_on": []},
+            {
+                "id": "analyse",
+                "role": "analyst",
+                "instructions": "Compare the two angles and recommend.",
+                "depends_on": ["research-a", "research-b"],
+            },
+            {"id": "write-up", "role": "writer", "instructions": "Write the answer.", "depends_on": ["analyse"]},
+        ],
+    }
+
+
 def demo_reply(request: CompletionRequest) -> JsonObject:
-    """Plan requests get a small fan-out/fan-in plan; everything else a labelled schema-valid object."""
+    """Plan requests get ``demo_plan_draft()``; everything else a labelled schema-valid object."""
     if request.label == "plan":
-        return {
-            "summary": f"{DEMO_LABEL} research two angles in parallel, then analyse and write up.",
-            "subtasks": [
-                {
-                    "id": "research-a",
-                    "role": "researcher",
-                    "instructions": "Research the first angle.",
-                    "depends_on": [],
-                },
-                {
-                    "id": "research-b",
-                    "role": "researcher",
-                    "instructions": "Research the second angle.",
-                    "depends_on": [],
-                },
-                {
-                    "id": "analyse",
-                    "role": "analyst",
-                    "instructions": "Compare the two angles and recommend.",
-                    "depends_on": ["research-a", "research-b"],
-                },
-                {"id": "write-up", "role": "writer", "instructions": "Write the answer.", "depends_on": ["analyse"]},
-            ],
-        }
+        return demo_plan_draft()
     value = _labelled(sample_for_schema(request.output_schema))
     return value if isinstance(value, dict) else {"value": value}
 
