@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 from pydantic import SecretStr
@@ -38,7 +38,10 @@ from . import dags, runners
 from .dags import Workload
 
 OUTPUT_SIGMA = 0.5
-"""Spread of reply lengths: lognormal with the role's ``expected_output_tokens`` as its median."""
+"""Spread of reply lengths: lognormal around the role's ``expected_output_tokens``."""
+
+Lengths = Literal["median", "mean"]
+"""Whether ``expected_output_tokens`` is the median of the reply lengths drawn or their mean."""
 
 CHARS_PER_BILLED_TOKEN = 4
 """The fake bills text at 4 characters a token (the estimator assumes 3.5, to err high)."""
@@ -82,8 +85,13 @@ class ServiceWorkload:
         return self.workload.size
 
 
-def service_workload(w: Workload, seed: int) -> ServiceWorkload:
-    """``w``'s DAG with a seeded role per task, ~40 words of instructions each, and seeded reply sizes."""
+def service_workload(w: Workload, seed: int, lengths: Lengths = "median") -> ServiceWorkload:
+    """``w``'s DAG with a seeded role per task, ~40 words of instructions each, and seeded reply sizes.
+
+    Reply sizes are lognormal with the role's ``expected_output_tokens`` as their median, or as their
+    mean (the median scaled by ``exp(-sigma**2 / 2)``); the draws are the same, only the scale differs.
+    """
+    scale = 1.0 if lengths == "median" else math.exp(-(OUTPUT_SIGMA**2) / 2)
     rng = random.Random(f"service:{seed}")
     subtasks: list[Subtask] = []
     output_tokens: dict[str, int] = {}
@@ -91,7 +99,7 @@ def service_workload(w: Workload, seed: int) -> ServiceWorkload:
         role = rng.choice(ROLE_NAMES)
         instructions = f"Work on part {s.id} of the benchmark task. " + words(240, rng)
         subtasks.append(Subtask(id=s.id, role=role, instructions=instructions, depends_on=s.depends_on))
-        median = BUILTIN_ROLES[role].expected_output_tokens
+        median = BUILTIN_ROLES[role].expected_output_tokens * scale
         output_tokens[s.id] = max(1, round(rng.lognormvariate(math.log(median), OUTPUT_SIGMA)))
     task = f"Benchmark {w.name}: " + words(400, rng)
     plan = Plan(plan_id=f"bench-{w.name}-{seed}", task=task, subtasks=subtasks)

@@ -48,3 +48,22 @@ def test_short_or_empty_secrets_do_not_redact_everything() -> None:
     logger.propagate = False
     logger.warning("about a cab")
     assert stream.getvalue() == "about a cab\n"
+
+
+def test_json_log_lines_are_parseable_and_still_redacted() -> None:
+    import json
+
+    from subagent_mcp.logs import JsonLines
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RedactSecrets([KEY]))
+    handler.setFormatter(JsonLines())
+    logger = logging.getLogger("test.redact.json")
+    logger.propagate = False
+    logger.addHandler(handler)
+    logger.warning("retrying with %s", KEY)
+    entry = json.loads(stream.getvalue())
+    assert entry["level"] == "WARNING"
+    assert entry["logger"] == "test.redact.json"
+    assert entry["message"] == "retrying with [redacted]"

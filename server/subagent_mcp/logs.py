@@ -5,6 +5,7 @@ stdout is the protocol in stdio mode, so no handler here ever writes to it.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 
@@ -37,13 +38,36 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+class JsonLines(logging.Formatter):
+    """One JSON object per record (time, level, logger, message, exception), for log collectors."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            entry["exception"] = record.exc_text
+        return json.dumps(entry, ensure_ascii=False)
+
+
 def configure_logging(settings: Settings) -> None:
-    """Send our logs to stderr at the configured level and redact the key on every root handler."""
+    """Send our logs to stderr at the configured level and format, and redact secrets on every root handler."""
     root = logging.getLogger()
     if not root.handlers:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)
+    if settings.log_format == "json":
+        for handler in root.handlers:
+            handler.setFormatter(JsonLines())
+    else:
+        for handler in root.handlers:
+            if handler.formatter is None:
+                handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger("subagent_mcp").setLevel(settings.log_level)
     install_redaction(settings)
 

@@ -66,6 +66,7 @@ class Settings(BaseModel):
     )
     prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
     log_level: LogLevel = "INFO"
+    log_format: Literal["text", "json"] = Field(default="text", description="stderr log lines as text or JSON.")
     demo: bool = False
 
     http_token: SecretStr | None = Field(
