@@ -15,7 +15,7 @@ import random
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -25,7 +25,7 @@ from pydantic import SecretStr
 
 from subagent_mcp.backends.anthropic import AnthropicBackend
 from subagent_mcp.backends.scripted import sample_for_schema
-from subagent_mcp.contracts import Plan, PlanEstimate, RunReport, Subtask, Usage
+from subagent_mcp.contracts import CompletionRequest, Plan, PlanEstimate, RunReport, Subtask, Usage
 from subagent_mcp.core.executor import execute
 from subagent_mcp.core.pricing import cost_usd
 from subagent_mcp.planning import subtask_request
@@ -51,10 +51,10 @@ OVERHEAD_REPEATS = 5
 
 ROLE_NAMES = sorted(BUILTIN_ROLES)
 WORDS = (
-    "the service runs each subtask with its role prompt and checks the reply against a schema before "
-    "saving it so that a later subtask can read what an earlier one found about the design the costs "
-    "and the open questions in plain words with numbers where they help"
-).split()
+    *("the", "service", "runs", "each", "subtask", "with", "its", "role", "prompt", "and", "checks", "reply"),
+    *("against", "schema", "before", "saving", "so", "that", "later", "can", "read", "what", "earlier", "one"),
+    *("found", "about", "design", "costs", "open", "questions", "in", "plain", "words", "numbers", "where", "help"),
+)
 
 
 def words(n_chars: int, rng: random.Random) -> str:
@@ -75,6 +75,7 @@ class ServiceWorkload:
     plan: Plan
     output_tokens: dict[str, int]
     """What the fake answers each subtask with, in billed tokens (before the request's max_tokens cap)."""
+    lengths: Lengths
 
     @property
     def name(self) -> str:
@@ -103,7 +104,7 @@ def service_workload(w: Workload, seed: int, lengths: Lengths = "median") -> Ser
         output_tokens[s.id] = max(1, round(rng.lognormvariate(math.log(median), OUTPUT_SIGMA)))
     task = f"Benchmark {w.name}: " + words(400, rng)
     plan = Plan(plan_id=f"bench-{w.name}-{seed}", task=task, subtasks=subtasks)
-    return ServiceWorkload(w, plan, output_tokens)
+    return ServiceWorkload(w, plan, output_tokens, lengths)
 
 
 def task_id_of(request: FakeRequest) -> str:
@@ -153,14 +154,13 @@ class RealisticReplies:
         return json_reply(obj, usage=usage).after(self.latency[task_id])
 
 
-def bench_settings(fake: FakeAnthropic, db_path: str, max_concurrency: int = 8) -> Settings:
+def bench_settings(fake: FakeAnthropic, db_path: str) -> Settings:
     return Settings(
         anthropic_api_key=SecretStr("bench"),
         anthropic_base_url=fake.base_url,
         db_path=db_path,
         max_run_cost_usd=None,
         max_subtasks=OVERHEAD_TASKS,
-        max_concurrency=max_concurrency,
     )
 
 
@@ -171,7 +171,11 @@ def _checked(report: RunReport, what: str) -> RunReport:
     return report
 
 
-# --- makespan and estimates -------------------------------------------------------------------------
+def _cap(cap: int | None) -> str:
+    return "inf" if cap is None else str(cap)
+
+
+# --- makespan --------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -186,7 +190,49 @@ class StackRow:
     stack_s: float
     """The executor's own makespan inside ``execute_plan`` (first start to last finish)."""
     stack_wall_s: float
-    """Wall time of ``execute_plan``: plus saving the plan, creating and closing the run."""
+    """Wall time of ``execute_plan``: plus checking and saving the plan, creating and closing the run."""
+
+
+async def _executor_s(w: Workload, cap: int | None) -> float:
+    started = time.perf_counter()
+    await execute(w.plan, runners.sleeping(w.latency), max_concurrency=cap, priority="critical_path")
+    return time.perf_counter() - started
+
+
+async def stack_rows(sw: ServiceWorkload, caps: Sequence[int | None], db_path: str) -> list[StackRow]:
+    """Run ``sw`` at each cap, on the bare executor (sleeping) and through the service against one fake."""
+    w = sw.workload
+    rows: list[StackRow] = []
+    async with (
+        serve_fake_anthropic(RealisticReplies(w.latency, sw.output_tokens)) as fake,
+        Service.open(bench_settings(fake, db_path)) as service,
+    ):
+        for cap in caps:
+            executor_s = await _executor_s(w, cap)
+            started = time.perf_counter()
+            report = await service.execute_plan(sw.plan, max_concurrency=cap or sw.size)
+            wall = time.perf_counter() - started
+            _checked(report, f"{sw.name} K={_cap(cap)}")
+            rows.append(StackRow(w.name, w.size, cap, w.lower_bound_s(cap), executor_s, report.makespan_s, wall))
+    return rows
+
+
+def render_stack(rows: list[StackRow]) -> str:
+    head = (
+        f"{'workload':<20}{'tasks':>6}{'K':>5}{'LB s':>7}{'executor':>10}{'stack':>8}{'stack wall':>12}"
+        f"{'wall - executor s':>19}"
+    )
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lb = r.lower_bound_s
+        lines.append(
+            f"{r.workload:<20}{r.tasks:>6}{_cap(r.cap):>5}{lb:>7.2f}{r.executor_s / lb:>10.3f}"
+            f"{r.stack_s / lb:>8.3f}{r.stack_wall_s / lb:>12.3f}{r.stack_wall_s - r.executor_s:>+19.3f}"
+        )
+    return "\n".join(lines)
+
+
+# --- estimate against billing ------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -195,11 +241,12 @@ class EstimateRow:
 
     workload: str
     tasks: int
+    lengths: Lengths
     estimate: PlanEstimate
     billed: list[Billed]
     settings: Settings
 
-    def _cost(self, b: Billed) -> float:
+    def cost(self, b: Billed) -> float:
         return cost_usd(b.usage, b.model, self.settings.prices)
 
     @property
@@ -228,75 +275,34 @@ class EstimateRow:
 
     @property
     def cost_billed(self) -> float:
-        return sum(self._cost(b) for b in self.billed)
+        return sum(self.cost(b) for b in self.billed)
 
     def per_task(self) -> tuple[list[float], list[float]]:
         """Per subtask: expected cost / billed cost, and worst-case cost / billed cost."""
-        by_task = {b.task_id: self._cost(b) for b in self.billed}
+        by_task = {b.task_id: self.cost(b) for b in self.billed}
         expected = [t.cost_usd / by_task[t.task_id] for t in self.estimate.tasks]
         worst = [t.max_cost_usd / by_task[t.task_id] for t in self.estimate.tasks]
         return expected, worst
 
 
-async def _executor_s(w: Workload, cap: int | None) -> float:
-    started = time.perf_counter()
-    await execute(w.plan, runners.sleeping(w.latency), max_concurrency=cap, priority="critical_path")
-    return time.perf_counter() - started
-
-
-async def stack_rows(
-    sw: ServiceWorkload, caps: Sequence[int | None], db_path: str
-) -> tuple[list[StackRow], EstimateRow]:
-    """Run ``sw`` at each cap, once on the bare executor and once through the service against one fake."""
-    w = sw.workload
-    replies = RealisticReplies(w.latency, sw.output_tokens)
-    rows: list[StackRow] = []
-    runs: list[tuple[RunReport, list[Billed]]] = []
+async def billed_run(sw: ServiceWorkload, db_path: str) -> EstimateRow:
+    """One run at zero latency (what is billed does not depend on timing), checked against the fake's log."""
+    replies = RealisticReplies(dict.fromkeys(sw.output_tokens, 0.0), sw.output_tokens)
     async with serve_fake_anthropic(replies) as fake:
         settings = bench_settings(fake, db_path)
         async with Service.open(settings) as service:
-            for cap in caps:
-                executor_s = await _executor_s(w, cap)
-                first = len(replies.billed)
-                started = time.perf_counter()
-                report = await service.execute_plan(sw.plan, max_concurrency=cap or sw.size)
-                wall = time.perf_counter() - started
-                _checked(report, f"{sw.name} K={_cap(cap)}")
-                runs.append((report, replies.billed[first:]))
-                bound = w.lower_bound_s(cap)
-                rows.append(StackRow(w.name, w.size, cap, bound, executor_s, report.makespan_s, wall))
-    report, billed = runs[-1]
+            report = _checked(await service.execute_plan(sw.plan, max_concurrency=sw.size), f"{sw.name} billing")
+    billed = sum((b.usage for b in replies.billed), Usage())
+    if fake.billed_usage != billed or report.usage != billed or len(replies.billed) != sw.size:
+        raise RuntimeError(f"{sw.name}: handler {billed}, fake {fake.billed_usage}, report {report.usage} differ")
     assert report.estimate is not None
-    if fake.billed_usage != sum((b.usage for b in replies.billed), Usage()):
-        raise RuntimeError(f"{sw.name}: the fake billed {fake.billed_usage}, not what the handler sized")
-    if report.usage != sum((b.usage for b in billed), Usage()):
-        raise RuntimeError(f"{sw.name}: the report's usage {report.usage} is not what the fake billed")
-    return rows, EstimateRow(w.name, w.size, report.estimate, billed, settings)
-
-
-def _cap(cap: int | None) -> str:
-    return "inf" if cap is None else str(cap)
-
-
-def render_stack(rows: list[StackRow]) -> str:
-    head = (
-        f"{'workload':<20}{'tasks':>6}{'K':>5}{'LB s':>7}{'executor':>10}{'stack':>8}{'stack wall':>12}"
-        f"{'wall - executor s':>19}"
-    )
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        lb = r.lower_bound_s
-        lines.append(
-            f"{r.workload:<20}{r.tasks:>6}{_cap(r.cap):>5}{lb:>7.2f}{r.executor_s / lb:>10.3f}"
-            f"{r.stack_s / lb:>8.3f}{r.stack_wall_s / lb:>12.3f}{r.stack_wall_s - r.executor_s:>+19.3f}"
-        )
-    return "\n".join(lines)
+    return EstimateRow(sw.name, sw.size, sw.lengths, report.estimate, replies.billed, settings)
 
 
 def render_estimates(rows: list[EstimateRow]) -> str:
     head = (
-        f"{'workload':<20}{'tasks':>6}{'input est/billed':>22}{'ratio':>7}{'output est/billed':>20}{'ratio':>7}"
-        f"{'cost $ est/billed':>20}{'ratio':>7}{'worst/billed':>13}"
+        f"{'workload':<20}{'lengths':>8}{'input est/billed':>20}{'ratio':>6}{'output est/billed':>19}{'ratio':>6}"
+        f"{'cost $ est/billed':>18}{'ratio':>6}{'worst/billed':>13}"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -304,26 +310,31 @@ def render_estimates(rows: list[EstimateRow]) -> str:
         outputs = f"{r.output_estimated:,}/{r.output_billed:,}"
         costs = f"{r.cost_estimated:.3f}/{r.cost_billed:.3f}"
         lines.append(
-            f"{r.workload:<20}{r.tasks:>6}{inputs:>22}{r.input_estimated / r.input_billed:>7.2f}"
-            f"{outputs:>20}{r.output_estimated / r.output_billed:>7.2f}"
-            f"{costs:>20}{r.cost_estimated / r.cost_billed:>7.2f}{r.worst_case / r.cost_billed:>13.2f}"
+            f"{r.workload:<20}{r.lengths:>8}{inputs:>20}{r.input_estimated / r.input_billed:>6.2f}"
+            f"{outputs:>19}{r.output_estimated / r.output_billed:>6.2f}"
+            f"{costs:>18}{r.cost_estimated / r.cost_billed:>6.2f}{r.worst_case / r.cost_billed:>13.2f}"
         )
-    expected = [x for r in rows for x in r.per_task()[0]]
-    worst = [x for r in rows for x in r.per_task()[1]]
-    deciles = statistics.quantiles(expected, n=10)
-    lines.append(
-        f"per subtask ({len(expected)}): expected/billed cost {min(expected):.2f}-{max(expected):.2f} "
-        f"(p10 {deciles[0]:.2f}, median {statistics.median(expected):.2f}, p90 {deciles[-1]:.2f}); "
-        f"worst case/billed min {min(worst):.2f}"
-    )
+    for lengths in ("median", "mean"):
+        group = [r for r in rows if r.lengths == lengths]
+        expected = [x for r in group for x in r.per_task()[0]]
+        worst = [x for r in group for x in r.per_task()[1]]
+        if len(expected) < 2:
+            continue
+        deciles = statistics.quantiles(expected, n=10)
+        cost = sum(r.cost_estimated for r in group) / sum(r.cost_billed for r in group)
+        lines.append(
+            f"{lengths:>6}: all plans est/billed cost {cost:.2f}; per subtask ({len(expected)}) "
+            f"{min(expected):.2f}-{max(expected):.2f} (p10 {deciles[0]:.2f}, median {statistics.median(expected):.2f}, "
+            f"p90 {deciles[-1]:.2f}); worst case/billed min {min(worst):.3f}"
+        )
     return "\n".join(lines)
 
 
 # --- per-task cost at zero latency ------------------------------------------------------------------
 
 
-async def _best_and_median(run: Callable[[], Any], n: int, repeats: int) -> tuple[float, float]:
-    """Milliseconds per task of ``run`` (awaited), after one untimed warm-up: best and median of ``repeats``."""
+async def _ms_per_task(run: Callable[[], Awaitable[None]], n: int, repeats: int) -> tuple[float, float]:
+    """Milliseconds per task of ``run``, after one untimed warm-up: best and median of ``repeats``."""
     await run()
     times: list[float] = []
     for _ in range(repeats):
@@ -333,78 +344,89 @@ async def _best_and_median(run: Callable[[], Any], n: int, repeats: int) -> tupl
     return min(times), statistics.median(times)
 
 
-async def stack_overhead(plan: Plan, db_path: str, repeats: int) -> tuple[float, float]:
-    """``execute_plan`` at K = tasks against a fake that answers at once with tiny default objects."""
-    n = len(plan.subtasks)
+async def stack_overhead(plan: Plan, db_path: str, cap: int, repeats: int) -> tuple[float, float]:
+    """``execute_plan`` against a fake that answers at once with tiny default (schema-sampled) objects."""
     async with serve_fake_anthropic() as fake, Service.open(bench_settings(fake, db_path)) as service:
 
         async def run() -> None:
-            _checked(await service.execute_plan(plan, max_concurrency=n), f"overhead {db_path}")
+            _checked(await service.execute_plan(plan, max_concurrency=cap), f"overhead {db_path} K={cap}")
 
-        return await _best_and_median(run, n, repeats)
+        return await _ms_per_task(run, len(plan.subtasks), repeats)
 
 
-async def backend_overhead(plan: Plan, repeats: int) -> tuple[float, float]:
-    """Only ``AnthropicBackend.complete`` on every subtask's request at once: HTTP, SDK and the fake."""
-    n = len(plan.subtasks)
+async def backend_overhead(plan: Plan, cap: int, repeats: int) -> tuple[float, float]:
+    """Only ``AnthropicBackend.complete`` on every subtask's request, ``cap`` at a time: HTTP, SDK and the fake."""
     async with serve_fake_anthropic() as fake:
         settings = bench_settings(fake, ":memory:")
         requests = [subtask_request(s, plan.task, None, settings, BUILTIN_ROLES) for s in plan.subtasks]
+        limiter = anyio.CapacityLimiter(cap)
         async with AnthropicBackend(settings) as backend:
+
+            async def one(request: CompletionRequest) -> None:
+                async with limiter:
+                    await backend.complete(request)
 
             async def run() -> None:
                 async with anyio.create_task_group() as tg:
                     for request in requests:
-                        tg.start_soon(backend.complete, request)
+                        tg.start_soon(one, request)
 
-            return await _best_and_median(run, n, repeats)
+            return await _ms_per_task(run, len(plan.subtasks), repeats)
 
 
 # --- entry point -------------------------------------------------------------------------------------
 
 
-def workloads(median_s: float) -> list[ServiceWorkload]:
+def workloads(median_s: float, lengths: Lengths = "median") -> list[ServiceWorkload]:
     """The sleeping benchmark's first workload of each family, same seeds, as service plans."""
     return [
-        service_workload(dags.layered(30, seed=1, median_s=median_s), seed=1),
-        service_workload(dags.layered(100, seed=3, median_s=median_s), seed=3),
-        service_workload(dags.fan_out(48, seed=5, median_s=median_s), seed=5),
-        service_workload(dags.chain_with_branches(12, seed=6, median_s=median_s), seed=6),
+        service_workload(dags.layered(30, seed=1, median_s=median_s), 1, lengths),
+        service_workload(dags.layered(100, seed=3, median_s=median_s), 3, lengths),
+        service_workload(dags.fan_out(48, seed=5, median_s=median_s), 5, lengths),
+        service_workload(dags.chain_with_branches(12, seed=6, median_s=median_s), 6, lengths),
     ]
 
 
 async def run_all(median_s: float, folder: Path) -> None:
     """Print every figure; SQLite files go under ``folder``."""
-    stack: list[StackRow] = []
-    estimates: list[EstimateRow] = []
-    for sw in workloads(median_s):
-        rows, estimate = await stack_rows(sw, [4, None], str(folder / f"{sw.name}.db"))
-        stack += rows
-        estimates.append(estimate)
-
     print(
-        "through the whole stack: Service.execute_plan -> AnthropicBackend -> fake Messages API on 127.0.0.1, "
-        "SQLite file\n"
-        f"makespan / lower bound, median task {median_s:g} s (server-side sleep), sigma 0.5; "
-        "executor = bare executor, sleeping run_task"
+        "through the whole stack: Service.execute_plan -> AnthropicBackend -> fake Messages API on 127.0.0.1 "
+        "(same process), SQLite file\n"
+        f"makespan / lower bound; median task {median_s:g} s (slept by the fake), sigma 0.5; "
+        "executor = the bare executor with a sleeping run_task"
     )
+    stack: list[StackRow] = []
+    for sw in workloads(median_s):
+        stack += await stack_rows(sw, [4, None], str(folder / f"{sw.name}.db"))
     print(render_stack(stack))
 
-    print("\nestimate (subtasks only, no synthesis) vs what the fake billed (input = request bytes / 4)")
+    print(
+        "\nestimate (subtasks only, no synthesis) vs what the fake billed (input = request bytes / 4); "
+        "reply lengths lognormal, sigma 0.5, with the role's expected_output_tokens as their median or mean"
+    )
+    estimates = [
+        await billed_run(sw, str(folder / f"{sw.name}-{lengths}.db"))
+        for lengths in ("median", "mean")
+        for sw in workloads(median_s, lengths)
+    ]
     print(render_estimates(estimates))
 
-    fan = service_workload(dags.fan_out(OVERHEAD_TASKS, seed=0), seed=0).plan
+    n = OVERHEAD_TASKS
+    fan = service_workload(dags.fan_out(n, seed=0), seed=0).plan
     print(
-        f"\nper-task cost through the stack at zero latency, {OVERHEAD_TASKS}-task fan-out, K={OVERHEAD_TASKS}, "
-        f"tiny replies: ms per task (best / median of {OVERHEAD_REPEATS})"
+        f"\nper-task cost through the stack at zero latency, {n}-task fan-out, tiny replies: "
+        f"ms per task (best / median of {OVERHEAD_REPEATS})"
     )
+    db = str(folder / "overhead.db")
     figures = {
-        "execute_plan, SQLite file": await stack_overhead(fan, str(folder / "overhead.db"), OVERHEAD_REPEATS),
-        "execute_plan, :memory:": await stack_overhead(fan, ":memory:", OVERHEAD_REPEATS),
-        "AnthropicBackend.complete only": await backend_overhead(fan, OVERHEAD_REPEATS),
+        f"execute_plan, SQLite file, K={n}": await stack_overhead(fan, db, n, OVERHEAD_REPEATS),
+        f"execute_plan, :memory:,    K={n}": await stack_overhead(fan, ":memory:", n, OVERHEAD_REPEATS),
+        "execute_plan, SQLite file, K=8": await stack_overhead(fan, db, 8, OVERHEAD_REPEATS),
+        f"AnthropicBackend only,     K={n}": await backend_overhead(fan, n, OVERHEAD_REPEATS),
+        "AnthropicBackend only,     K=8": await backend_overhead(fan, 8, OVERHEAD_REPEATS),
     }
     for name, (best, median) in figures.items():
-        print(f"  {name:<32}{best:>7.2f} /{median:>6.2f}")
+        print(f"  {name:<36}{best:>7.2f} /{median:>6.2f}")
 
 
 def main(median_s: float) -> None:

@@ -193,3 +193,29 @@ async def test_cancelling_an_in_flight_execute_plan_cancels_the_model_calls_and_
         with anyio.fail_after(5):
             follow_up = await c.call_tool("run_subagent", {"role": "writer", "instructions": "still there?"})
     assert not follow_up.is_error, text_of(follow_up)
+
+
+async def test_clients_that_ask_for_logs_get_a_log_line_per_task_event() -> None:
+    lines: list[str] = []
+
+    async def on_log(params: Any) -> None:
+        lines.append(str(params.data))
+
+    plan = inline_plan(subtask("a"), subtask("b", "a"))
+    async with Client(server(ScriptedBackend()), logging_callback=on_log, log_level="info") as c:
+        await c.call_tool("execute_plan", {"plan": plan})
+    assert "started a (0/2 done, 1 running)" in lines
+    assert any(line.startswith("b succeeded") for line in lines)
+
+
+async def test_model_calling_tools_are_annotated_as_open_world_and_not_read_only() -> None:
+    async with Client(server(ScriptedBackend())) as c:
+        tools = {t.name: t for t in (await c.list_tools()).tools}
+    for name in ("plan_task", "run_subagent", "execute_plan", "synthesize", "orchestrate", "resume_run"):
+        annotations = tools[name].annotations
+        assert annotations is not None
+        assert annotations.read_only_hint is False
+        assert annotations.open_world_hint is True
+    list_runs = tools["list_runs"].annotations
+    assert list_runs is not None
+    assert list_runs.read_only_hint is True

@@ -8,7 +8,7 @@ from typing import Any
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.types import CallToolResult, TextContent
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel
 
 from .compact import fit_for_host
@@ -16,6 +16,11 @@ from .errors import SubagentMCPError
 from .service import Service
 
 ServiceContext = Context[Service, Any]
+
+MODEL_CALLING = ToolAnnotations(
+    read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
+)
+"""Tools that call models: they spend money and record plans and runs, but delete or overwrite nothing."""
 
 
 def service_of(ctx: ServiceContext) -> Service:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from . import render
 from .contracts import RunReport
 from .errors import InputError, SubagentMCPError
-from .mcp_common import ServiceContext, service_of, structured, tool_errors
+from .mcp_common import MODEL_CALLING, ServiceContext, service_of, structured, tool_errors
 from .mcp_progress import ProgressReporter
 from .service import Service
 from .store import RunRecord, RunSummary
@@ -63,7 +63,7 @@ def register_runs(server: MCPServer[Service], current: Callable[[], Service]) ->
         lines = [f"{r.run_id} {r.status} ${r.cost_usd:.4f} {dict(r.counts)} {r.task}" for r in runs.runs]
         return structured(runs, "\n".join(lines) or "No runs yet.")
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=True, open_world_hint=True))
+    @server.tool(annotations=MODEL_CALLING)
     async def resume_run(
         run_id: Annotated[str, Field(description="A run that was interrupted, cancelled, partial or failed.")],
         ctx: ServiceContext,

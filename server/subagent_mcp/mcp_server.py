@@ -12,14 +12,14 @@ from typing import Annotated
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError
-from mcp.types import CallToolResult, ToolAnnotations
+from mcp.types import CallToolResult
 from pydantic import Field
 
 from . import __version__, render
 from .backends.base import ModelBackend
 from .contracts import JsonObject, OrchestrateResult, Plan, RunReport, SubagentResult, Synthesis
 from .logs import install_redaction
-from .mcp_common import ServiceContext, service_of, structured, tool_errors
+from .mcp_common import MODEL_CALLING, ServiceContext, service_of, structured, tool_errors
 from .mcp_progress import ProgressReporter
 from .mcp_resources import register_runs
 from .service import Service
@@ -63,7 +63,7 @@ def create_server(settings: Settings, backend: ModelBackend | None = None) -> MC
 def register_tools(server: MCPServer[Service]) -> None:
     """Add the tools to ``server``; each is one service call between parsing and rendering."""
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=True, open_world_hint=True))
+    @server.tool(annotations=MODEL_CALLING)
     async def plan_task(
         task: Annotated[str, Field(description="The task to decompose, stated fully.")],
         ctx: ServiceContext,
@@ -80,7 +80,7 @@ def register_tools(server: MCPServer[Service]) -> None:
             plan = await service_of(ctx).plan_task(task, max_subtasks=max_subtasks, roles=roles)
         return structured(plan, render.plan_text(plan))
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=True, open_world_hint=True))
+    @server.tool(annotations=MODEL_CALLING)
     async def run_subagent(
         role: Annotated[str, Field(description="researcher, coder, reviewer, writer or analyst.")],
         instructions: Annotated[str, Field(description="What the subagent must do, self-contained.")],
@@ -96,7 +96,7 @@ def register_tools(server: MCPServer[Service]) -> None:
             result = await service_of(ctx).run_subagent(role, instructions, context, output_schema, model)
         return structured(result, render.result_text(result), is_error=result.status != "succeeded")
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=True, open_world_hint=True))
+    @server.tool(annotations=MODEL_CALLING)
     async def execute_plan(
         ctx: ServiceContext,
         plan: Annotated[Plan | None, Field(description="A plan as plan_task returns it (edited or not).")] = None,
@@ -125,7 +125,7 @@ def register_tools(server: MCPServer[Service]) -> None:
             )
         return structured(report, render.report_text(report))
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=True, open_world_hint=True))
+    @server.tool(annotations=MODEL_CALLING)
     async def synthesize(
         ctx: ServiceContext,
         run_id: Annotated[str | None, Field(description="The run_id execute_plan returned.")] = None,
@@ -141,7 +141,7 @@ def register_tools(server: MCPServer[Service]) -> None:
             synthesis = await service_of(ctx).synthesize(run_id, results, task)
         return structured(synthesis, render.synthesis_text(synthesis))
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=True, open_world_hint=True))
+    @server.tool(annotations=MODEL_CALLING)
     async def orchestrate(
         task: Annotated[str, Field(description="The whole task, stated fully.")],
         ctx: ServiceContext,
