@@ -32,6 +32,7 @@ def inspector_command() -> list[str]:
 def inspect(method: str) -> Any:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "SUBAGENT_MCP_"))}
     env["SUBAGENT_MCP_DEMO"] = "1"
+    env["SUBAGENT_MCP_DB_PATH"] = ":memory:"
     completed = subprocess.run(
         [*inspector_command(), sys.executable, str(SERVER_FILE), "--method", method],
         capture_output=True,
@@ -56,6 +57,13 @@ def test_the_inspector_cli_lists_every_tool() -> None:
         "list_runs",
         "resume_run",
     }
+
+
+@pytest.mark.subprocess
+def test_the_inspector_cli_lists_the_runs_resource_and_templates() -> None:
+    assert [r["uri"] for r in inspect("resources/list")["resources"]] == ["subagent://runs"]
+    templates = {t["uriTemplate"] for t in inspect("resources/templates/list")["resourceTemplates"]}
+    assert templates == {"subagent://runs/{run_id}", "subagent://plans/{plan_id}"}
 
 
 @pytest.mark.subprocess
