@@ -18,14 +18,15 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import anyio
 from pydantic import SecretStr
 
 from subagent_mcp.backends.anthropic import AnthropicBackend
+from subagent_mcp.backends.budgeted import request_input_tokens
 from subagent_mcp.backends.scripted import sample_for_schema
-from subagent_mcp.contracts import CompletionRequest, Plan, PlanEstimate, RunReport, Subtask, Usage
+from subagent_mcp.contracts import CompletionRequest, ModelMessage, Plan, PlanEstimate, RunReport, Subtask, Usage
 from subagent_mcp.core.executor import execute
 from subagent_mcp.core.pricing import cost_usd
 from subagent_mcp.planning import subtask_request
@@ -46,8 +47,11 @@ Lengths = Literal["median", "mean"]
 CHARS_PER_BILLED_TOKEN = 4
 """The fake bills text at 4 characters a token (the estimator assumes 3.5, to err high)."""
 
+ESTIMATE_PLANS = 5
+"""Seeded plans per family for the estimate (billing runs at zero latency, so they are cheap)."""
+
 OVERHEAD_TASKS = 200
-OVERHEAD_REPEATS = 5
+OVERHEAD_REPEATS = 3
 
 ROLE_NAMES = sorted(BUILTIN_ROLES)
 WORDS = (
@@ -93,16 +97,16 @@ def service_workload(w: Workload, seed: int, lengths: Lengths = "median") -> Ser
     mean (the median scaled by ``exp(-sigma**2 / 2)``); the draws are the same, only the scale differs.
     """
     scale = 1.0 if lengths == "median" else math.exp(-(OUTPUT_SIGMA**2) / 2)
-    rng = random.Random(f"service:{seed}")
+    roles, sizes, text = (random.Random(f"{what}:{w.name}:{seed}") for what in ("roles", "sizes", "text"))
     subtasks: list[Subtask] = []
     output_tokens: dict[str, int] = {}
     for s in w.plan.subtasks:
-        role = rng.choice(ROLE_NAMES)
-        instructions = f"Work on part {s.id} of the benchmark task. " + words(240, rng)
+        role = roles.choice(ROLE_NAMES)
+        instructions = f"Work on part {s.id} of the benchmark task. " + words(240, text)
         subtasks.append(Subtask(id=s.id, role=role, instructions=instructions, depends_on=s.depends_on))
         median = BUILTIN_ROLES[role].expected_output_tokens * scale
-        output_tokens[s.id] = max(1, round(rng.lognormvariate(math.log(median), OUTPUT_SIGMA)))
-    task = f"Benchmark {w.name}: " + words(400, rng)
+        output_tokens[s.id] = max(1, round(sizes.lognormvariate(math.log(median), OUTPUT_SIGMA)))
+    task = f"Benchmark {w.name}: " + words(400, text)
     plan = Plan(plan_id=f"bench-{w.name}-{seed}", task=task, subtasks=subtasks)
     return ServiceWorkload(w, plan, output_tokens, lengths)
 
@@ -135,23 +139,40 @@ class Billed:
     task_id: str
     model: str
     usage: Usage
+    reserved_input_tokens: int
+    """The prompt as the run's budget reserved it for this call (``request_input_tokens``, ~3.5 chars a token)."""
+    max_tokens: int
 
 
 @dataclass
 class RealisticReplies:
     """The fake's handler: each subtask after its latency, with a padded schema-valid object, billed as sized."""
 
+    plan: Plan
     latency: dict[str, float]
     output_tokens: dict[str, int]
     billed: list[Billed] = field(default_factory=list[Billed])
 
     def __call__(self, request: FakeRequest) -> FakeReply:
         task_id = task_id_of(request)
-        n = min(self.output_tokens[task_id], int(request.body["max_tokens"]))
+        max_tokens = int(request.body["max_tokens"])
+        n = min(self.output_tokens[task_id], max_tokens)
         obj = padded(sample_for_schema(request.schema or {}), CHARS_PER_BILLED_TOKEN * n, random.Random(task_id))
         usage = Usage(input_tokens=max(1, request_bytes(request) // CHARS_PER_BILLED_TOKEN), output_tokens=n)
-        self.billed.append(Billed(task_id, request.model, usage))
+        self.billed.append(Billed(task_id, request.model, usage, self._reserved_input(request, task_id), max_tokens))
         return json_reply(obj, usage=usage).after(self.latency[task_id])
+
+    def _reserved_input(self, request: FakeRequest, task_id: str) -> int:
+        """What ``BudgetedBackend`` reserved for this prompt, rebuilt from the body and the task's own schema."""
+        subtask = self.plan.subtask(task_id)
+        turns = [m for m in request.body["messages"] if isinstance(m.get("content"), str)]
+        sent = CompletionRequest(
+            model=request.model,
+            system=request.system_text,
+            messages=[ModelMessage(role=m["role"], content=m["content"]) for m in turns],
+            output_schema=subtask.output_schema or BUILTIN_ROLES[subtask.role].output_schema,
+        )
+        return request_input_tokens(sent)
 
 
 def bench_settings(fake: FakeAnthropic, db_path: str) -> Settings:
@@ -204,7 +225,7 @@ async def stack_rows(sw: ServiceWorkload, caps: Sequence[int | None], db_path: s
     w = sw.workload
     rows: list[StackRow] = []
     async with (
-        serve_fake_anthropic(RealisticReplies(w.latency, sw.output_tokens)) as fake,
+        serve_fake_anthropic(RealisticReplies(sw.plan, w.latency, sw.output_tokens)) as fake,
         Service.open(bench_settings(fake, db_path)) as service,
     ):
         for cap in caps:
@@ -284,10 +305,19 @@ class EstimateRow:
         worst = [t.max_cost_usd / by_task[t.task_id] for t in self.estimate.tasks]
         return expected, worst
 
+    def reserved(self) -> list[float]:
+        """Per call: what the budget reserved (the prompt as sent plus max_tokens, priced) / what it billed."""
+        prices = self.settings.prices
+        return [
+            cost_usd(Usage(input_tokens=b.reserved_input_tokens, output_tokens=b.max_tokens), b.model, prices)
+            / self.cost(b)
+            for b in self.billed
+        ]
+
 
 async def billed_run(sw: ServiceWorkload, db_path: str) -> EstimateRow:
     """One run at zero latency (what is billed does not depend on timing), checked against the fake's log."""
-    replies = RealisticReplies(dict.fromkeys(sw.output_tokens, 0.0), sw.output_tokens)
+    replies = RealisticReplies(sw.plan, dict.fromkeys(sw.output_tokens, 0.0), sw.output_tokens)
     async with serve_fake_anthropic(replies) as fake:
         settings = bench_settings(fake, db_path)
         async with Service.open(settings) as service:
@@ -300,32 +330,38 @@ async def billed_run(sw: ServiceWorkload, db_path: str) -> EstimateRow:
 
 
 def render_estimates(rows: list[EstimateRow]) -> str:
+    """One line per family and length model: its plans' totals, the spread over plans, the worst cases."""
     head = (
-        f"{'workload':<20}{'lengths':>8}{'input est/billed':>20}{'ratio':>6}{'output est/billed':>19}{'ratio':>6}"
-        f"{'cost $ est/billed':>18}{'ratio':>6}{'worst/billed':>13}"
+        f"{'workload':<20}{'lengths':>8}{'plans':>6}{'input':>7}{'output':>8}{'cost':>7}{'cost per plan':>15}"
+        f"{'worst':>7}{'worst per task':>16}{'reserved per call':>19}"
     )
     lines = [head, "-" * len(head)]
+    groups: dict[tuple[str, str], list[EstimateRow]] = {}
     for r in rows:
-        inputs = f"{r.input_estimated:,}/{r.input_billed:,}"
-        outputs = f"{r.output_estimated:,}/{r.output_billed:,}"
-        costs = f"{r.cost_estimated:.3f}/{r.cost_billed:.3f}"
+        groups.setdefault((r.workload, r.lengths), []).append(r)
+    for (workload, lengths), group in groups.items():
+        inputs = sum(r.input_estimated for r in group) / sum(r.input_billed for r in group)
+        outputs = sum(r.output_estimated for r in group) / sum(r.output_billed for r in group)
+        cost = sum(r.cost_estimated for r in group) / sum(r.cost_billed for r in group)
+        per_plan = [r.cost_estimated / r.cost_billed for r in group]
+        worst = min(r.worst_case / r.cost_billed for r in group)
+        worst_task = min(min(r.per_task()[1]) for r in group)
+        reserved = min(min(r.reserved()) for r in group)
+        spread = f"{min(per_plan):.2f}-{max(per_plan):.2f}"
         lines.append(
-            f"{r.workload:<20}{r.lengths:>8}{inputs:>20}{r.input_estimated / r.input_billed:>6.2f}"
-            f"{outputs:>19}{r.output_estimated / r.output_billed:>6.2f}"
-            f"{costs:>18}{r.cost_estimated / r.cost_billed:>6.2f}{r.worst_case / r.cost_billed:>13.2f}"
+            f"{workload:<20}{lengths:>8}{len(group):>6}{inputs:>7.2f}{outputs:>8.2f}{cost:>7.2f}{spread:>15}"
+            f"{worst:>7.2f}{worst_task:>16.3f}{reserved:>19.3f}"
         )
     for lengths in ("median", "mean"):
         group = [r for r in rows if r.lengths == lengths]
         expected = [x for r in group for x in r.per_task()[0]]
-        worst = [x for r in group for x in r.per_task()[1]]
         if len(expected) < 2:
             continue
         deciles = statistics.quantiles(expected, n=10)
         cost = sum(r.cost_estimated for r in group) / sum(r.cost_billed for r in group)
         lines.append(
-            f"{lengths:>6}: all plans est/billed cost {cost:.2f}; per subtask ({len(expected)}) "
-            f"{min(expected):.2f}-{max(expected):.2f} (p10 {deciles[0]:.2f}, median {statistics.median(expected):.2f}, "
-            f"p90 {deciles[-1]:.2f}); worst case/billed min {min(worst):.3f}"
+            f"{lengths:>6}: all plans, est/billed cost {cost:.2f}; per subtask ({len(expected)}): "
+            f"p10 {deciles[0]:.2f}, median {statistics.median(expected):.2f}, p90 {deciles[-1]:.2f}"
         )
     return "\n".join(lines)
 
@@ -377,18 +413,19 @@ async def backend_overhead(plan: Plan, cap: int, repeats: int) -> tuple[float, f
 # --- entry point -------------------------------------------------------------------------------------
 
 
-def workloads(median_s: float, lengths: Lengths = "median") -> list[ServiceWorkload]:
-    """The sleeping benchmark's first workload of each family, same seeds, as service plans."""
+def workloads(median_s: float, lengths: Lengths = "median", offset: int = 0) -> list[ServiceWorkload]:
+    """One workload of each family; ``offset`` 0 gives the sleeping benchmark's first of each, same seeds."""
     return [
-        service_workload(dags.layered(30, seed=1, median_s=median_s), 1, lengths),
-        service_workload(dags.layered(100, seed=3, median_s=median_s), 3, lengths),
-        service_workload(dags.fan_out(48, seed=5, median_s=median_s), 5, lengths),
-        service_workload(dags.chain_with_branches(12, seed=6, median_s=median_s), 6, lengths),
+        service_workload(dags.layered(30, seed=1 + offset, median_s=median_s), 1 + offset, lengths),
+        service_workload(dags.layered(100, seed=3 + offset, median_s=median_s), 3 + offset, lengths),
+        service_workload(dags.fan_out(48, seed=5 + offset, median_s=median_s), 5 + offset, lengths),
+        service_workload(dags.chain_with_branches(12, seed=6 + offset, median_s=median_s), 6 + offset, lengths),
     ]
 
 
 async def run_all(median_s: float, folder: Path) -> None:
     """Print every figure; SQLite files go under ``folder``."""
+    started = time.perf_counter()
     print(
         "through the whole stack: Service.execute_plan -> AnthropicBackend -> fake Messages API on 127.0.0.1 "
         "(same process), SQLite file\n"
@@ -401,13 +438,19 @@ async def run_all(median_s: float, folder: Path) -> None:
     print(render_stack(stack))
 
     print(
-        "\nestimate (subtasks only, no synthesis) vs what the fake billed (input = request bytes / 4); "
-        "reply lengths lognormal, sigma 0.5, with the role's expected_output_tokens as their median or mean"
+        f"\nestimate / billed (input billed as request bytes / 4), subtasks only, {ESTIMATE_PLANS} seeded plans "
+        f"per family; reply lengths lognormal,\nsigma {OUTPUT_SIGMA}, with the role's expected_output_tokens as "
+        "their median or their mean. input, output, cost: sums over the plans; cost per plan: range;\n"
+        "worst: min over plans of max_cost_usd / billed; worst per task: min over subtasks of the task's "
+        "max_cost_usd / its billed cost;\nreserved per call: min over calls of what the run's budget reserved "
+        "(prompt as sent + max_tokens) / billed"
     )
+    db = str(folder / "estimates.db")
     estimates = [
-        await billed_run(sw, str(folder / f"{sw.name}-{lengths}.db"))
-        for lengths in ("median", "mean")
-        for sw in workloads(median_s, lengths)
+        await billed_run(sw, db)
+        for lengths in get_args(Lengths)
+        for k in range(ESTIMATE_PLANS)
+        for sw in workloads(median_s, lengths, offset=100 * k)
     ]
     print(render_estimates(estimates))
 
@@ -427,6 +470,7 @@ async def run_all(median_s: float, folder: Path) -> None:
     }
     for name, (best, median) in figures.items():
         print(f"  {name:<36}{best:>7.2f} /{median:>6.2f}")
+    print(f"\n(the whole-stack figures took {time.perf_counter() - started:.0f} s)")
 
 
 def main(median_s: float) -> None:
