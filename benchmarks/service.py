@@ -24,7 +24,7 @@ import anyio
 from pydantic import SecretStr
 
 from subagent_mcp.backends.anthropic import AnthropicBackend
-from subagent_mcp.backends.budgeted import request_input_tokens
+from subagent_mcp.backends.budgeted import reserved_prompt_tokens
 from subagent_mcp.backends.scripted import sample_for_schema
 from subagent_mcp.contracts import CompletionRequest, ModelMessage, Plan, PlanEstimate, RunReport, Subtask, Usage
 from subagent_mcp.core.executor import execute
@@ -140,7 +140,7 @@ class Billed:
     model: str
     usage: Usage
     reserved_input_tokens: int
-    """The prompt as the run's budget reserved it for this call (``request_input_tokens``, ~3.5 chars a token)."""
+    """The prompt as the run's budget reserved it for this call (``reserved_prompt_tokens``)."""
     max_tokens: int
 
 
@@ -172,7 +172,7 @@ class RealisticReplies:
             messages=[ModelMessage(role=m["role"], content=m["content"]) for m in turns],
             output_schema=subtask.output_schema or BUILTIN_ROLES[subtask.role].output_schema,
         )
-        return request_input_tokens(sent)
+        return reserved_prompt_tokens(sent)
 
 
 def bench_settings(fake: FakeAnthropic, db_path: str) -> Settings:

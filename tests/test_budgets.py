@@ -105,3 +105,21 @@ def test_the_estimate_counts_every_subtask_and_the_synthesis_and_the_critical_pa
     assert by_id["b"].model == Settings().model_for_role("coder", "strong")
     assert by_id["c"].input_tokens > by_id["d"].input_tokens  # c carries b's expected output as context
     assert estimate.cost_usd == pytest.approx(sum(t.cost_usd for t in [*estimate.tasks, estimate.synthesis]), abs=1e-6)
+
+
+def test_a_subtasks_worst_case_prices_its_dependencies_at_their_max_tokens() -> None:
+    plan = Plan.model_validate(
+        {
+            "plan_id": "p",
+            "task": "t",
+            "subtasks": [
+                {"id": "a", "role": "researcher", "instructions": "x", "depends_on": []},
+                {"id": "b", "role": "writer", "instructions": "y", "depends_on": ["a"]},
+            ],
+        }
+    )
+    settings = Settings(max_output_tokens=4_000, context_budget_tokens=100_000)
+    a, b = estimate_plan(plan, settings, BUILTIN_ROLES).tasks
+    assert a.max_input_tokens == a.input_tokens  # no dependencies: nothing to run long
+    assert b.max_input_tokens - b.input_tokens == a.max_output_tokens - a.output_tokens
+    assert b.max_cost_usd > b.cost_usd

@@ -71,11 +71,12 @@ class TaskEstimate(BaseModel):
 
     task_id: str
     model: str
-    input_tokens: int
-    output_tokens: int = Field(description="Expected output tokens (the role's typical reply length).")
+    input_tokens: int = Field(description="Expected prompt tokens, with dependencies at their expected length.")
+    max_input_tokens: int = Field(description="Prompt tokens if every dependency's output ran to its max_tokens.")
+    output_tokens: int = Field(description="Expected output tokens (the role's mean reply length).")
     max_output_tokens: int = Field(description="The call's max_tokens: the worst case.")
     cost_usd: float = Field(description="Expected cost.")
-    max_cost_usd: float = Field(description="Worst-case cost: the prompt plus max_tokens of output.")
+    max_cost_usd: float = Field(description="Worst-case cost: the worst-case prompt plus max_tokens of output.")
 
 
 class PlanEstimate(BaseModel):

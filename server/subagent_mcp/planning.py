@@ -48,26 +48,32 @@ def subtask_request(
 def estimate_plan(plan: Plan, settings: Settings, roles: Mapping[str, Role]) -> PlanEstimate:
     """Expected and worst-case cost of running ``plan`` and synthesizing it, priced like the budget."""
     budget = settings.context_budget_tokens
-    expected: dict[str, int] = {}
     by_id: dict[str, TaskEstimate] = {}
     for task_id in topological_order(plan.graph()):
         subtask = plan.subtask(task_id)
         request = subtask_request(subtask, plan.task, None, settings, roles)
-        deps = context_tokens([expected[d] for d in subtask.depends_on], budget)
-        call = estimate_call(
+        deps = [by_id[d] for d in subtask.depends_on]
+        own = request_input_tokens(request)
+        by_id[task_id] = estimate_call(
             task_id,
             request.model,
-            request_input_tokens(request) + deps,
+            (
+                own + context_tokens([d.output_tokens for d in deps], budget),
+                own + context_tokens([d.max_output_tokens for d in deps], budget),
+            ),
             roles[subtask.role].expected_output_tokens,
             request.max_tokens,
             settings.prices,
         )
-        expected[task_id] = call.output_tokens
-        by_id[task_id] = call
+    calls = list(by_id.values())
+    base = estimate_tokens(prompts.SYNTHESIS_SYSTEM + plan.task)
     synthesis = estimate_call(
         "synthesis",
         settings.synthesis_model,
-        estimate_tokens(prompts.SYNTHESIS_SYSTEM + plan.task) + context_tokens(list(expected.values()), budget),
+        (
+            base + context_tokens([c.output_tokens for c in calls], budget),
+            base + context_tokens([c.max_output_tokens for c in calls], budget),
+        ),
         SYNTHESIS_EXPECTED_OUTPUT_TOKENS,
         SYNTHESIS_MAX_TOKENS,
         settings.prices,

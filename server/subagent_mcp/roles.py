@@ -47,7 +47,8 @@ class Role(BaseModel):
     tier: Tier = "fast"
     output_schema: JsonObject
     expected_output_tokens: int = 800
-    """A typical reply's length, for cost estimates (the worst case uses max_tokens)."""
+    """The mean reply length, for cost estimates (the worst case uses max_tokens). A mean, not a median:
+    reply lengths are right-skewed, and a median here makes estimates run ~10% low (benchmarks/README.md)."""
 
 
 BUILTIN_ROLES: dict[str, Role] = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 
 from ..contracts import Completion, CompletionRequest, Usage
@@ -11,11 +12,19 @@ from ..core.context import estimate_tokens
 from ..errors import ModelError
 from .base import ModelBackend
 
+PROMPT_SAFETY = 1.2
+"""The budget's margin on a prompt's estimated size: code or JSON can tokenize denser than 3.5 chars a token."""
+
 
 def request_input_tokens(request: CompletionRequest) -> int:
     """Estimated prompt tokens of ``request``: system, messages and the output schema the API is sent."""
     text = request.system + "".join(m.content for m in request.messages) + json.dumps(request.output_schema)
     return estimate_tokens(text)
+
+
+def reserved_prompt_tokens(request: CompletionRequest) -> int:
+    """The prompt size the budget holds for ``request``: the estimate with ``PROMPT_SAFETY`` on top."""
+    return math.ceil(request_input_tokens(request) * PROMPT_SAFETY)
 
 
 @dataclass
@@ -26,7 +35,7 @@ class BudgetedBackend:
     budget: Budget
 
     async def complete(self, request: CompletionRequest) -> Completion:
-        reservation = self.budget.reserve(request.model, request_input_tokens(request), request.max_tokens)
+        reservation = self.budget.reserve(request.model, reserved_prompt_tokens(request), request.max_tokens)
         try:
             completion = await self.inner.complete(request)
         except ModelError as exc:

@@ -19,21 +19,23 @@ DEPENDENCY_OVERHEAD_TOKENS = 40
 def estimate_call(
     task_id: str,
     model: str,
-    input_tokens: int,
+    input_tokens: tuple[int, int],
     expected_output_tokens: int,
     max_output_tokens: int,
     prices: Mapping[str, ModelPrice],
 ) -> TaskEstimate:
-    """Price one call at its expected and its worst-case (``max_output_tokens``) output."""
+    """Price one call at its expected and at its worst case: ``input_tokens`` is (expected, worst) prompt size."""
+    expected_in, worst_in = input_tokens
     expected_out = min(expected_output_tokens, max_output_tokens)
     return TaskEstimate(
         task_id=task_id,
         model=model,
-        input_tokens=input_tokens,
+        input_tokens=expected_in,
+        max_input_tokens=worst_in,
         output_tokens=expected_out,
         max_output_tokens=max_output_tokens,
-        cost_usd=cost_usd(Usage(input_tokens=input_tokens, output_tokens=expected_out), model, prices),
-        max_cost_usd=cost_usd(Usage(input_tokens=input_tokens, output_tokens=max_output_tokens), model, prices),
+        cost_usd=cost_usd(Usage(input_tokens=expected_in, output_tokens=expected_out), model, prices),
+        max_cost_usd=cost_usd(Usage(input_tokens=worst_in, output_tokens=max_output_tokens), model, prices),
     )
 
 
