@@ -12,7 +12,14 @@ from subagent_mcp.contracts import Plan, SubagentResult
 from subagent_mcp.demo import demo_plan_draft
 from subagent_mcp.mcp_server import create_server
 from subagent_mcp.settings import Settings
-from subagent_mcp.testing import FakeAnthropic, error_reply, json_reply, serve_fake_anthropic, text_reply
+from subagent_mcp.testing import (
+    FakeAnthropic,
+    error_reply,
+    json_reply,
+    refusal_reply,
+    serve_fake_anthropic,
+    text_reply,
+)
 from subagent_mcp.testing.results import text_of
 
 pytestmark = pytest.mark.anyio
@@ -77,3 +84,14 @@ async def test_the_key_never_appears_in_a_result_or_a_log_line_even_when_rejecte
     assert len(fake.message_requests) == 2  # 401 is not retried
     for text in (text_of(plan), text_of(run), str(run.structured_content), caplog.text):
         assert KEY not in text
+
+
+async def test_a_refusal_fails_the_subagent_at_once_and_passes_on_the_apis_reason() -> None:
+    async with serve_fake_anthropic(api_key=KEY) as fake:
+        fake.enqueue(refusal_reply("this looks like malware", category="cyber"))
+        async with Client(create_server(settings_for(fake))) as c:
+            result = await c.call_tool("run_subagent", {"role": "coder", "instructions": "Write a worm"})
+    out = SubagentResult.model_validate(result.structured_content)
+    assert (out.status, out.attempts) == ("failed", 1)
+    assert "refused this request (cyber: this looks like malware)" in (out.error or "")
+    assert len(fake.message_requests) == 1

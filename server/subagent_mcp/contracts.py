@@ -257,3 +257,4 @@ class Completion(BaseModel):
     model: str
     attempts: int = Field(default=1, description="HTTP requests this completion took, retries included.")
     request_id: str | None = None
+    refusal: str | None = Field(default=None, description="Why the model refused (category: explanation), if it did.")

@@ -97,8 +97,9 @@ async def complete_json(
             raise
         usage, attempts = usage + completion.usage, attempts + completion.attempts
         if completion.stop_reason == "refusal":
+            why = f" ({completion.refusal})" if completion.refusal else ""
             raise ModelRefusalError(
-                f"the model ({completion.model}) refused this request; rephrase the instructions",
+                f"the model ({completion.model}) refused this request{why}; rephrase the instructions",
                 usage=usage,
                 attempts=attempts,
                 model=completion.model,

@@ -263,4 +263,14 @@ def _completion(message: Message, *, attempts: int) -> Completion:
         model=message.model,
         attempts=attempts,
         request_id=message._request_id,
+        refusal=_refusal_text(message),
     )
+
+
+def _refusal_text(message: Message) -> str | None:
+    """The API's own words on a refusal (category and explanation), if it gave any."""
+    details = getattr(message, "stop_details", None)
+    if message.stop_reason != "refusal" or details is None:
+        return None
+    parts = [str(p) for p in (getattr(details, "category", None), getattr(details, "explanation", None)) if p]
+    return ": ".join(parts) or None
