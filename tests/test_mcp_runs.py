@@ -219,3 +219,27 @@ async def test_model_calling_tools_are_annotated_as_open_world_and_not_read_only
     list_runs = tools["list_runs"].annotations
     assert list_runs is not None
     assert list_runs.read_only_hint is True
+
+
+async def test_a_handshake_era_client_gets_the_same_run_with_progress_and_logs() -> None:
+    """Hosts on the 2025 protocol (initialize handshake) see the same results, progress and logs."""
+    progress: list[float] = []
+    logs: list[str] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append(value)
+
+    async def on_log(params: Any) -> None:
+        logs.append(str(params.data))
+
+    plan = inline_plan(subtask("a"), subtask("b", "a"))
+    async with Client(server(ScriptedBackend(demo_reply)), mode="legacy", logging_callback=on_log) as c:
+        version = c.protocol_version
+        result = await c.call_tool("orchestrate", {"task": "t"}, progress_callback=on_progress)
+        run = await c.call_tool("execute_plan", {"plan": plan})
+    assert version == "2025-11-25"
+    assert not result.is_error, text_of(result)
+    assert progress == sorted(progress)
+    assert progress
+    assert RunReport.model_validate(run.structured_content).status == "succeeded"
+    assert any(line.startswith("b succeeded") for line in logs)
