@@ -223,11 +223,11 @@ async def test_model_calling_tools_are_annotated_as_open_world_and_not_read_only
 
 async def test_a_handshake_era_client_gets_the_same_run_with_progress_and_logs() -> None:
     """Hosts on the 2025 protocol (initialize handshake) see the same results, progress and logs."""
-    progress: list[float] = []
+    seen: list[float] = []
     logs: list[str] = []
 
-    async def on_progress(value: float, total: float | None, message: str | None) -> None:
-        progress.append(value)
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append(progress)
 
     async def on_log(params: Any) -> None:
         logs.append(str(params.data))
@@ -239,7 +239,7 @@ async def test_a_handshake_era_client_gets_the_same_run_with_progress_and_logs()
         run = await c.call_tool("execute_plan", {"plan": plan})
     assert version == "2025-11-25"
     assert not result.is_error, text_of(result)
-    assert progress == sorted(progress)
-    assert progress
+    assert seen == sorted(seen)
+    assert seen
     assert RunReport.model_validate(run.structured_content).status == "succeeded"
     assert any(line.startswith("b succeeded") for line in logs)
