@@ -25,7 +25,7 @@ class TerminalProgress:
     def note(self, message: str) -> None:
         """A line that stays (planning, synthesis, interruption)."""
         self._clear()
-        print(message, file=self.stream, flush=True)
+        self._line(message)
 
     def add_usage(self, usage: Usage, cost: float) -> None:
         self.usage, self.cost = self.usage + usage, self.cost + cost
@@ -46,7 +46,11 @@ class TerminalProgress:
             self._drawn = True
             self.stream.flush()
         else:
-            print(line, file=self.stream, flush=True)
+            self._line(line)
+
+    def _line(self, text: str) -> None:
+        self.stream.write(text + "\n")
+        self.stream.flush()
 
     def _clear(self) -> None:
         if self.live and self._drawn:
