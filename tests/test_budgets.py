@@ -5,8 +5,10 @@ These run the real Anthropic backend against the fake Messages API on 127.0.0.1.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import anyio
 import pytest
 from mcp import Client
 from pydantic import SecretStr
@@ -18,7 +20,15 @@ from subagent_mcp.mcp_server import create_server
 from subagent_mcp.planning import estimate_plan
 from subagent_mcp.roles import BUILTIN_ROLES
 from subagent_mcp.settings import Settings
-from subagent_mcp.testing import FakeAnthropic, FakeReply, FakeRequest, json_reply, serve_fake_anthropic
+from subagent_mcp.testing import (
+    FakeAnthropic,
+    FakeReply,
+    FakeRequest,
+    hang_reply,
+    json_reply,
+    serve_fake_anthropic,
+    text_reply,
+)
 from subagent_mcp.testing.results import text_of
 
 pytestmark = pytest.mark.anyio
@@ -123,3 +133,32 @@ def test_a_subtasks_worst_case_prices_its_dependencies_at_their_max_tokens() -> 
     assert a.max_input_tokens == a.input_tokens  # no dependencies: nothing to run long
     assert b.max_input_tokens - b.input_tokens == a.max_output_tokens - a.output_tokens
     assert b.max_cost_usd > b.cost_usd
+
+
+async def test_a_billed_attempt_stays_on_record_when_its_task_is_cancelled_during_the_repair_turn() -> None:
+    repair_sent = anyio.Event()
+
+    def reply(request: FakeRequest) -> FakeReply:
+        if len(request.body["messages"]) > 1:  # the repair turn: hold it until the host gives up
+            repair_sent.set()
+            return hang_reply()
+        return text_reply("not json", usage=Usage(input_tokens=500, output_tokens=300))
+
+    one: JsonObject = {**PLAN, "plan_id": "p-one", "subtasks": PLAN["subtasks"][:1]}
+    async with (
+        serve_fake_anthropic(reply) as fake,
+        Client(create_server(settings_for(fake, db_path=":memory:"))) as client,
+    ):
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(client.call_tool, "execute_plan", {"plan": one})
+                await repair_sent.wait()
+                tg.cancel_scope.cancel()
+        listed = await client.call_tool("list_runs", {})
+        assert listed.structured_content is not None
+        (run,) = listed.structured_content["runs"]
+        result = await client.read_resource(f"subagent://runs/{run['run_id']}")
+    record = json.loads(result.contents[0].text)  # type: ignore[union-attr]
+    assert record["status"] == "cancelled"
+    assert record["results"]["t0"]["status"] == "cancelled"
+    assert Usage.model_validate(record["usage"]) == fake.billed_usage == Usage(input_tokens=500, output_tokens=300)

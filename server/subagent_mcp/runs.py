@@ -1,8 +1,9 @@
 """Durable execution: run a plan through the executor and commit each result the moment it is final.
 
 A crash loses at most the tasks in flight; a resumed run keeps every stored success and runs the
-rest. The report's usage and cost come from the store, so they cover every attempt of the run,
-retries and earlier sessions included.
+rest. Usage is logged per model call as each call ends (the caller passes the backend that does it),
+so the report's usage and cost, read from the store, cover every attempt of the run: repair turns,
+calls of tasks later cancelled, and earlier sessions.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ async def execute_durably(
     async def persist(event: ExecutorEvent) -> None:
         if isinstance(event, TaskFinished) and event.result.task_id not in saved:
             saved.add(event.result.task_id)
-            await store.save_result(run_id, event.result)
+            await store.save_result(run_id, event.result, record_usage=False)  # logged per call
         if on_event is not None:
             outcome = on_event(event)
             if inspect.isawaitable(outcome):
@@ -67,7 +68,7 @@ async def execute_durably(
             for result in list(state.results.values()):
                 if result.task_id not in saved:
                     saved.add(result.task_id)
-                    await store.save_result(run_id, result)
+                    await store.save_result(run_id, result, record_usage=False)
             report = await build_report(store, plan, run_id, state, estimate)
             await store.finish_run(run_id, report)
         assert report is not None  # a shielded scope is never cancelled

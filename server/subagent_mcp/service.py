@@ -29,6 +29,7 @@ from .contracts import (
     SubagentResult,
     Subtask,
     Synthesis,
+    Usage,
 )
 from .core.budget import Budget, Limits
 from .core.context import build_context
@@ -272,7 +273,12 @@ class Service:
         kept: Mapping[str, SubagentResult],
         budget: Budget,
     ) -> RunReport:
-        backend = BudgetedBackend(self.backend, budget)
+        async def log_usage(request: CompletionRequest, model: str, usage: Usage) -> None:
+            await self.store.log_usage(
+                run_id, request.label, model, usage, cost_usd(usage, model, self.settings.prices)
+            )
+
+        backend = BudgetedBackend(self.backend, budget, on_usage=log_usage)
         context_budget = self.settings.context_budget_tokens
 
         async def run_task(subtask: Subtask, deps: Mapping[str, SubagentResult]) -> SubagentResult:
