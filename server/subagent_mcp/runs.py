@@ -1,15 +1,16 @@
 """Durable execution: run a plan through the executor and commit each result the moment it is final.
 
 A crash loses at most the tasks in flight; a resumed run keeps every stored success and runs the
-rest. Usage is logged per model call as each call ends (the caller passes the backend that does it),
-so the report's usage and cost, read from the store, cover every attempt of the run: repair turns,
-calls of tasks later cancelled, and earlier sessions.
+rest. Every model call's usage reaches the store (``UsageLedger``), so the report's usage and cost,
+read from the store, cover every attempt of the run: repair turns, calls of tasks later cancelled,
+and earlier sessions.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import anyio
 from pydantic import BaseModel, ConfigDict
@@ -31,6 +32,37 @@ class RunOptions(BaseModel):
     max_total_tokens: int | None = None
 
 
+Call = tuple[str, Usage, float]
+"""One finished model call: model, usage, cost in USD."""
+
+
+@dataclass
+class UsageLedger:
+    """Each finished model call's usage, per task, until the task's result is saved (no I/O here).
+
+    A task that ends normally carries its calls' usage in its result, saved with it in one
+    transaction. A task cut short (timed out, cancelled) has none in its result, so its ledger
+    entries are logged instead: billed attempts are never lost, and no call is counted twice.
+    """
+
+    pending: dict[str, list[tuple[str, Usage, float]]] = field(
+        default_factory=dict[str, list[tuple[str, Usage, float]]]
+    )
+
+    def note(self, task_id: str, model: str, usage: Usage, cost_usd: float) -> None:
+        self.pending.setdefault(task_id, []).append((model, usage, cost_usd))
+
+    async def save(self, store: Store, run_id: str, result: SubagentResult) -> None:
+        """Commit ``result`` and the usage of every call made for it."""
+        calls = self.pending.pop(result.task_id, [])
+        if result.usage.total_tokens or not calls:
+            await store.save_result(run_id, result)
+            return
+        await store.save_result(run_id, result, record_usage=False)
+        for model, usage, cost in calls:
+            await store.log_usage(run_id, result.task_id, model, usage, cost)
+
+
 async def execute_durably(
     store: Store,
     plan: Plan,
@@ -38,6 +70,7 @@ async def execute_durably(
     run_task: RunTask,
     options: RunOptions,
     *,
+    ledger: UsageLedger,
     estimate: PlanEstimate | None = None,
     on_event: OnEvent | None = None,
     completed: Mapping[str, SubagentResult] | None = None,
@@ -53,7 +86,7 @@ async def execute_durably(
     async def persist(event: ExecutorEvent) -> None:
         if isinstance(event, TaskFinished) and event.result.task_id not in saved:
             saved.add(event.result.task_id)
-            await store.save_result(run_id, event.result, record_usage=False)  # logged per call
+            await ledger.save(store, run_id, event.result)
         if on_event is not None:
             outcome = on_event(event)
             if inspect.isawaitable(outcome):
@@ -68,7 +101,7 @@ async def execute_durably(
             for result in list(state.results.values()):
                 if result.task_id not in saved:
                     saved.add(result.task_id)
-                    await store.save_result(run_id, result, record_usage=False)
+                    await ledger.save(store, run_id, result)
             report = await build_report(store, plan, run_id, state, estimate)
             await store.finish_run(run_id, report)
         assert report is not None  # a shielded scope is never cancelled

@@ -38,7 +38,7 @@ from .core.pricing import cost_usd
 from .errors import BudgetExceededError, InputError, ModelError
 from .planning import check_runnable, estimate_plan, subtask_request
 from .roles import BUILTIN_ROLES, Role, get_role
-from .runs import RunOptions, execute_durably, report_from_stored
+from .runs import RunOptions, UsageLedger, execute_durably, report_from_stored
 from .settings import Settings
 from .store import RunRecord, RunSummary, Store, default_db_path
 from .structured import check_output_schema, complete_json
@@ -273,12 +273,12 @@ class Service:
         kept: Mapping[str, SubagentResult],
         budget: Budget,
     ) -> RunReport:
-        async def log_usage(request: CompletionRequest, model: str, usage: Usage) -> None:
-            await self.store.log_usage(
-                run_id, request.label, model, usage, cost_usd(usage, model, self.settings.prices)
-            )
+        ledger = UsageLedger()
 
-        backend = BudgetedBackend(self.backend, budget, on_usage=log_usage)
+        async def note_usage(request: CompletionRequest, model: str, usage: Usage) -> None:
+            ledger.note(request.label, model, usage, cost_usd(usage, model, self.settings.prices))
+
+        backend = BudgetedBackend(self.backend, budget, on_usage=note_usage)
         context_budget = self.settings.context_budget_tokens
 
         async def run_task(subtask: Subtask, deps: Mapping[str, SubagentResult]) -> SubagentResult:
@@ -292,6 +292,7 @@ class Service:
             run_id,
             run_task,
             options,
+            ledger=ledger,
             estimate=self.estimate(plan),
             on_event=on_event,
             completed=kept,

@@ -39,7 +39,7 @@ class BudgetedBackend:
     """Refuses a call whose worst case could cross the budget (nothing is sent); charges every attempt.
 
     ``on_usage`` hears of each call as it ends, so a task cancelled during its repair turn still has
-    its first, billed attempt on record.
+    its first, billed attempt on record (``runs.UsageLedger``).
     """
 
     inner: ModelBackend
