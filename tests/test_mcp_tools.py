@@ -224,3 +224,30 @@ async def test_the_delegate_prompt_walks_the_host_through_plan_execute_synthesiz
     assert "Review our API design" in text.text
     assert text.text.index("plan_task") < text.text.index("execute_plan") < text.text.index("synthesize")
     assert "max_cost_usd=0.50" in text.text
+
+
+async def test_every_tools_arguments_are_pinned() -> None:
+    """A change to any tool's arguments shows up here as a reviewable diff (--inline-snapshot=fix)."""
+    async with client(ScriptedBackend()) as c:
+        tools = (await c.list_tools()).tools
+    shapes = {
+        t.name: {"args": sorted(t.input_schema["properties"]), "required": t.input_schema.get("required", [])}
+        for t in tools
+    }
+    assert shapes == snapshot(
+        {
+            "plan_task": {"args": ["max_subtasks", "roles", "task"], "required": ["task"]},
+            "run_subagent": {
+                "args": ["context", "instructions", "model", "output_schema", "role"],
+                "required": ["role", "instructions"],
+            },
+            "execute_plan": {
+                "args": ["max_concurrency", "max_cost_usd", "max_total_tokens", "plan", "plan_id", "timeout_s"],
+                "required": [],
+            },
+            "synthesize": {"args": ["results", "run_id", "task"], "required": []},
+            "orchestrate": {"args": ["max_concurrency", "max_subtasks", "task"], "required": ["task"]},
+            "list_runs": {"args": ["limit"], "required": []},
+            "resume_run": {"args": ["run_id"], "required": ["run_id"]},
+        }
+    )
