@@ -13,7 +13,7 @@ import sys
 import anyio
 
 from . import render
-from .contracts import OrchestrateResult
+from .contracts import OrchestrateResult, Plan, RunReport
 from .errors import ModelError, SubagentMCPError
 from .service import Service
 from .settings import Settings
@@ -69,14 +69,7 @@ async def _orchestrate(
     plan = await service.plan_task(task, max_subtasks=max_subtasks)
     progress.note(render.plan_text(plan).rsplit("\n", 1)[0])
     report = await service.execute_plan(plan, max_concurrency=max_concurrency, on_event=progress)
-    progress.note(f"run {report.status}; synthesizing…")
-    try:
-        synthesis = await service.synthesize(run_id=report.run_id)
-    except ModelError as exc:
-        return OrchestrateResult(plan=plan, report=report, synthesis=None, synthesis_error=str(exc))
-    progress.add_usage(synthesis.usage, synthesis.cost_usd)
-    progress.note(f"done: {progress.usage.total_tokens:,} tokens, ${progress.cost:.4f} in all")
-    return OrchestrateResult(plan=plan, report=report, synthesis=synthesis)
+    return await _conclude(service, plan, report, progress)
 
 
 async def _resume(service: Service, run_id: str, progress: TerminalProgress) -> OrchestrateResult:
@@ -84,12 +77,16 @@ async def _resume(service: Service, run_id: str, progress: TerminalProgress) -> 
     kept = len(record.succeeded_ids())
     progress.note(f"resuming {run_id}: {kept} of {len(plan.subtasks)} subtasks already succeeded and are kept")
     report = await service.resume_run(run_id, on_event=progress)
+    return await _conclude(service, plan, report, progress)
+
+
+async def _conclude(service: Service, plan: Plan, report: RunReport, progress: TerminalProgress) -> OrchestrateResult:
     progress.note(f"run {report.status}; synthesizing…")
-    try:
-        synthesis = await service.synthesize(run_id=report.run_id)
-    except ModelError as exc:
-        return OrchestrateResult(plan=plan, report=report, synthesis=None, synthesis_error=str(exc))
-    return OrchestrateResult(plan=plan, report=report, synthesis=synthesis)
+    outcome = await service.conclude(plan, report)
+    if outcome.synthesis is not None:
+        progress.add_usage(outcome.synthesis.usage, outcome.synthesis.cost_usd)
+        progress.note(f"done: {progress.usage.total_tokens:,} tokens, ${progress.cost:.4f} in all")
+    return outcome
 
 
 async def runs_command(settings: Settings, limit: int, *, as_json: bool) -> int:

@@ -129,7 +129,7 @@ async def build_report(
 ) -> RunReport:
     """The run's report in plan order, with usage and cost as the store logged them (every attempt)."""
     record = await store.get_run(run_id)
-    results = [state.results[s.id] for s in plan.subtasks if s.id in state.results]
+    results = in_plan_order(plan, state.results)
     return RunReport(
         run_id=run_id,
         plan_id=plan.plan_id,
@@ -142,6 +142,6 @@ async def build_report(
     )
 
 
-def report_from_stored(plan: Plan, run_id: str, results: Mapping[str, SubagentResult]) -> list[SubagentResult]:
-    """A stored run's latest results in plan order (tasks never reached are left out)."""
+def in_plan_order(plan: Plan, results: Mapping[str, SubagentResult]) -> list[SubagentResult]:
+    """``results`` in the plan's subtask order (tasks with no result are left out)."""
     return [results[s.id] for s in plan.subtasks if s.id in results]

@@ -38,7 +38,7 @@ from .core.pricing import cost_usd
 from .errors import BudgetExceededError, InputError, ModelError
 from .planning import check_runnable, estimate_plan, subtask_request
 from .roles import BUILTIN_ROLES, Role, get_role
-from .runs import RunOptions, UsageLedger, execute_durably, report_from_stored
+from .runs import RunOptions, UsageLedger, execute_durably, in_plan_order
 from .settings import Settings
 from .store import RunRecord, RunSummary, Store, default_db_path
 from .structured import check_output_schema, complete_json
@@ -234,15 +234,16 @@ class Service:
             ConfigError: no API key.
         """
         plan = await self._plan_to_run(plan, plan_id)
+        _in_range("max_concurrency", max_concurrency, 1, 1024)
+        _in_range("timeout_s", timeout_s, 1e-3, 86_400.0)
+        _in_range("max_cost_usd", max_cost_usd, 1e-9, 1e9)
+        _in_range("max_total_tokens", max_total_tokens, 1, 1e12)
         options = RunOptions(
-            max_concurrency=int(
-                _in_range("max_concurrency", max_concurrency, 1, 1024) or self.settings.max_concurrency
-            ),
+            max_concurrency=max_concurrency or self.settings.max_concurrency,
             task_timeout_s=self.settings.task_timeout_s,
-            run_timeout_s=_in_range("timeout_s", timeout_s, 1e-3, 86_400.0) or self.settings.run_timeout_s,
-            max_cost_usd=_in_range("max_cost_usd", max_cost_usd, 1e-9, 1e9) or self.settings.max_run_cost_usd,
-            max_total_tokens=int(_in_range("max_total_tokens", max_total_tokens, 1, 1e12) or 0)
-            or self.settings.max_run_tokens,
+            run_timeout_s=timeout_s or self.settings.run_timeout_s,
+            max_cost_usd=max_cost_usd or self.settings.max_run_cost_usd,
+            max_total_tokens=max_total_tokens or self.settings.max_run_tokens,
         )
         _ = self.backend  # a missing key fails here, before the run is created
         run_id = f"run-{uuid.uuid4().hex[:12]}"
@@ -328,7 +329,8 @@ class Service:
     # --- runs, synthesize, orchestrate ------------------------------------------------------------
 
     async def list_runs(self, limit: int = 20) -> list[RunSummary]:
-        return await self.store.list_runs(_bounded_limit(limit))
+        _in_range("limit", limit, 1, 500)
+        return await self.store.list_runs(limit)
 
     async def get_run(self, run_id: str) -> tuple[Plan, RunRecord]:
         """A stored run and its plan.
@@ -356,7 +358,7 @@ class Service:
             raise InputError("pass exactly one of run_id (from execute_plan) or results (a list of results)")
         if run_id is not None:
             plan, record = await self.get_run(run_id)
-            results, task = report_from_stored(plan, run_id, record.results), task or plan.task
+            results, task = in_plan_order(plan, record.results), task or plan.task
         if not task or not task.strip():
             raise InputError("task is empty; say what the results should answer")
         if not results:
@@ -373,6 +375,10 @@ class Service:
         """Plan, execute and synthesize in one go; a failed synthesis still returns the run's results."""
         plan = await self.plan_task(task, max_subtasks=max_subtasks)
         report = await self.execute_plan(plan, max_concurrency=max_concurrency, on_event=on_event)
+        return await self.conclude(plan, report)
+
+    async def conclude(self, plan: Plan, report: RunReport) -> OrchestrateResult:
+        """Synthesize a finished run; if synthesis fails, the run's results still come back, with why."""
         try:
             synthesis = await synthesize(self.backend, self.settings, plan.task, report.results)
         except ModelError as exc:
@@ -380,16 +386,9 @@ class Service:
         return OrchestrateResult(plan=plan, report=report, synthesis=synthesis)
 
 
-def _in_range(name: str, value: float | None, low: float, high: float) -> float | None:
+def _in_range(name: str, value: float | None, low: float, high: float) -> None:
     if value is not None and not low <= value <= high:
         raise InputError(f"{name} must be between {low:g} and {high:g}, got {value:g}")
-    return value
-
-
-def _bounded_limit(limit: int) -> int:
-    if not 1 <= limit <= 500:
-        raise InputError(f"limit must be between 1 and 500, got {limit}")
-    return limit
 
 
 def _require_text(value: str, name: str) -> str:
