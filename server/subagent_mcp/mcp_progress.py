@@ -13,7 +13,7 @@ from typing import Any
 from mcp.server.mcpserver import Context
 from mcp.shared.exceptions import MCPDeprecationWarning
 
-from .core.executor import ExecutorEvent, TaskFinished, TaskStarted
+from .core.run_state import ExecutorEvent, TaskFinished, TaskStarted
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,8 @@ import anyio
 from pydantic import BaseModel, ConfigDict
 
 from .contracts import Plan, PlanEstimate, RunReport, SubagentResult, Usage
-from .core.executor import ExecutorEvent, OnEvent, RunState, RunTask, TaskFinished, execute
+from .core.executor import RunTask, execute
+from .core.run_state import ExecutorEvent, OnEvent, RunState, TaskFinished
 from .store import Store
 
 

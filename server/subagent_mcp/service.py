@@ -33,8 +33,8 @@ from .contracts import (
 )
 from .core.budget import Budget, Limits
 from .core.context import build_context
-from .core.executor import OnEvent
 from .core.pricing import cost_usd
+from .core.run_state import OnEvent
 from .errors import BudgetExceededError, InputError, ModelError
 from .planning import check_runnable, estimate_plan, subtask_request
 from .roles import BUILTIN_ROLES, Role, get_role

@@ -9,7 +9,7 @@ import sys
 from typing import TextIO
 
 from .contracts import Usage
-from .core.executor import ExecutorEvent, TaskFinished, TaskStarted
+from .core.run_state import ExecutorEvent, TaskFinished, TaskStarted
 
 
 class TerminalProgress:

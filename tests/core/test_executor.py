@@ -11,7 +11,8 @@ import anyio.lowlevel
 import pytest
 
 from subagent_mcp.contracts import Plan, SubagentResult, Subtask, Usage
-from subagent_mcp.core.executor import ExecutorEvent, Priority, RunState, TaskFinished, execute
+from subagent_mcp.core.executor import Priority, execute
+from subagent_mcp.core.run_state import ExecutorEvent, RunState, TaskFinished
 
 pytestmark = pytest.mark.anyio
 
@@ -122,6 +123,30 @@ async def test_with_one_slot_the_priority_decides_which_ready_task_goes_first(
     with anyio.fail_after(5):
         await execute(plan, script, max_concurrency=1, priority=priority)
     assert script.started == expected
+
+
+async def test_weights_rank_ready_tasks_by_the_heaviest_remaining_path_not_by_its_task_count() -> None:
+    plan = make_plan({"solo": [], "head": [], "mid": ["head"], "tail": ["mid"]})
+    script = Script()
+    weights = {"solo": 10.0, "head": 1.0, "mid": 1.0, "tail": 1.0}  # one long call outweighs a chain of three
+    with anyio.fail_after(5):
+        await execute(plan, script, max_concurrency=1, weights=weights)
+    assert script.started == ["solo", "head", "mid", "tail"]
+
+
+@pytest.mark.parametrize(
+    ("weights", "message"),
+    [
+        ({"a": 1.0}, "missing: b"),
+        ({"a": 1.0, "b": 1.0, "ghost": 1.0}, "unknown subtask ids: ghost"),
+        ({"a": 0.0, "b": float("nan")}, "positive and finite: a=0.0, b=nan"),
+    ],
+)
+async def test_weights_must_cover_the_plan_with_positive_durations(weights: dict[str, float], message: str) -> None:
+    script = Script()
+    with pytest.raises(ValueError, match=message):
+        await execute(make_plan({"a": [], "b": []}), script, weights=weights)
+    assert script.started == []
 
 
 async def test_a_failure_skips_its_transitive_dependents_and_independent_branches_finish() -> None:

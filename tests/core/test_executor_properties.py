@@ -13,8 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from subagent_mcp.contracts import Plan, SubagentResult, Subtask
-from subagent_mcp.core.executor import Priority, RunState, execute
+from subagent_mcp.core.executor import Priority, execute
 from subagent_mcp.core.graph import descendants, downstream_lengths
+from subagent_mcp.core.run_state import RunState
 
 pytestmark = pytest.mark.anyio
 
@@ -31,6 +32,7 @@ class Scenario:
     yields: dict[str, int]  # checkpoints each call awaits, to vary interleavings
     cap: int | None
     priority: Priority
+    weights: dict[str, float] | None = None  # expected durations for the critical-path priority
 
     def plan(self) -> Plan:
         subtasks = [Subtask(id=t, role="worker", instructions=f"do {t}", depends_on=d) for t, d in self.graph.items()]
@@ -49,7 +51,8 @@ def scenarios(draw: st.DrawFn, max_tasks: int = 20) -> Scenario:
     yields = {t: draw(st.integers(0, 2)) for t in ids}
     cap = draw(st.none() | st.integers(1, 4))
     priority = draw(st.sampled_from(PRIORITIES))
-    return Scenario(graph, failing, yields, cap, priority)
+    weights = draw(st.none() | st.fixed_dictionaries({t: st.floats(0.1, 10.0) for t in ids}))
+    return Scenario(graph, failing, yields, cap, priority, weights)
 
 
 @dataclass
@@ -95,6 +98,7 @@ async def run(scenario: Scenario, completed: Mapping[str, SubagentResult] | None
             recorder,
             max_concurrency=scenario.cap,
             priority=scenario.priority,
+            weights=scenario.weights,
             completed=completed,
         )
     return state, recorder
@@ -160,9 +164,9 @@ async def test_final_statuses_partition_the_tasks(scenario: Scenario) -> None:
 async def test_with_one_slot_critical_path_always_starts_a_ready_task_with_the_longest_remaining_path(
     scenario: Scenario,
 ) -> None:
-    scenario = Scenario(scenario.graph, scenario.failing, scenario.yields, cap=1, priority="critical_path")
+    scenario = Scenario(scenario.graph, scenario.failing, scenario.yields, 1, "critical_path", scenario.weights)
     state, recorder = await run(scenario)
-    length = downstream_lengths(scenario.graph)
+    length = downstream_lengths(scenario.graph, scenario.weights)  # in tasks, or in expected durations
     index = {t: i for i, t in enumerate(scenario.graph)}
     started: set[str] = set()
     done: set[str] = set()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import heapq
 import inspect
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -19,8 +20,9 @@ from typing import Literal
 import anyio
 from anyio.abc import TaskGroup
 
-from ..contracts import Plan, RunStatus, SubagentResult, Subtask, TaskStatus, check_subtasks
+from ..contracts import Plan, SubagentResult, Subtask, TaskStatus, check_subtasks
 from .graph import dependents_of, downstream_lengths
+from .run_state import ExecutorEvent, OnEvent, RunFinished, RunState, TaskFinished, TaskStarted
 
 logger = logging.getLogger(__name__)
 
@@ -31,99 +33,6 @@ Priority = Literal["critical_path", "fifo"]
 Clock = Callable[[], float]
 
 
-@dataclass(frozen=True, slots=True)
-class Counts:
-    """Progress of a run, enough to render "7/12 done, 1 failed"."""
-
-    total: int
-    done: int
-    running: int
-    succeeded: int
-    failed: int
-    skipped: int
-    cancelled: int
-
-    def __str__(self) -> str:
-        extra = {"running": self.running, "failed": self.failed, "skipped": self.skipped, "cancelled": self.cancelled}
-        return ", ".join([f"{self.done}/{self.total} done", *(f"{n} {name}" for name, n in extra.items() if n)])
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TaskStarted:
-    """A subtask's ``run_task`` call is about to begin."""
-
-    task_id: str
-    counts: Counts
-    kind: Literal["task_started"] = "task_started"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TaskFinished:
-    """A subtask reached its final status (including ``skipped`` and ``cancelled``)."""
-
-    result: SubagentResult
-    counts: Counts
-    kind: Literal["task_finished"] = "task_finished"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RunFinished:
-    """Every subtask has a result; the last event of a run (lost if the host cancels it)."""
-
-    status: RunStatus
-    counts: Counts
-    kind: Literal["run_finished"] = "run_finished"
-
-
-ExecutorEvent = TaskStarted | TaskFinished | RunFinished
-OnEvent = Callable[[ExecutorEvent], Awaitable[None] | None]
-
-
-@dataclass
-class RunState:
-    """Live state of one run; pass one in to read it after cancelling the caller's scope."""
-
-    task_ids: list[str] = field(default_factory=list[str])
-    results: dict[str, SubagentResult] = field(default_factory=dict[str, SubagentResult])
-    running: dict[str, float] = field(default_factory=dict[str, float])
-    """In-flight task ids -> start offset (seconds from run start)."""
-    started_at: float | None = None
-    finished_at: float | None = None
-    interrupted: Literal["timeout", "cancelled"] | None = None
-    _tally: dict[TaskStatus, int] = field(default_factory=dict[TaskStatus, int], repr=False)
-
-    @property
-    def status(self) -> RunStatus:
-        """cancelled if any task was; else succeeded (all) / partial (some) / failed (none succeeded)."""
-        if self._tally.get("cancelled", 0):
-            return "cancelled"
-        succeeded = self._tally.get("succeeded", 0)
-        if succeeded == len(self.task_ids):
-            return "succeeded"
-        return "partial" if succeeded else "failed"
-
-    @property
-    def makespan_s(self) -> float:
-        if self.started_at is None or self.finished_at is None:
-            return 0.0
-        return self.finished_at - self.started_at
-
-    def counts(self) -> Counts:
-        t = self._tally.get
-        done, running = len(self.results), len(self.running)
-        return Counts(
-            len(self.task_ids), done, running, t("succeeded", 0), t("failed", 0), t("skipped", 0), t("cancelled", 0)
-        )
-
-    def record(self, result: SubagentResult) -> None:
-        """Store a final result and keep the per-status tally (O(1), so counts stay cheap)."""
-        previous = self.results.get(result.task_id)
-        if previous is not None:
-            self._tally[previous.status] -= 1
-        self.results[result.task_id] = result
-        self._tally[result.status] = self._tally.get(result.status, 0) + 1
-
-
 async def execute(
     plan: Plan,
     run_task: RunTask,
@@ -132,6 +41,7 @@ async def execute(
     task_timeout_s: float | None = None,
     run_timeout_s: float | None = None,
     priority: Priority = "critical_path",
+    weights: Mapping[str, float] | None = None,
     on_event: OnEvent | None = None,
     completed: Mapping[str, SubagentResult] | None = None,
     state: RunState | None = None,
@@ -140,7 +50,9 @@ async def execute(
     """Run ``plan`` to the end and return its state; every subtask ends with exactly one result.
 
     ``completed`` seeds results from an earlier run: the ``succeeded`` ones are not run again and
-    satisfy their dependents; others are run. Host cancellation marks unfinished tasks ``cancelled``
+    satisfy their dependents; others are run. ``weights`` are expected durations (any one unit, for
+    every subtask): the critical-path priority then ranks by the heaviest remaining path in them,
+    not by its count of tasks. Host cancellation marks unfinished tasks ``cancelled``
     in ``state`` and propagates. ``on_event`` gets events in order on its own task, so a slow one
     delays only this function's return, never the scheduling.
 
@@ -153,10 +65,13 @@ async def execute(
     for name, value in (("task_timeout_s", task_timeout_s), ("run_timeout_s", run_timeout_s)):
         if value is not None and not value > 0:
             raise ValueError(f"{name} must be positive (or None for no limit), got {value}")
-    unknown = sorted(set(completed or ()) - {s.id for s in plan.subtasks})
+    ids = {s.id for s in plan.subtasks}
+    unknown = sorted(set(completed or ()) - ids)
     if unknown:
         raise ValueError(f"completed results name unknown subtask ids: {', '.join(unknown)}")
-    run = _Run(plan, run_task, (max_concurrency, task_timeout_s), priority, clock)
+    if weights is not None:
+        _check_weights(weights, ids)
+    run = _Run(plan, run_task, (max_concurrency, task_timeout_s), (priority, weights), clock)
     run.state = state or run.state
     if on_event is None:
         await run.run(completed or {}, run_timeout_s)
@@ -208,16 +123,21 @@ class _Run:
     """One execution: ready heap, dependency counters, in-flight count, all mutated on one event loop."""
 
     def __init__(
-        self, plan: Plan, run_task: RunTask, limits: tuple[int | None, float | None], priority: Priority, clock: Clock
+        self,
+        plan: Plan,
+        run_task: RunTask,
+        limits: tuple[int | None, float | None],
+        order: tuple[Priority, Mapping[str, float] | None],
+        clock: Clock,
     ) -> None:
         self.subtasks = {s.id: s for s in plan.subtasks}
         self.graph = plan.graph()
         self.dependents = dependents_of(self.graph)
         self.run_task, (self.cap, self.task_timeout_s), self.clock = run_task, limits, clock
-        self.priority = priority
+        self.priority, weights = order
         self.rank: dict[str, float] = {}
-        if priority == "critical_path":
-            lengths = downstream_lengths(self.graph)
+        if self.priority == "critical_path":
+            lengths = downstream_lengths(self.graph, weights)
             self.rank = {task_id: -lengths[task_id] for task_id in self.graph}
         self.order = {task_id: i for i, task_id in enumerate(self.graph)}
         self.state = RunState()
@@ -380,6 +300,18 @@ class _Parked:
 
     wake: anyio.Event = field(default_factory=anyio.Event)
     task_id: str | None = None
+
+
+def _check_weights(weights: Mapping[str, float], ids: set[str]) -> None:
+    """Weights must cover exactly the plan's subtasks, each a positive finite number."""
+    missing, unknown = sorted(ids - set(weights)), sorted(set(weights) - ids)
+    if missing:
+        raise ValueError(f"weights must give every subtask an expected duration; missing: {', '.join(missing)}")
+    if unknown:
+        raise ValueError(f"weights name unknown subtask ids: {', '.join(unknown)}")
+    bad = sorted(task_id for task_id, w in weights.items() if not (0 < w < math.inf))
+    if bad:
+        raise ValueError(f"weights must be positive and finite: {', '.join(f'{t}={weights[t]}' for t in bad)}")
 
 
 def _result(
