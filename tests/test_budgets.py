@@ -135,6 +135,26 @@ def test_a_subtasks_worst_case_prices_its_dependencies_at_their_max_tokens() -> 
     assert b.max_cost_usd > b.cost_usd
 
 
+def test_a_subtasks_expected_output_tokens_replace_its_roles_typical_length_up_to_max_tokens() -> None:
+    def plan_with(hint: int | None) -> Plan:
+        subtasks: list[JsonObject] = [
+            {"id": "a", "role": "writer", "instructions": "x", "depends_on": [], "expected_output_tokens": hint},
+            {"id": "b", "role": "writer", "instructions": "y", "depends_on": ["a"]},
+        ]
+        return Plan.model_validate({"plan_id": "p", "task": "t", "subtasks": subtasks})
+
+    settings = Settings(max_output_tokens=4_000, context_budget_tokens=100_000)
+    typical = BUILTIN_ROLES["writer"].expected_output_tokens
+    assert estimate_plan(plan_with(None), settings, BUILTIN_ROLES).tasks[0].output_tokens == typical
+    a, b = estimate_plan(plan_with(3_000), settings, BUILTIN_ROLES).tasks
+    assert a.output_tokens == 3_000
+    assert (
+        b.input_tokens
+        == estimate_plan(plan_with(None), settings, BUILTIN_ROLES).tasks[1].input_tokens + 3_000 - typical
+    )
+    assert estimate_plan(plan_with(50_000), settings, BUILTIN_ROLES).tasks[0].output_tokens == 4_000  # the call's cap
+
+
 async def test_a_billed_attempt_stays_on_record_when_its_task_is_cancelled_during_the_repair_turn() -> None:
     repair_sent = anyio.Event()
 

@@ -78,3 +78,17 @@ def test_usage_adds_up_field_by_field() -> None:
     total = Usage(input_tokens=1, output_tokens=2, cache_read_tokens=3) + Usage(input_tokens=10, cache_write_tokens=4)
     assert total == Usage(input_tokens=11, output_tokens=2, cache_read_tokens=3, cache_write_tokens=4)
     assert total.total_tokens == 20
+
+
+@pytest.mark.parametrize("hint", [0, -5, 10_000_000])
+def test_an_expected_output_length_must_be_a_plausible_token_count(hint: int) -> None:
+    with pytest.raises(ValidationError, match="expected_output_tokens"):
+        Plan.model_validate(
+            {
+                "plan_id": "p",
+                "task": "t",
+                "subtasks": [
+                    {"id": "a", "role": "writer", "instructions": "x", "depends_on": [], "expected_output_tokens": hint}
+                ],
+            }
+        )

@@ -52,6 +52,16 @@ async def test_an_inline_plan_runs_and_reports_every_task_with_offsets_and_total
     assert "SUCCEEDED" in text_of(result)
 
 
+async def test_with_one_slot_the_subtask_expected_to_write_the_most_goes_first() -> None:
+    backend = ScriptedBackend()
+    brief = {**subtask("brief"), "expected_output_tokens": 100}
+    report = {**subtask("report"), "expected_output_tokens": 3000}  # listed last, yet the longest call
+    async with Client(server(backend)) as c:
+        result = await c.call_tool("execute_plan", {"plan": inline_plan(brief, report), "max_concurrency": 1})
+    assert not result.is_error, text_of(result)
+    assert [task_id_of(r) for r in backend.seen] == ["report", "brief"]
+
+
 async def test_a_failure_skips_its_dependents_and_says_so_while_independent_work_finishes() -> None:
     def reply(request: CompletionRequest) -> JsonObject:
         if task_id_of(request) == "fetch":

@@ -24,6 +24,9 @@ Slug = Annotated[str, Field(pattern=SLUG_PATTERN, description="Short lowercase i
 HARD_MAX_SUBTASKS = 20_000
 """A ceiling no configuration can lift; the configured maximum (default much lower) applies first."""
 
+MAX_EXPECTED_OUTPUT_TOKENS = 128_000
+"""The largest output a subtask may be expected to write (the biggest max_tokens current models take)."""
+
 JsonObject = dict[str, Any]
 
 
@@ -64,6 +67,14 @@ class Subtask(BaseModel):
     output_schema: JsonObject | None = Field(
         default=None, description="JSON Schema (type object) for this subtask's output; the role default if null."
     )
+    expected_output_tokens: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_EXPECTED_OUTPUT_TOKENS,
+        description="Rough length of this subtask's output in tokens, if it differs from its role's typical "
+        "length (e.g. 200 for a short list, 3000 for a full report). Used for the cost estimate and to start "
+        "long work first; never a limit.",
+    )
 
 
 class TaskEstimate(BaseModel):
@@ -73,7 +84,9 @@ class TaskEstimate(BaseModel):
     model: str
     input_tokens: int = Field(description="Expected prompt tokens, with dependencies at their expected length.")
     max_input_tokens: int = Field(description="Prompt tokens if every dependency's output ran to its max_tokens.")
-    output_tokens: int = Field(description="Expected output tokens (the role's mean reply length).")
+    output_tokens: int = Field(
+        description="Expected output tokens: the subtask's expected_output_tokens, else its role's mean reply length."
+    )
     max_output_tokens: int = Field(description="The call's max_tokens: the worst case.")
     cost_usd: float = Field(description="Expected cost.")
     max_cost_usd: float = Field(description="Worst-case cost: the worst-case prompt plus max_tokens of output.")
@@ -90,7 +103,8 @@ class PlanEstimate(BaseModel):
     max_cost_usd: float
     critical_path_subtasks: int = Field(description="Subtasks on the longest dependency chain.")
     method: str = Field(
-        default="prompt sizes by ~3.5 chars/token; output at each role's typical length; prices from the table",
+        default="prompt sizes by ~3.5 chars/token; output at each subtask's expected length, else its role's "
+        "typical length; prices from the table",
         description="How the figures were reached, so they are read as estimates.",
     )
 

@@ -61,7 +61,7 @@ def estimate_plan(plan: Plan, settings: Settings, roles: Mapping[str, Role]) -> 
                 own + context_tokens([d.output_tokens for d in deps], budget),
                 own + context_tokens([d.max_output_tokens for d in deps], budget),
             ),
-            roles[subtask.role].expected_output_tokens,
+            subtask.expected_output_tokens or roles[subtask.role].expected_output_tokens,
             request.max_tokens,
             settings.prices,
         )

@@ -19,6 +19,9 @@ Rules:
   outputs of the subtasks it depends on).
 - depends_on lists only subtasks whose OUTPUT this one needs. Independent work must not depend on
   anything, so it can run in parallel. No cycles.
+- expected_output_tokens: your rough guess of the length of the subtask's output in tokens (about
+  200 for a short list, 800 for a typical answer, 3000 for a long report or a file of code). Long work
+  is started first, so give it when a subtask's output will be much shorter or longer than typical.
 - summary: one or two sentences on the approach.
 Roles:
 {roles}"""
@@ -65,6 +68,7 @@ def planner_schema(role_names: list[str]) -> JsonObject:
                         "role": {"type": "string", "enum": role_names},
                         "instructions": {"type": "string", "minLength": 1},
                         "depends_on": {"type": "array", "items": {"type": "string"}},
+                        "expected_output_tokens": {"type": "integer", "minimum": 1},
                     },
                     "required": ["id", "role", "instructions", "depends_on"],
                     "additionalProperties": False,

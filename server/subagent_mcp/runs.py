@@ -16,6 +16,7 @@ import anyio
 from pydantic import BaseModel, ConfigDict
 
 from .contracts import Plan, PlanEstimate, RunReport, SubagentResult, Usage
+from .core.estimate import expected_durations
 from .core.executor import RunTask, execute
 from .core.run_state import ExecutorEvent, OnEvent, RunState, TaskFinished
 from .store import Store
@@ -78,6 +79,8 @@ async def execute_durably(
 ) -> RunReport:
     """Execute ``plan`` as run ``run_id`` (already created in ``store``), saving every final result.
 
+    With an ``estimate``, ready tasks are ordered by the longest remaining path in expected durations.
+
     On host cancellation the unsaved results (the cancelled ones) are saved and the run is closed
     as ``cancelled`` under a shield, then the cancellation goes on.
     """
@@ -115,6 +118,7 @@ async def execute_durably(
             max_concurrency=options.max_concurrency,
             task_timeout_s=options.task_timeout_s,
             run_timeout_s=options.run_timeout_s,
+            weights=None if estimate is None else expected_durations(estimate),
             on_event=persist,
             completed=seeded,
             state=state,

@@ -16,6 +16,20 @@ DEPENDENCY_OVERHEAD_TOKENS = 40
 """Tokens per dependency entry besides its output: id, role, status and JSON punctuation."""
 
 
+CALL_LATENCY_TOKENS = 150
+"""A call's fixed latency (queueing, reading the prompt, time to first token) in output tokens' worth of
+decoding: about 1.5 s at 100 tokens/s. Only ratios matter, as the executor's priority compares sums."""
+
+
+def expected_durations(estimate: PlanEstimate) -> dict[str, float]:
+    """Each subtask's expected duration in output tokens, for the executor's critical-path priority.
+
+    Decoding dominates a model call's time, so the expected reply length plus a fixed per-call
+    latency orders tasks by duration well enough; prompt size and model speed are left out.
+    """
+    return {t.task_id: float(CALL_LATENCY_TOKENS + t.output_tokens) for t in estimate.tasks}
+
+
 def estimate_call(
     task_id: str,
     model: str,
