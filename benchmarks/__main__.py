@@ -6,7 +6,7 @@ import argparse
 
 import anyio
 
-from . import service
+from . import service, stack_makespan
 from .scheduler import run_all
 
 
@@ -23,7 +23,7 @@ def main() -> None:
     if not args.service:
         anyio.run(run_all, median)
         print()
-    service.main(median)
+    service.main(median, [stack_makespan.run_all])
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from subagent_mcp.contracts import Plan, Subtask
@@ -11,6 +12,8 @@ from subagent_mcp.core.graph import critical_path_length
 
 MEDIAN_S = 0.2
 SIGMA = 0.5
+ESTIMATE_SIGMA = 0.3
+"""Error of the latency estimates handed to the executor: true latency x lognormal(0, 0.3), about +-35%."""
 
 
 @dataclass(frozen=True)
@@ -33,9 +36,19 @@ class Workload:
     def critical_path_s(self) -> float:
         return critical_path_length(self.plan.graph(), self.latency)
 
-    def lower_bound_s(self, cap: int | None) -> float:
-        """No schedule beats the heaviest path, nor total work spread evenly over ``cap`` slots."""
-        return max(self.critical_path_s, 0.0 if cap is None else self.total_work_s / cap)
+    def estimates(self, sigma: float = ESTIMATE_SIGMA) -> dict[str, float]:
+        """Seeded noisy guesses of each latency (the executor's ``weights``); the same on every call."""
+        rng = random.Random(f"{self.name}:{sum(self.latency.values())!r}:{sigma!r}")
+        return {t: latency * rng.lognormvariate(0.0, sigma) for t, latency in self.latency.items()}
+
+    def lower_bound_s(self, cap: int | None, durations: Mapping[str, float] | None = None) -> float:
+        """No schedule beats the heaviest path, nor total work spread evenly over ``cap`` slots.
+
+        By the scripted latencies, or by ``durations`` (what each task really took in one run).
+        """
+        took = self.latency if durations is None else durations
+        path = critical_path_length(self.plan.graph(), took)
+        return max(path, 0.0 if cap is None else sum(took.values()) / cap)
 
 
 def make_plan(name: str, graph: dict[str, list[str]]) -> Plan:

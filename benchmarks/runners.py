@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 
 import anyio
@@ -28,3 +29,17 @@ def instant(task_ids: list[str]) -> RunTask:
         return ready[subtask.id]
 
     return run_task
+
+
+def timing(run_task: RunTask) -> tuple[RunTask, dict[str, float]]:
+    """Wrap ``run_task`` to record how long each call really took (a timer wakes late; a reply arrives late)."""
+    took: dict[str, float] = {}
+
+    async def timed_task(subtask: Subtask, deps: Mapping[str, SubagentResult]) -> SubagentResult:
+        started = time.perf_counter()
+        try:
+            return await run_task(subtask, deps)
+        finally:
+            took[subtask.id] = time.perf_counter() - started
+
+    return timed_task, took

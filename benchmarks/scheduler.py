@@ -9,9 +9,11 @@ import tracemalloc
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+import anyio
+
 from subagent_mcp.core.executor import RunTask, execute
 
-from . import dags, runners
+from . import dags, reachable, runners
 from .baseline import execute_waves
 from .dags import Workload
 from .simulate import critical_path_key, list_schedule
@@ -26,6 +28,10 @@ async def _event_critical_path(w: Workload, run_task: RunTask, cap: int | None) 
     await execute(w.plan, run_task, max_concurrency=cap, priority="critical_path")
 
 
+async def _event_estimates(w: Workload, run_task: RunTask, cap: int | None) -> None:
+    await execute(w.plan, run_task, max_concurrency=cap, weights=w.estimates())
+
+
 async def _event_fifo(w: Workload, run_task: RunTask, cap: int | None) -> None:
     await execute(w.plan, run_task, max_concurrency=cap, priority="fifo")
 
@@ -38,7 +44,12 @@ async def _event_with_events(w: Workload, run_task: RunTask, cap: int | None) ->
     await execute(w.plan, run_task, max_concurrency=cap, on_event=lambda _: None)
 
 
-EXECUTORS: dict[str, Runner] = {"critical_path": _event_critical_path, "fifo": _event_fifo, "waves": _waves}
+EXECUTORS: dict[str, Runner] = {
+    "critical_path": _event_critical_path,
+    "cp+estimates": _event_estimates,
+    "fifo": _event_fifo,
+    "waves": _waves,
+}
 OVERHEAD: dict[str, Runner] = {**EXECUTORS, "cp + on_event": _event_with_events}
 
 
@@ -56,7 +67,7 @@ class Row:
     lower_bound_s: float
     ratio: dict[str, float]
     simulated: dict[str, float]
-    """Zero-overhead list schedules / LB: the executor's policy, and critical path by the true latencies."""
+    """Zero-overhead list schedules / LB: critical path in tasks, by the estimates, by the true latencies."""
 
 
 async def timed(runner: Runner, w: Workload, run_task: RunTask, cap: int | None) -> float:
@@ -72,13 +83,29 @@ async def makespan_rows(
     for w in workloads:
         for cap in caps:
             bound = w.lower_bound_s(cap)
-            ratio = {name: await timed(r, w, make_run_task(w), cap) / bound for name, r in EXECUTORS.items()}
+            ratio: dict[str, float] = {}
+            for name, runner in EXECUTORS.items():
+                run_task, took = runners.timing(make_run_task(w))
+                makespan = await timed(runner, w, run_task, cap)
+                ratio[name] = makespan / w.lower_bound_s(cap, took)
             simulated = {
-                "sim policy": list_schedule(w, cap, critical_path_key(w, by_latency=False)) / bound,
-                "sim oracle": list_schedule(w, cap, critical_path_key(w, by_latency=True)) / bound,
+                "sim tasks": list_schedule(w, cap, critical_path_key(w, None)) / bound,
+                "sim est.": list_schedule(w, cap, critical_path_key(w, w.estimates())) / bound,
+                "sim oracle": list_schedule(w, cap, critical_path_key(w, w.latency)) / bound,
             }
             rows.append(Row(w.name, w.size, cap, bound, ratio, simulated))
     return rows
+
+
+async def oversleep_ms(n: int = 50) -> float:
+    """How late ``anyio.sleep`` wakes on this machine, on average (the event loop waits in whole ms)."""
+    late = 0.0
+    for i in range(n):
+        planned = 0.02 + 0.001 * (i % 7)
+        started = time.perf_counter()
+        await anyio.sleep(planned)
+        late += time.perf_counter() - started - planned
+    return late / n * 1e3
 
 
 async def overhead_us_per_task(
@@ -111,7 +138,7 @@ def _cap(cap: int | None) -> str:
 
 
 def render_rows(rows: list[Row]) -> str:
-    names = [*EXECUTORS, "sim policy", "sim oracle"]
+    names = [*EXECUTORS, "sim tasks", "sim est.", "sim oracle"]
     head = f"{'workload':<20}{'tasks':>6}{'K':>5}{'LB s':>7}" + "".join(f"{n:>14}" for n in names)
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -131,7 +158,12 @@ async def run_all(median_s: float, make_run_task: MakeRunTask = sleeping) -> Non
         dags.chain_with_branches(12, seed=6, median_s=median_s),
     ]
     print(f"makespan / lower bound (LB = max(critical path, total work / K)); median task {median_s:g} s, sigma 0.5")
+    late = await oversleep_ms()
+    print(f"measured columns: LB from what each task took in that run (a sleep here wakes {late:.2f} ms late)")
+    print(f"sim columns: virtual time, scripted latencies; estimates = latency x lognormal(0, {dags.ESTIMATE_SIGMA})")
     print(render_rows(await makespan_rows(workloads, [4, None], make_run_task)))
+    print()
+    reachable.run_all()
 
     wide = dags.uniform(dags.fan_out(48, seed=0), 0.5)
     print("\n48 independent 0.5 s tasks, K=48: makespan / 0.5 s")

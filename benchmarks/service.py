@@ -27,15 +27,14 @@ from subagent_mcp.backends.anthropic import AnthropicBackend
 from subagent_mcp.backends.budgeted import reserved_prompt_tokens
 from subagent_mcp.backends.scripted import sample_for_schema
 from subagent_mcp.contracts import CompletionRequest, ModelMessage, Plan, PlanEstimate, RunReport, Subtask, Usage
-from subagent_mcp.core.executor import execute
 from subagent_mcp.core.pricing import cost_usd
 from subagent_mcp.planning import subtask_request
 from subagent_mcp.roles import BUILTIN_ROLES
 from subagent_mcp.service import Service
 from subagent_mcp.settings import Settings
-from subagent_mcp.testing import FakeAnthropic, FakeReply, FakeRequest, json_reply, serve_fake_anthropic
+from subagent_mcp.testing import FakeReply, FakeRequest, json_reply, serve_fake_anthropic
 
-from . import dags, runners
+from . import dags
 from .dags import Workload
 
 OUTPUT_SIGMA = 0.5
@@ -175,82 +174,21 @@ class RealisticReplies:
         return reserved_prompt_tokens(sent)
 
 
-def bench_settings(fake: FakeAnthropic, db_path: str) -> Settings:
+def bench_settings(base_url: str, db_path: str) -> Settings:
     return Settings(
         anthropic_api_key=SecretStr("bench"),
-        anthropic_base_url=fake.base_url,
+        anthropic_base_url=base_url,
         db_path=db_path,
         max_run_cost_usd=None,
         max_subtasks=OVERHEAD_TASKS,
     )
 
 
-def _checked(report: RunReport, what: str) -> RunReport:
+def checked(report: RunReport, what: str) -> RunReport:
     if report.status != "succeeded":
         failed = [f"{r.task_id}: {r.status} {r.error}" for r in report.results if r.status != "succeeded"][:3]
         raise RuntimeError(f"{what}: the run ended {report.status}: {'; '.join(failed)}")
     return report
-
-
-def _cap(cap: int | None) -> str:
-    return "inf" if cap is None else str(cap)
-
-
-# --- makespan --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StackRow:
-    """One workload at one cap: the pure executor's and the whole stack's makespan against the lower bound."""
-
-    workload: str
-    tasks: int
-    cap: int | None
-    lower_bound_s: float
-    executor_s: float
-    stack_s: float
-    """The executor's own makespan inside ``execute_plan`` (first start to last finish)."""
-    stack_wall_s: float
-    """Wall time of ``execute_plan``: plus checking and saving the plan, creating and closing the run."""
-
-
-async def _executor_s(w: Workload, cap: int | None) -> float:
-    started = time.perf_counter()
-    await execute(w.plan, runners.sleeping(w.latency), max_concurrency=cap, priority="critical_path")
-    return time.perf_counter() - started
-
-
-async def stack_rows(sw: ServiceWorkload, caps: Sequence[int | None], db_path: str) -> list[StackRow]:
-    """Run ``sw`` at each cap, on the bare executor (sleeping) and through the service against one fake."""
-    w = sw.workload
-    rows: list[StackRow] = []
-    async with (
-        serve_fake_anthropic(RealisticReplies(sw.plan, w.latency, sw.output_tokens)) as fake,
-        Service.open(bench_settings(fake, db_path)) as service,
-    ):
-        for cap in caps:
-            executor_s = await _executor_s(w, cap)
-            started = time.perf_counter()
-            report = await service.execute_plan(sw.plan, max_concurrency=cap or sw.size)
-            wall = time.perf_counter() - started
-            _checked(report, f"{sw.name} K={_cap(cap)}")
-            rows.append(StackRow(w.name, w.size, cap, w.lower_bound_s(cap), executor_s, report.makespan_s, wall))
-    return rows
-
-
-def render_stack(rows: list[StackRow]) -> str:
-    head = (
-        f"{'workload':<20}{'tasks':>6}{'K':>5}{'LB s':>7}{'executor':>10}{'stack':>8}{'stack wall':>12}"
-        f"{'wall - executor s':>19}"
-    )
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        lb = r.lower_bound_s
-        lines.append(
-            f"{r.workload:<20}{r.tasks:>6}{_cap(r.cap):>5}{lb:>7.2f}{r.executor_s / lb:>10.3f}"
-            f"{r.stack_s / lb:>8.3f}{r.stack_wall_s / lb:>12.3f}{r.stack_wall_s - r.executor_s:>+19.3f}"
-        )
-    return "\n".join(lines)
 
 
 # --- estimate against billing ------------------------------------------------------------------------
@@ -319,9 +257,9 @@ async def billed_run(sw: ServiceWorkload, db_path: str) -> EstimateRow:
     """One run at zero latency (what is billed does not depend on timing), checked against the fake's log."""
     replies = RealisticReplies(sw.plan, dict.fromkeys(sw.output_tokens, 0.0), sw.output_tokens)
     async with serve_fake_anthropic(replies) as fake:
-        settings = bench_settings(fake, db_path)
+        settings = bench_settings(fake.base_url, db_path)
         async with Service.open(settings) as service:
-            report = _checked(await service.execute_plan(sw.plan, max_concurrency=sw.size), f"{sw.name} billing")
+            report = checked(await service.execute_plan(sw.plan, max_concurrency=sw.size), f"{sw.name} billing")
     billed = sum((b.usage for b in replies.billed), Usage())
     if fake.billed_usage != billed or report.usage != billed or len(replies.billed) != sw.size:
         raise RuntimeError(f"{sw.name}: handler {billed}, fake {fake.billed_usage}, report {report.usage} differ")
@@ -382,10 +320,10 @@ async def _ms_per_task(run: Callable[[], Awaitable[None]], n: int, repeats: int)
 
 async def stack_overhead(plan: Plan, db_path: str, cap: int, repeats: int) -> tuple[float, float]:
     """``execute_plan`` against a fake that answers at once with tiny default (schema-sampled) objects."""
-    async with serve_fake_anthropic() as fake, Service.open(bench_settings(fake, db_path)) as service:
+    async with serve_fake_anthropic() as fake, Service.open(bench_settings(fake.base_url, db_path)) as service:
 
         async def run() -> None:
-            _checked(await service.execute_plan(plan, max_concurrency=cap), f"overhead {db_path} K={cap}")
+            checked(await service.execute_plan(plan, max_concurrency=cap), f"overhead {db_path} K={cap}")
 
         return await _ms_per_task(run, len(plan.subtasks), repeats)
 
@@ -393,7 +331,7 @@ async def stack_overhead(plan: Plan, db_path: str, cap: int, repeats: int) -> tu
 async def backend_overhead(plan: Plan, cap: int, repeats: int) -> tuple[float, float]:
     """Only ``AnthropicBackend.complete`` on every subtask's request, ``cap`` at a time: HTTP, SDK and the fake."""
     async with serve_fake_anthropic() as fake:
-        settings = bench_settings(fake, ":memory:")
+        settings = bench_settings(fake.base_url, ":memory:")
         requests = [subtask_request(s, plan.task, None, settings, BUILTIN_ROLES) for s in plan.subtasks]
         limiter = anyio.CapacityLimiter(cap)
         async with AnthropicBackend(settings) as backend:
@@ -426,17 +364,6 @@ def workloads(median_s: float, lengths: Lengths = "median", offset: int = 0) -> 
 async def run_all(median_s: float, folder: Path) -> None:
     """Print every figure; SQLite files go under ``folder``."""
     started = time.perf_counter()
-    print(
-        "through the whole stack: Service.execute_plan -> AnthropicBackend -> fake Messages API on 127.0.0.1 "
-        "(same process), SQLite file\n"
-        f"makespan / lower bound; median task {median_s:g} s (slept by the fake), sigma 0.5; "
-        "executor = the bare executor with a sleeping run_task"
-    )
-    stack: list[StackRow] = []
-    for sw in workloads(median_s):
-        stack += await stack_rows(sw, [4, None], str(folder / f"{sw.name}.db"))
-    print(render_stack(stack))
-
     print(
         f"\nestimate / billed (input billed as request bytes / 4), subtasks only, {ESTIMATE_PLANS} seeded plans "
         f"per family; reply lengths lognormal,\nsigma {OUTPUT_SIGMA}, with the role's expected_output_tokens as "
@@ -473,7 +400,13 @@ async def run_all(median_s: float, folder: Path) -> None:
     print(f"\n(the whole-stack figures took {time.perf_counter() - started:.0f} s)")
 
 
-def main(median_s: float) -> None:
-    """Run :func:`run_all` with its SQLite files in a temporary folder."""
+def main(median_s: float, sections: Sequence[Callable[[float, Path], Awaitable[None]]] = ()) -> None:
+    """Run ``sections`` and then :func:`run_all`, with their SQLite files in one temporary folder."""
+
+    async def everything(folder: Path) -> None:
+        for section in sections:
+            await section(median_s, folder)
+        await run_all(median_s, folder)
+
     with tempfile.TemporaryDirectory(prefix="subagent-bench-") as folder:
-        anyio.run(run_all, median_s, Path(folder))
+        anyio.run(everything, Path(folder))

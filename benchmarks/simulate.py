@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from subagent_mcp.core.graph import dependents_of, downstream_lengths
 
@@ -33,9 +33,9 @@ def list_schedule(w: Workload, cap: int | None, key: Key) -> float:
     return now
 
 
-def critical_path_key(w: Workload, by_latency: bool) -> Key:
-    """Longest remaining path first (in tasks, as the executor does, or by the true latencies), then plan order."""
+def critical_path_key(w: Workload, weights: Mapping[str, float] | None) -> Key:
+    """Longest remaining path first (in tasks without weights, else in them), then plan order."""
     graph = w.plan.graph()
-    length = downstream_lengths(graph, w.latency if by_latency else None)
+    length = downstream_lengths(graph, weights)
     index = {t: i for i, t in enumerate(graph)}
     return lambda t: (-length[t], index[t])
