@@ -75,23 +75,29 @@ def test_a_corrupt_database_is_named_and_left_untouched(tmp_path: Path) -> None:
     assert db.read_bytes() == b"not a database, but somebody's data"
 
 
-@pytest.mark.anyio
-async def test_ctrl_c_cancels_cleanly_reports_what_finished_and_how_to_resume(tmp_path: Path) -> None:
-    db = tmp_path / "runs.db"
-    args = [str(SCRIPT), "run", "--demo", "--json", "Compare two databases"]
+async def interrupt(db: Path, *args: str, at: str = "started analyse") -> tuple[int, str, str]:
+    """Run the command, press Ctrl-C once ``at`` shows in its progress; return (exit code, stdout, stderr)."""
     with anyio.fail_after(60):
-        async with await anyio.open_process(args, env=env_for(db)) as process:
+        async with await anyio.open_process([str(SCRIPT), *args], env=env_for(db)) as process:
             assert process.stderr is not None
             assert process.stdout is not None
             seen = ""
             async for chunk in TextReceiveStream(process.stderr):
                 seen += chunk
-                if "started analyse" in seen:  # the first two subtasks are done, one is in flight
+                if at in seen:
                     process.send_signal(signal.SIGINT)
                     break
             stdout = "".join([chunk async for chunk in TextReceiveStream(process.stdout)])
             seen += "".join([chunk async for chunk in TextReceiveStream(process.stderr)])
             code = await process.wait()
+    return code, stdout, seen
+
+
+@pytest.mark.anyio
+async def test_ctrl_c_cancels_cleanly_reports_what_finished_and_how_to_resume(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    # the demo's first two subtasks are done when the third starts
+    code, stdout, seen = await interrupt(db, "run", "--demo", "--json", "Compare two databases")
     assert code == 130
     report = RunReport.model_validate(json.loads(stdout))
     statuses = {r.task_id: r.status for r in report.results}
@@ -124,3 +130,16 @@ async def test_with_a_key_run_does_a_whole_task_against_the_api_from_the_termina
     assert result.synthesis.complete
     assert len(fake.message_requests) == len(result.plan.subtasks) + 2
     assert key not in done.stdout.decode() + done.stderr.decode()
+
+
+@pytest.mark.anyio
+async def test_ctrl_c_during_a_resume_reports_that_run_even_when_a_newer_one_exists(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    _, stdout, _ = await interrupt(db, "run", "--demo", "--json", "Compare two databases")
+    first = RunReport.model_validate(json.loads(stdout)).run_id
+    newer = cli(db, "run", "--demo", "--json", "Another task")
+    assert newer.returncode == 0, newer.stderr
+    code, stdout, seen = await interrupt(db, "run", "--demo", "--json", "--resume", first)
+    assert code == 130
+    assert RunReport.model_validate(json.loads(stdout)).run_id == first
+    assert f"subagent-mcp run --resume {first}" in seen

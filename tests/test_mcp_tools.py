@@ -116,6 +116,32 @@ async def test_plan_task_returns_a_validated_plan_as_structured_content_and_text
     assert backend.seen[0].model == settings().planner_model
 
 
+async def test_the_planners_expected_output_lengths_reach_the_plan_its_text_and_its_estimate() -> None:
+    draft = {
+        "summary": "one long, one short",
+        "subtasks": [
+            {"id": "facts", "role": "researcher", "instructions": "x", "depends_on": [], "expected_output_tokens": 200},
+            {
+                "id": "report",
+                "role": "writer",
+                "instructions": "y",
+                "depends_on": ["facts"],
+                "expected_output_tokens": 3000,
+            },
+        ],
+    }
+    backend = ScriptedBackend(lambda _: draft)
+    async with client(backend) as c:
+        result = await c.call_tool("plan_task", {"task": "Write a report"})
+    assert not result.is_error, text_of(result)
+    assert "expected_output_tokens" in backend.seen[0].output_schema["properties"]["subtasks"]["items"]["properties"]
+    plan = Plan.model_validate(result.structured_content)
+    assert [s.expected_output_tokens for s in plan.subtasks] == [200, 3000]
+    assert plan.estimate is not None
+    assert [t.output_tokens for t in plan.estimate.tasks] == [200, 3000]
+    assert "report [writer] (after facts) ~3,000 tokens: y" in text_of(result)
+
+
 async def test_an_invalid_plan_from_the_model_gets_one_repair_then_a_clear_error() -> None:
     cyclic = {
         "summary": "loops",

@@ -14,8 +14,8 @@ import anyio
 
 from . import render
 from .contracts import OrchestrateResult, Plan, RunReport
-from .errors import ModelError, SubagentMCPError
-from .service import Service
+from .errors import InputError, ModelError, SubagentMCPError
+from .service import Service, new_run_id
 from .settings import Settings
 from .terminal import TerminalProgress
 
@@ -33,6 +33,7 @@ async def run_command(
 ) -> int:
     """Run ``task`` (or resume run ``resume``) end to end, then synthesize."""
     progress = TerminalProgress()
+    run_id = resume or new_run_id()  # known before the run starts, so Ctrl-C reports this run and no other
     outcome: OrchestrateResult | None = None
     error: SubagentMCPError | None = None
     try:
@@ -44,14 +45,14 @@ async def run_command(
                         outcome = await _resume(service, resume, progress)
                     else:
                         assert task is not None
-                        outcome = await _orchestrate(service, task, progress, max_subtasks, max_concurrency)
+                        outcome = await _orchestrate(service, task, run_id, progress, (max_subtasks, max_concurrency))
                 except SubagentMCPError as exc:
                     error = exc
                 tg.cancel_scope.cancel()
             if error is not None:
                 raise error
             if outcome is None:
-                return await _report_interrupted(service, progress, as_json)
+                return await _report_interrupted(service, run_id, progress, as_json)
     except SubagentMCPError as exc:
         progress.note(f"subagent-mcp: {exc}")
         return 1 if isinstance(exc, ModelError) else 2
@@ -63,12 +64,13 @@ async def run_command(
 
 
 async def _orchestrate(
-    service: Service, task: str, progress: TerminalProgress, max_subtasks: int | None, max_concurrency: int | None
+    service: Service, task: str, run_id: str, progress: TerminalProgress, limits: tuple[int | None, int | None]
 ) -> OrchestrateResult:
+    max_subtasks, max_concurrency = limits
     progress.note("planning…")
     plan = await service.plan_task(task, max_subtasks=max_subtasks)
     progress.note(render.plan_text(plan).rsplit("\n", 1)[0])
-    report = await service.execute_plan(plan, max_concurrency=max_concurrency, on_event=progress)
+    report = await service.execute_plan(plan, max_concurrency=max_concurrency, on_event=progress, run_id=run_id)
     return await _conclude(service, plan, report, progress)
 
 
@@ -136,10 +138,12 @@ async def _cancel_on_sigint(scope: anyio.CancelScope, progress: TerminalProgress
             return
 
 
-async def _report_interrupted(service: Service, progress: TerminalProgress, as_json: bool) -> int:
+async def _report_interrupted(service: Service, run_id: str, progress: TerminalProgress, as_json: bool) -> int:
     """After Ctrl-C: show the run's partial report (it was saved as cancelled), if the run had started."""
-    recent = await service.list_runs(1)
-    report = (await service.get_run(recent[0].run_id))[1].report if recent else None
+    try:
+        report = (await service.get_run(run_id))[1].report
+    except InputError:  # interrupted while planning: the run was never created
+        report = None
     if report is None:
         progress.note("interrupted before the run started; nothing was executed")
         return EXIT_INTERRUPTED

@@ -29,7 +29,8 @@ def plan_text(plan: Plan) -> str:
     lines = [f"Plan {plan.plan_id}: {len(plan.subtasks)} subtasks. {plan.summary}".rstrip()]
     for s in plan.subtasks:
         after = f" (after {', '.join(s.depends_on)})" if s.depends_on else ""
-        lines.append(f"- {s.id} [{s.role}]{after}: {_one_line(s.instructions)}")
+        size = f" ~{s.expected_output_tokens:,} tokens" if s.expected_output_tokens else ""
+        lines.append(f"- {s.id} [{s.role}]{after}{size}: {_one_line(s.instructions)}")
     if plan.estimate is not None:
         e = plan.estimate
         lines.append(

@@ -49,6 +49,11 @@ log = logging.getLogger(__name__)
 PLANNER_MAX_TOKENS = 8192
 
 
+def new_run_id() -> str:
+    """A fresh, unguessable run id."""
+    return f"run-{uuid.uuid4().hex[:12]}"
+
+
 @dataclass
 class Service:
     """One server's worth of state: settings, roles, the store and the (lazily created) model backend."""
@@ -226,8 +231,12 @@ class Service:
         on_event: OnEvent | None = None,
         max_cost_usd: float | None = None,
         max_total_tokens: int | None = None,
+        run_id: str | None = None,
     ) -> RunReport:
         """Run every subtask as soon as its dependencies succeed, committing each result as it ends.
+
+        ``run_id`` (default: a fresh one, see :func:`new_run_id`) lets a caller that may be
+        interrupted find its own run afterwards.
 
         Raises:
             InputError, PlanError: the plan or an argument is unusable (checked before any token is spent).
@@ -246,7 +255,7 @@ class Service:
             max_total_tokens=max_total_tokens or self.settings.max_run_tokens,
         )
         _ = self.backend  # a missing key fails here, before the run is created
-        run_id = f"run-{uuid.uuid4().hex[:12]}"
+        run_id = run_id or new_run_id()
         await self.store.create_run(run_id, plan.plan_id, options.model_dump())
         return await self._run(plan, run_id, options, on_event, {}, Budget(self._limits(options), self.settings.prices))
 
