@@ -19,7 +19,7 @@ from .contracts import Plan, PlanEstimate, RunReport, SubagentResult, Usage
 from .core.estimate import expected_durations
 from .core.executor import RunTask, execute
 from .core.run_state import ExecutorEvent, OnEvent, RunState, TaskFinished
-from .store import Store
+from .store import Store, StoreError
 
 
 class RunOptions(BaseModel):
@@ -134,14 +134,15 @@ async def build_report(
 ) -> RunReport:
     """The run's report in plan order, with usage and cost as the store logged them (every attempt)."""
     record = await store.get_run(run_id)
-    results = in_plan_order(plan, state.results)
+    if record is None:  # created before the run started; only a database changed under us loses it
+        raise StoreError(f"run {run_id} is no longer in the database; was the file replaced or edited while it ran?")
     return RunReport(
         run_id=run_id,
         plan_id=plan.plan_id,
         status=state.status,
-        results=results,
-        usage=record.usage if record else sum((r.usage for r in results), Usage()),
-        cost_usd=round(record.cost_usd, 8) if record else round(sum(r.cost_usd for r in results), 8),
+        results=in_plan_order(plan, state.results),
+        usage=record.usage,
+        cost_usd=round(record.cost_usd, 8),
         makespan_s=state.makespan_s,
         estimate=estimate,
     )
