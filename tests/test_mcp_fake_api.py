@@ -46,6 +46,9 @@ async def test_plan_task_gets_its_plan_through_native_structured_outputs() -> No
     assert request.model == Settings().planner_model
     assert request.schema is not None
     assert request.schema["properties"]["subtasks"]["type"] == "array"
+    assert plan.planning is not None
+    assert plan.planning.usage == fake.billed_usage
+    assert "Planning took" in text_of(result)
 
 
 async def test_run_subagent_repairs_bad_json_once_and_counts_both_attempts() -> None:

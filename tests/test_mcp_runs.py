@@ -133,6 +133,23 @@ async def test_a_plan_from_plan_task_runs_by_id_and_its_run_synthesizes_by_id() 
     assert backend.seen[-1].model == Settings().synthesis_model
 
 
+async def test_a_plan_sent_back_as_returned_runs_under_its_own_id_and_an_edited_one_under_a_new_id() -> None:
+    backend = ScriptedBackend(demo_reply)
+    async with Client(server(backend)) as c:
+        planned = await c.call_tool("plan_task", {"task": "Compare two databases"})
+        plan = planned.structured_content
+        assert plan is not None
+        assert plan["estimate"] is not None  # what plan_task adds for review is ignored when it runs
+        assert plan["planning"] is not None
+        same = await c.call_tool("execute_plan", {"plan": plan})
+        edited = {**plan, "subtasks": plan["subtasks"][:2]}
+        changed = await c.call_tool("execute_plan", {"plan": edited})
+    assert RunReport.model_validate(same.structured_content).plan_id == plan["plan_id"]
+    edited_id = RunReport.model_validate(changed.structured_content).plan_id
+    assert edited_id != plan["plan_id"]
+    assert edited_id.startswith(plan["plan_id"])
+
+
 async def test_synthesis_states_plainly_what_failed_or_was_skipped() -> None:
     def reply(request: CompletionRequest) -> JsonObject:
         if request.label == "fetch":

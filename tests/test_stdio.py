@@ -12,7 +12,9 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from subagent_mcp.backends.scripted import sample_for_schema
 from subagent_mcp.contracts import OrchestrateResult
+from subagent_mcp.core.pricing import cost_usd
 from subagent_mcp.demo import demo_plan_draft
+from subagent_mcp.settings import Settings
 from subagent_mcp.testing import FakeReply, FakeRequest, json_reply, serve_fake_anthropic
 from subagent_mcp.testing.results import text_of
 
@@ -60,6 +62,11 @@ async def test_the_console_script_serves_orchestrate_over_stdio_against_the_fake
     assert out.synthesis is not None
     assert out.synthesis.complete
     assert len(fake.message_requests) == len(out.plan.subtasks) + 2
+    assert out.total.usage == fake.billed_usage  # the planner, every subtask and the synthesis: all of it
+    prices = Settings().prices
+    billed = sum(cost_usd(u, r.model, prices) for u, r in zip(fake.billed, fake.message_requests, strict=True))
+    assert out.total.cost_usd == pytest.approx(billed)
+    assert "In all (planning, every subtask attempt, synthesis)" in text_of(result)
     assert seen
     assert seen == sorted(seen)
     assert all(r.api_key == KEY for r in fake.message_requests)

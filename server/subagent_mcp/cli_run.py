@@ -85,9 +85,9 @@ async def _resume(service: Service, run_id: str, progress: TerminalProgress) -> 
 async def _conclude(service: Service, plan: Plan, report: RunReport, progress: TerminalProgress) -> OrchestrateResult:
     progress.note(f"run {report.status}; synthesizing…")
     outcome = await service.conclude(plan, report)
-    if outcome.synthesis is not None:
-        progress.add_usage(outcome.synthesis.usage, outcome.synthesis.cost_usd)
-        progress.note(f"done: {progress.usage.total_tokens:,} tokens, ${progress.cost:.4f} in all")
+    total = outcome.total
+    planning = ", planning included" if plan.planning else ""
+    progress.note(f"done: {total.usage.total_tokens:,} tokens, ${total.cost_usd:.4f} in all{planning}")
     return outcome
 
 

@@ -53,6 +53,16 @@ class Usage(BaseModel):
         return self.input_tokens + self.output_tokens + self.cache_read_tokens + self.cache_write_tokens
 
 
+class Spend(BaseModel):
+    """What some model calls cost: tokens over every attempt (repairs included), and their price."""
+
+    usage: Usage = Field(default_factory=Usage)
+    cost_usd: float = 0.0
+
+    def __add__(self, other: Spend) -> Spend:
+        return Spend(usage=self.usage + other.usage, cost_usd=round(self.cost_usd + other.cost_usd, 8))
+
+
 class Subtask(BaseModel):
     """One unit of work for one specialist subagent."""
 
@@ -125,6 +135,9 @@ class Plan(BaseModel):
     subtasks: list[Subtask]
     estimate: PlanEstimate | None = Field(
         default=None, description="Filled in by plan_task for review; ignored and recomputed by execute_plan."
+    )
+    planning: Spend | None = Field(
+        default=None, description="What the planner's calls cost; filled in by plan_task, ignored by execute_plan."
     )
 
     @model_validator(mode="after")
@@ -234,6 +247,9 @@ class OrchestrateResult(BaseModel):
     report: RunReport
     synthesis: Synthesis | None
     synthesis_error: str | None = None
+    total: Spend = Field(
+        default_factory=Spend, description="Planning, every subtask attempt and the synthesis, together."
+    )
 
 
 # --- the model seam -------------------------------------------------------------------------------

@@ -37,6 +37,8 @@ def plan_text(plan: Plan) -> str:
             f"Estimate: ~${e.cost_usd:.4f} (worst case ${e.max_cost_usd:.4f}), ~{e.input_tokens + e.output_tokens:,} "
             f"tokens incl. synthesis; critical path {e.critical_path_subtasks} subtask(s)."
         )
+    if plan.planning is not None:
+        lines.append(f"Planning took {usage_line(plan.planning.usage, plan.planning.cost_usd)}.")
     lines.append("Run it with execute_plan, passing this plan (edit it first if you like).")
     return "\n".join(lines)
 
@@ -87,7 +89,10 @@ def orchestrate_text(result: OrchestrateResult) -> str:
         answer = f"Synthesis failed: {result.synthesis_error}. The run's results are below."
     else:
         answer = synthesis_text(result.synthesis)
-    return f"{answer}\n\n---\n{report_text(result.report)}"
+    spent = (
+        f"In all (planning, every subtask attempt, synthesis): {usage_line(result.total.usage, result.total.cost_usd)}"
+    )
+    return f"{answer}\n\n---\n{report_text(result.report)}\n{spent}"
 
 
 def _output_gist(output: JsonObject | None) -> str:

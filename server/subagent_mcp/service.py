@@ -7,7 +7,6 @@ CLI, the MCP server and the tests all drive the same code.
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections.abc import AsyncGenerator, Mapping
 from contextlib import asynccontextmanager
@@ -26,6 +25,7 @@ from .contracts import (
     Plan,
     PlanEstimate,
     RunReport,
+    Spend,
     SubagentResult,
     Subtask,
     Synthesis,
@@ -35,13 +35,14 @@ from .core.budget import Budget, Limits
 from .core.context import build_context
 from .core.pricing import cost_usd
 from .core.run_state import OnEvent
-from .errors import BudgetExceededError, InputError, ModelError
+from .errors import InputError, ModelError
 from .planning import check_runnable, estimate_plan, subtask_request
 from .roles import BUILTIN_ROLES, Role, get_role
 from .runs import RunOptions, UsageLedger, execute_durably, in_plan_order
 from .settings import Settings
 from .store import RunRecord, RunSummary, Store, default_db_path
 from .structured import check_output_schema, complete_json
+from .subagent import run_subtask
 from .synthesis import synthesize
 
 log = logging.getLogger(__name__)
@@ -137,7 +138,8 @@ class Service:
         result = await complete_json(self.backend, request, check)
         plan = Plan.model_validate({"plan_id": plan_id, "task": task, **result.output}, context={"max_subtasks": limit})
         await self.store.save_plan(plan)
-        return plan.model_copy(update={"estimate": self.estimate(plan)})
+        planning = Spend(usage=result.usage, cost_usd=cost_usd(result.usage, result.model, self.settings.prices))
+        return plan.model_copy(update={"estimate": self.estimate(plan), "planning": planning})
 
     def _subtask_limit(self, requested: int | None) -> int:
         configured = self.settings.max_subtasks
@@ -177,48 +179,8 @@ class Service:
         )
         if model is not None and not model.strip():
             raise InputError("model must be a model id such as 'claude-haiku-5-5', or omitted")
-        return await self.run_subtask(subtask, task=None, context=context, model=model)
-
-    async def run_subtask(
-        self,
-        subtask: Subtask,
-        task: str | None,
-        context: str | None,
-        model: str | None = None,
-        backend: ModelBackend | None = None,
-    ) -> SubagentResult:
-        """Run ``subtask`` through its role; failures become a result with the usage they spent.
-
-        A call the budget refused before anything was sent makes the task ``skipped`` (reason: budget).
-        """
-        request = subtask_request(subtask, task, context, self.settings, self.roles, model)
-        started = time.monotonic()
-        try:
-            out = await complete_json(backend or self.backend, request)
-        except ModelError as exc:
-            refused = isinstance(exc, BudgetExceededError) and exc.attempts == 0
-            return SubagentResult(
-                task_id=subtask.id,
-                role=subtask.role,
-                status="skipped" if refused else "failed",
-                error=str(exc),
-                attempts=exc.attempts,
-                usage=exc.usage,
-                cost_usd=cost_usd(exc.usage, exc.model or request.model, self.settings.prices),
-                model=exc.model or request.model,
-                duration_s=time.monotonic() - started,
-            )
-        return SubagentResult(
-            task_id=subtask.id,
-            role=subtask.role,
-            status="succeeded",
-            output=out.output,
-            attempts=out.attempts,
-            usage=out.usage,
-            cost_usd=cost_usd(out.usage, out.model, self.settings.prices),
-            model=out.model,
-            duration_s=time.monotonic() - started,
-        )
+        request = subtask_request(subtask, None, context, self.settings, self.roles, model)
+        return await run_subtask(self.backend, subtask, request, self.settings.prices)
 
     # --- execute_plan and resume ------------------------------------------------------------------
 
@@ -294,7 +256,8 @@ class Service:
         async def run_task(subtask: Subtask, deps: Mapping[str, SubagentResult]) -> SubagentResult:
             context = build_context(plan.task, [deps[d] for d in subtask.depends_on], context_budget)
             text = context.render(include_task=False) if subtask.depends_on else None
-            return await self.run_subtask(subtask, plan.task, text, backend=backend)
+            request = subtask_request(subtask, plan.task, text, self.settings, self.roles)
+            return await run_subtask(backend, subtask, request, self.settings.prices)
 
         return await execute_durably(
             self.store,
@@ -321,7 +284,7 @@ class Service:
             plan = await self._stored_plan(plan_id)
             check_runnable(plan, self.settings, self.roles)
             return plan
-        plan = plan.model_copy(update={"estimate": None})
+        plan = plan.model_copy(update={"estimate": None, "planning": None})
         check_runnable(plan, self.settings, self.roles)
         stored = await self.store.get_plan(plan.plan_id)
         if stored is not None and stored != plan:  # an edited plan: keep both, so old runs stay intact
@@ -388,11 +351,15 @@ class Service:
 
     async def conclude(self, plan: Plan, report: RunReport) -> OrchestrateResult:
         """Synthesize a finished run; if synthesis fails, the run's results still come back, with why."""
+        spent = (plan.planning or Spend()) + Spend(usage=report.usage, cost_usd=report.cost_usd)
         try:
             synthesis = await synthesize(self.backend, self.settings, plan.task, report.results)
         except ModelError as exc:
-            return OrchestrateResult(plan=plan, report=report, synthesis=None, synthesis_error=str(exc))
-        return OrchestrateResult(plan=plan, report=report, synthesis=synthesis)
+            model = exc.model or self.settings.synthesis_model
+            spent += Spend(usage=exc.usage, cost_usd=cost_usd(exc.usage, model, self.settings.prices))
+            return OrchestrateResult(plan=plan, report=report, synthesis=None, synthesis_error=str(exc), total=spent)
+        spent += Spend(usage=synthesis.usage, cost_usd=synthesis.cost_usd)
+        return OrchestrateResult(plan=plan, report=report, synthesis=synthesis, total=spent)
 
 
 def _in_range(name: str, value: float | None, low: float, high: float) -> None:
