@@ -49,6 +49,7 @@ def test_a_demo_run_prints_the_answer_then_runs_and_show_find_it(tmp_path: Path)
     assert result.report.status == "succeeded"
     assert "[demo output" in run.stdout
     assert "started research-a" in run.stderr  # the progress display went to stderr, not stdout
+    assert "in all, planning included" in run.stderr
 
     runs = cli(db, "runs")
     assert result.report.run_id in runs.stdout
@@ -109,6 +110,8 @@ async def test_ctrl_c_cancels_cleanly_reports_what_finished_and_how_to_resume(tm
     resumed = cli(db, "run", "--demo", "--json", "--resume", report.run_id)
     assert resumed.returncode == 0, resumed.stderr
     assert "2 of 4 subtasks already succeeded and are kept" in resumed.stderr
+    assert "in all" in resumed.stderr
+    assert "planning included" not in resumed.stderr  # the planner ran in the first process, not this one
     assert OrchestrateResult.model_validate_json(resumed.stdout).report.status == "succeeded"
 
 

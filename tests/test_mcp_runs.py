@@ -50,6 +50,7 @@ async def test_an_inline_plan_runs_and_reports_every_task_with_offsets_and_total
     assert '"task_id":"a"' in c_request.messages[0].content
     assert '"task_id":"b"' in c_request.messages[0].content
     assert "SUCCEEDED" in text_of(result)
+    assert f"synthesize(run_id={report.run_id!r})" in text_of(result)  # the next step
 
 
 async def test_with_one_slot_the_subtask_expected_to_write_the_most_goes_first() -> None:
@@ -188,6 +189,7 @@ async def test_orchestrate_plans_runs_and_synthesizes_with_progress_to_the_end()
     assert [r.label for r in backend.seen][-1] == "synthesis"
     assert seen == sorted(seen)
     assert seen[-1] == len(out.plan.subtasks) + 2
+    assert "synthesize(run_id=" not in text_of(result)  # no advice to do again what was just done
 
 
 async def test_cancelling_an_in_flight_execute_plan_cancels_the_model_calls_and_the_server_keeps_serving() -> None:

@@ -51,7 +51,7 @@ def result_text(result: SubagentResult) -> str:
     return f"{head}\n{preview(result.output)}"
 
 
-def report_text(report: RunReport) -> str:
+def report_text(report: RunReport, *, synthesized: bool = False) -> str:
     """Run status, then one line per task; outputs stay in the structured content."""
     tally: dict[str, int] = {}
     for r in report.results:
@@ -70,7 +70,8 @@ def report_text(report: RunReport) -> str:
     for r in report.results:
         detail = _one_line(r.error or "", 200) if r.status != "succeeded" else _output_gist(r.output)
         lines.append(f"- {r.task_id} [{r.role}] {r.status}: {detail}")
-    lines.append(f"Full outputs are in the structured result. Merge them with synthesize(run_id={report.run_id!r}).")
+    merge = "" if synthesized else f" Merge them with synthesize(run_id={report.run_id!r})."
+    lines.append(f"Full outputs are in the structured result.{merge}")
     return "\n".join(lines)
 
 
@@ -89,10 +90,10 @@ def orchestrate_text(result: OrchestrateResult) -> str:
         answer = f"Synthesis failed: {result.synthesis_error}. The run's results are below."
     else:
         answer = synthesis_text(result.synthesis)
-    spent = (
-        f"In all (planning, every subtask attempt, synthesis): {usage_line(result.total.usage, result.total.cost_usd)}"
-    )
-    return f"{answer}\n\n---\n{report_text(result.report)}\n{spent}"
+    what = "planning, every subtask attempt, synthesis" if result.plan.planning else "every subtask attempt, synthesis"
+    spent = f"In all ({what}): {usage_line(result.total.usage, result.total.cost_usd)}"
+    report = report_text(result.report, synthesized=result.synthesis is not None)
+    return f"{answer}\n\n---\n{report}\n{spent}"
 
 
 def _output_gist(output: JsonObject | None) -> str:
