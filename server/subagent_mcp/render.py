@@ -65,7 +65,7 @@ def report_text(report: RunReport, *, synthesized: bool = False) -> str:
         expected = sum(t.cost_usd for t in report.estimate.tasks)
         worst = sum(t.max_cost_usd for t in report.estimate.tasks)
         lines.append(
-            f"Estimated beforehand: ~${expected:.4f} (worst case ${worst:.4f}); actual ${report.cost_usd:.4f}."
+            f"Subtasks estimated beforehand: ~${expected:.4f} (worst case ${worst:.4f}); actual ${report.cost_usd:.4f}."
         )
     for r in report.results:
         detail = _one_line(r.error or "", 200) if r.status != "succeeded" else _output_gist(r.output)
