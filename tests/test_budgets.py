@@ -6,6 +6,7 @@ These run the real Anthropic backend against the fake Messages API on 127.0.0.1.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -14,10 +15,11 @@ from mcp import Client
 from pydantic import SecretStr
 
 from subagent_mcp.backends.scripted import sample_for_schema
-from subagent_mcp.contracts import JsonObject, Plan, RunReport, Usage
+from subagent_mcp.contracts import JsonObject, OrchestrateResult, Plan, RunReport, Usage
 from subagent_mcp.core.pricing import cost_usd
+from subagent_mcp.demo import demo_plan_draft
 from subagent_mcp.mcp_server import create_server
-from subagent_mcp.planning import estimate_plan
+from subagent_mcp.planning import SYNTHESIS_MAX_TOKENS, estimate_plan
 from subagent_mcp.roles import BUILTIN_ROLES
 from subagent_mcp.settings import Settings
 from subagent_mcp.testing import (
@@ -182,3 +184,59 @@ async def test_a_billed_attempt_stays_on_record_when_its_task_is_cancelled_durin
     assert record["status"] == "cancelled"
     assert record["results"]["t0"]["status"] == "cancelled"
     assert Usage.model_validate(record["usage"]) == fake.billed_usage == Usage(input_tokens=500, output_tokens=300)
+
+
+def planner_then_samples(planner_usage: Usage) -> Callable[[FakeRequest], FakeReply]:
+    """The planner gets the demo plan billed at ``planner_usage``; every other call a small sample."""
+
+    def reply(request: FakeRequest) -> FakeReply:
+        if "planner of a team" in request.system_text:
+            return json_reply(demo_plan_draft(), usage=planner_usage)
+        return json_reply(sample_for_schema(request.schema or {}), usage=Usage(input_tokens=300, output_tokens=50))
+
+    return reply
+
+
+def subtasks_worst_usd(settings: Settings) -> float:
+    plan = Plan.model_validate({"plan_id": "p", "task": "Pick a database", **demo_plan_draft()})
+    return sum(t.max_cost_usd for t in estimate_plan(plan, settings, BUILTIN_ROLES).tasks)
+
+
+async def test_orchestrate_counts_the_planners_spend_toward_the_run_ceiling() -> None:
+    big_plan = Usage(input_tokens=2_000, output_tokens=8_000)  # an expensive planner call
+    async with serve_fake_anthropic(planner_then_samples(big_plan)) as fake:
+        settings = settings_for(fake)
+        planning_usd = cost_usd(big_plan, settings.planner_model, settings.prices)
+        ceiling = 1.5 * subtasks_worst_usd(settings)  # room for every subtask, if planning were free
+        assert planning_usd > ceiling  # so counting the planning must leave no room
+        settings = settings.model_copy(update={"max_run_cost_usd": ceiling})
+        async with Client(create_server(settings)) as client:
+            result = await client.call_tool("orchestrate", {"task": "Pick a database"})
+    out = OrchestrateResult.model_validate(result.structured_content)
+    assert {r.status for r in out.report.results} == {"skipped"}
+    independent = {s.id for s in out.plan.subtasks if not s.depends_on}
+    assert all((r.error or "").startswith("budget:") for r in out.report.results if r.task_id in independent)
+    assert len(fake.message_requests) == 1  # the planner only: nothing refused was sent
+    assert out.total.usage == fake.billed_usage
+
+
+async def test_orchestrate_refuses_a_synthesis_that_could_cross_the_ceiling_and_still_returns_the_results() -> None:
+    small_plan = Usage(input_tokens=300, output_tokens=100)
+    async with serve_fake_anthropic(planner_then_samples(small_plan)) as fake:
+        settings = settings_for(fake)
+        planning_usd = cost_usd(small_plan, settings.planner_model, settings.prices)
+        ceiling = planning_usd + 1.5 * subtasks_worst_usd(settings)
+        synthesis_floor = cost_usd(Usage(output_tokens=SYNTHESIS_MAX_TOKENS), settings.synthesis_model, settings.prices)
+        assert synthesis_floor > ceiling - planning_usd  # its max_tokens alone cannot fit beside the run
+        settings = settings.model_copy(update={"max_run_cost_usd": ceiling})
+        async with Client(create_server(settings)) as client:
+            result = await client.call_tool("orchestrate", {"task": "Pick a database"})
+    assert not result.is_error, text_of(result)
+    out = OrchestrateResult.model_validate(result.structured_content)
+    assert out.report.status == "succeeded"
+    assert out.synthesis is None
+    assert (out.synthesis_error or "").startswith("budget:")
+    assert len(fake.message_requests) == 1 + len(out.plan.subtasks)  # no synthesis request was sent
+    assert out.total.usage == fake.billed_usage
+    assert out.total.cost_usd <= ceiling
+    assert f"synthesize(run_id={out.report.run_id!r})" in text_of(result)  # how to merge them anyway

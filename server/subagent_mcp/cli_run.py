@@ -14,7 +14,9 @@ import anyio
 
 from . import render
 from .contracts import OrchestrateResult, Plan, RunReport
+from .core.budget import Limits
 from .errors import InputError, ModelError, SubagentMCPError
+from .runs import RunOptions
 from .service import Service, new_run_id
 from .settings import Settings
 from .terminal import TerminalProgress
@@ -70,7 +72,9 @@ async def _orchestrate(
     progress.note("planning…")
     plan = await service.plan_task(task, max_subtasks=max_subtasks)
     progress.note(render.plan_text(plan).rsplit("\n", 1)[0])
-    report = await service.execute_plan(plan, max_concurrency=max_concurrency, on_event=progress, run_id=run_id)
+    report = await service.execute_plan(
+        plan, max_concurrency=max_concurrency, on_event=progress, run_id=run_id, spent=plan.planning
+    )
     return await _conclude(service, plan, report, progress)
 
 
@@ -79,12 +83,15 @@ async def _resume(service: Service, run_id: str, progress: TerminalProgress) -> 
     kept = len(record.succeeded_ids())
     progress.note(f"resuming {run_id}: {kept} of {len(plan.subtasks)} subtasks already succeeded and are kept")
     report = await service.resume_run(run_id, on_event=progress)
-    return await _conclude(service, plan, report, progress)
+    limits = service.limits(RunOptions.model_validate(record.options))  # the run's own ceilings
+    return await _conclude(service, plan, report, progress, limits)
 
 
-async def _conclude(service: Service, plan: Plan, report: RunReport, progress: TerminalProgress) -> OrchestrateResult:
+async def _conclude(
+    service: Service, plan: Plan, report: RunReport, progress: TerminalProgress, limits: Limits | None = None
+) -> OrchestrateResult:
     progress.note(f"run {report.status}; synthesizing…")
-    outcome = await service.conclude(plan, report)
+    outcome = await service.conclude(plan, report, limits)
     total = outcome.total
     planning = ", planning included" if plan.planning else ""
     progress.note(f"done: {total.usage.total_tokens:,} tokens, ${total.cost_usd:.4f} in all{planning}")

@@ -194,11 +194,13 @@ class Service:
         max_cost_usd: float | None = None,
         max_total_tokens: int | None = None,
         run_id: str | None = None,
+        spent: Spend | None = None,
     ) -> RunReport:
         """Run every subtask as soon as its dependencies succeed, committing each result as it ends.
 
         ``run_id`` (default: a fresh one, see :func:`new_run_id`) lets a caller that may be
-        interrupted find its own run afterwards.
+        interrupted find its own run afterwards. ``spent`` (e.g. the plan's planning) counts toward
+        the run's ceilings but not in its usage.
 
         Raises:
             InputError, PlanError: the plan or an argument is unusable (checked before any token is spent).
@@ -219,7 +221,9 @@ class Service:
         _ = self.backend  # a missing key fails here, before the run is created
         run_id = run_id or new_run_id()
         await self.store.create_run(run_id, plan.plan_id, options.model_dump())
-        return await self._run(plan, run_id, options, on_event, {}, Budget(self._limits(options), self.settings.prices))
+        spent = spent or Spend()
+        budget = Budget(self.limits(options), self.settings.prices, spent=spent.usage, spent_usd=spent.cost_usd)
+        return await self._run(plan, run_id, options, on_event, {}, budget)
 
     async def resume_run(self, run_id: str, on_event: OnEvent | None = None) -> RunReport:
         """Continue a stored run: its succeeded tasks are kept and never called again; the rest run.
@@ -233,7 +237,7 @@ class Service:
         plan = await self._stored_plan(record.plan_id)
         options = RunOptions.model_validate(record.options)
         kept = {task_id: record.results[task_id] for task_id in record.succeeded_ids()}
-        budget = Budget(self._limits(options), self.settings.prices, spent=record.usage, spent_usd=record.cost_usd)
+        budget = Budget(self.limits(options), self.settings.prices, spent=record.usage, spent_usd=record.cost_usd)
         return await self._run(plan, run_id, options, on_event, kept, budget)
 
     async def _run(
@@ -272,7 +276,8 @@ class Service:
         )
 
     @staticmethod
-    def _limits(options: RunOptions) -> Limits:
+    def limits(options: RunOptions) -> Limits:
+        """A run's ceilings, as it was asked to run."""
         return Limits(max_cost_usd=options.max_cost_usd, max_total_tokens=options.max_total_tokens)
 
     async def _plan_to_run(self, plan: Plan | None, plan_id: str | None) -> Plan:
@@ -346,14 +351,23 @@ class Service:
     ) -> OrchestrateResult:
         """Plan, execute and synthesize in one go; a failed synthesis still returns the run's results."""
         plan = await self.plan_task(task, max_subtasks=max_subtasks)
-        report = await self.execute_plan(plan, max_concurrency=max_concurrency, on_event=on_event)
+        report = await self.execute_plan(plan, max_concurrency=max_concurrency, on_event=on_event, spent=plan.planning)
         return await self.conclude(plan, report)
 
-    async def conclude(self, plan: Plan, report: RunReport) -> OrchestrateResult:
-        """Synthesize a finished run; if synthesis fails, the run's results still come back, with why."""
+    async def conclude(self, plan: Plan, report: RunReport, limits: Limits | None = None) -> OrchestrateResult:
+        """Synthesize a finished run; if synthesis fails, the run's results still come back, with why.
+
+        The synthesis call is held to ``limits`` (default: the configured run ceilings) together with
+        the planning and the run, so ``orchestrate`` as a whole stays within them.
+        """
         spent = (plan.planning or Spend()) + Spend(usage=report.usage, cost_usd=report.cost_usd)
+        if limits is None:
+            limits = Limits(max_cost_usd=self.settings.max_run_cost_usd, max_total_tokens=self.settings.max_run_tokens)
+        budget = Budget(limits, self.settings.prices, spent=spent.usage, spent_usd=spent.cost_usd)
         try:
-            synthesis = await synthesize(self.backend, self.settings, plan.task, report.results)
+            synthesis = await synthesize(
+                BudgetedBackend(self.backend, budget), self.settings, plan.task, report.results
+            )
         except ModelError as exc:
             model = exc.model or self.settings.synthesis_model
             spent += Spend(usage=exc.usage, cost_usd=cost_usd(exc.usage, model, self.settings.prices))
