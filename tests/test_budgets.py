@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -14,13 +15,25 @@ import pytest
 from mcp import Client
 from pydantic import SecretStr
 
-from subagent_mcp.backends.scripted import sample_for_schema
-from subagent_mcp.contracts import JsonObject, OrchestrateResult, Plan, RunReport, Usage
+from subagent_mcp.backends.budgeted import reserved_prompt_tokens
+from subagent_mcp.backends.scripted import ScriptedBackend, as_completion, sample_for_schema
+from subagent_mcp.contracts import (
+    Completion,
+    CompletionRequest,
+    JsonObject,
+    OrchestrateResult,
+    Plan,
+    RunReport,
+    Spend,
+    Usage,
+)
 from subagent_mcp.core.pricing import cost_usd
 from subagent_mcp.demo import demo_plan_draft
+from subagent_mcp.errors import ModelUnavailableError
 from subagent_mcp.mcp_server import create_server
 from subagent_mcp.planning import SYNTHESIS_MAX_TOKENS, estimate_plan
 from subagent_mcp.roles import BUILTIN_ROLES
+from subagent_mcp.service import PLANNER_MAX_TOKENS, Service
 from subagent_mcp.settings import Settings
 from subagent_mcp.testing import (
     FakeAnthropic,
@@ -202,13 +215,32 @@ def subtasks_worst_usd(settings: Settings) -> float:
     return sum(t.max_cost_usd for t in estimate_plan(plan, settings, BUILTIN_ROLES).tasks)
 
 
+def fast_planner(fake: FakeAnthropic) -> tuple[Settings, float]:
+    """Settings whose planner runs on the cheap tier, and a bound above what its call could reserve."""
+    settings = settings_for(fake)
+    settings = settings.model_copy(update={"planner_model": settings.subagent_model})
+    prompt_at_most = Usage(input_tokens=5_000, output_tokens=PLANNER_MAX_TOKENS)
+    return settings, cost_usd(prompt_at_most, settings.planner_model, settings.prices)
+
+
+async def test_orchestrate_does_not_send_a_planner_call_that_could_cross_the_ceiling() -> None:
+    async with serve_fake_anthropic(planner_then_samples(Usage(input_tokens=300, output_tokens=100))) as fake:
+        settings, _ = fast_planner(fake)
+        floor = cost_usd(Usage(output_tokens=PLANNER_MAX_TOKENS), settings.planner_model, settings.prices)
+        settings = settings.model_copy(update={"max_run_cost_usd": floor / 2})
+        async with Client(create_server(settings)) as client:
+            result = await client.call_tool("orchestrate", {"task": "Pick a database"})
+    assert result.is_error
+    assert "budget:" in text_of(result)
+    assert fake.message_requests == []
+
+
 async def test_orchestrate_counts_the_planners_spend_toward_the_run_ceiling() -> None:
-    big_plan = Usage(input_tokens=2_000, output_tokens=8_000)  # an expensive planner call
+    big_plan = Usage(input_tokens=200_000, output_tokens=PLANNER_MAX_TOKENS)  # billed far above its estimate
     async with serve_fake_anthropic(planner_then_samples(big_plan)) as fake:
-        settings = settings_for(fake)
-        planning_usd = cost_usd(big_plan, settings.planner_model, settings.prices)
-        ceiling = 1.5 * subtasks_worst_usd(settings)  # room for every subtask, if planning were free
-        assert planning_usd > ceiling  # so counting the planning must leave no room
+        settings, planner_worst = fast_planner(fake)
+        ceiling = planner_worst + 1.5 * subtasks_worst_usd(settings)  # room for the planner and every subtask
+        assert cost_usd(big_plan, settings.planner_model, settings.prices) > ceiling  # ... until it is billed
         settings = settings.model_copy(update={"max_run_cost_usd": ceiling})
         async with Client(create_server(settings)) as client:
             result = await client.call_tool("orchestrate", {"task": "Pick a database"})
@@ -221,13 +253,11 @@ async def test_orchestrate_counts_the_planners_spend_toward_the_run_ceiling() ->
 
 
 async def test_orchestrate_refuses_a_synthesis_that_could_cross_the_ceiling_and_still_returns_the_results() -> None:
-    small_plan = Usage(input_tokens=300, output_tokens=100)
-    async with serve_fake_anthropic(planner_then_samples(small_plan)) as fake:
-        settings = settings_for(fake)
-        planning_usd = cost_usd(small_plan, settings.planner_model, settings.prices)
-        ceiling = planning_usd + 1.5 * subtasks_worst_usd(settings)
+    async with serve_fake_anthropic(planner_then_samples(Usage(input_tokens=300, output_tokens=100))) as fake:
+        settings, planner_worst = fast_planner(fake)
+        ceiling = planner_worst + 1.5 * subtasks_worst_usd(settings)
         synthesis_floor = cost_usd(Usage(output_tokens=SYNTHESIS_MAX_TOKENS), settings.synthesis_model, settings.prices)
-        assert synthesis_floor > ceiling - planning_usd  # its max_tokens alone cannot fit beside the run
+        assert synthesis_floor > ceiling  # its max_tokens alone cannot fit
         settings = settings.model_copy(update={"max_run_cost_usd": ceiling})
         async with Client(create_server(settings)) as client:
             result = await client.call_tool("orchestrate", {"task": "Pick a database"})
@@ -240,3 +270,44 @@ async def test_orchestrate_refuses_a_synthesis_that_could_cross_the_ceiling_and_
     assert out.total.usage == fake.billed_usage
     assert out.total.cost_usd <= ceiling
     assert f"synthesize(run_id={out.report.run_id!r})" in text_of(result)  # how to merge them anyway
+
+
+async def test_a_resumed_run_still_counts_what_was_spent_before_it(tmp_path: Path) -> None:
+    plan = Plan.model_validate(
+        {
+            "plan_id": "p-prior",
+            "task": "t",
+            "subtasks": [
+                {"id": "a", "role": "writer", "instructions": "x", "depends_on": []},
+                {"id": "c", "role": "writer", "instructions": "y", "depends_on": []},
+            ],
+        }
+    )
+    outage = True
+
+    def script(request: CompletionRequest) -> Completion | JsonObject:
+        if request.label == "a" and outage:
+            raise ModelUnavailableError("Anthropic API unavailable: overloaded (529)")
+        answer = as_completion(sample_for_schema(request.output_schema), request)
+        return answer.model_copy(update={"usage": Usage(input_tokens=big_spend)})
+
+    def reserved(request: CompletionRequest) -> int:
+        return reserved_prompt_tokens(request) + request.max_tokens
+
+    backend = ScriptedBackend(script)
+    settings = Settings(anthropic_api_key=SecretStr("k"), db_path=str(tmp_path / "runs.db"))
+    big_spend = 0
+    async with Service.open(settings, backend) as service:  # a dry run to learn what each call reserves
+        await service.execute_plan(plan, max_concurrency=1)
+    worst = max(reserved(r) for r in backend.seen)
+    prior = Spend(usage=Usage(input_tokens=100_000))
+    ceiling = prior.usage.total_tokens + worst + 10
+    big_spend = worst + 20  # what c bills: with the prior, no room is left for a's retry
+    async with Service.open(settings, backend) as service:
+        first = await service.execute_plan(plan, max_concurrency=1, max_total_tokens=ceiling, prior_spend=prior)
+        assert {r.task_id: r.status for r in first.results} == {"a": "failed", "c": "succeeded"}
+        outage = False
+        resumed = await service.resume_run(first.run_id)
+    a = next(r for r in resumed.results if r.task_id == "a")
+    assert a.status == "skipped"
+    assert (a.error or "").startswith("budget:")

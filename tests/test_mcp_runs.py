@@ -134,6 +134,17 @@ async def test_a_plan_from_plan_task_runs_by_id_and_its_run_synthesizes_by_id() 
     assert backend.seen[-1].model == Settings().synthesis_model
 
 
+async def test_a_subtask_expected_to_write_more_than_max_tokens_is_refused_before_any_call() -> None:
+    backend = ScriptedBackend()
+    huge = {**subtask("report"), "expected_output_tokens": 100_000}
+    async with Client(server(backend, max_output_tokens=4_096)) as c:
+        result = await c.call_tool("execute_plan", {"plan": inline_plan(subtask("brief"), huge)})
+    assert result.is_error
+    assert "report (~100,000)" in text_of(result)
+    assert "SUBAGENT_MCP_MAX_OUTPUT_TOKENS" in text_of(result)
+    assert backend.seen == []
+
+
 async def test_a_plan_sent_back_as_returned_runs_under_its_own_id_and_an_edited_one_under_a_new_id() -> None:
     backend = ScriptedBackend(demo_reply)
     async with Client(server(backend)) as c:

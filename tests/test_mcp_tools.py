@@ -134,7 +134,8 @@ async def test_the_planners_expected_output_lengths_reach_the_plan_its_text_and_
     async with client(backend) as c:
         result = await c.call_tool("plan_task", {"task": "Write a report"})
     assert not result.is_error, text_of(result)
-    assert "expected_output_tokens" in backend.seen[0].output_schema["properties"]["subtasks"]["items"]["properties"]
+    hint = backend.seen[0].output_schema["properties"]["subtasks"]["items"]["properties"]["expected_output_tokens"]
+    assert hint["maximum"] == settings().max_output_tokens  # the planner is told what a subagent can write
     plan = Plan.model_validate(result.structured_content)
     assert [s.expected_output_tokens for s in plan.subtasks] == [200, 3000]
     assert plan.estimate is not None
@@ -157,6 +158,32 @@ async def test_an_invalid_plan_from_the_model_gets_one_repair_then_a_clear_error
     assert "dependency cycle" in text_of(result)
     assert len(backend.seen) == 2
     assert "dependency cycle: " in backend.seen[1].messages[-1].content
+
+
+async def test_a_planned_subtask_longer_than_a_subagent_may_write_gets_a_repair_turn_that_says_the_limit() -> None:
+    drafts = iter(
+        [
+            {
+                "summary": "s",
+                "subtasks": [
+                    {
+                        "id": "a",
+                        "role": "writer",
+                        "instructions": "x",
+                        "depends_on": [],
+                        "expected_output_tokens": 50_000,
+                    }
+                ],
+            },
+            {"summary": "s", "subtasks": [{"id": "a", "role": "writer", "instructions": "x", "depends_on": []}]},
+        ]
+    )
+    backend = ScriptedBackend(lambda _: next(drafts))
+    async with client(backend) as c:
+        result = await c.call_tool("plan_task", {"task": "anything"})
+    assert not result.is_error, text_of(result)
+    assert len(backend.seen) == 2
+    assert "50000 is greater than the maximum of 4096" in backend.seen[1].messages[-1].content
 
 
 async def test_run_subagent_returns_the_roles_schema_valid_output_with_usage() -> None:

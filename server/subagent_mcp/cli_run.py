@@ -66,14 +66,14 @@ async def run_command(
 
 
 async def _orchestrate(
-    service: Service, task: str, run_id: str, progress: TerminalProgress, limits: tuple[int | None, int | None]
+    service: Service, task: str, run_id: str, progress: TerminalProgress, sizes: tuple[int | None, int | None]
 ) -> OrchestrateResult:
-    max_subtasks, max_concurrency = limits
+    max_subtasks, max_concurrency = sizes
     progress.note("planning…")
-    plan = await service.plan_task(task, max_subtasks=max_subtasks)
+    plan = await service.plan_task(task, max_subtasks=max_subtasks, limits=service.ceilings())
     progress.note(render.plan_text(plan).rsplit("\n", 1)[0])
     report = await service.execute_plan(
-        plan, max_concurrency=max_concurrency, on_event=progress, run_id=run_id, spent=plan.planning
+        plan, max_concurrency=max_concurrency, on_event=progress, run_id=run_id, prior_spend=plan.planning
     )
     return await _conclude(service, plan, report, progress)
 
@@ -83,8 +83,10 @@ async def _resume(service: Service, run_id: str, progress: TerminalProgress) -> 
     kept = len(record.succeeded_ids())
     progress.note(f"resuming {run_id}: {kept} of {len(plan.subtasks)} subtasks already succeeded and are kept")
     report = await service.resume_run(run_id, on_event=progress)
-    limits = service.limits(RunOptions.model_validate(record.options))  # the run's own ceilings
-    return await _conclude(service, plan, report, progress, limits)
+    options = RunOptions.model_validate(record.options)  # the run's own ceilings, and its planning if stored
+    if options.prior_spend.usage.total_tokens:
+        plan = plan.model_copy(update={"planning": options.prior_spend})
+    return await _conclude(service, plan, report, progress, service.limits(options))
 
 
 async def _conclude(
@@ -152,7 +154,7 @@ async def _report_interrupted(service: Service, run_id: str, progress: TerminalP
     except InputError:  # interrupted while planning: the run was never created
         report = None
     if report is None:
-        progress.note("interrupted before the run started; nothing was executed")
+        progress.note("interrupted while planning; no subtask was started")
         return EXIT_INTERRUPTED
     progress.note(f"resume it with: subagent-mcp run --resume {report.run_id}")
     print(report.model_dump_json(indent=2) if as_json else render.report_text(report))

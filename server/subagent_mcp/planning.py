@@ -85,7 +85,8 @@ def check_runnable(plan: Plan, settings: Settings, roles: Mapping[str, Role]) ->
     """Refuse a plan this server cannot run, naming the subtasks at fault, before any token is spent.
 
     Raises:
-        PlanError: too many subtasks, unknown roles, or an unusable output_schema.
+        PlanError: too many subtasks, unknown roles, an unusable output_schema, or an expected output
+            longer than a subagent's max_tokens.
     """
     if len(plan.subtasks) > settings.max_subtasks:
         raise PlanError(
@@ -98,6 +99,15 @@ def check_runnable(plan: Plan, settings: Settings, roles: Mapping[str, Role]) ->
         raise PlanError(
             f"unknown roles in subtasks: {listing}; available roles: {', '.join(sorted(roles))}",
             ids=[s.id for s in unknown],
+        )
+    most = settings.max_output_tokens
+    too_long = [s for s in plan.subtasks if s.expected_output_tokens is not None and s.expected_output_tokens > most]
+    if too_long:
+        listing = ", ".join(f"{s.id} (~{s.expected_output_tokens:,})" for s in too_long)
+        raise PlanError(
+            f"subtasks expect more output than a subagent may write ({most:,} tokens, SUBAGENT_MCP_MAX_OUTPUT_TOKENS): "
+            f"{listing}; split them or raise the limit",
+            ids=[s.id for s in too_long],
         )
     for s in plan.subtasks:
         if s.output_schema is not None:

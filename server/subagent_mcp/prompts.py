@@ -22,6 +22,7 @@ Rules:
 - expected_output_tokens: your rough guess of the length of the subtask's output in tokens (about
   200 for a short list, 800 for a typical answer, 3000 for a long report or a file of code). Long work
   is started first, so give it when a subtask's output will be much shorter or longer than typical.
+  A subagent can write at most {max_output_tokens} tokens: split any work that needs more.
 - summary: one or two sentences on the approach.
 Roles:
 {roles}"""
@@ -47,12 +48,12 @@ SYNTHESIS_SCHEMA: JsonObject = {
 }
 
 
-def planner_system(roles: Iterable[Role], max_subtasks: int) -> str:
+def planner_system(roles: Iterable[Role], max_subtasks: int, max_output_tokens: int) -> str:
     listing = "\n".join(f"- {r.name}: {r.description}" for r in roles)
-    return PLANNER_SYSTEM.format(max_subtasks=max_subtasks, roles=listing)
+    return PLANNER_SYSTEM.format(max_subtasks=max_subtasks, roles=listing, max_output_tokens=max_output_tokens)
 
 
-def planner_schema(role_names: list[str]) -> JsonObject:
+def planner_schema(role_names: list[str], max_output_tokens: int) -> JsonObject:
     """The JSON Schema the planner's reply must match (ids and edges are checked after)."""
     return {
         "type": "object",
@@ -68,7 +69,7 @@ def planner_schema(role_names: list[str]) -> JsonObject:
                         "role": {"type": "string", "enum": role_names},
                         "instructions": {"type": "string", "minLength": 1},
                         "depends_on": {"type": "array", "items": {"type": "string"}},
-                        "expected_output_tokens": {"type": "integer", "minimum": 1},
+                        "expected_output_tokens": {"type": "integer", "minimum": 1, "maximum": max_output_tokens},
                     },
                     "required": ["id", "role", "instructions", "depends_on"],
                     "additionalProperties": False,

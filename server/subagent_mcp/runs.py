@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import anyio
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-from .contracts import Plan, PlanEstimate, RunReport, SubagentResult, Usage
+from .contracts import Plan, PlanEstimate, RunReport, Spend, SubagentResult, Usage
 from .core.estimate import expected_durations
 from .core.executor import RunTask, execute
 from .core.run_state import ExecutorEvent, OnEvent, RunState, TaskFinished
@@ -32,6 +32,8 @@ class RunOptions(BaseModel):
     run_timeout_s: float
     max_cost_usd: float | None = None
     max_total_tokens: int | None = None
+    prior_spend: Spend = Field(default_factory=Spend)
+    """Spent before the run toward its ceilings (an orchestration's planning); kept so a resume counts it."""
 
 
 Call = tuple[str, Usage, float]

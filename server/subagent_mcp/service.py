@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pydantic import ValidationError
 
 from . import prompts
+from .arguments import first_error, in_range, require_text
 from .backends.base import ModelBackend
 from .backends.budgeted import BudgetedBackend
 from .contracts import (
@@ -109,33 +110,45 @@ class Service:
 
     # --- plan_task --------------------------------------------------------------------------------
 
-    async def plan_task(self, task: str, max_subtasks: int | None = None, roles: list[str] | None = None) -> Plan:
+    async def plan_task(
+        self,
+        task: str,
+        max_subtasks: int | None = None,
+        roles: list[str] | None = None,
+        limits: Limits | None = None,
+    ) -> Plan:
         """Ask the planner model for a validated plan (one repair turn), save it, and attach its estimate.
+
+        With ``limits``, a planner call whose worst case could cross them is not sent.
 
         Raises:
             InputError: empty task, unknown role, or a max_subtasks out of range.
-            ModelError: the planner failed or kept producing an invalid plan.
+            ModelError: the planner failed or kept producing an invalid plan (BudgetExceededError: refused).
         """
-        task = _require_text(task, "task")
+        task = require_text(task, "task")
         limit = self._subtask_limit(max_subtasks)
         offered = [get_role(name, self.roles) for name in (roles or list(self.roles))]
         plan_id = f"plan-{uuid.uuid4().hex[:12]}"
 
-        def check(draft: JsonObject) -> None:
+        def check(draft: JsonObject) -> None:  # roles and the size hint's cap are in the schema itself
             try:
                 Plan.model_validate({"plan_id": plan_id, "task": task, **draft}, context={"max_subtasks": limit})
             except ValidationError as exc:
-                raise ValueError(f"the plan is invalid: {_first_error(exc)}") from None
+                raise ValueError(f"the plan is invalid: {first_error(exc)}") from None
 
+        most = self.settings.max_output_tokens
         request = CompletionRequest(
             model=self.settings.planner_model,
-            system=prompts.planner_system(offered, limit),
+            system=prompts.planner_system(offered, limit, most),
             messages=[ModelMessage(role="user", content=task)],
-            output_schema=prompts.planner_schema([r.name for r in offered]),
+            output_schema=prompts.planner_schema([r.name for r in offered], most),
             max_tokens=PLANNER_MAX_TOKENS,
             label="plan",
         )
-        result = await complete_json(self.backend, request, check)
+        backend = self.backend
+        if limits is not None:  # a planner call whose worst case could cross the ceilings is not sent
+            backend = BudgetedBackend(backend, Budget(limits, self.settings.prices))
+        result = await complete_json(backend, request, check)
         plan = Plan.model_validate({"plan_id": plan_id, "task": task, **result.output}, context={"max_subtasks": limit})
         await self.store.save_plan(plan)
         planning = Spend(usage=result.usage, cost_usd=cost_usd(result.usage, result.model, self.settings.prices))
@@ -174,7 +187,7 @@ class Service:
         subtask = Subtask(
             id="subagent",
             role=get_role(role, self.roles).name,
-            instructions=_require_text(instructions, "instructions"),
+            instructions=require_text(instructions, "instructions"),
             output_schema=None if output_schema is None else check_output_schema(output_schema),
         )
         if model is not None and not model.strip():
@@ -194,36 +207,35 @@ class Service:
         max_cost_usd: float | None = None,
         max_total_tokens: int | None = None,
         run_id: str | None = None,
-        spent: Spend | None = None,
+        prior_spend: Spend | None = None,
     ) -> RunReport:
         """Run every subtask as soon as its dependencies succeed, committing each result as it ends.
 
         ``run_id`` (default: a fresh one, see :func:`new_run_id`) lets a caller that may be
-        interrupted find its own run afterwards. ``spent`` (e.g. the plan's planning) counts toward
-        the run's ceilings but not in its usage.
+        interrupted find its own run afterwards. ``prior_spend`` (e.g. the plan's planning) counts
+        toward the run's ceilings, now and on resume, but not in its usage.
 
         Raises:
             InputError, PlanError: the plan or an argument is unusable (checked before any token is spent).
             ConfigError: no API key.
         """
         plan = await self._plan_to_run(plan, plan_id)
-        _in_range("max_concurrency", max_concurrency, 1, 1024)
-        _in_range("timeout_s", timeout_s, 1e-3, 86_400.0)
-        _in_range("max_cost_usd", max_cost_usd, 1e-9, 1e9)
-        _in_range("max_total_tokens", max_total_tokens, 1, 1e12)
+        in_range("max_concurrency", max_concurrency, 1, 1024)
+        in_range("timeout_s", timeout_s, 1e-3, 86_400.0)
+        in_range("max_cost_usd", max_cost_usd, 1e-9, 1e9)
+        in_range("max_total_tokens", max_total_tokens, 1, 1e12)
         options = RunOptions(
             max_concurrency=max_concurrency or self.settings.max_concurrency,
             task_timeout_s=self.settings.task_timeout_s,
             run_timeout_s=timeout_s or self.settings.run_timeout_s,
             max_cost_usd=max_cost_usd or self.settings.max_run_cost_usd,
             max_total_tokens=max_total_tokens or self.settings.max_run_tokens,
+            prior_spend=prior_spend or Spend(),
         )
         _ = self.backend  # a missing key fails here, before the run is created
         run_id = run_id or new_run_id()
         await self.store.create_run(run_id, plan.plan_id, options.model_dump())
-        spent = spent or Spend()
-        budget = Budget(self.limits(options), self.settings.prices, spent=spent.usage, spent_usd=spent.cost_usd)
-        return await self._run(plan, run_id, options, on_event, {}, budget)
+        return await self._run(plan, run_id, options, on_event, {}, self._budget(options, Spend()))
 
     async def resume_run(self, run_id: str, on_event: OnEvent | None = None) -> RunReport:
         """Continue a stored run: its succeeded tasks are kept and never called again; the rest run.
@@ -237,8 +249,8 @@ class Service:
         plan = await self._stored_plan(record.plan_id)
         options = RunOptions.model_validate(record.options)
         kept = {task_id: record.results[task_id] for task_id in record.succeeded_ids()}
-        budget = Budget(self.limits(options), self.settings.prices, spent=record.usage, spent_usd=record.cost_usd)
-        return await self._run(plan, run_id, options, on_event, kept, budget)
+        spent = Spend(usage=record.usage, cost_usd=record.cost_usd)
+        return await self._run(plan, run_id, options, on_event, kept, self._budget(options, spent))
 
     async def _run(
         self,
@@ -280,6 +292,15 @@ class Service:
         """A run's ceilings, as it was asked to run."""
         return Limits(max_cost_usd=options.max_cost_usd, max_total_tokens=options.max_total_tokens)
 
+    def ceilings(self) -> Limits:
+        """The configured per-run ceilings, which hold for a whole orchestration."""
+        return Limits(max_cost_usd=self.settings.max_run_cost_usd, max_total_tokens=self.settings.max_run_tokens)
+
+    def _budget(self, options: RunOptions, spent: Spend) -> Budget:
+        """The run's budget: its own ceilings, with what was spent before it and by it so far."""
+        total = options.prior_spend + spent
+        return Budget(self.limits(options), self.settings.prices, spent=total.usage, spent_usd=total.cost_usd)
+
     async def _plan_to_run(self, plan: Plan | None, plan_id: str | None) -> Plan:
         """The plan given inline (saved under a fresh id if edited) or by id, checked for this server."""
         if (plan is None) == (plan_id is None):
@@ -306,7 +327,7 @@ class Service:
     # --- runs, synthesize, orchestrate ------------------------------------------------------------
 
     async def list_runs(self, limit: int = 20) -> list[RunSummary]:
-        _in_range("limit", limit, 1, 500)
+        in_range("limit", limit, 1, 500)
         return await self.store.list_runs(limit)
 
     async def get_run(self, run_id: str) -> tuple[Plan, RunRecord]:
@@ -350,8 +371,10 @@ class Service:
         on_event: OnEvent | None = None,
     ) -> OrchestrateResult:
         """Plan, execute and synthesize in one go; a failed synthesis still returns the run's results."""
-        plan = await self.plan_task(task, max_subtasks=max_subtasks)
-        report = await self.execute_plan(plan, max_concurrency=max_concurrency, on_event=on_event, spent=plan.planning)
+        plan = await self.plan_task(task, max_subtasks=max_subtasks, limits=self.ceilings())
+        report = await self.execute_plan(
+            plan, max_concurrency=max_concurrency, on_event=on_event, prior_spend=plan.planning
+        )
         return await self.conclude(plan, report)
 
     async def conclude(self, plan: Plan, report: RunReport, limits: Limits | None = None) -> OrchestrateResult:
@@ -361,9 +384,7 @@ class Service:
         the planning and the run, so ``orchestrate`` as a whole stays within them.
         """
         spent = (plan.planning or Spend()) + Spend(usage=report.usage, cost_usd=report.cost_usd)
-        if limits is None:
-            limits = Limits(max_cost_usd=self.settings.max_run_cost_usd, max_total_tokens=self.settings.max_run_tokens)
-        budget = Budget(limits, self.settings.prices, spent=spent.usage, spent_usd=spent.cost_usd)
+        budget = Budget(limits or self.ceilings(), self.settings.prices, spent=spent.usage, spent_usd=spent.cost_usd)
         try:
             synthesis = await synthesize(
                 BudgetedBackend(self.backend, budget), self.settings, plan.task, report.results
@@ -374,21 +395,3 @@ class Service:
             return OrchestrateResult(plan=plan, report=report, synthesis=None, synthesis_error=str(exc), total=spent)
         spent += Spend(usage=synthesis.usage, cost_usd=synthesis.cost_usd)
         return OrchestrateResult(plan=plan, report=report, synthesis=synthesis, total=spent)
-
-
-def _in_range(name: str, value: float | None, low: float, high: float) -> None:
-    if value is not None and not low <= value <= high:
-        raise InputError(f"{name} must be between {low:g} and {high:g}, got {value:g}")
-
-
-def _require_text(value: str, name: str) -> str:
-    if not value or not value.strip():
-        raise InputError(f"{name} is empty; describe what should be done")
-    return value.strip()
-
-
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors(include_url=False, include_input=False)[0]
-    where = ".".join(str(p) for p in err["loc"])
-    message = str(err["msg"]).removeprefix("Value error, ")
-    return f"{where}: {message}" if where else message
