@@ -159,7 +159,8 @@ async def run_all(median_s: float, make_run_task: MakeRunTask = sleeping) -> Non
     ]
     print(f"makespan / lower bound (LB = max(critical path, total work / K)); median task {median_s:g} s, sigma 0.5")
     late = await oversleep_ms()
-    print(f"measured columns: LB from what each task took in that run (a sleep here wakes {late:.2f} ms late)")
+    print(f"measured columns: LB from what each task took in that run (a sleep here wakes {late:.2f} ms late);")
+    print("LB s: the bound by the scripted latencies, which the sim columns divide by")
     print(f"sim columns: virtual time, scripted latencies; estimates = latency x lognormal(0, {dags.ESTIMATE_SIGMA})")
     print(render_rows(await makespan_rows(workloads, [4, None], make_run_task)))
     print()

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from subagent_mcp.core.estimate import expected_durations
 from subagent_mcp.core.executor import execute
+from subagent_mcp.planning import estimate_plan
+from subagent_mcp.roles import BUILTIN_ROLES
 from subagent_mcp.service import Service
 from subagent_mcp.testing import serve_fake_anthropic
 
@@ -72,8 +74,9 @@ async def stack_rows(
     index: int, sw: ServiceWorkload, caps: Sequence[int | None], folder: Path, median_s: float
 ) -> list[StackRow]:
     w = sw.workload
-    async with Service.open(bench_settings("http://127.0.0.1:9", ":memory:")) as offline:
-        weights = expected_durations(offline.estimate(sw.plan))
+    weights = expected_durations(
+        estimate_plan(sw.plan, bench_settings("http://127.0.0.1:9", ":memory:"), BUILTIN_ROLES)
+    )
     executor = [await _executor_s(w, cap, weights) for cap in caps]
     together = await _stack(_local_fake(sw), sw, caps, str(folder / f"{sw.name}-together.db"))
     apart = await _stack(remote_fake(index, median_s), sw, caps, str(folder / f"{sw.name}-apart.db"))
