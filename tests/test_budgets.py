@@ -311,3 +311,37 @@ async def test_a_resumed_run_still_counts_what_was_spent_before_it(tmp_path: Pat
     a = next(r for r in resumed.results if r.task_id == "a")
     assert a.status == "skipped"
     assert (a.error or "").startswith("budget:")
+
+
+async def test_the_synthesis_is_held_to_the_ceiling_with_the_planning_counted() -> None:
+    planner_bill = Usage(input_tokens=100_000)  # what the planner cost, billed far above its estimate
+
+    def script(request: CompletionRequest) -> Completion | JsonObject:
+        if request.label == "plan":
+            return as_completion(demo_plan_draft(), request).model_copy(update={"usage": planner_bill})
+        return sample_for_schema(request.output_schema)
+
+    def settings_with(ceiling: float | None) -> Settings:
+        fast = Settings().subagent_model
+        return Settings(anthropic_api_key=SecretStr("k"), planner_model=fast, max_run_cost_usd=ceiling)
+
+    dry_backend = ScriptedBackend(script)
+    async with Service.open(settings_with(None), dry_backend) as service:  # learn what each part costs
+        dry = await service.orchestrate("Pick a database")
+    synthesis = dry_backend.seen[-1]
+    assert synthesis.label == "synthesis"
+    prices = Settings().prices
+    reserve = Usage(input_tokens=reserved_prompt_tokens(synthesis), output_tokens=synthesis.max_tokens)
+    synthesis_worst = cost_usd(reserve, synthesis.model, prices)
+    assert dry.plan.planning is not None
+    planning = dry.plan.planning.cost_usd
+    ceiling = dry.report.cost_usd + synthesis_worst + planning / 2  # fits beside the run, not beside run + planning
+
+    backend = ScriptedBackend(script)
+    async with Service.open(settings_with(ceiling), backend) as service:
+        out = await service.orchestrate("Pick a database")
+    assert out.report.status == "succeeded"
+    assert out.synthesis is None
+    assert (out.synthesis_error or "").startswith("budget:")
+    assert "SUBAGENT_MCP_MAX_RUN_COST_USD" in (out.synthesis_error or "")
+    assert "synthesis" not in [r.label for r in backend.seen]

@@ -28,9 +28,9 @@ def env_for(db: Path) -> dict[str, str]:
     return env
 
 
-def cli(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def cli(db: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(SCRIPT), *args], capture_output=True, text=True, timeout=60, env=env_for(db), check=False
+        [str(SCRIPT), *args], capture_output=True, text=True, timeout=60, env=env_for(db) | env, check=False
     )
 
 
@@ -145,3 +145,20 @@ async def test_ctrl_c_during_a_resume_reports_that_run_even_when_a_newer_one_exi
     assert code == 130
     assert RunReport.model_validate(json.loads(stdout)).run_id == first
     assert f"subagent-mcp run --resume {first}" in seen
+
+
+def test_a_synthesis_refused_by_the_ceiling_runs_on_resume_once_the_ceiling_is_raised(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    tight = cli(db, "run", "--demo", "--json", "Compare two databases", SUBAGENT_MCP_MAX_RUN_COST_USD="0.21")
+    assert tight.returncode == 1, tight.stderr
+    first = OrchestrateResult.model_validate_json(tight.stdout)
+    assert first.report.status == "succeeded"
+    assert first.synthesis is None
+    assert "SUBAGENT_MCP_MAX_RUN_COST_USD" in (first.synthesis_error or "")
+    assert f"subagent-mcp run --resume {first.report.run_id}" in tight.stderr
+
+    resumed = cli(db, "run", "--demo", "--json", "--resume", first.report.run_id)  # the default $5 ceiling
+    assert resumed.returncode == 0, resumed.stderr
+    again = OrchestrateResult.model_validate_json(resumed.stdout)
+    assert again.synthesis is not None
+    assert again.total.cost_usd > first.total.cost_usd

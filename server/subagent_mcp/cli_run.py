@@ -14,7 +14,6 @@ import anyio
 
 from . import render
 from .contracts import OrchestrateResult, Plan, RunReport
-from .core.budget import Limits
 from .errors import InputError, ModelError, SubagentMCPError
 from .runs import RunOptions
 from .service import Service, new_run_id
@@ -83,17 +82,17 @@ async def _resume(service: Service, run_id: str, progress: TerminalProgress) -> 
     kept = len(record.succeeded_ids())
     progress.note(f"resuming {run_id}: {kept} of {len(plan.subtasks)} subtasks already succeeded and are kept")
     report = await service.resume_run(run_id, on_event=progress)
-    options = RunOptions.model_validate(record.options)  # the run's own ceilings, and its planning if stored
+    options = RunOptions.model_validate(record.options)  # its planning, if stored, still counts
     if options.prior_spend.usage.total_tokens:
         plan = plan.model_copy(update={"planning": options.prior_spend})
-    return await _conclude(service, plan, report, progress, service.limits(options))
+    return await _conclude(service, plan, report, progress)  # under today's ceilings: raising one helps
 
 
-async def _conclude(
-    service: Service, plan: Plan, report: RunReport, progress: TerminalProgress, limits: Limits | None = None
-) -> OrchestrateResult:
+async def _conclude(service: Service, plan: Plan, report: RunReport, progress: TerminalProgress) -> OrchestrateResult:
     progress.note(f"run {report.status}; synthesizing…")
-    outcome = await service.conclude(plan, report, limits)
+    outcome = await service.conclude(plan, report)
+    if outcome.synthesis is None:
+        progress.note(f"no synthesis; to try it again: subagent-mcp run --resume {report.run_id}")
     total = outcome.total
     planning = ", planning included" if plan.planning else ""
     progress.note(f"done: {total.usage.total_tokens:,} tokens, ${total.cost_usd:.4f} in all{planning}")

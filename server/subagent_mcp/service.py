@@ -288,7 +288,7 @@ class Service:
         )
 
     @staticmethod
-    def limits(options: RunOptions) -> Limits:
+    def _limits(options: RunOptions) -> Limits:
         """A run's ceilings, as it was asked to run."""
         return Limits(max_cost_usd=options.max_cost_usd, max_total_tokens=options.max_total_tokens)
 
@@ -299,7 +299,7 @@ class Service:
     def _budget(self, options: RunOptions, spent: Spend) -> Budget:
         """The run's budget: its own ceilings, with what was spent before it and by it so far."""
         total = options.prior_spend + spent
-        return Budget(self.limits(options), self.settings.prices, spent=total.usage, spent_usd=total.cost_usd)
+        return Budget(self._limits(options), self.settings.prices, spent=total.usage, spent_usd=total.cost_usd)
 
     async def _plan_to_run(self, plan: Plan | None, plan_id: str | None) -> Plan:
         """The plan given inline (saved under a fresh id if edited) or by id, checked for this server."""
@@ -377,14 +377,14 @@ class Service:
         )
         return await self.conclude(plan, report)
 
-    async def conclude(self, plan: Plan, report: RunReport, limits: Limits | None = None) -> OrchestrateResult:
+    async def conclude(self, plan: Plan, report: RunReport) -> OrchestrateResult:
         """Synthesize a finished run; if synthesis fails, the run's results still come back, with why.
 
-        The synthesis call is held to ``limits`` (default: the configured run ceilings) together with
+        The synthesis call is held to the configured run ceilings together with
         the planning and the run, so ``orchestrate`` as a whole stays within them.
         """
         spent = (plan.planning or Spend()) + Spend(usage=report.usage, cost_usd=report.cost_usd)
-        budget = Budget(limits or self.ceilings(), self.settings.prices, spent=spent.usage, spent_usd=spent.cost_usd)
+        budget = Budget(self.ceilings(), self.settings.prices, spent=spent.usage, spent_usd=spent.cost_usd)
         try:
             synthesis = await synthesize(
                 BudgetedBackend(self.backend, budget), self.settings, plan.task, report.results

@@ -52,7 +52,8 @@ class Budget:
             self.refused += 1
             raise BudgetExceededError(
                 f"budget: ${self.spent_usd:.4f} spent and ${self.reserved_usd:.4f} in flight; this call could "
-                f"cost up to ${worst_usd:.4f}, over the run's limit of ${limit_usd:.4f}",
+                f"cost up to ${worst_usd:.4f}, over the run's limit of ${limit_usd:.4f} (raise it with "
+                "max_cost_usd or SUBAGENT_MCP_MAX_RUN_COST_USD)",
                 attempts=0,
             )
         if (
@@ -62,7 +63,8 @@ class Budget:
             self.refused += 1
             raise BudgetExceededError(
                 f"budget: {self.spent.total_tokens:,} tokens spent and {self.reserved_tokens:,} in flight; this call "
-                f"could use up to {worst.total_tokens:,}, over the run's limit of {limit_tokens:,} tokens",
+                f"could use up to {worst.total_tokens:,}, over the run's limit of {limit_tokens:,} tokens (raise it "
+                "with max_total_tokens or SUBAGENT_MCP_MAX_RUN_TOKENS)",
                 attempts=0,
             )
         self.reserved_usd += worst_usd
