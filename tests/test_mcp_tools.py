@@ -301,6 +301,6 @@ async def test_every_tools_arguments_are_pinned() -> None:
             "synthesize": {"args": ["results", "run_id", "task"], "required": []},
             "orchestrate": {"args": ["max_concurrency", "max_subtasks", "task"], "required": ["task"]},
             "list_runs": {"args": ["limit"], "required": []},
-            "resume_run": {"args": ["run_id"], "required": ["run_id"]},
+            "resume_run": {"args": ["max_cost_usd", "max_total_tokens", "run_id"], "required": ["run_id"]},
         }
     )

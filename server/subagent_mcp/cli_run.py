@@ -15,8 +15,8 @@ import anyio
 from . import render
 from .contracts import OrchestrateResult, Plan, RunReport
 from .errors import InputError, ModelError, SubagentMCPError
-from .runs import RunOptions
-from .service import Service, new_run_id
+from .runs import RunOptions, new_run_id
+from .service import Service
 from .settings import Settings
 from .terminal import TerminalProgress
 
@@ -72,7 +72,12 @@ async def _orchestrate(
     plan = await service.plan_task(task, max_subtasks=max_subtasks, limits=service.ceilings())
     progress.note(render.plan_text(plan).rsplit("\n", 1)[0])
     report = await service.execute_plan(
-        plan, max_concurrency=max_concurrency, on_event=progress, run_id=run_id, prior_spend=plan.planning
+        plan,
+        max_concurrency=max_concurrency,
+        on_event=progress,
+        run_id=run_id,
+        prior_spend=plan.planning,
+        keep_for_synthesis=True,
     )
     return await _conclude(service, plan, report, progress)
 
@@ -81,7 +86,8 @@ async def _resume(service: Service, run_id: str, progress: TerminalProgress) -> 
     plan, record = await service.get_run(run_id)
     kept = len(record.succeeded_ids())
     progress.note(f"resuming {run_id}: {kept} of {len(plan.subtasks)} subtasks already succeeded and are kept")
-    report = await service.resume_run(run_id, on_event=progress)
+    ceilings = service.ceilings()  # today's settings: raise one and resume to get past a budget refusal
+    report = await service.resume_run(run_id, progress, ceilings.max_cost_usd, ceilings.max_total_tokens)
     options = RunOptions.model_validate(record.options)  # its planning, if stored, still counts
     if options.prior_spend.usage.total_tokens:
         plan = plan.model_copy(update={"planning": options.prior_spend})
@@ -91,8 +97,8 @@ async def _resume(service: Service, run_id: str, progress: TerminalProgress) -> 
 async def _conclude(service: Service, plan: Plan, report: RunReport, progress: TerminalProgress) -> OrchestrateResult:
     progress.note(f"run {report.status}; synthesizing…")
     outcome = await service.conclude(plan, report)
-    if outcome.synthesis is None:
-        progress.note(f"no synthesis; to try it again: subagent-mcp run --resume {report.run_id}")
+    if outcome.synthesis is None or report.status != "succeeded":
+        progress.note(f"to run what did not finish (keeping what did): subagent-mcp run --resume {report.run_id}")
     total = outcome.total
     planning = ", planning included" if plan.planning else ""
     progress.note(f"done: {total.usage.total_tokens:,} tokens, ${total.cost_usd:.4f} in all{planning}")

@@ -67,10 +67,16 @@ def register_runs(server: MCPServer[Service], current: Callable[[], Service]) ->
     async def resume_run(
         run_id: Annotated[str, Field(description="A run that was interrupted, cancelled, partial or failed.")],
         ctx: ServiceContext,
+        max_cost_usd: Annotated[
+            float | None, Field(description="Replace the run's USD ceiling, e.g. raise it after a budget refusal.")
+        ] = None,
+        max_total_tokens: Annotated[int | None, Field(description="Replace the run's token ceiling.")] = None,
     ) -> Annotated[CallToolResult, RunReport]:
         """Continue a stored run: succeeded subtasks are kept and never called again; all others run."""
         with tool_errors():
-            report = await service_of(ctx).resume_run(run_id, on_event=ProgressReporter(ctx))
+            report = await service_of(ctx).resume_run(
+                run_id, ProgressReporter(ctx), max_cost_usd=max_cost_usd, max_total_tokens=max_total_tokens
+            )
         return structured(report, render.report_text(report))
 
 

@@ -10,7 +10,8 @@ from collections.abc import Mapping
 
 from . import prompts
 from .backends.budgeted import request_input_tokens
-from .contracts import CompletionRequest, ModelMessage, Plan, PlanEstimate, Subtask, TaskEstimate
+from .contracts import CompletionRequest, ModelMessage, Plan, PlanEstimate, Spend, Subtask, TaskEstimate
+from .core.budget import room_for
 from .core.context import estimate_tokens
 from .core.estimate import context_tokens, estimate_call, total
 from .core.graph import topological_order
@@ -19,8 +20,22 @@ from .roles import Role, get_role
 from .settings import Settings
 from .structured import check_output_schema
 
+PLANNER_MAX_TOKENS = 8192
 SYNTHESIS_MAX_TOKENS = 8192
 SYNTHESIS_EXPECTED_OUTPUT_TOKENS = 1500
+
+
+def planner_request(task: str, offered: list[Role], max_subtasks: int, settings: Settings) -> CompletionRequest:
+    """The planner's call: the offered roles, the size limits, and the plan's JSON Schema."""
+    most = settings.max_output_tokens
+    return CompletionRequest(
+        model=settings.planner_model,
+        system=prompts.planner_system(offered, max_subtasks, most),
+        messages=[ModelMessage(role="user", content=task)],
+        output_schema=prompts.planner_schema([r.name for r in offered], most),
+        max_tokens=PLANNER_MAX_TOKENS,
+        label="plan",
+    )
 
 
 def subtask_request(
@@ -115,3 +130,9 @@ def check_runnable(plan: Plan, settings: Settings, roles: Mapping[str, Role]) ->
                 check_output_schema(s.output_schema)
             except InputError as exc:
                 raise PlanError(f"subtask {s.id}: {exc}", ids=[s.id]) from None
+
+
+def synthesis_room(plan: Plan, settings: Settings, roles: Mapping[str, Role]) -> Spend:
+    """The synthesis's worst case for ``plan``: what an orchestration keeps free while the subtasks run."""
+    synthesis = estimate_plan(plan, settings, roles).synthesis
+    return Spend() if synthesis is None else room_for(synthesis, settings.prices)

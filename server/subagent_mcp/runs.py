@@ -9,6 +9,7 @@ and earlier sessions.
 from __future__ import annotations
 
 import inspect
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -16,10 +17,17 @@ import anyio
 from pydantic import BaseModel, ConfigDict, Field
 
 from .contracts import Plan, PlanEstimate, RunReport, Spend, SubagentResult, Usage
+from .core.budget import Budget, Limits
 from .core.estimate import expected_durations
 from .core.executor import RunTask, execute
+from .core.pricing import ModelPrice
 from .core.run_state import ExecutorEvent, OnEvent, RunState, TaskFinished
 from .store import Store, StoreError
+
+
+def new_run_id() -> str:
+    """A fresh, unguessable run id."""
+    return f"run-{uuid.uuid4().hex[:12]}"
 
 
 class RunOptions(BaseModel):
@@ -34,6 +42,15 @@ class RunOptions(BaseModel):
     max_total_tokens: int | None = None
     prior_spend: Spend = Field(default_factory=Spend)
     """Spent before the run toward its ceilings (an orchestration's planning); kept so a resume counts it."""
+    held_back: Spend = Field(default_factory=Spend)
+    """Kept free for the synthesis that follows (an orchestration), so the subtasks cannot use it up."""
+
+
+def run_budget(options: RunOptions, spent: Spend, prices: Mapping[str, ModelPrice]) -> Budget:
+    """A run's budget: its ceilings, with what was spent before it and by it so far, and the room held back."""
+    total = options.prior_spend + spent
+    limits = Limits(max_cost_usd=options.max_cost_usd, max_total_tokens=options.max_total_tokens)
+    return Budget(limits, prices, spent=total.usage, spent_usd=total.cost_usd, held=options.held_back)
 
 
 Call = tuple[str, Usage, float]

@@ -14,14 +14,12 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
-from . import prompts
 from .arguments import first_error, in_range, require_text
 from .backends.base import ModelBackend
 from .backends.budgeted import BudgetedBackend
 from .contracts import (
     CompletionRequest,
     JsonObject,
-    ModelMessage,
     OrchestrateResult,
     Plan,
     PlanEstimate,
@@ -37,9 +35,9 @@ from .core.context import build_context
 from .core.pricing import cost_usd
 from .core.run_state import OnEvent
 from .errors import InputError, ModelError
-from .planning import check_runnable, estimate_plan, subtask_request
+from .planning import check_runnable, estimate_plan, planner_request, subtask_request, synthesis_room
 from .roles import BUILTIN_ROLES, Role, get_role
-from .runs import RunOptions, UsageLedger, execute_durably, in_plan_order
+from .runs import RunOptions, UsageLedger, execute_durably, in_plan_order, new_run_id, run_budget
 from .settings import Settings
 from .store import RunRecord, RunSummary, Store, default_db_path
 from .structured import check_output_schema, complete_json
@@ -47,13 +45,6 @@ from .subagent import run_subtask
 from .synthesis import synthesize
 
 log = logging.getLogger(__name__)
-
-PLANNER_MAX_TOKENS = 8192
-
-
-def new_run_id() -> str:
-    """A fresh, unguessable run id."""
-    return f"run-{uuid.uuid4().hex[:12]}"
 
 
 @dataclass
@@ -136,15 +127,7 @@ class Service:
             except ValidationError as exc:
                 raise ValueError(f"the plan is invalid: {first_error(exc)}") from None
 
-        most = self.settings.max_output_tokens
-        request = CompletionRequest(
-            model=self.settings.planner_model,
-            system=prompts.planner_system(offered, limit, most),
-            messages=[ModelMessage(role="user", content=task)],
-            output_schema=prompts.planner_schema([r.name for r in offered], most),
-            max_tokens=PLANNER_MAX_TOKENS,
-            label="plan",
-        )
+        request = planner_request(task, offered, limit, self.settings)
         backend = self.backend
         if limits is not None:  # a planner call whose worst case could cross the ceilings is not sent
             backend = BudgetedBackend(backend, Budget(limits, self.settings.prices))
@@ -208,12 +191,14 @@ class Service:
         max_total_tokens: int | None = None,
         run_id: str | None = None,
         prior_spend: Spend | None = None,
+        keep_for_synthesis: bool = False,
     ) -> RunReport:
         """Run every subtask as soon as its dependencies succeed, committing each result as it ends.
 
         ``run_id`` (default: a fresh one, see :func:`new_run_id`) lets a caller that may be
         interrupted find its own run afterwards. ``prior_spend`` (e.g. the plan's planning) counts
-        toward the run's ceilings, now and on resume, but not in its usage.
+        toward the run's ceilings, now and on resume, but not in its usage. ``keep_for_synthesis``
+        holds the synthesis's worst case free, so a run within its ceilings can still be synthesized.
 
         Raises:
             InputError, PlanError: the plan or an argument is unusable (checked before any token is spent).
@@ -231,26 +216,45 @@ class Service:
             max_cost_usd=max_cost_usd or self.settings.max_run_cost_usd,
             max_total_tokens=max_total_tokens or self.settings.max_run_tokens,
             prior_spend=prior_spend or Spend(),
+            held_back=synthesis_room(plan, self.settings, self.roles) if keep_for_synthesis else Spend(),
         )
         _ = self.backend  # a missing key fails here, before the run is created
         run_id = run_id or new_run_id()
         await self.store.create_run(run_id, plan.plan_id, options.model_dump())
-        return await self._run(plan, run_id, options, on_event, {}, self._budget(options, Spend()))
+        return await self._run(plan, run_id, options, on_event, {}, run_budget(options, Spend(), self.settings.prices))
 
-    async def resume_run(self, run_id: str, on_event: OnEvent | None = None) -> RunReport:
+    async def resume_run(
+        self,
+        run_id: str,
+        on_event: OnEvent | None = None,
+        max_cost_usd: float | None = None,
+        max_total_tokens: int | None = None,
+    ) -> RunReport:
         """Continue a stored run: its succeeded tasks are kept and never called again; the rest run.
 
+        The run's own ceilings apply unless ``max_cost_usd`` / ``max_total_tokens`` replace them
+        (e.g. raised after a budget refusal).
+
         Raises:
+            InputError: a ceiling out of range.
             StoreError: no such run, or another live process is running it.
             ConfigError: no API key.
         """
+        in_range("max_cost_usd", max_cost_usd, 1e-9, 1e9)
+        in_range("max_total_tokens", max_total_tokens, 1, 1e12)
         _ = self.backend  # a missing key fails here, before the run is taken over
         record = await self.store.resume_run(run_id)
         plan = await self._stored_plan(record.plan_id)
         options = RunOptions.model_validate(record.options)
+        options = options.model_copy(
+            update={
+                "max_cost_usd": max_cost_usd or options.max_cost_usd,
+                "max_total_tokens": max_total_tokens or options.max_total_tokens,
+            }
+        )
         kept = {task_id: record.results[task_id] for task_id in record.succeeded_ids()}
         spent = Spend(usage=record.usage, cost_usd=record.cost_usd)
-        return await self._run(plan, run_id, options, on_event, kept, self._budget(options, spent))
+        return await self._run(plan, run_id, options, on_event, kept, run_budget(options, spent, self.settings.prices))
 
     async def _run(
         self,
@@ -287,19 +291,9 @@ class Service:
             completed=kept,
         )
 
-    @staticmethod
-    def _limits(options: RunOptions) -> Limits:
-        """A run's ceilings, as it was asked to run."""
-        return Limits(max_cost_usd=options.max_cost_usd, max_total_tokens=options.max_total_tokens)
-
     def ceilings(self) -> Limits:
         """The configured per-run ceilings, which hold for a whole orchestration."""
         return Limits(max_cost_usd=self.settings.max_run_cost_usd, max_total_tokens=self.settings.max_run_tokens)
-
-    def _budget(self, options: RunOptions, spent: Spend) -> Budget:
-        """The run's budget: its own ceilings, with what was spent before it and by it so far."""
-        total = options.prior_spend + spent
-        return Budget(self._limits(options), self.settings.prices, spent=total.usage, spent_usd=total.cost_usd)
 
     async def _plan_to_run(self, plan: Plan | None, plan_id: str | None) -> Plan:
         """The plan given inline (saved under a fresh id if edited) or by id, checked for this server."""
@@ -373,7 +367,7 @@ class Service:
         """Plan, execute and synthesize in one go; a failed synthesis still returns the run's results."""
         plan = await self.plan_task(task, max_subtasks=max_subtasks, limits=self.ceilings())
         report = await self.execute_plan(
-            plan, max_concurrency=max_concurrency, on_event=on_event, prior_spend=plan.planning
+            plan, max_concurrency=max_concurrency, on_event=on_event, prior_spend=plan.planning, keep_for_synthesis=True
         )
         return await self.conclude(plan, report)
 

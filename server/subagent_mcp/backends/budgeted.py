@@ -10,13 +10,10 @@ from dataclasses import dataclass
 import anyio
 
 from ..contracts import Completion, CompletionRequest, Usage
-from ..core.budget import Budget, Reservation
+from ..core.budget import PROMPT_SAFETY, Budget, Reservation
 from ..core.context import estimate_tokens
 from ..errors import ModelError
 from .base import ModelBackend
-
-PROMPT_SAFETY = 1.2
-"""The budget's margin on a prompt's estimated size: code or JSON can tokenize denser than 3.5 chars a token."""
 
 
 def request_input_tokens(request: CompletionRequest) -> int:

@@ -7,12 +7,16 @@ concurrent calls can never jointly cross a budget, and a refused call sends noth
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ..contracts import Usage
+from ..contracts import Spend, TaskEstimate, Usage
 from ..errors import BudgetExceededError
 from .pricing import ModelPrice, cost_usd
+
+PROMPT_SAFETY = 1.2
+"""The budget's margin on a prompt's estimated size: code or JSON can tokenize denser than 3.5 chars a token."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,8 @@ class Budget:
     spent_usd: float = 0.0
     reserved_usd: float = 0.0
     reserved_tokens: int = 0
+    held: Spend = field(default_factory=Spend)
+    """Kept free for a call still to come (an orchestration's synthesis), so the run cannot use it up."""
     refused: int = 0
 
     def reserve(self, model: str, input_tokens: int, max_output_tokens: int) -> Reservation:
@@ -48,23 +54,27 @@ class Budget:
         worst = Usage(input_tokens=input_tokens, output_tokens=max_output_tokens)
         worst_usd = cost_usd(worst, model, self.prices)
         limit_usd, limit_tokens = self.limits.max_cost_usd, self.limits.max_total_tokens
-        if limit_usd is not None and self.spent_usd + self.reserved_usd + worst_usd > limit_usd:
+        kept = self.held.cost_usd
+        if limit_usd is not None and self.spent_usd + self.reserved_usd + kept + worst_usd > limit_usd:
             self.refused += 1
+            held = f", ${kept:.4f} kept for the synthesis" if kept else ""
             raise BudgetExceededError(
-                f"budget: ${self.spent_usd:.4f} spent and ${self.reserved_usd:.4f} in flight; this call could "
+                f"budget: ${self.spent_usd:.4f} spent and ${self.reserved_usd:.4f} in flight{held}; this call could "
                 f"cost up to ${worst_usd:.4f}, over the run's limit of ${limit_usd:.4f} (raise it with "
                 "max_cost_usd or SUBAGENT_MCP_MAX_RUN_COST_USD)",
                 attempts=0,
             )
+        kept_tokens = self.held.usage.total_tokens
         if (
             limit_tokens is not None
-            and self.spent.total_tokens + self.reserved_tokens + worst.total_tokens > limit_tokens
+            and self.spent.total_tokens + self.reserved_tokens + kept_tokens + worst.total_tokens > limit_tokens
         ):
             self.refused += 1
+            held = f", {kept_tokens:,} kept for the synthesis" if kept_tokens else ""
             raise BudgetExceededError(
-                f"budget: {self.spent.total_tokens:,} tokens spent and {self.reserved_tokens:,} in flight; this call "
-                f"could use up to {worst.total_tokens:,}, over the run's limit of {limit_tokens:,} tokens (raise it "
-                "with max_total_tokens or SUBAGENT_MCP_MAX_RUN_TOKENS)",
+                f"budget: {self.spent.total_tokens:,} tokens spent and {self.reserved_tokens:,} in flight{held}; "
+                f"this call could use up to {worst.total_tokens:,}, over the run's limit of {limit_tokens:,} tokens "
+                "(raise it with max_total_tokens or SUBAGENT_MCP_MAX_RUN_TOKENS)",
                 attempts=0,
             )
         self.reserved_usd += worst_usd
@@ -77,3 +87,9 @@ class Budget:
         self.reserved_tokens = max(0, self.reserved_tokens - reservation.tokens)
         self.spent = self.spent + usage
         self.spent_usd += cost_usd(usage, model, self.prices)
+
+
+def room_for(call: TaskEstimate, prices: Mapping[str, ModelPrice]) -> Spend:
+    """What a future call may reserve at worst: its worst-case prompt with the safety margin, plus max_tokens."""
+    usage = Usage(input_tokens=math.ceil(call.max_input_tokens * PROMPT_SAFETY), output_tokens=call.max_output_tokens)
+    return Spend(usage=usage, cost_usd=cost_usd(usage, call.model, prices))
