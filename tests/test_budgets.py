@@ -379,3 +379,19 @@ async def test_orchestrate_keeps_room_for_the_synthesis_so_a_tight_run_still_end
     assert not out.synthesis.complete
     assert any("kept for the synthesis" in (r.error or "") for r in out.report.results)
     assert out.total.cost_usd <= ceiling
+
+
+async def test_resume_run_with_a_raised_ceiling_runs_what_the_old_one_refused() -> None:
+    async with serve_fake_anthropic() as fake:
+        settings = settings_for(fake)
+        async with Client(create_server(settings)) as client:
+            stopped = await client.call_tool("execute_plan", {"plan": PLAN, "max_cost_usd": 1e-6})
+            first = RunReport.model_validate(stopped.structured_content)
+            resumed = await client.call_tool("resume_run", {"run_id": first.run_id, "max_cost_usd": 5.0})
+    assert {r.status for r in first.results} == {"skipped"}
+    assert all("raise it with max_cost_usd" in (r.error or "") for r in first.results)
+    assert not resumed.is_error, text_of(resumed)
+    report = RunReport.model_validate(resumed.structured_content)
+    assert report.run_id == first.run_id
+    assert report.status == "succeeded"
+    assert len(fake.message_requests) == len(PLAN["subtasks"])  # nothing was sent for the refused attempts
