@@ -13,6 +13,12 @@ def in_range(name: str, value: float | None, low: float, high: float) -> None:
         raise InputError(f"{name} must be between {low:g} and {high:g}, got {value:g}")
 
 
+def check_ceilings(max_cost_usd: float | None, max_total_tokens: int | None) -> None:
+    """A run's cost and token ceilings, when given, must be positive and sane."""
+    in_range("max_cost_usd", max_cost_usd, 1e-9, 1e9)
+    in_range("max_total_tokens", max_total_tokens, 1, 1e12)
+
+
 def require_text(value: str, name: str) -> str:
     """The text, stripped; empty or blank is refused."""
     if not value or not value.strip():

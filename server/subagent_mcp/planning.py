@@ -10,8 +10,7 @@ from collections.abc import Mapping
 
 from . import prompts
 from .backends.budgeted import request_input_tokens
-from .contracts import CompletionRequest, ModelMessage, Plan, PlanEstimate, Spend, Subtask, TaskEstimate
-from .core.budget import room_for
+from .contracts import CompletionRequest, ModelMessage, Plan, PlanEstimate, Subtask, TaskEstimate
 from .core.context import estimate_tokens
 from .core.estimate import context_tokens, estimate_call, total
 from .core.graph import topological_order
@@ -130,9 +129,3 @@ def check_runnable(plan: Plan, settings: Settings, roles: Mapping[str, Role]) ->
                 check_output_schema(s.output_schema)
             except InputError as exc:
                 raise PlanError(f"subtask {s.id}: {exc}", ids=[s.id]) from None
-
-
-def synthesis_room(plan: Plan, settings: Settings, roles: Mapping[str, Role]) -> Spend:
-    """The synthesis's worst case for ``plan``: what an orchestration keeps free while the subtasks run."""
-    synthesis = estimate_plan(plan, settings, roles).synthesis
-    return Spend() if synthesis is None else room_for(synthesis, settings.prices)

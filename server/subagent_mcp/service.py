@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
-from .arguments import first_error, in_range, require_text
+from .arguments import check_ceilings, first_error, in_range, require_text
 from .backends.base import ModelBackend
 from .backends.budgeted import BudgetedBackend
 from .contracts import (
@@ -30,12 +30,12 @@ from .contracts import (
     Synthesis,
     Usage,
 )
-from .core.budget import Budget, Limits
+from .core.budget import Budget, Limits, room_for
 from .core.context import build_context
 from .core.pricing import cost_usd
 from .core.run_state import OnEvent
 from .errors import InputError, ModelError
-from .planning import check_runnable, estimate_plan, planner_request, subtask_request, synthesis_room
+from .planning import check_runnable, estimate_plan, planner_request, subtask_request
 from .roles import BUILTIN_ROLES, Role, get_role
 from .runs import RunOptions, UsageLedger, execute_durably, in_plan_order, new_run_id, run_budget
 from .settings import Settings
@@ -207,8 +207,9 @@ class Service:
         plan = await self._plan_to_run(plan, plan_id)
         in_range("max_concurrency", max_concurrency, 1, 1024)
         in_range("timeout_s", timeout_s, 1e-3, 86_400.0)
-        in_range("max_cost_usd", max_cost_usd, 1e-9, 1e9)
-        in_range("max_total_tokens", max_total_tokens, 1, 1e12)
+        check_ceilings(max_cost_usd, max_total_tokens)
+        estimate = self.estimate(plan)
+        synthesis = estimate.synthesis if keep_for_synthesis else None
         options = RunOptions(
             max_concurrency=max_concurrency or self.settings.max_concurrency,
             task_timeout_s=self.settings.task_timeout_s,
@@ -216,12 +217,12 @@ class Service:
             max_cost_usd=max_cost_usd or self.settings.max_run_cost_usd,
             max_total_tokens=max_total_tokens or self.settings.max_run_tokens,
             prior_spend=prior_spend or Spend(),
-            held_back=synthesis_room(plan, self.settings, self.roles) if keep_for_synthesis else Spend(),
+            held_back=Spend() if synthesis is None else room_for(synthesis, self.settings.prices),
         )
         _ = self.backend  # a missing key fails here, before the run is created
         run_id = run_id or new_run_id()
         await self.store.create_run(run_id, plan.plan_id, options.model_dump())
-        return await self._run(plan, run_id, options, on_event, {}, run_budget(options, Spend(), self.settings.prices))
+        return await self._run(plan, run_id, options, on_event, ({}, Spend()), estimate)
 
     async def resume_run(
         self,
@@ -240,8 +241,7 @@ class Service:
             StoreError: no such run, or another live process is running it.
             ConfigError: no API key.
         """
-        in_range("max_cost_usd", max_cost_usd, 1e-9, 1e9)
-        in_range("max_total_tokens", max_total_tokens, 1, 1e12)
+        check_ceilings(max_cost_usd, max_total_tokens)
         _ = self.backend  # a missing key fails here, before the run is taken over
         record = await self.store.resume_run(run_id)
         plan = await self._stored_plan(record.plan_id)
@@ -254,7 +254,7 @@ class Service:
         )
         kept = {task_id: record.results[task_id] for task_id in record.succeeded_ids()}
         spent = Spend(usage=record.usage, cost_usd=record.cost_usd)
-        return await self._run(plan, run_id, options, on_event, kept, run_budget(options, spent, self.settings.prices))
+        return await self._run(plan, run_id, options, on_event, (kept, spent), self.estimate(plan))
 
     async def _run(
         self,
@@ -262,9 +262,12 @@ class Service:
         run_id: str,
         options: RunOptions,
         on_event: OnEvent | None,
-        kept: Mapping[str, SubagentResult],
-        budget: Budget,
+        so_far: tuple[Mapping[str, SubagentResult], Spend],
+        estimate: PlanEstimate,
     ) -> RunReport:
+        """Execute ``plan`` as run ``run_id``: ``so_far`` is what earlier attempts kept and spent."""
+        kept, spent = so_far
+        budget = run_budget(options, spent, self.settings.prices)
         ledger = UsageLedger()
 
         async def note_usage(request: CompletionRequest, model: str, usage: Usage) -> None:
@@ -286,7 +289,7 @@ class Service:
             run_task,
             options,
             ledger=ledger,
-            estimate=self.estimate(plan),
+            estimate=estimate,
             on_event=on_event,
             completed=kept,
         )
