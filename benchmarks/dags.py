@@ -51,6 +51,11 @@ class Workload:
         return max(path, 0.0 if cap is None else sum(took.values()) / cap)
 
 
+def cap_label(cap: int | None) -> str:
+    """A concurrency cap as the tables print it."""
+    return "inf" if cap is None else str(cap)
+
+
 def make_plan(name: str, graph: dict[str, list[str]]) -> Plan:
     subtasks = [Subtask(id=t, role="worker", instructions=f"do {t}", depends_on=d) for t, d in graph.items()]
     return Plan(plan_id=name, task=f"benchmark {name}", subtasks=subtasks)

@@ -21,7 +21,7 @@ CAP = 4
 TARGET = 1.05
 
 POLICIES: dict[str, Callable[[Workload], Key]] = {
-    "plan order": lambda w: (lambda index: lambda t: (0.0, index[t]))({t: i for i, t in enumerate(w.latency)}),
+    "plan order": lambda w: _plan_order(w),
     "descendants": lambda w: _most_descendants(w),
     "tasks": lambda w: critical_path_key(w, None),
     "est. s=0.5": lambda w: critical_path_key(w, w.estimates(0.5)),
@@ -35,6 +35,11 @@ FAMILIES: dict[str, Callable[[int], Workload]] = {
     "fan-out-48": lambda seed: dags.fan_out(48, seed),
     "chain-12+branches": lambda seed: dags.chain_with_branches(12, seed),
 }
+
+
+def _plan_order(w: Workload) -> Key:
+    index = {t: i for i, t in enumerate(w.latency)}
+    return lambda t: (0.0, index[t])
 
 
 def _most_descendants(w: Workload) -> Key:

@@ -15,7 +15,7 @@ from subagent_mcp.core.executor import RunTask, execute
 
 from . import dags, reachable, runners
 from .baseline import execute_waves
-from .dags import Workload
+from .dags import Workload, cap_label
 from .simulate import critical_path_key, list_schedule
 
 MakeRunTask = Callable[[Workload], RunTask]
@@ -133,17 +133,13 @@ async def scale_figures(n: int) -> tuple[float, float]:
     return wall, peak / 2**20
 
 
-def _cap(cap: int | None) -> str:
-    return "inf" if cap is None else str(cap)
-
-
 def render_rows(rows: list[Row]) -> str:
     names = [*EXECUTORS, "sim tasks", "sim est.", "sim oracle"]
     head = f"{'workload':<20}{'tasks':>6}{'K':>5}{'LB s':>7}" + "".join(f"{n:>14}" for n in names)
     lines = [head, "-" * len(head)]
     for r in rows:
         cells = "".join(f"{({**r.ratio, **r.simulated})[n]:>14.3f}" for n in names)
-        lines.append(f"{r.workload:<20}{r.tasks:>6}{_cap(r.cap):>5}{r.lower_bound_s:>7.2f}{cells}")
+        lines.append(f"{r.workload:<20}{r.tasks:>6}{cap_label(r.cap):>5}{r.lower_bound_s:>7.2f}{cells}")
     return "\n".join(lines)
 
 
@@ -175,7 +171,7 @@ async def run_all(median_s: float, make_run_task: MakeRunTask = sleeping) -> Non
     for name in ("critical_path", "fifo", "cp + on_event", "waves"):
         for cap in (4, None):
             best, median = await overhead_us_per_task(2000, cap, runner=OVERHEAD[name])
-            print(f"  {name:<15} K={_cap(cap):<4}{best:>8.1f} /{median:>6.1f}")
+            print(f"  {name:<15} K={cap_label(cap):<4}{best:>8.1f} /{median:>6.1f}")
 
     wall, peak_mib = await scale_figures(10_000)
     print(f"\n10,000-task layered plan at zero latency, K=inf: {wall:.3f} s wall, {peak_mib:.1f} MiB peak extra memory")

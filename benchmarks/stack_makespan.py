@@ -20,7 +20,7 @@ from subagent_mcp.service import Service
 from subagent_mcp.testing import serve_fake_anthropic
 
 from . import runners
-from .dags import Workload
+from .dags import Workload, cap_label
 from .peer import remote_fake
 from .service import RealisticReplies, ServiceWorkload, bench_settings, checked, workloads
 
@@ -65,7 +65,7 @@ async def _stack(
             started = time.perf_counter()
             report = await service.execute_plan(sw.plan, max_concurrency=cap or sw.size)
             wall = time.perf_counter() - started
-            checked(report, f"{sw.name} K={_cap(cap)}")
+            checked(report, f"{sw.name} K={cap_label(cap)}")
             out.append((report.makespan_s, wall))
     return out
 
@@ -86,10 +86,6 @@ async def stack_rows(
     ]
 
 
-def _cap(cap: int | None) -> str:
-    return "inf" if cap is None else str(cap)
-
-
 def render_stack(rows: list[StackRow]) -> str:
     head = (
         f"{'workload':<20}{'tasks':>6}{'K':>5}{'LB s':>7}{'executor':>10}{'stack, fake here':>18}"
@@ -99,7 +95,7 @@ def render_stack(rows: list[StackRow]) -> str:
     for r in rows:
         lb = r.lower_bound_s
         lines.append(
-            f"{r.workload:<20}{r.tasks:>6}{_cap(r.cap):>5}{lb:>7.2f}{r.executor_s / lb:>10.3f}"
+            f"{r.workload:<20}{r.tasks:>6}{cap_label(r.cap):>5}{lb:>7.2f}{r.executor_s / lb:>10.3f}"
             f"{r.together_s / lb:>18.3f}{r.apart_s / lb:>19.3f}{r.apart_wall_s - r.executor_s:>+25.3f}"
         )
     return "\n".join(lines)
