@@ -295,12 +295,22 @@ async def test_every_tools_arguments_are_pinned() -> None:
                 "required": ["role", "instructions"],
             },
             "execute_plan": {
-                "args": ["max_concurrency", "max_cost_usd", "max_total_tokens", "plan", "plan_id", "timeout_s"],
+                "args": [
+                    "max_concurrency",
+                    "max_cost_usd",
+                    "max_total_tokens",
+                    "plan",
+                    "plan_id",
+                    "timeout_s",
+                    "wait_s",
+                ],
                 "required": [],
             },
-            "synthesize": {"args": ["results", "run_id", "task"], "required": []},
-            "orchestrate": {"args": ["max_concurrency", "max_subtasks", "task"], "required": ["task"]},
+            "synthesize": {"args": ["force", "results", "run_id", "task"], "required": []},
+            "orchestrate": {"args": ["max_concurrency", "max_subtasks", "task", "wait_s"], "required": ["task"]},
+            "wait_run": {"args": ["run_id", "wait_s"], "required": ["run_id"]},
+            "cancel_run": {"args": ["run_id"], "required": ["run_id"]},
             "list_runs": {"args": ["limit"], "required": []},
-            "resume_run": {"args": ["max_cost_usd", "max_total_tokens", "run_id"], "required": ["run_id"]},
+            "resume_run": {"args": ["max_cost_usd", "max_total_tokens", "run_id", "wait_s"], "required": ["run_id"]},
         }
     )

@@ -252,6 +252,41 @@ class OrchestrateResult(BaseModel):
     )
 
 
+class RunCounts(BaseModel):
+    """How far a run has got: subtasks per state, ``pending`` being those not started yet."""
+
+    total: int = 0
+    done: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    skipped: int = 0
+    cancelled: int = 0
+    running: int = 0
+    pending: int = 0
+
+
+class RunHandle(BaseModel):
+    """A run that has not ended (or was interrupted): what it has done so far and what to call next.
+
+    Returned instead of the final result when a tool's ``wait_s`` runs out first; the run goes on in
+    the server. ``wait_run(run_id)`` returns the final result once the run ends.
+    """
+
+    run_id: str
+    status: Literal["running", "interrupted", "cancelled"] = Field(
+        description="running: still going in the server; interrupted: its server stopped; cancelled: stopped by "
+        "cancel_run before it had a report. resume_run continues an interrupted or cancelled run."
+    )
+    phase: Literal["planning", "running", "synthesizing"] | None = Field(
+        default=None, description="For a live run: planning (orchestrate only), running subtasks, or synthesizing."
+    )
+    plan_id: str | None = Field(default=None, description="Null while an orchestration is still planning.")
+    counts: RunCounts = Field(default_factory=RunCounts)
+    spent: Spend = Field(default_factory=Spend, description="Billed so far: planning and every finished call.")
+    elapsed_s: float = Field(default=0.0, description="Seconds since the run started in this server.")
+    next: str = Field(description="What to call next, e.g. wait_run(run_id=...).")
+
+
 # --- the model seam -------------------------------------------------------------------------------
 
 

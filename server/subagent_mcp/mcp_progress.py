@@ -1,4 +1,4 @@
-"""Executor events as MCP progress notifications and log messages.
+"""A run's progress as MCP progress notifications and log messages.
 
 Progress only reaches a client that sent a progress token; log messages only one that opted in
 (``logLevel`` in the 2026 envelope). Both are best effort: a dropped notification never fails a run.
@@ -13,26 +13,22 @@ from typing import Any
 from mcp.server.mcpserver import Context
 from mcp.shared.exceptions import MCPDeprecationWarning
 
-from .core.run_state import ExecutorEvent, TaskFinished, TaskStarted
-
 log = logging.getLogger(__name__)
 
 
 class ProgressReporter:
-    """Turns executor events into ``notifications/progress`` (monotonic) and log lines.
+    """One tool call's view of a run: ``notifications/progress`` (never falling) and log lines.
 
-    ``offset`` and ``extra_steps`` let a caller wrap a run in other steps (orchestrate: plan first,
-    synthesis last) while the progress value only ever rises.
+    A background run tells every caller waiting on it through ``step``; each caller's values only
+    ever rise, even if it joined late or hears a heartbeat repeat the last step.
     """
 
-    def __init__(self, ctx: Context[Any, Any], offset: int = 0, extra_steps: int = 0) -> None:
+    def __init__(self, ctx: Context[Any, Any]) -> None:
         self.ctx = ctx
-        self.offset = offset
-        self.extra_steps = extra_steps
         self.last = 0
 
-    async def step(self, done: int, total: int, message: str) -> None:
-        """Report ``done`` of ``total`` steps (never lower than already reported)."""
+    async def step(self, done: int, total: int | None, message: str) -> None:
+        """Report ``done`` of ``total`` steps (``None`` while unknown), never lower than already reported."""
         self.last = max(self.last, done)
         try:
             await self.ctx.report_progress(self.last, total, message)
@@ -48,16 +44,3 @@ class ProgressReporter:
                 await self.ctx.log(level, message, logger_name="subagent_mcp")  # type: ignore[arg-type]
         except Exception:
             log.debug("log notification not delivered", exc_info=True)
-
-    async def __call__(self, event: ExecutorEvent) -> None:
-        counts = event.counts
-        total = counts.total + self.offset + self.extra_steps
-        done = counts.done + self.offset
-        if isinstance(event, TaskStarted):
-            await self.step(done, total, f"started {event.task_id} ({counts})")
-        elif isinstance(event, TaskFinished):
-            r = event.result
-            why = f": {r.error}" if r.error and r.status != "succeeded" else ""
-            await self.step(done, total, f"{r.task_id} {r.status}{why} ({counts})")
-        else:
-            await self.step(done, total, f"run {event.status} ({counts})")

@@ -17,18 +17,21 @@ from pydantic import Field
 
 from . import __version__, render
 from .backends.base import ModelBackend
-from .contracts import JsonObject, OrchestrateResult, Plan, RunReport, SubagentResult, Synthesis
+from .contracts import JsonObject, Plan, SubagentResult, Synthesis
 from .logs import install_redaction
 from .mcp_common import MODEL_CALLING, ServiceContext, service_of, structured, tool_errors
-from .mcp_progress import ProgressReporter
 from .mcp_resources import register_runs
+from .mcp_runs import OrchestrateOrHandle, ReportOrHandle, WaitS, register_run_tools, reply
 from .service import Service
 from .settings import Settings
 
 INSTRUCTIONS = """Delegates work to a team of Claude subagents.
 For a whole task call `orchestrate`. To stay in control: `plan_task` returns a plan you can edit,
 `execute_plan` runs it (in parallel where dependencies allow), `synthesize` merges the results;
-`run_subagent` runs one specialist. Results say plainly what failed and what it cost."""
+`run_subagent` runs one specialist. Results say plainly what failed and what it cost.
+Runs take minutes and go on in the server: when `orchestrate`, `execute_plan` or `resume_run` return
+status "running" with a run_id, call `wait_run(run_id)` (again, until it returns the result);
+`cancel_run(run_id)` stops one."""
 
 
 def create_server(settings: Settings, backend: ModelBackend | None = None) -> MCPServer[Service]:
@@ -56,6 +59,7 @@ def create_server(settings: Settings, backend: ModelBackend | None = None) -> MC
     install_redaction(settings)  # MCPServer() may have just added a stderr handler
     register_tools(server)
     register_runs(server, current)
+    register_run_tools(server)
     register_prompts(server)
     return server
 
@@ -107,23 +111,19 @@ def register_tools(server: MCPServer[Service]) -> None:
             float | None, Field(description="Stop starting subtasks before the run could cost more (USD).")
         ] = None,
         max_total_tokens: Annotated[int | None, Field(description="Likewise, a ceiling on total tokens.")] = None,
-    ) -> Annotated[CallToolResult, RunReport]:
+        wait_s: WaitS = None,
+    ) -> Annotated[CallToolResult, ReportOrHandle]:
         """Run a plan: each subtask starts as soon as its dependencies succeed, within a concurrency cap.
 
         A failed subtask's dependents are skipped (never run on missing input); independent branches
-        finish. Sends progress notifications while running. Returns every task's result with usage.
+        finish. Sends progress notifications while running. Returns every task's result with usage,
+        or, if the run outlasts wait_s, a handle (run_id, progress): then call wait_run(run_id).
         """
         with tool_errors():
-            report = await service_of(ctx).execute_plan(
-                plan,
-                plan_id,
-                max_concurrency,
-                timeout_s,
-                on_event=ProgressReporter(ctx),
-                max_cost_usd=max_cost_usd,
-                max_total_tokens=max_total_tokens,
+            run = await service_of(ctx).start_execute(
+                plan, plan_id, max_concurrency, timeout_s, max_cost_usd=max_cost_usd, max_total_tokens=max_total_tokens
             )
-        return structured(report, render.report_text(report))
+        return await reply(ctx, run, wait_s, owner=True)
 
     @server.tool(annotations=MODEL_CALLING)
     async def synthesize(
@@ -135,10 +135,16 @@ def register_tools(server: MCPServer[Service]) -> None:
         task: Annotated[
             str | None, Field(description="What the answer must address (default: the plan's task).")
         ] = None,
+        force: Annotated[
+            bool, Field(description="Synthesize again even if this run already has a synthesis (it costs again).")
+        ] = False,
     ) -> Annotated[CallToolResult, Synthesis]:
-        """Merge a run's results into a final answer that says plainly which subtasks failed or were skipped."""
+        """Merge a run's results into a final answer that says plainly which subtasks failed or were skipped.
+
+        A run's synthesis is stored with it: asking again returns it at no cost unless force is set.
+        """
         with tool_errors():
-            synthesis = await service_of(ctx).synthesize(run_id, results, task)
+            synthesis = await service_of(ctx).synthesize(run_id, results, task, force)
         return structured(synthesis, render.synthesis_text(synthesis))
 
     @server.tool(annotations=MODEL_CALLING)
@@ -147,16 +153,18 @@ def register_tools(server: MCPServer[Service]) -> None:
         ctx: ServiceContext,
         max_subtasks: Annotated[int | None, Field(description="At most this many subtasks.")] = None,
         max_concurrency: Annotated[int | None, Field(description="Subagents in flight at once.")] = None,
-    ) -> Annotated[CallToolResult, OrchestrateResult]:
-        """Plan, run and synthesize a whole task in one call, with progress; says what is incomplete."""
-        reporter = ProgressReporter(ctx, offset=1, extra_steps=1)
+        wait_s: WaitS = None,
+    ) -> Annotated[CallToolResult, OrchestrateOrHandle]:
+        """Plan, run and synthesize a whole task, with progress; says what is incomplete.
+
+        Real tasks take minutes: if the work outlasts wait_s this returns a handle (run_id, progress) and
+        the run goes on in the server; call wait_run(run_id) until it returns the answer.
+        """
         with tool_errors():
             service = service_of(ctx)
-            await reporter.log("planning")
-            result = await service.orchestrate(task, max_subtasks, max_concurrency, on_event=reporter)
-        total = len(result.plan.subtasks) + 2
-        await reporter.step(total, total, "synthesized" if result.synthesis else "synthesis failed")
-        return structured(result, render.orchestrate_text(result))
+            service.wait_seconds(wait_s)
+            run = await service.start_orchestrate(task, max_subtasks, max_concurrency)
+        return await reply(ctx, run, wait_s, owner=True)
 
 
 DELEGATE_PROMPT = """Delegate this task to a team of specialist subagents using the subagent-mcp tools:
@@ -166,8 +174,10 @@ DELEGATE_PROMPT = """Delegate this task to a team of specialist subagents using 
 1. Call `plan_task` with the task. Show me the plan (subtasks, roles, dependencies) and its cost estimate.
 2. If a subtask is missing, redundant or badly specified, edit the plan object; then call `execute_plan`
    with the plan (or its plan_id){budget}.
-3. Call `synthesize` with the run_id it returns.
-4. Give me the final answer. Say plainly which subtasks failed or were skipped and what that leaves
+3. If it returns status "running", the run goes on in the server: call `wait_run` with its run_id, again
+   each time it comes back still running, until it returns the report. Tell me the progress meanwhile.
+4. Call `synthesize` with the run_id.
+5. Give me the final answer. Say plainly which subtasks failed or were skipped and what that leaves
    unanswered, and what the run cost."""
 
 

@@ -7,8 +7,20 @@ the text stays a summary and long values are cut here, never in the structured c
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
-from .contracts import JsonObject, OrchestrateResult, Plan, RunReport, SubagentResult, Synthesis, Usage
+from .contracts import (
+    JsonObject,
+    OrchestrateResult,
+    Plan,
+    RunCounts,
+    RunHandle,
+    RunReport,
+    SubagentResult,
+    Synthesis,
+    Usage,
+)
+from .store.records import RunSummary
 
 TEXT_PREVIEW_CHARS = 1_500
 
@@ -94,6 +106,40 @@ def orchestrate_text(result: OrchestrateResult) -> str:
     spent = f"In all ({what}): {usage_line(result.total.usage, result.total.cost_usd)}"
     report = report_text(result.report, synthesized=result.synthesis is not None)
     return f"{answer}\n\n---\n{report}\n{spent}"
+
+
+def counts_text(counts: RunCounts) -> str:
+    """ "3/8 done, 1 failed, 2 running" (zero counts left out)."""
+    extra = {
+        "succeeded": counts.succeeded,
+        "failed": counts.failed,
+        "skipped": counts.skipped,
+        "cancelled": counts.cancelled,
+        "running": counts.running,
+        "pending": counts.pending,
+    }
+    return ", ".join([f"{counts.done}/{counts.total} done", *(f"{n} {name}" for name, n in extra.items() if n)])
+
+
+def handle_text(handle: RunHandle) -> str:
+    """A run without a final result yet: where it stands, what it spent, and what to call next."""
+    phase = f" ({handle.phase})" if handle.status == "running" and handle.phase else ""
+    progress = counts_text(handle.counts) if handle.counts.total else "no subtask started yet"
+    return (
+        f"Run {handle.run_id} is {handle.status.upper()}{phase}: {progress}; "
+        f"{usage_line(handle.spent.usage, handle.spent.cost_usd)} spent so far; {handle.elapsed_s:.0f} s.\n"
+        f"{handle.next}"
+    )
+
+
+def runs_text(runs: Sequence[RunSummary]) -> str:
+    """One line per run: id, status (live progress if running here), cost in all, task."""
+    lines: list[str] = []
+    for r in runs:
+        state = f"{r.status} ({counts_text(r.live.counts)})" if r.live else r.status
+        counts = ", ".join(f"{n} {status}" for status, n in r.counts.items())
+        lines.append(f"{r.run_id} {state} ${r.total_cost_usd:.4f} in all [{counts}] {r.task}")
+    return "\n".join(lines) or "No runs yet."
 
 
 def _output_gist(output: JsonObject | None) -> str:

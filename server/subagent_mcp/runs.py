@@ -10,19 +10,19 @@ from __future__ import annotations
 
 import inspect
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import anyio
 from pydantic import BaseModel, ConfigDict, Field
 
-from .contracts import Plan, PlanEstimate, RunReport, Spend, SubagentResult, Usage
+from .contracts import Plan, PlanEstimate, RunCounts, RunReport, Spend, SubagentResult, Usage
 from .core.budget import Budget, Limits
 from .core.estimate import expected_durations
 from .core.executor import RunTask, execute
 from .core.pricing import ModelPrice
 from .core.run_state import ExecutorEvent, OnEvent, RunState, TaskFinished
-from .store import Store, StoreError
+from .store import RunRecord, Store, StoreError
 
 
 def new_run_id() -> str:
@@ -44,6 +44,12 @@ class RunOptions(BaseModel):
     """Spent before the run toward its ceilings (an orchestration's planning); kept so a resume counts it."""
     held_back: Spend = Field(default_factory=Spend)
     """Kept free for the synthesis that follows (an orchestration), so the subtasks cannot use it up."""
+    orchestrated: bool = False
+    """Made by an orchestration (orchestrate, ``subagent-mcp run``): its result includes a synthesis."""
+
+
+OnSpend = Callable[[Spend], None]
+"""Told of each finished model call's cost as it ends (a live run's spend so far)."""
 
 
 def run_budget(options: RunOptions, spent: Spend, prices: Mapping[str, ModelPrice]) -> Budget:
@@ -170,3 +176,12 @@ async def build_report(
 def in_plan_order(plan: Plan, results: Mapping[str, SubagentResult]) -> list[SubagentResult]:
     """``results`` in the plan's subtask order (tasks with no result are left out)."""
     return [results[s.id] for s in plan.subtasks if s.id in results]
+
+
+def stored_counts(plan: Plan, record: RunRecord) -> RunCounts:
+    """A stored run's progress from its saved results (what it had not finished counts as pending)."""
+    tally = {status: 0 for status in ("succeeded", "failed", "skipped", "cancelled")}
+    for result in record.results.values():
+        tally[result.status] += 1
+    done = len(record.results)
+    return RunCounts(total=len(plan.subtasks), done=done, pending=len(plan.subtasks) - done, **tally)

@@ -7,22 +7,26 @@ CLI, the MCP server and the tests all drive the same code.
 from __future__ import annotations
 
 import logging
+import math
 import uuid
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+import anyio
 from pydantic import ValidationError
 
-from .arguments import check_ceilings, first_error, in_range, require_text
+from .arguments import first_error, in_range, require_text
 from .backends.base import ModelBackend
 from .backends.budgeted import BudgetedBackend
+from .backends.limited import LimitedBackend
+from .background import LiveRun, Outcome, RunRegistry, Watcher
 from .contracts import (
-    CompletionRequest,
     JsonObject,
     OrchestrateResult,
     Plan,
     PlanEstimate,
+    RunHandle,
     RunReport,
     Spend,
     SubagentResult,
@@ -30,14 +34,13 @@ from .contracts import (
     Synthesis,
     Usage,
 )
-from .core.budget import Budget, Limits, room_for
-from .core.context import build_context
+from .core.budget import Budget, Limits
 from .core.pricing import cost_usd
-from .core.run_state import OnEvent
 from .errors import InputError, ModelError
-from .planning import check_runnable, estimate_plan, planner_request, subtask_request
+from .execution import Execution
+from .planning import estimate_plan, planner_request, subtask_request
 from .roles import BUILTIN_ROLES, Role, get_role
-from .runs import RunOptions, UsageLedger, execute_durably, in_plan_order, new_run_id, run_budget
+from .runs import RunOptions, in_plan_order, new_run_id, stored_counts
 from .settings import Settings
 from .store import RunRecord, RunSummary, Store, default_db_path
 from .structured import check_output_schema, complete_json
@@ -48,11 +51,12 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class Service:
+class Service(Execution):
     """One server's worth of state: settings, roles, the store and the (lazily created) model backend."""
 
     settings: Settings
     store: Store
+    runs: RunRegistry
     backend_override: ModelBackend | None = None
     roles: dict[str, Role] = field(default_factory=lambda: dict(BUILTIN_ROLES))
     _backend: ModelBackend | None = None
@@ -65,16 +69,31 @@ class Service:
         Raises:
             StoreError: the database cannot be used; the message names the file and what to do.
         """
-        async with Store.open(settings.db_path or default_db_path()) as store:
+        failure: Exception | None = None
+        async with Store.open(settings.db_path or default_db_path()) as store, anyio.create_task_group() as tg:
             interrupted = await store.mark_interrupted()
             if interrupted:
                 log.warning("runs interrupted by a previous process (resume them): %s", ", ".join(interrupted))
-            service = cls(settings, store, backend_override=backend)
+            service = cls(settings, store, RunRegistry(tg), backend_override=backend)
             try:
                 yield service
+            except Exception as exc:  # raised below, unwrapped: the task group would make it an ExceptionGroup
+                failure = exc
             finally:
-                if service._backend is not None:
-                    await service._backend.aclose()
+                with anyio.CancelScope(shield=True):
+                    await service._shutdown()
+        if failure is not None:
+            raise failure
+
+    async def _shutdown(self) -> None:
+        """Stop runs still going, store them ``interrupted`` (resumable), then close the model client."""
+        cut = await self.runs.shutdown()
+        stopped = [run.run_id for run in cut if run.phase == "running"]
+        if stopped:
+            await self.store.interrupt_runs(stopped)
+            log.warning("stopped at shutdown, resume them later: %s", ", ".join(stopped))
+        if self._backend is not None:
+            await self._backend.aclose()
 
     @property
     def backend(self) -> ModelBackend:
@@ -83,8 +102,9 @@ class Service:
         Raises:
             ConfigError: no API key is configured (and neither a test backend nor demo mode).
         """
-        if self._backend is None:
-            self._backend = self._make_backend()
+        if self._backend is None:  # one cap on model calls in flight for every run of this process
+            limiter = anyio.CapacityLimiter(self.settings.max_concurrency)
+            self._backend = LimitedBackend(self._make_backend(), limiter)
         return self._backend
 
     def _make_backend(self) -> ModelBackend:
@@ -180,152 +200,36 @@ class Service:
 
     # --- execute_plan and resume ------------------------------------------------------------------
 
-    async def execute_plan(
-        self,
-        plan: Plan | None = None,
-        plan_id: str | None = None,
-        max_concurrency: int | None = None,
-        timeout_s: float | None = None,
-        on_event: OnEvent | None = None,
-        max_cost_usd: float | None = None,
-        max_total_tokens: int | None = None,
-        run_id: str | None = None,
-        prior_spend: Spend | None = None,
-        keep_for_synthesis: bool = False,
-    ) -> RunReport:
-        """Run every subtask as soon as its dependencies succeed, committing each result as it ends.
-
-        ``run_id`` (default: a fresh one, see :func:`new_run_id`) lets a caller that may be
-        interrupted find its own run afterwards. ``prior_spend`` (e.g. the plan's planning) counts
-        toward the run's ceilings, now and on resume, but not in its usage. ``keep_for_synthesis``
-        holds the synthesis's worst case free, so a run within its ceilings can still be synthesized.
-
-        Raises:
-            InputError, PlanError: the plan or an argument is unusable (checked before any token is spent).
-            ConfigError: no API key.
-        """
-        plan = await self._plan_to_run(plan, plan_id)
-        in_range("max_concurrency", max_concurrency, 1, 1024)
-        in_range("timeout_s", timeout_s, 1e-3, 86_400.0)
-        check_ceilings(max_cost_usd, max_total_tokens)
-        estimate = self.estimate(plan)
-        synthesis = estimate.synthesis if keep_for_synthesis else None
-        options = RunOptions(
-            max_concurrency=max_concurrency or self.settings.max_concurrency,
-            task_timeout_s=self.settings.task_timeout_s,
-            run_timeout_s=timeout_s or self.settings.run_timeout_s,
-            max_cost_usd=max_cost_usd or self.settings.max_run_cost_usd,
-            max_total_tokens=max_total_tokens or self.settings.max_run_tokens,
-            prior_spend=prior_spend or Spend(),
-            held_back=Spend() if synthesis is None else room_for(synthesis, self.settings.prices),
-        )
-        _ = self.backend  # a missing key fails here, before the run is created
-        run_id = run_id or new_run_id()
-        await self.store.create_run(run_id, plan.plan_id, options.model_dump())
-        return await self._run(plan, run_id, options, on_event, ({}, Spend()), estimate)
-
-    async def resume_run(
-        self,
-        run_id: str,
-        on_event: OnEvent | None = None,
-        max_cost_usd: float | None = None,
-        max_total_tokens: int | None = None,
-    ) -> RunReport:
-        """Continue a stored run: its succeeded tasks are kept and never called again; the rest run.
-
-        The run's own ceilings apply unless ``max_cost_usd`` / ``max_total_tokens`` replace them
-        (e.g. raised after a budget refusal).
-
-        Raises:
-            InputError: a ceiling out of range.
-            StoreError: no such run, or another live process is running it.
-            ConfigError: no API key.
-        """
-        check_ceilings(max_cost_usd, max_total_tokens)
-        _ = self.backend  # a missing key fails here, before the run is taken over
-        record = await self.store.resume_run(run_id)
-        plan = await self._stored_plan(record.plan_id)
-        options = RunOptions.model_validate(record.options)
-        options = options.model_copy(
-            update={
-                "max_cost_usd": max_cost_usd or options.max_cost_usd,
-                "max_total_tokens": max_total_tokens or options.max_total_tokens,
-            }
-        )
-        kept = {task_id: record.results[task_id] for task_id in record.succeeded_ids()}
-        spent = Spend(usage=record.usage, cost_usd=record.cost_usd)
-        return await self._run(plan, run_id, options, on_event, (kept, spent), self.estimate(plan))
-
-    async def _run(
-        self,
-        plan: Plan,
-        run_id: str,
-        options: RunOptions,
-        on_event: OnEvent | None,
-        so_far: tuple[Mapping[str, SubagentResult], Spend],
-        estimate: PlanEstimate,
-    ) -> RunReport:
-        """Execute ``plan`` as run ``run_id``: ``so_far`` is what earlier attempts kept and spent."""
-        kept, spent = so_far
-        budget = run_budget(options, spent, self.settings.prices)
-        ledger = UsageLedger()
-
-        async def note_usage(request: CompletionRequest, model: str, usage: Usage) -> None:
-            ledger.note(request.label, model, usage, cost_usd(usage, model, self.settings.prices))
-
-        backend = BudgetedBackend(self.backend, budget, on_usage=note_usage)
-        context_budget = self.settings.context_budget_tokens
-
-        async def run_task(subtask: Subtask, deps: Mapping[str, SubagentResult]) -> SubagentResult:
-            context = build_context(plan.task, [deps[d] for d in subtask.depends_on], context_budget)
-            text = context.render(include_task=False) if subtask.depends_on else None
-            request = subtask_request(subtask, plan.task, text, self.settings, self.roles)
-            return await run_subtask(backend, subtask, request, self.settings.prices)
-
-        return await execute_durably(
-            self.store,
-            plan,
-            run_id,
-            run_task,
-            options,
-            ledger=ledger,
-            estimate=estimate,
-            on_event=on_event,
-            completed=kept,
-        )
-
     def ceilings(self) -> Limits:
         """The configured per-run ceilings, which hold for a whole orchestration."""
         return Limits(max_cost_usd=self.settings.max_run_cost_usd, max_total_tokens=self.settings.max_run_tokens)
 
-    async def _plan_to_run(self, plan: Plan | None, plan_id: str | None) -> Plan:
-        """The plan given inline (saved under a fresh id if edited) or by id, checked for this server."""
-        if (plan is None) == (plan_id is None):
-            raise InputError("pass exactly one of plan (a plan object, e.g. from plan_task) or plan_id")
-        if plan is None:
-            assert plan_id is not None
-            plan = await self._stored_plan(plan_id)
-            check_runnable(plan, self.settings, self.roles)
-            return plan
-        plan = plan.model_copy(update={"estimate": None, "planning": None})
-        check_runnable(plan, self.settings, self.roles)
-        stored = await self.store.get_plan(plan.plan_id)
-        if stored is not None and stored != plan:  # an edited plan: keep both, so old runs stay intact
-            plan = plan.model_copy(update={"plan_id": f"{plan.plan_id}-{uuid.uuid4().hex[:6]}"})
-        await self.store.save_plan(plan)
-        return plan
-
-    async def _stored_plan(self, plan_id: str) -> Plan:
-        plan = await self.store.get_plan(plan_id)
-        if plan is None:
-            raise InputError(f"no plan with id {plan_id!r} is stored; pass the plan itself instead")
-        return plan
-
     # --- runs, synthesize, orchestrate ------------------------------------------------------------
 
     async def list_runs(self, limit: int = 20) -> list[RunSummary]:
+        """Recent runs, newest first; those going on in this server carry their live progress."""
         in_range("limit", limit, 1, 500)
-        return await self.store.list_runs(limit)
+        summaries = await self.store.list_runs(limit)
+        live = {run.run_id: run for run in self.runs.live()}
+        return [
+            s.model_copy(update={"live": live[s.run_id].handle(f"wait_run(run_id={s.run_id!r})")})
+            if s.run_id in live
+            else s
+            for s in summaries
+        ]
+
+    def wait_seconds(self, wait_s: float | None) -> float:
+        """How long a run tool waits before returning a handle: ``wait_s``, else the configured default."""
+        in_range("wait_s", wait_s, 0.0, 86_400.0)
+        return self.settings.tool_wait_s if wait_s is None else wait_s
+
+    async def where(self, run_id: str) -> str:
+        """One line on where a run that is not live here stands (for a refusal to act on it)."""
+        outcome = await self.outcome(run_id)
+        if isinstance(outcome, RunHandle):
+            return f"it is {outcome.status}; {outcome.next}"
+        status = outcome.report.status if isinstance(outcome, OrchestrateResult) else outcome.status
+        return f"it ended {status}; wait_run(run_id={run_id!r}) returns its result"
 
     async def get_run(self, run_id: str) -> tuple[Plan, RunRecord]:
         """A stored run and its plan.
@@ -341,9 +245,16 @@ class Service:
         return await self._stored_plan(record.plan_id), record
 
     async def synthesize(
-        self, run_id: str | None = None, results: list[SubagentResult] | None = None, task: str | None = None
+        self,
+        run_id: str | None = None,
+        results: list[SubagentResult] | None = None,
+        task: str | None = None,
+        force: bool = False,
     ) -> Synthesis:
         """Merge a run's (or the given) results into one answer that lists what did not succeed.
+
+        A run's synthesis is stored with it and returned again at no cost, unless ``force`` (or a
+        different ``task``) asks for a new one.
 
         Raises:
             InputError: neither or both of run_id and results, an unknown run, or no task for raw results.
@@ -353,42 +264,142 @@ class Service:
             raise InputError("pass exactly one of run_id (from execute_plan) or results (a list of results)")
         if run_id is not None:
             plan, record = await self.get_run(run_id)
+            if record.synthesis is not None and not force and task in (None, plan.task):
+                return record.synthesis
             results, task = in_plan_order(plan, record.results), task or plan.task
         if not task or not task.strip():
             raise InputError("task is empty; say what the results should answer")
         if not results:
             raise InputError("there are no results to synthesize")
-        return await synthesize(self.backend, self.settings, task, results)
+        synthesis = await self._synthesize(self.backend, task, results, run_id)
+        return synthesis
+
+    async def _synthesize(
+        self, backend: ModelBackend, task: str, results: list[SubagentResult], run_id: str | None
+    ) -> Synthesis:
+        """Synthesize, keeping the answer (or a failure's spend) with the run, if there is one."""
+        try:
+            synthesis = await synthesize(backend, self.settings, task, results)
+        except ModelError as exc:
+            if run_id is not None:
+                spend = Spend(usage=exc.usage, cost_usd=self._cost(exc.usage, exc.model))
+                await self.store.save_synthesis(run_id, None, spend)
+            raise
+        if run_id is not None:
+            await self.store.save_synthesis(
+                run_id, synthesis, Spend(usage=synthesis.usage, cost_usd=synthesis.cost_usd)
+            )
+        return synthesis
+
+    def _cost(self, usage: Usage, model: str | None) -> float:
+        return cost_usd(usage, model or self.settings.synthesis_model, self.settings.prices)
 
     async def orchestrate(
         self,
         task: str,
         max_subtasks: int | None = None,
         max_concurrency: int | None = None,
-        on_event: OnEvent | None = None,
+        watcher: Watcher | None = None,
     ) -> OrchestrateResult:
         """Plan, execute and synthesize in one go; a failed synthesis still returns the run's results."""
-        plan = await self.plan_task(task, max_subtasks=max_subtasks, limits=self.ceilings())
-        report = await self.execute_plan(
-            plan, max_concurrency=max_concurrency, on_event=on_event, prior_spend=plan.planning, keep_for_synthesis=True
-        )
-        return await self.conclude(plan, report)
+        live = await self.start_orchestrate(task, max_subtasks, max_concurrency)
+        outcome = await self.finish(live, watcher)
+        assert isinstance(outcome, OrchestrateResult)
+        return outcome
+
+    async def start_orchestrate(
+        self, task: str, max_subtasks: int | None = None, max_concurrency: int | None = None
+    ) -> LiveRun:
+        """Check the arguments, then plan, run and synthesize in the background; returns the run's handle.
+
+        Raises:
+            InputError, ConfigError: before anything runs.
+        """
+        task = require_text(task, "task")
+        self._subtask_limit(max_subtasks)
+        in_range("max_concurrency", max_concurrency, 1, 1024)
+        _ = self.backend  # a missing key fails now, not in the background
+        live = LiveRun(new_run_id(), "orchestrate", phase="planning")
+
+        async def job() -> OrchestrateResult:
+            await live.enter("planning", "planning")
+            plan = await self.plan_task(task, max_subtasks=max_subtasks, limits=self.ceilings())
+            live.plan_id = plan.plan_id
+            live.note_spend(plan.planning or Spend())
+            live.phase = "running"
+            report = await self.execute_plan(
+                plan,
+                max_concurrency=max_concurrency,
+                on_event=live.on_event,
+                run_id=live.run_id,
+                prior_spend=plan.planning,
+                keep_for_synthesis=True,
+                on_spend=live.note_spend,
+            )
+            await live.enter("synthesizing", f"run {report.status}; synthesizing")
+            result = await self.conclude(plan, report)
+            await live.enter("synthesizing", "synthesized" if result.synthesis else "synthesis failed", ended=True)
+            return result
+
+        return self.runs.launch(live, job)
+
+    async def finish(self, live: LiveRun, watcher: Watcher | None = None) -> Outcome:
+        """Wait for a background run to end and return its outcome; cancelling the wait cancels the run.
+
+        Raises:
+            SubagentMCPError: the run failed (e.g. the planner), or was stopped before it had a result.
+        """
+        try:
+            await self.runs.wait(live, math.inf, watcher)
+        except BaseException:
+            await self.runs.stop(live)
+            raise
+        if live.error is not None:
+            raise live.error
+        assert live.outcome is not None
+        return live.outcome
 
     async def conclude(self, plan: Plan, report: RunReport) -> OrchestrateResult:
-        """Synthesize a finished run; if synthesis fails, the run's results still come back, with why.
+        """Synthesize a finished run (stored with it); if synthesis fails, the run's results come back with why.
 
         The synthesis call is held to the configured run ceilings together with
         the planning and the run, so ``orchestrate`` as a whole stays within them.
+        ``total`` is everything the run cost: planning, subtasks and every synthesis of it.
         """
         spent = (plan.planning or Spend()) + Spend(usage=report.usage, cost_usd=report.cost_usd)
         budget = Budget(self.ceilings(), self.settings.prices, spent=spent.usage, spent_usd=spent.cost_usd)
+        synthesis, error = None, None
         try:
-            synthesis = await synthesize(
-                BudgetedBackend(self.backend, budget), self.settings, plan.task, report.results
+            synthesis = await self._synthesize(
+                BudgetedBackend(self.backend, budget), plan.task, report.results, report.run_id
             )
         except ModelError as exc:
-            model = exc.model or self.settings.synthesis_model
-            spent += Spend(usage=exc.usage, cost_usd=cost_usd(exc.usage, model, self.settings.prices))
-            return OrchestrateResult(plan=plan, report=report, synthesis=None, synthesis_error=str(exc), total=spent)
-        spent += Spend(usage=synthesis.usage, cost_usd=synthesis.cost_usd)
-        return OrchestrateResult(plan=plan, report=report, synthesis=synthesis, total=spent)
+            error = str(exc)
+        record = await self.store.get_run(report.run_id)
+        total = spent + (record.synthesis_spend if record is not None else Spend())
+        return OrchestrateResult(plan=plan, report=report, synthesis=synthesis, synthesis_error=error, total=total)
+
+    async def outcome(self, run_id: str) -> Outcome | RunHandle:
+        """A run's result as its tool returned it (with the synthesis for an orchestration), or where it stands.
+
+        Raises:
+            InputError: no run with that id.
+        """
+        plan, record = await self.get_run(run_id)
+        options = RunOptions.model_validate(record.options)
+        report = record.report
+        if record.status == "running" or report is None:
+            progress = stored_counts(plan, record)
+            if record.status == "running":
+                where = f"its server process (pid {record.pid}) is running it; wait_run there, or list_runs later"
+                return RunHandle(run_id=run_id, status="running", plan_id=plan.plan_id, counts=progress,
+                                 spent=record.total, next=where)  # fmt: skip
+            return RunHandle(run_id=run_id, status="interrupted", plan_id=plan.plan_id, counts=progress,
+                             spent=record.total, next=f"resume_run(run_id={run_id!r}) continues it")  # fmt: skip
+        if not options.orchestrated:
+            return report
+        if plan.planning is None and record.planning.usage.total_tokens:
+            plan = plan.model_copy(update={"planning": record.planning})
+        missing = None if record.synthesis else f"not synthesized since it last ran; call synthesize(run_id={run_id!r})"
+        return OrchestrateResult(plan=plan, report=report, synthesis=record.synthesis, synthesis_error=missing,
+                                 total=record.total)  # fmt: skip

@@ -55,6 +55,9 @@ class Settings(BaseModel):
         default=3, ge=0, le=10, description="Retries after the first attempt, transient errors only."
     )
     retry_max_wait_s: float = Field(default=30.0, ge=0, description="Cap on one retry's wait, retry-after included.")
+    tool_wait_s: float = Field(
+        default=40.0, ge=0, le=3600, description="How long a run tool waits before it returns a handle to wait on."
+    )
     context_budget_tokens: int = Field(default=24_000, ge=256)
     max_run_cost_usd: float | None = Field(
         default=5.0, gt=0, description="Per-run USD ceiling, checked before each call with its worst case."

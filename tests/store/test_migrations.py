@@ -43,10 +43,10 @@ def test_migrations_are_uniquely_numbered_in_order() -> None:
 
 
 def test_blank_database_gets_exactly_the_current_schema(db: sqlite3.Connection) -> None:
-    assert migrate(db) == ["m001_initial"]
+    assert migrate(db) == ["m001_initial", "m002_syntheses"]
 
     tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
-    assert tables == ["_migrations", "plans", "runs", "task_results", "usage_log"]
+    assert tables == ["_migrations", "plans", "runs", "syntheses", "task_results", "usage_log"]
     assert columns(db, "_migrations") == [("name", "TEXT", False, 1), ("applied_at", "TEXT", True, 0)]
     assert columns(db, "plans") == [
         ("plan_id", "TEXT", False, 1),
@@ -86,11 +86,32 @@ def test_blank_database_gets_exactly_the_current_schema(db: sqlite3.Connection) 
         ("cost_usd", "REAL", True, 0),
         ("at", "TEXT", True, 0),
     ]
+    assert columns(db, "syntheses") == [
+        ("id", "INTEGER", False, 1),
+        ("run_id", "TEXT", True, 0),
+        ("json", "TEXT", False, 0),
+        ("spend_json", "TEXT", True, 0),
+        ("at", "TEXT", True, 0),
+    ]
     assert foreign_keys(db, "runs") == [("plan_id", "plans", "plan_id", "NO ACTION")]
+    assert foreign_keys(db, "syntheses") == [("run_id", "runs", "run_id", "CASCADE")]
     assert foreign_keys(db, "task_results") == [("run_id", "runs", "run_id", "CASCADE")]
     assert foreign_keys(db, "usage_log") == [("run_id", "runs", "run_id", "CASCADE")]
     indexes = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")]
-    assert sorted(indexes) == ["runs_by_created_at", "runs_by_status", "usage_log_by_run"]
+    assert sorted(indexes) == ["runs_by_created_at", "runs_by_status", "syntheses_by_run", "usage_log_by_run"]
+
+
+def test_a_database_at_the_first_schema_gains_the_syntheses_table_and_keeps_its_runs(db: sqlite3.Connection) -> None:
+    migrations.m001_initial(db)
+    db.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+    db.execute("INSERT INTO _migrations VALUES ('m001_initial', 'then')")
+    db.execute("INSERT INTO plans VALUES ('p', 't', 'then', '{}')")
+    db.execute("INSERT INTO runs (run_id, plan_id, status, pid, created_at, updated_at, options_json)"
+               " VALUES ('r', 'p', 'succeeded', 1, 'then', 'then', '{}')")  # fmt: skip
+
+    assert migrate(db) == ["m002_syntheses"]
+    assert db.execute("SELECT run_id FROM runs").fetchall() == [("r",)]
+    assert db.execute("SELECT COUNT(*) FROM syntheses").fetchone() == (0,)
 
 
 def test_migrating_again_changes_nothing(db: sqlite3.Connection) -> None:
@@ -103,16 +124,16 @@ def test_migrating_again_changes_nothing(db: sqlite3.Connection) -> None:
 
 
 def test_a_failing_migration_leaves_no_trace(db: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch) -> None:
-    def m002_broken(conn: sqlite3.Connection) -> None:
+    def m999_broken(conn: sqlite3.Connection) -> None:
         conn.execute("CREATE TABLE half_done (x TEXT)")
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(migrations, "MIGRATIONS", [*MIGRATIONS, m002_broken])
+    monkeypatch.setattr(migrations, "MIGRATIONS", [*MIGRATIONS, m999_broken])
 
     with pytest.raises(RuntimeError, match="boom"):
         migrate(db)
 
-    assert applied_migrations(db) == ["m001_initial"]  # the first one committed on its own
+    assert applied_migrations(db) == [fn.__name__ for fn in MIGRATIONS]  # the earlier ones committed on their own
     assert db.execute("SELECT 1 FROM sqlite_master WHERE name = 'half_done'").fetchone() is None
 
 

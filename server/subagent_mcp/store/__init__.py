@@ -14,7 +14,7 @@ from typing import TypeVar
 import anyio
 import anyio.to_thread
 
-from ..contracts import JsonObject, Plan, RunReport, SubagentResult, Usage
+from ..contracts import JsonObject, Plan, RunReport, Spend, SubagentResult, Synthesis, Usage
 from .migrations import MIGRATIONS, migrate
 from .paths import MEMORY, default_db_path, pid_alive
 from .records import DB_PATH_ENV, RunRecord, RunState, RunSummary, StoreError
@@ -94,6 +94,12 @@ class Store:
 
     async def set_estimate(self, run_id: str, estimate: JsonObject) -> None:
         await self._call(lambda: self.sync.set_estimate(run_id, estimate))
+
+    async def save_synthesis(self, run_id: str, synthesis: Synthesis | None, spend: Spend) -> None:
+        await self._call(lambda: self.sync.save_synthesis(run_id, synthesis, spend))
+
+    async def interrupt_runs(self, run_ids: list[str]) -> None:
+        await self._call(lambda: self.sync.interrupt_runs(run_ids))
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         return await self._call(lambda: self.sync.get_run(run_id))

@@ -85,6 +85,22 @@ def m001_initial(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX usage_log_by_run ON usage_log(run_id, task_id)")
 
 
+@migration
+def m002_syntheses(db: sqlite3.Connection) -> None:
+    """Every synthesis of a run (its answer, or null for a failed one) with what it cost, newest last."""
+    db.execute(
+        """
+        CREATE TABLE syntheses (
+            id INTEGER PRIMARY KEY,
+            run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+            json TEXT,
+            spend_json TEXT NOT NULL,
+            at TEXT NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX syntheses_by_run ON syntheses(run_id)")
+
+
 def applied_migrations(db: sqlite3.Connection) -> list[str]:
     """Names recorded in ``_migrations``, oldest first; empty for a blank database."""
     if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_migrations'").fetchone() is None:

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..contracts import JsonObject, RunReport, SubagentResult, TaskStatus, Usage
+from ..contracts import JsonObject, RunHandle, RunReport, Spend, SubagentResult, Synthesis, TaskStatus, Usage
 from ..errors import SubagentMCPError
 
 DB_PATH_ENV = "SUBAGENT_MCP_DB_PATH"
@@ -44,7 +44,11 @@ class RunSummary(BaseModel):
     created_at: datetime
     finished_at: datetime | None
     counts: dict[TaskStatus, int] = Field(description="Stored task results per status; tasks not yet run are absent.")
-    cost_usd: float = Field(description="Spent so far, every attempt included.")
+    cost_usd: float = Field(description="Spent so far on subtasks, every attempt included.")
+    total_cost_usd: float = Field(description="Planning, every subtask attempt and every synthesis, together.")
+    live: RunHandle | None = Field(
+        default=None, description="For a run going on in this server: its phase, progress and spend so far."
+    )
 
 
 class RunRecord(BaseModel):
@@ -63,8 +67,18 @@ class RunRecord(BaseModel):
     estimate: JsonObject | None
     report: RunReport | None = Field(description="Set by ``finish_run``; null while running or if interrupted.")
     results: dict[str, SubagentResult] = Field(description="The latest result per task id, in the order first saved.")
-    usage: Usage = Field(description="Summed over every attempt, including attempts of tasks re-run later.")
+    usage: Usage = Field(description="Subtasks' usage summed over every attempt, including tasks re-run later.")
     cost_usd: float
+    planning: Spend = Field(default_factory=Spend, description="What planning cost, for a run orchestrate made.")
+    synthesis: Synthesis | None = Field(
+        default=None, description="The latest synthesis, if made since the run last finished (else stale or none)."
+    )
+    synthesis_spend: Spend = Field(default_factory=Spend, description="Every synthesis of this run, failed ones too.")
+
+    @property
+    def total(self) -> Spend:
+        """Planning, every subtask attempt and every synthesis: what the run cost in all."""
+        return self.planning + Spend(usage=self.usage, cost_usd=self.cost_usd) + self.synthesis_spend
 
     def succeeded_ids(self) -> set[str]:
         """Task ids whose latest result succeeded: what a resume keeps instead of re-running."""

@@ -16,7 +16,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from ..contracts import JsonObject, Plan, RunReport, SubagentResult, Usage
+from ..contracts import JsonObject, Plan, RunReport, Spend, SubagentResult, Synthesis, Usage
 from .paths import MEMORY, connect, pid_alive
 from .records import RunRecord, RunSummary, StoreError
 
@@ -181,6 +181,26 @@ class SqliteStore:
             self._touch_run(db, run_id, stamp)
             db.execute("UPDATE runs SET estimate_json = ? WHERE run_id = ?", (json.dumps(estimate), run_id))
 
+    def save_synthesis(self, run_id: str, synthesis: Synthesis | None, spend: Spend) -> None:
+        """Keep a synthesis of the run (``None`` for a failed one) and what it cost."""
+        stamp = self._stamp()
+        with self._tx(f"save the synthesis of run {run_id}") as db:
+            self._touch_run(db, run_id, stamp)
+            db.execute(
+                "INSERT INTO syntheses (run_id, json, spend_json, at) VALUES (?, ?, ?, ?)",
+                (run_id, None if synthesis is None else synthesis.model_dump_json(), spend.model_dump_json(), stamp),
+            )
+
+    def interrupt_runs(self, run_ids: list[str]) -> None:
+        """Mark runs this process stopped at shutdown ``interrupted`` (resumable, as after a crash)."""
+        stamp = self._stamp()
+        with self._tx("mark runs interrupted") as db:
+            db.executemany(
+                "UPDATE runs SET status = 'interrupted', report_json = NULL, finished_at = NULL, updated_at = ?"
+                " WHERE run_id = ? AND pid = ?",
+                [(stamp, run_id, os.getpid()) for run_id in run_ids],
+            )
+
     def get_run(self, run_id: str) -> RunRecord | None:
         with self._tx(f"read run {run_id}", write=False) as db:
             return self._read_run(db, run_id)
@@ -199,6 +219,12 @@ class SqliteStore:
         usage = Usage(
             input_tokens=totals[0], output_tokens=totals[1], cache_read_tokens=totals[2], cache_write_tokens=totals[3]
         )
+        options = json.loads(row["options_json"])
+        synthesis, synthesis_spend = None, Spend()
+        for s in db.execute("SELECT json, spend_json, at FROM syntheses WHERE run_id = ? ORDER BY id", (run_id,)):
+            synthesis_spend += Spend.model_validate_json(s["spend_json"])
+            current = row["finished_at"] is not None and s["at"] >= row["finished_at"]
+            synthesis = Synthesis.model_validate_json(s["json"]) if current and s["json"] else None
         return RunRecord(
             run_id=row["run_id"],
             plan_id=row["plan_id"],
@@ -207,20 +233,25 @@ class SqliteStore:
             created_at=row["created_at"],
             updated_at=row["updated_at"],
             finished_at=row["finished_at"],
-            options=json.loads(row["options_json"]),
+            options=options,
             estimate=_loads(row["estimate_json"]),
             report=None if row["report_json"] is None else RunReport.model_validate_json(row["report_json"]),
             results=results,
             usage=usage,
             cost_usd=totals[4],
+            planning=Spend.model_validate(options.get("prior_spend") or {}),
+            synthesis=synthesis,
+            synthesis_spend=synthesis_spend,
         )
 
     def list_runs(self, limit: int = 20) -> list[RunSummary]:
         """The ``limit`` newest runs, newest first, with result counts per status and cost so far."""
         with self._tx("list runs", write=False) as db:
             rows = db.execute(
-                "SELECT r.run_id, r.plan_id, p.task, r.status, r.created_at, r.finished_at,"
-                " (SELECT COALESCE(SUM(u.cost_usd), 0.0) FROM usage_log u WHERE u.run_id = r.run_id) AS cost_usd"
+                "SELECT r.run_id, r.plan_id, p.task, r.status, r.created_at, r.finished_at, r.options_json,"
+                " (SELECT COALESCE(SUM(u.cost_usd), 0.0) FROM usage_log u WHERE u.run_id = r.run_id) AS cost_usd,"
+                " (SELECT COALESCE(SUM(json_extract(s.spend_json, '$.cost_usd')), 0.0) FROM syntheses s"
+                "  WHERE s.run_id = r.run_id) AS synthesis_cost_usd"
                 " FROM runs r JOIN plans p ON p.plan_id = r.plan_id ORDER BY r.created_at DESC, r.rowid DESC LIMIT ?",
                 (limit,),
             ).fetchall()
@@ -232,7 +263,14 @@ class SqliteStore:
             ):
                 counts[c[0]][c[1]] = c[2]
         return [
-            RunSummary.model_validate({**dict(r), "task": _preview(r["task"]), "counts": counts[r["run_id"]]})
+            RunSummary.model_validate(
+                {
+                    **dict(r),
+                    "task": _preview(r["task"]),
+                    "counts": counts[r["run_id"]],
+                    "total_cost_usd": round(r["cost_usd"] + r["synthesis_cost_usd"] + _planning_cost(r), 8),
+                }
+            )
             for r in rows
         ]
 
@@ -260,6 +298,12 @@ def _insert_usage(
         (run_id, task_id, model, usage.input_tokens, usage.output_tokens, usage.cache_read_tokens,
          usage.cache_write_tokens, cost_usd, at),
     )  # fmt: skip
+
+
+def _planning_cost(row: sqlite3.Row) -> float:
+    """What planning cost, from the stored run options (an orchestrated run's ``prior_spend``)."""
+    prior = json.loads(row["options_json"]).get("prior_spend") or {}
+    return float(prior.get("cost_usd", 0.0))
 
 
 def _loads(text: str | None) -> Any:

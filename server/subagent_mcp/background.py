@@ -1,0 +1,214 @@
+"""Runs owned by the server, not by the tool call that started them.
+
+Hosts cut long tool calls off (Claude Desktop after ~60 s), so a run started by ``execute_plan``,
+``orchestrate`` or ``resume_run`` goes on in a task group the service owns for its lifetime. Any
+number of callers wait on it for as long as each likes, watch its progress, or stop it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import anyio
+from anyio.abc import TaskGroup
+
+from .contracts import OrchestrateResult, RunCounts, RunHandle, RunReport, Spend
+from .core.run_state import Counts, ExecutorEvent, TaskFinished, TaskStarted
+from .errors import SubagentMCPError
+
+log = logging.getLogger(__name__)
+
+Outcome = RunReport | OrchestrateResult
+Kind = Literal["execute", "orchestrate", "resume"]
+Phase = Literal["planning", "running", "synthesizing"]
+StopReason = Literal["cancel", "shutdown"]
+
+Watcher = Callable[[int, int | None, str], Awaitable[None]]
+"""Told of progress as (done, total or None while unknown, message), e.g. a tool call's progress reporter."""
+
+HEARTBEAT_S = 15.0
+"""How often a waiting caller hears from a run that has nothing new to say (hosts drop silent calls)."""
+
+SHUTDOWN_GRACE_S = 10.0
+"""How long shutdown waits for stopped runs to store what they have."""
+
+KEEP_FINISHED = 200
+"""Finished runs remembered in memory (older ones are read back from the store)."""
+
+
+class RunStopped(SubagentMCPError):
+    """A run was cancelled or interrupted before it could return its result."""
+
+
+@dataclass(eq=False)
+class LiveRun:
+    """One run going on in this server: its phase, progress, spend so far, and in the end its outcome."""
+
+    run_id: str
+    kind: Kind
+    phase: Phase = "running"
+    plan_id: str | None = None
+    counts: Counts | None = None
+    spent: Spend = field(default_factory=Spend)
+    started: float = field(default_factory=time.monotonic)
+    done: anyio.Event = field(default_factory=anyio.Event)
+    outcome: Outcome | None = None
+    error: SubagentMCPError | None = None
+    stopped: StopReason | None = None
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    watchers: list[Watcher] = field(default_factory=list[Watcher])
+    last: tuple[int, int | None, str] = (0, None, "starting")
+
+    @property
+    def steps(self) -> tuple[int, int]:
+        """Extra progress steps around the subtasks: (before, after); an orchestration plans and synthesizes."""
+        return (1, 1) if self.kind == "orchestrate" else (0, 0)
+
+    def note_spend(self, spend: Spend) -> None:
+        """Add a finished call's (or the planner's) spend to what this run shows as spent so far."""
+        self.spent += spend
+
+    async def enter(self, phase: Phase, message: str, *, ended: bool = False) -> None:
+        """Move to ``phase`` and tell every watcher (``ended``: its last step is done too)."""
+        self.phase = phase
+        before, after = self.steps
+        counts = self.counts
+        if phase == "planning":
+            await self._tell(0, None, message)
+        elif counts is not None:
+            total = counts.total + before + after
+            done = counts.done + before if phase == "running" else total - (0 if ended else after)
+            await self._tell(done, total, message)
+
+    async def on_event(self, event: ExecutorEvent) -> None:
+        """The executor's events, as progress for every watcher."""
+        self.counts = counts = event.counts
+        before, after = self.steps
+        total, done = counts.total + before + after, counts.done + before
+        if isinstance(event, TaskStarted):
+            message = f"started {event.task_id} ({counts})"
+        elif isinstance(event, TaskFinished):
+            r = event.result
+            why = f": {r.error}" if r.error and r.status != "succeeded" else ""
+            message = f"{r.task_id} {r.status}{why} ({counts})"
+        else:
+            message = f"run {event.status} ({counts})"
+        await self._tell(done, total, message)
+
+    async def _tell(self, done: int, total: int | None, message: str) -> None:
+        self.last = (done, total, message)
+        for watcher in list(self.watchers):
+            try:
+                await watcher(done, total, message)
+            except Exception:  # a gone caller must never fail the run
+                log.debug("a watcher of run %s failed", self.run_id, exc_info=True)
+
+    def handle(self, next_step: str) -> RunHandle:
+        """What this run has done so far, as a handle a caller can come back with."""
+        counts = self.counts
+        progress = RunCounts()
+        if counts is not None:
+            pending = counts.total - counts.done - counts.running
+            progress = RunCounts(
+                total=counts.total,
+                done=counts.done,
+                succeeded=counts.succeeded,
+                failed=counts.failed,
+                skipped=counts.skipped,
+                cancelled=counts.cancelled,
+                running=counts.running,
+                pending=max(pending, 0),
+            )
+        return RunHandle(
+            run_id=self.run_id,
+            status="cancelled" if self.stopped == "cancel" else "running",
+            phase=self.phase,
+            plan_id=self.plan_id,
+            counts=progress,
+            spent=self.spent,
+            elapsed_s=round(time.monotonic() - self.started, 3),
+            next=next_step,
+        )
+
+
+class RunRegistry:
+    """The runs of one server process: started in its task group, found by id, stopped on shutdown."""
+
+    def __init__(self, task_group: TaskGroup) -> None:
+        self._tg = task_group
+        self._runs: OrderedDict[str, LiveRun] = OrderedDict()
+
+    def get(self, run_id: str) -> LiveRun | None:
+        return self._runs.get(run_id)
+
+    def live(self) -> list[LiveRun]:
+        """Runs still going, oldest first."""
+        return [r for r in self._runs.values() if not r.done.is_set()]
+
+    def launch(self, run: LiveRun, job: Callable[[], Awaitable[Outcome]]) -> LiveRun:
+        """Start ``job`` as ``run`` in the server's task group; it no longer depends on any caller."""
+        self._runs[run.run_id] = run
+        self._forget_old()
+        self._tg.start_soon(self._drive, run, job, name=f"run {run.run_id}")
+        return run
+
+    async def _drive(self, run: LiveRun, job: Callable[[], Awaitable[Outcome]]) -> None:
+        with run.scope:
+            try:
+                run.outcome = await job()
+            except SubagentMCPError as exc:
+                run.error = exc
+            except Exception as exc:  # a bug: say so to whoever waits, keep the server up
+                log.exception("run %s failed unexpectedly", run.run_id)
+                run.error = SubagentMCPError(f"run {run.run_id} failed unexpectedly ({type(exc).__name__}); see logs")
+        if run.outcome is None and run.error is None:
+            what = "cancelled" if run.stopped == "cancel" else "interrupted by the server's shutdown"
+            run.error = RunStopped(f"run {run.run_id} was {what} during {run.phase}")
+        run.done.set()
+
+    async def wait(self, run: LiveRun, wait_s: float, watcher: Watcher | None = None) -> bool:
+        """Wait up to ``wait_s`` for ``run`` to end, telling ``watcher`` of progress; True if it ended.
+
+        While nothing happens the watcher hears the latest progress again every ``HEARTBEAT_S``, so
+        hosts that drop silent calls keep this one. Cancelling the wait leaves the run alone.
+        """
+        if watcher is not None:
+            run.watchers.append(watcher)
+        try:
+            with anyio.move_on_after(wait_s):
+                while not run.done.is_set():
+                    with anyio.move_on_after(HEARTBEAT_S):
+                        await run.done.wait()
+                    if watcher is not None and not run.done.is_set():
+                        await watcher(*run.last)
+            return run.done.is_set()
+        finally:
+            if watcher is not None:
+                run.watchers.remove(watcher)
+
+    async def stop(self, run: LiveRun, reason: StopReason = "cancel") -> None:
+        """Cancel ``run``'s in-flight calls and wait until it has stored what it has (never interrupted)."""
+        if not run.done.is_set():
+            run.stopped = reason
+            run.scope.cancel()
+        with anyio.CancelScope(shield=True), anyio.move_on_after(SHUTDOWN_GRACE_S):
+            await run.done.wait()
+
+    async def shutdown(self) -> list[LiveRun]:
+        """Stop every live run (as at a shutdown) and return those that were cut short."""
+        cut = self.live()
+        with anyio.CancelScope(shield=True):
+            async with anyio.create_task_group() as tg:
+                for run in cut:
+                    tg.start_soon(self.stop, run, "shutdown")
+        return cut
+
+    def _forget_old(self) -> None:
+        finished = [run_id for run_id, r in self._runs.items() if r.done.is_set()]
+        for run_id in finished[: max(0, len(finished) - KEEP_FINISHED)]:
+            del self._runs[run_id]

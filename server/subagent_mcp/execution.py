@@ -1,0 +1,237 @@
+"""Running plans: check and create a run, execute it durably, resume it, or start it in the background.
+
+A mixin of ``Service``: it reads the service's settings, roles, store, backend and run registry.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .arguments import check_ceilings, in_range
+from .backends.base import ModelBackend
+from .backends.budgeted import BudgetedBackend
+from .background import LiveRun, RunRegistry
+from .contracts import CompletionRequest, Plan, PlanEstimate, RunReport, Spend, SubagentResult, Subtask, Usage
+from .core.budget import room_for
+from .core.context import build_context
+from .core.pricing import cost_usd
+from .core.run_state import OnEvent
+from .errors import InputError
+from .planning import check_runnable, subtask_request
+from .roles import Role
+from .runs import OnSpend, RunOptions, UsageLedger, execute_durably, new_run_id, run_budget
+from .settings import Settings
+from .store import Store
+from .subagent import run_subtask
+
+
+@dataclass
+class _Run:
+    """A run ready to execute: its plan, id and options, estimate, and what earlier attempts kept and spent."""
+
+    plan: Plan
+    run_id: str
+    options: RunOptions
+    estimate: PlanEstimate
+    kept: Mapping[str, SubagentResult] = field(default_factory=dict[str, SubagentResult])
+    spent: Spend = field(default_factory=Spend)
+
+
+class Execution:
+    """The run use cases of ``Service``; see the module docstring."""
+
+    if TYPE_CHECKING:
+        settings: Settings
+        store: Store
+        runs: RunRegistry
+        roles: dict[str, Role]
+
+        @property
+        def backend(self) -> ModelBackend: ...
+
+        def estimate(self, plan: Plan) -> PlanEstimate: ...
+
+    async def execute_plan(
+        self,
+        plan: Plan | None = None,
+        plan_id: str | None = None,
+        max_concurrency: int | None = None,
+        timeout_s: float | None = None,
+        on_event: OnEvent | None = None,
+        max_cost_usd: float | None = None,
+        max_total_tokens: int | None = None,
+        run_id: str | None = None,
+        prior_spend: Spend | None = None,
+        keep_for_synthesis: bool = False,
+        on_spend: OnSpend | None = None,
+    ) -> RunReport:
+        """Run every subtask as soon as its dependencies succeed, committing each result as it ends.
+
+        ``run_id`` (default: a fresh one, see :func:`new_run_id`) lets a caller that may be
+        interrupted find its own run afterwards. ``prior_spend`` (e.g. the plan's planning) counts
+        toward the run's ceilings, now and on resume, but not in its usage. ``keep_for_synthesis``
+        holds the synthesis's worst case free, so a run within its ceilings can still be synthesized.
+
+        Raises:
+            InputError, PlanError: the plan or an argument is unusable (checked before any token is spent).
+            ConfigError: no API key.
+        """
+        run = await self._prepare(
+            plan, plan_id, (max_concurrency, timeout_s), (max_cost_usd, max_total_tokens), run_id, prior_spend,
+            keep_for_synthesis,
+        )  # fmt: skip
+        return await self._run(run, on_event, on_spend)
+
+    async def start_execute(
+        self,
+        plan: Plan | None = None,
+        plan_id: str | None = None,
+        max_concurrency: int | None = None,
+        timeout_s: float | None = None,
+        max_cost_usd: float | None = None,
+        max_total_tokens: int | None = None,
+    ) -> LiveRun:
+        """Check and create the run like :meth:`execute_plan`, then run it in the background; returns its handle.
+
+        Raises:
+            InputError, PlanError, ConfigError: as ``execute_plan``, before anything runs.
+        """
+        run = await self._prepare(plan, plan_id, (max_concurrency, timeout_s), (max_cost_usd, max_total_tokens))
+        live = LiveRun(run.run_id, "execute", plan_id=run.plan.plan_id)
+        return self.runs.launch(live, lambda: self._run(run, live.on_event, live.note_spend))
+
+    async def resume_run(
+        self,
+        run_id: str,
+        on_event: OnEvent | None = None,
+        max_cost_usd: float | None = None,
+        max_total_tokens: int | None = None,
+    ) -> RunReport:
+        """Continue a stored run: its succeeded tasks are kept and never called again; the rest run.
+
+        The run's own ceilings apply unless ``max_cost_usd`` / ``max_total_tokens`` replace them
+        (e.g. raised after a budget refusal).
+
+        Raises:
+            InputError: a ceiling out of range.
+            StoreError: no such run, or another live process is running it.
+            ConfigError: no API key.
+        """
+        return await self._run(await self._take_over(run_id, max_cost_usd, max_total_tokens), on_event)
+
+    async def start_resume(
+        self, run_id: str, max_cost_usd: float | None = None, max_total_tokens: int | None = None
+    ) -> LiveRun:
+        """Take a stored run over like :meth:`resume_run`, then run it in the background; returns its handle."""
+        run = await self._take_over(run_id, max_cost_usd, max_total_tokens)
+        live = LiveRun(run_id, "resume", plan_id=run.plan.plan_id, spent=run.spent)
+        return self.runs.launch(live, lambda: self._run(run, live.on_event, live.note_spend))
+
+    async def _prepare(
+        self,
+        plan: Plan | None,
+        plan_id: str | None,
+        shape: tuple[int | None, float | None],
+        ceilings: tuple[float | None, int | None],
+        run_id: str | None = None,
+        prior_spend: Spend | None = None,
+        keep_for_synthesis: bool = False,
+    ) -> _Run:
+        """Check a plan and the run's arguments (nothing is spent on bad input), then create the run."""
+        (max_concurrency, timeout_s), (max_cost_usd, max_total_tokens) = shape, ceilings
+        plan = await self._plan_to_run(plan, plan_id)
+        in_range("max_concurrency", max_concurrency, 1, 1024)
+        in_range("timeout_s", timeout_s, 1e-3, 86_400.0)
+        check_ceilings(max_cost_usd, max_total_tokens)
+        estimate = self.estimate(plan)
+        synthesis = estimate.synthesis if keep_for_synthesis else None
+        options = RunOptions(
+            max_concurrency=max_concurrency or self.settings.max_concurrency,
+            task_timeout_s=self.settings.task_timeout_s,
+            run_timeout_s=timeout_s or self.settings.run_timeout_s,
+            max_cost_usd=max_cost_usd or self.settings.max_run_cost_usd,
+            max_total_tokens=max_total_tokens or self.settings.max_run_tokens,
+            prior_spend=prior_spend or Spend(),
+            held_back=Spend() if synthesis is None else room_for(synthesis, self.settings.prices),
+            orchestrated=keep_for_synthesis,
+        )
+        _ = self.backend  # a missing key fails here, before the run is created
+        run_id = run_id or new_run_id()
+        await self.store.create_run(run_id, plan.plan_id, options.model_dump())
+        return _Run(plan, run_id, options, estimate)
+
+    async def _take_over(self, run_id: str, max_cost_usd: float | None, max_total_tokens: int | None) -> _Run:
+        """Mark a stored run as running here, with what it kept and spent and its (maybe raised) ceilings."""
+        check_ceilings(max_cost_usd, max_total_tokens)
+        _ = self.backend  # a missing key fails here, before the run is taken over
+        record = await self.store.resume_run(run_id)
+        plan = await self._stored_plan(record.plan_id)
+        options = RunOptions.model_validate(record.options)
+        options = options.model_copy(
+            update={
+                "max_cost_usd": max_cost_usd or options.max_cost_usd,
+                "max_total_tokens": max_total_tokens or options.max_total_tokens,
+            }
+        )
+        kept = {task_id: record.results[task_id] for task_id in record.succeeded_ids()}
+        spent = Spend(usage=record.usage, cost_usd=record.cost_usd)
+        return _Run(plan, run_id, options, self.estimate(plan), kept, spent)
+
+    async def _run(self, run: _Run, on_event: OnEvent | None, on_spend: OnSpend | None = None) -> RunReport:
+        """Execute a prepared run; ``on_spend`` hears of every finished call's cost as it ends."""
+        plan = run.plan
+        budget = run_budget(run.options, run.spent, self.settings.prices)
+        ledger = UsageLedger()
+
+        async def note_usage(request: CompletionRequest, model: str, usage: Usage) -> None:
+            cost = cost_usd(usage, model, self.settings.prices)
+            ledger.note(request.label, model, usage, cost)
+            if on_spend is not None:
+                on_spend(Spend(usage=usage, cost_usd=cost))
+
+        backend = BudgetedBackend(self.backend, budget, on_usage=note_usage)
+        context_budget = self.settings.context_budget_tokens
+
+        async def run_task(subtask: Subtask, deps: Mapping[str, SubagentResult]) -> SubagentResult:
+            context = build_context(plan.task, [deps[d] for d in subtask.depends_on], context_budget)
+            text = context.render(include_task=False) if subtask.depends_on else None
+            request = subtask_request(subtask, plan.task, text, self.settings, self.roles)
+            return await run_subtask(backend, subtask, request, self.settings.prices)
+
+        return await execute_durably(
+            self.store,
+            plan,
+            run.run_id,
+            run_task,
+            run.options,
+            ledger=ledger,
+            estimate=run.estimate,
+            on_event=on_event,
+            completed=run.kept,
+        )
+
+    async def _plan_to_run(self, plan: Plan | None, plan_id: str | None) -> Plan:
+        """The plan given inline (saved under a fresh id if edited) or by id, checked for this server."""
+        if (plan is None) == (plan_id is None):
+            raise InputError("pass exactly one of plan (a plan object, e.g. from plan_task) or plan_id")
+        if plan is None:
+            assert plan_id is not None
+            plan = await self._stored_plan(plan_id)
+            check_runnable(plan, self.settings, self.roles)
+            return plan
+        plan = plan.model_copy(update={"estimate": None, "planning": None})
+        check_runnable(plan, self.settings, self.roles)
+        stored = await self.store.get_plan(plan.plan_id)
+        if stored is not None and stored != plan:  # an edited plan: keep both, so old runs stay intact
+            plan = plan.model_copy(update={"plan_id": f"{plan.plan_id}-{uuid.uuid4().hex[:6]}"})
+        await self.store.save_plan(plan)
+        return plan
+
+    async def _stored_plan(self, plan_id: str) -> Plan:
+        plan = await self.store.get_plan(plan_id)
+        if plan is None:
+            raise InputError(f"no plan with id {plan_id!r} is stored; pass the plan itself instead")
+        return plan

@@ -1,0 +1,162 @@
+"""Run tools: wait for a background run, cancel it, resume it, list runs; and the answer every run tool gives.
+
+A run tool waits at most ``wait_s`` (default ``SUBAGENT_MCP_TOOL_WAIT_S``, under every host's cut-off)
+and returns the result, or a handle whose text says exactly what to call next.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import anyio
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import CallToolResult, ToolAnnotations
+from pydantic import BaseModel, ConfigDict, Field, RootModel
+
+from . import render
+from .background import LiveRun, Outcome
+from .contracts import OrchestrateResult, RunHandle, RunReport
+from .errors import InputError
+from .mcp_common import MODEL_CALLING, ServiceContext, service_of, structured, tool_errors
+from .mcp_progress import ProgressReporter
+from .service import Service
+from .store import RunSummary
+
+WaitS = Annotated[
+    float | None,
+    Field(
+        description="Seconds to wait for the result before returning a handle to wait on (default: the server's "
+        "SUBAGENT_MCP_TOOL_WAIT_S, 40; 0 returns at once). The run goes on in the server either way."
+    ),
+]
+RunId = Annotated[str, Field(description="The run_id a run tool returned (list_runs shows recent ones).")]
+
+_OBJECT = ConfigDict(json_schema_extra={"type": "object"})  # MCP wants an object schema at the root
+
+
+class ReportOrHandle(RootModel[RunReport | RunHandle]):
+    """The run's report, or a handle while it is still running."""
+
+    model_config = _OBJECT
+
+
+class OrchestrateOrHandle(RootModel[OrchestrateResult | RunHandle]):
+    """The orchestration's result, or a handle while it is still running."""
+
+    model_config = _OBJECT
+
+
+class AnyOutcome(RootModel[OrchestrateResult | RunReport | RunHandle]):
+    """What the run's own tool returns once it ends, or a handle while it has not."""
+
+    model_config = _OBJECT
+
+
+class RunList(BaseModel):
+    """Recent runs, newest first."""
+
+    runs: list[RunSummary]
+
+
+def outcome_result(outcome: Outcome | RunHandle) -> CallToolResult:
+    """A finished run's result (or a handle) in both forms, as its tool returns it."""
+    if isinstance(outcome, RunHandle):
+        return structured(outcome, render.handle_text(outcome))
+    if isinstance(outcome, OrchestrateResult):
+        return structured(outcome, render.orchestrate_text(outcome))
+    return structured(outcome, render.report_text(outcome))
+
+
+def next_step(run: LiveRun) -> str:
+    return (
+        f"The run goes on in the server. Call wait_run(run_id={run.run_id!r}) for the result: it returns the "
+        f"moment the run ends (or with progress when its wait_s runs out). cancel_run(run_id={run.run_id!r}) stops it."
+    )
+
+
+async def reply(ctx: ServiceContext, run: LiveRun, wait_s: float | None, *, owner: bool) -> CallToolResult:
+    """Wait up to ``wait_s`` for ``run``, with progress; its result, or a handle if it is still going.
+
+    ``owner`` (the call that started the run): cancelling this call before it returned cancels the run.
+    """
+    service = service_of(ctx)
+    with tool_errors():
+        wait = service.wait_seconds(wait_s)
+    try:
+        ended = await service.runs.wait(run, wait, ProgressReporter(ctx).step)
+    except anyio.get_cancelled_exc_class():
+        if owner:
+            await service.runs.stop(run)
+        raise
+    if not ended:
+        return outcome_result(run.handle(next_step(run)))
+    if run.error is not None:
+        if run.stopped is not None:
+            return outcome_result(run.handle(f"resume_run(run_id={run.run_id!r}) continues it"))
+        raise ToolError(str(run.error))
+    assert run.outcome is not None
+    return outcome_result(run.outcome)
+
+
+def register_run_tools(server: MCPServer[Service]) -> None:
+    """Add wait_run, cancel_run, resume_run and list_runs."""
+
+    @server.tool(annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False))
+    async def wait_run(
+        run_id: RunId, ctx: ServiceContext, wait_s: WaitS = None
+    ) -> Annotated[CallToolResult, AnyOutcome]:
+        """Wait for a run started by execute_plan, orchestrate or resume_run; return its result when it ends.
+
+        Returns what the starting tool would have returned (for orchestrate, the synthesis and total), or,
+        if wait_s runs out first, the progress so far: call wait_run again. Cancelling this call leaves the
+        run alone.
+        """
+        service = service_of(ctx)
+        run = service.runs.get(run_id)
+        if run is not None:
+            return await reply(ctx, run, wait_s, owner=False)
+        with tool_errors():
+            service.wait_seconds(wait_s)
+            return outcome_result(await service.outcome(run_id))
+
+    @server.tool(annotations=ToolAnnotations(destructive_hint=False, idempotent_hint=True, open_world_hint=False))
+    async def cancel_run(run_id: RunId, ctx: ServiceContext) -> Annotated[CallToolResult, ReportOrHandle]:
+        """Stop a running run: in-flight subagent calls are cancelled, what finished is kept (resume_run continues)."""
+        service = service_of(ctx)
+        run = service.runs.get(run_id)
+        with tool_errors():
+            if run is None or run.done.is_set():
+                raise InputError(f"run {run_id!r} is not running in this server: {await service.where(run_id)}")
+            await service.runs.stop(run)
+            outcome = await service.outcome(run_id) if run.phase != "planning" else None
+        if outcome is None:
+            return outcome_result(run.handle("it was cancelled while planning; nothing ran. Start it again."))
+        return outcome_result(outcome)
+
+    @server.tool(annotations=MODEL_CALLING)
+    async def resume_run(
+        run_id: Annotated[str, Field(description="A run that was interrupted, cancelled, partial or failed.")],
+        ctx: ServiceContext,
+        max_cost_usd: Annotated[
+            float | None, Field(description="Replace the run's USD ceiling, e.g. raise it after a budget refusal.")
+        ] = None,
+        max_total_tokens: Annotated[int | None, Field(description="Replace the run's token ceiling.")] = None,
+        wait_s: WaitS = None,
+    ) -> Annotated[CallToolResult, ReportOrHandle]:
+        """Continue a stored run: succeeded subtasks are kept and never called again; all others run."""
+        with tool_errors():
+            service = service_of(ctx)
+            service.wait_seconds(wait_s)
+            run = await service.start_resume(run_id, max_cost_usd=max_cost_usd, max_total_tokens=max_total_tokens)
+        return await reply(ctx, run, wait_s, owner=True)
+
+    @server.tool(annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False))
+    async def list_runs(
+        ctx: ServiceContext,
+        limit: Annotated[int, Field(description="How many recent runs (1-500).")] = 20,
+    ) -> Annotated[CallToolResult, RunList]:
+        """List recent runs, newest first: id, task, status, task counts, cost. Read subagent://runs/{id} for one."""
+        with tool_errors():
+            runs = RunList(runs=await service_of(ctx).list_runs(limit))
+        return structured(runs, render.runs_text(runs.runs))
