@@ -114,3 +114,49 @@ async def test_sigkill_mid_run_then_resume_requests_no_succeeded_task_again(tmp_
         "slow-d": "succeeded",
     }
     assert report.usage == fake.billed_usage  # every billed request of both processes is accounted for
+
+
+async def test_a_host_closing_stdio_mid_run_leaves_it_interrupted_and_resume_requests_no_finished_task(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "runs.db"
+    slow_arrived = {"slow-c": anyio.Event(), "slow-d": anyio.Event()}
+    first_session = True
+
+    def handler(request: FakeRequest) -> FakeReply:
+        task = task_of(request)
+        if task in slow_arrived and first_session:
+            slow_arrived[task].set()
+            return hang_reply()
+        return json_reply(sample_for_schema(request.schema or {}))
+
+    async with serve_fake_anthropic(handler, api_key=KEY) as fake:
+        env = {
+            "ANTHROPIC_API_KEY": KEY,
+            "ANTHROPIC_BASE_URL": fake.base_url,
+            "SUBAGENT_MCP_ALLOW_REMOTE_MODEL": "0",
+            "SUBAGENT_MCP_DB_PATH": str(db),
+        }
+        params = StdioServerParameters(command=str(SCRIPT), args=[], env=env, cwd=str(tmp_path))
+        with (tmp_path / "first.log").open("w") as errlog, anyio.fail_after(60):
+            async with Client(stdio_client(params, errlog=errlog)) as client:
+                started = await client.call_tool("execute_plan", {"plan": PLAN, "wait_s": 0})
+                for arrived in slow_arrived.values():  # fast-a (slow-c's input) has succeeded by now
+                    await arrived.wait()
+            # leaving the block closes the server's stdin, as a host does when it quits
+        before_restart = [task_of(r) for r in fake.message_requests]
+        first_session = False
+        with (tmp_path / "second.log").open("w") as errlog, anyio.fail_after(60):
+            async with Client(stdio_client(params, errlog=errlog)) as client:
+                listed = await client.call_tool("list_runs", {})
+                resumed = await client.call_tool("resume_run", {"run_id": started.structured_content["run_id"]})
+        after_restart = [task_of(r) for r in fake.message_requests[len(before_restart) :]]
+
+    assert listed.structured_content is not None
+    assert listed.structured_content["runs"][0]["status"] == "interrupted"
+    assert "stopped at shutdown, resume them later" in (tmp_path / "first.log").read_text()
+    assert sorted(before_restart) == ["fast-a", "fast-b", "slow-c", "slow-d"]
+    assert sorted(after_restart) == ["slow-c", "slow-d"]  # no task that had succeeded was requested again
+    report = RunReport.model_validate(resumed.structured_content)
+    assert report.status == "succeeded"
+    assert report.usage == fake.billed_usage

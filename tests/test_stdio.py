@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import pty
+import select
 import sys
 from pathlib import Path
 
@@ -72,3 +75,38 @@ async def test_the_console_script_serves_orchestrate_over_stdio_against_the_fake
     assert all(r.api_key == KEY for r in fake.message_requests)
     for text in (text_of(result), str(result.structured_content), stderr_path.read_text()):
         assert KEY not in text
+
+
+def test_one_ctrl_c_in_a_terminal_stops_the_stdio_server_cleanly(tmp_path: Path) -> None:
+    """In a pseudo-terminal, ^C (SIGINT to the foreground group) ends the server: exit 130, no traceback."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the server, its stdin, stdout and stderr on the terminal
+        os.environ.update({"SUBAGENT_MCP_DB_PATH": str(tmp_path / "runs.db"), "SUBAGENT_MCP_DEMO": "1"})
+        os.execv(str(SCRIPT), [str(SCRIPT)])
+    screen = read_until(fd, b"Ctrl-C stops")
+    os.write(fd, b"\x03")
+    screen += read_until(fd, None)
+    _, status = os.waitpid(pid, 0)
+    text = screen.decode(errors="replace")
+    assert os.waitstatus_to_exitcode(status) in (0, 130), text
+    assert "Traceback" not in text
+    assert "stopping" in text
+
+
+def read_until(fd: int, marker: bytes | None, limit_s: float = 30.0) -> bytes:
+    """What the terminal shows until ``marker`` appears (or, with None, until the program closes it)."""
+    seen = b""
+    while marker is None or marker not in seen:
+        ready, _, _ = select.select([fd], [], [], limit_s)
+        if not ready:
+            raise AssertionError(f"nothing more on the terminal after {limit_s} s; it showed: {seen!r}")
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # the program exited and the terminal closed
+            chunk = b""
+        if not chunk:
+            if marker is None:
+                return seen
+            raise AssertionError(f"the terminal closed before {marker!r}; it showed: {seen!r}")
+        seen += chunk
+    return seen

@@ -88,8 +88,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         if settings.anthropic_api_key is None and not settings.demo:
             log.warning("ANTHROPIC_API_KEY is not set: tools that call a model will say so until it is")
-        create_server(settings).run()
-        return 0
+        import anyio
+
+        from .stdio import serve_stdio
+
+        return anyio.run(serve_stdio, create_server(settings))
     import anyio
 
     from . import cli_run

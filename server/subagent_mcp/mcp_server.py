@@ -120,7 +120,9 @@ def register_tools(server: MCPServer[Service]) -> None:
         or, if the run outlasts wait_s, a handle (run_id, progress): then call wait_run(run_id).
         """
         with tool_errors():
-            run = await service_of(ctx).start_execute(
+            service = service_of(ctx)
+            service.wait_seconds(wait_s)  # checked before anything starts
+            run = await service.start_execute(
                 plan, plan_id, max_concurrency, timeout_s, max_cost_usd=max_cost_usd, max_total_tokens=max_total_tokens
             )
         return await reply(ctx, run, wait_s, owner=True)

@@ -398,8 +398,7 @@ class Service(Execution):
                              spent=record.total, next=f"resume_run(run_id={run_id!r}) continues it")  # fmt: skip
         if not options.orchestrated:
             return report
-        if plan.planning is None and record.planning.usage.total_tokens:
-            plan = plan.model_copy(update={"planning": record.planning})
+        plan = plan.model_copy(update={"estimate": self.estimate(plan), "planning": record.planning})  # as planned
         missing = None if record.synthesis else f"not synthesized since it last ran; call synthesize(run_id={run_id!r})"
         return OrchestrateResult(plan=plan, report=report, synthesis=record.synthesis, synthesis_error=missing,
                                  total=record.total)  # fmt: skip

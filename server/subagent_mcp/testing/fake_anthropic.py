@@ -174,6 +174,12 @@ class FakeAnthropic:
         self.requests: list[FakeRequest] = []
         self.billed: list[Usage] = []
         self.handler_errors: list[Exception] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        """Most ``/v1/messages`` requests the fake held at once (received, not yet answered)."""
+        self.hung_up: list[FakeRequest] = []
+        """Requests whose client closed the connection while the fake was still holding the reply."""
+        self._hang_up = anyio.Event()
         self._queue: deque[FakeReply] = deque()
         self._connections = 0
 
@@ -210,15 +216,37 @@ class FakeAnthropic:
             except CLOSED:
                 return
 
+    async def wait_hung_up(self, count: int) -> None:
+        """Return once clients have closed ``count`` connections on requests the fake was holding."""
+        while len(self.hung_up) < count:
+            await self._hang_up.wait()
+
     async def _respond(self, stream: SocketStream, request: FakeRequest, size: int) -> bool:
+        counted = request.path == "/v1/messages"
+        if counted:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return await self._answer(stream, request, size)
+        finally:
+            if counted:
+                self.in_flight -= 1
+
+    async def _answer(self, stream: SocketStream, request: FakeRequest, size: int) -> bool:
         reply = await self._choose(request)
         if reply.delay_s:
             await anyio.sleep(reply.delay_s)
         if reply.action == "disconnect":
             return False
         if reply.action == "hang":
-            while await stream.receive():  # until the client closes: receive raises EndOfStream
-                pass
+            try:
+                while await stream.receive():  # until the client closes: receive raises EndOfStream
+                    pass
+            except CLOSED:
+                self.hung_up.append(request)
+                self._hang_up.set()
+                self._hang_up = anyio.Event()
+                raise
         request_id = f"req_fake_{request.index + 1:04d}"
         headers = {"request-id": request_id, **reply.headers}
         if reply.status >= 400:

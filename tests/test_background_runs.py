@@ -1,0 +1,215 @@
+"""Runs outlive the tool call: a handle within wait_s, wait_run, cancel_run, several runs in one server.
+
+Through a real in-memory MCP client and the real Anthropic backend on the fake Messages API, whose
+replies are held until the test lets them go (scripted latencies, no sleeps); its request log is the
+evidence of what was sent.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client, MCPError
+from pydantic import SecretStr
+
+from subagent_mcp.backends.scripted import sample_for_schema
+from subagent_mcp.contracts import JsonObject, OrchestrateResult, RunHandle, RunReport
+from subagent_mcp.demo import demo_plan_draft
+from subagent_mcp.mcp_server import create_server
+from subagent_mcp.settings import Settings
+from subagent_mcp.testing import FakeAnthropic, FakeReply, FakeRequest, hang_reply, json_reply, serve_fake_anthropic
+from subagent_mcp.testing.results import text_of
+
+pytestmark = pytest.mark.anyio
+
+KEY = "sk-ant-test-background-runs"
+
+
+def settings_for(fake: FakeAnthropic, **overrides: Any) -> Settings:
+    base: dict[str, Any] = {"db_path": ":memory:", "retry_max_wait_s": 0}
+    return Settings(anthropic_api_key=SecretStr(KEY), anthropic_base_url=fake.base_url, **{**base, **overrides})
+
+
+def task_of(request: FakeRequest) -> str:
+    if "planner of a team" in request.system_text:
+        return "(planner)"
+    if request.schema is not None and "answer" in request.schema.get("properties", {}):
+        return "(synthesis)"
+    return request.user_text.split("\n", 1)[0].removeprefix("Subtask id: ")
+
+
+def plan(*ids: str, deps: dict[str, list[str]] | None = None) -> JsonObject:
+    deps = deps or {}
+    subtasks = [{"id": i, "role": "writer", "instructions": f"do {i}", "depends_on": deps.get(i, [])} for i in ids]
+    return {"plan_id": f"p-{'-'.join(ids)}", "task": "Write a short report", "subtasks": subtasks}
+
+
+class Gates:
+    """The fake holds each call's reply until the test opens that call's gate (or ``hold`` says hang)."""
+
+    def __init__(self, hold: set[str] | None = None) -> None:
+        self.arrived: defaultdict[str, anyio.Event] = defaultdict(anyio.Event)
+        self.open: defaultdict[str, anyio.Event] = defaultdict(anyio.Event)
+        self.hold = hold or set()
+
+    def release(self, *tasks: str) -> None:
+        for task in tasks:
+            self.open[task].set()
+
+    async def __call__(self, request: FakeRequest) -> FakeReply:
+        task = task_of(request)
+        self.arrived[task].set()
+        if task in self.hold:
+            return hang_reply()
+        await self.open[task].wait()
+        if task == "(planner)":
+            return json_reply(demo_plan_draft())
+        reply = sample_for_schema(request.schema or {})
+        if "summary" in reply:
+            reply["summary"] = f"{task} done"
+        return json_reply(reply)
+
+
+def handle_of(result: Any) -> RunHandle:
+    assert not result.is_error, text_of(result)
+    return RunHandle.model_validate(result.structured_content)
+
+
+async def test_execute_plan_with_no_wait_hands_back_a_handle_and_wait_run_the_report() -> None:
+    gates = Gates()
+    async with serve_fake_anthropic(gates, api_key=KEY) as fake, Client(create_server(settings_for(fake))) as c:
+        started = await c.call_tool("execute_plan", {"plan": plan("a", "b", "c", deps={"c": ["a"]}), "wait_s": 0})
+        handle = handle_of(started)
+        assert (handle.status, handle.plan_id) == ("running", "p-a-b-c")
+        assert f"wait_run(run_id={handle.run_id!r})" in text_of(started)
+
+        await gates.arrived["a"].wait()
+        await gates.arrived["b"].wait()
+        progress = handle_of(await c.call_tool("wait_run", {"run_id": handle.run_id, "wait_s": 0}))
+        assert progress.counts.model_dump() == {
+            "total": 3, "done": 0, "succeeded": 0, "failed": 0, "skipped": 0, "cancelled": 0, "running": 2,
+            "pending": 1,
+        }  # fmt: skip
+        assert "RUNNING" in text_of(await c.call_tool("wait_run", {"run_id": handle.run_id, "wait_s": 0}))
+
+        gates.release("a", "b", "c")
+        done = await c.call_tool("wait_run", {"run_id": handle.run_id})
+        again = await c.call_tool("wait_run", {"run_id": handle.run_id})
+    report = RunReport.model_validate(done.structured_content)
+    assert report.status == "succeeded"
+    assert [r.output["summary"] for r in report.results if r.output] == ["a done", "b done", "c done"]
+    assert sorted(task_of(r) for r in fake.message_requests) == ["a", "b", "c"]  # each requested once
+    assert report.usage == fake.billed_usage
+    assert RunReport.model_validate(again.structured_content) == report
+
+
+async def test_orchestrate_hands_back_a_handle_while_planning_and_wait_run_returns_synthesis_and_total(
+    tmp_path: Path,
+) -> None:
+    gates = Gates()
+    db = str(tmp_path / "runs.db")
+    async with serve_fake_anthropic(gates, api_key=KEY) as fake:
+        settings = settings_for(fake, db_path=db)
+        async with Client(create_server(settings)) as c:
+            started = handle_of(await c.call_tool("orchestrate", {"task": "Pick a database", "wait_s": 0}))
+            assert (started.status, started.phase, started.plan_id) == ("running", "planning", None)
+            gates.release("(planner)", "research-a", "research-b", "analyse", "write-up", "(synthesis)")
+            waited = await c.call_tool("wait_run", {"run_id": started.run_id})
+        assert not waited.is_error, text_of(waited)
+        out = OrchestrateResult.model_validate(waited.structured_content)
+        requests_before_restart = len(fake.message_requests)
+        async with Client(create_server(settings)) as c:  # a new server process on the same database
+            stored = await c.call_tool("wait_run", {"run_id": started.run_id})
+            synthesis = await c.call_tool("synthesize", {"run_id": started.run_id})
+
+    assert out.report.run_id == started.run_id
+    assert out.synthesis is not None
+    assert out.total.usage == fake.billed_usage  # planner, every subtask and the synthesis
+    assert OrchestrateResult.model_validate(stored.structured_content) == out
+    assert synthesis.structured_content is not None
+    assert synthesis.structured_content["answer"] == out.synthesis.answer
+    assert len(fake.message_requests) == requests_before_restart  # nothing was paid for twice
+
+
+async def test_cancel_run_closes_the_in_flight_requests_and_stores_the_run_cancelled() -> None:
+    gates = Gates(hold={"a", "b"})
+    async with serve_fake_anthropic(gates, api_key=KEY) as fake, Client(create_server(settings_for(fake))) as c:
+        handle = handle_of(await c.call_tool("execute_plan", {"plan": plan("a", "b", "c"), "wait_s": 0}))
+        await gates.arrived["a"].wait()
+        await gates.arrived["b"].wait()
+        cancelled = await c.call_tool("cancel_run", {"run_id": handle.run_id})
+        with anyio.fail_after(10):
+            await fake.wait_hung_up(2)
+        listed = await c.call_tool("list_runs", {})
+        again = await c.call_tool("cancel_run", {"run_id": handle.run_id})
+    assert not cancelled.is_error, text_of(cancelled)
+    report = RunReport.model_validate(cancelled.structured_content)
+    assert report.status == "cancelled"
+    assert {r.task_id for r in report.results if r.status == "cancelled"} >= {"a", "b"}
+    assert sorted(task_of(r) for r in fake.hung_up) == ["a", "b"]
+    assert listed.structured_content is not None
+    assert listed.structured_content["runs"][0]["status"] == "cancelled"
+    assert again.is_error
+    assert "not running in this server: it ended cancelled" in text_of(again)
+
+
+async def test_a_cancelled_wait_run_leaves_the_run_going() -> None:
+    gates = Gates()
+    async with serve_fake_anthropic(gates, api_key=KEY) as fake, Client(create_server(settings_for(fake))) as c:
+        handle = handle_of(await c.call_tool("execute_plan", {"plan": plan("a"), "wait_s": 0}))
+        await gates.arrived["a"].wait()
+        with pytest.raises(MCPError):  # the client gives up on this call: the server cancels the wait
+            await c.call_tool("wait_run", {"run_id": handle.run_id}, read_timeout_seconds=0.2)
+        gates.release("a")
+        done = await c.call_tool("wait_run", {"run_id": handle.run_id})
+    assert RunReport.model_validate(done.structured_content).status == "succeeded"
+    assert [task_of(r) for r in fake.message_requests] == ["a"]
+
+
+async def test_two_runs_in_one_server_keep_their_own_results_within_one_process_wide_cap() -> None:
+    full = anyio.Event()
+
+    async def at_most_two(request: FakeRequest) -> FakeReply:
+        if fake.in_flight >= 2:  # the cap is reached: let everything through from now on
+            full.set()
+        await full.wait()
+        reply = sample_for_schema(request.schema or {})
+        reply["summary"] = f"{task_of(request)} done"
+        return json_reply(reply)
+
+    async with (
+        serve_fake_anthropic(at_most_two, api_key=KEY) as fake,
+        Client(create_server(settings_for(fake, max_concurrency=2))) as c,
+    ):
+        runs = [
+            handle_of(await c.call_tool("execute_plan", {"plan": plan(*ids), "max_concurrency": 3, "wait_s": 0}))
+            for ids in (("x1", "x2", "x3"), ("y1", "y2", "y3"))
+        ]
+        reports = [await c.call_tool("wait_run", {"run_id": h.run_id}) for h in runs]
+    x, y = (RunReport.model_validate(r.structured_content) for r in reports)
+    assert (x.status, y.status) == ("succeeded", "succeeded")
+    assert [r.output["summary"] for r in x.results if r.output] == ["x1 done", "x2 done", "x3 done"]
+    assert [r.output["summary"] for r in y.results if r.output] == ["y1 done", "y2 done", "y3 done"]
+    assert fake.max_in_flight == 2  # six subtasks ready at once, two model calls at a time
+
+
+async def test_bad_wait_s_and_unknown_runs_get_clear_errors_and_cost_nothing() -> None:
+    async with serve_fake_anthropic(Gates(), api_key=KEY) as fake, Client(create_server(settings_for(fake))) as c:
+        negative = await c.call_tool("execute_plan", {"plan": plan("a"), "wait_s": -1})
+        ghost = await c.call_tool("wait_run", {"run_id": "run-ghost"})
+        cancel_ghost = await c.call_tool("cancel_run", {"run_id": "run-ghost"})
+    assert negative.is_error
+    assert "wait_s must be between 0" in text_of(negative)
+    assert ghost.is_error
+    assert "no run with id 'run-ghost'" in text_of(ghost)
+    assert cancel_ghost.is_error
+    assert fake.message_requests == []
+
+
+def test_the_default_wait_answers_before_every_hosts_cut_off() -> None:
+    assert 0 < Settings().tool_wait_s <= 45  # Claude Desktop and the Inspector cut calls off at 60 s
+    assert Settings.from_env({"SUBAGENT_MCP_TOOL_WAIT_S": "5"}, env_file=None).tool_wait_s == 5
