@@ -53,9 +53,16 @@ def test_a_demo_run_prints_the_answer_then_runs_and_show_find_it(tmp_path: Path)
 
     runs = cli(db, "runs")
     assert result.report.run_id in runs.stdout
+    assert f"${result.total.cost_usd:.4f} in all" in runs.stdout  # the same total the run printed
     shown = cli(db, "show", result.report.run_id)
     assert shown.returncode == 0
     assert "write-up [writer] succeeded" in shown.stdout
+    assert result.synthesis is not None
+    assert result.synthesis.answer in shown.stdout  # the stored answer, not paid for again
+    total = result.total
+    assert f"In all: {total.usage.input_tokens:,} in / {total.usage.output_tokens:,} out tokens" in shown.stdout
+    assert "(planning $" in shown.stdout
+    assert "+ synthesis $" in shown.stdout
 
 
 def test_without_a_key_run_says_what_to_set_and_exits_non_zero(tmp_path: Path) -> None:

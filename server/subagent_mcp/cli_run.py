@@ -119,7 +119,10 @@ async def runs_command(settings: Settings, limit: int, *, as_json: bool) -> int:
         print("No runs yet.")
     for r in [] if as_json else runs:
         counts = ", ".join(f"{n} {status}" for status, n in r.counts.items())
-        print(f"{r.run_id}  {r.created_at:%Y-%m-%d %H:%M}  {r.status:<11}  ${r.cost_usd:.4f}  [{counts}]  {r.task}")
+        print(
+            f"{r.run_id}  {r.created_at:%Y-%m-%d %H:%M}  {r.status:<11}  ${r.total_cost_usd:.4f} in all"
+            f"  [{counts}]  {r.task}"
+        )
     return 0
 
 
@@ -140,7 +143,9 @@ async def show_command(settings: Settings, run_id: str, *, as_json: bool) -> int
     for s in [] if record.report is not None else plan.subtasks:
         r = record.results.get(s.id)
         print(f"- {s.id} [{s.role}] {r.status if r else 'not run'}{': ' + (r.error or '') if r and r.error else ''}")
-    print(f"All attempts: {render.usage_line(record.usage, record.cost_usd)}")
+    if record.synthesis is not None:
+        print(f"\nAnswer:\n{render.synthesis_text(record.synthesis)}\n")
+    print(render.total_text(record))
     return 0
 
 

@@ -20,7 +20,7 @@ from .contracts import (
     Synthesis,
     Usage,
 )
-from .store.records import RunSummary
+from .store.records import RunRecord, RunSummary
 
 TEXT_PREVIEW_CHARS = 1_500
 
@@ -140,6 +140,18 @@ def runs_text(runs: Sequence[RunSummary]) -> str:
         counts = ", ".join(f"{n} {status}" for status, n in r.counts.items())
         lines.append(f"{r.run_id} {state} ${r.total_cost_usd:.4f} in all [{counts}] {r.task}")
     return "\n".join(lines) or "No runs yet."
+
+
+def total_text(record: RunRecord) -> str:
+    """What a stored run cost in all, labelled by part (the same total the run printed when it ended)."""
+    parts = [("planning", record.planning), ("subtasks, every attempt", None), ("synthesis", record.synthesis_spend)]
+    shown = [
+        f"{name} ${(spend.cost_usd if spend else record.cost_usd):.4f}"
+        for name, spend in parts
+        if spend is None or spend.usage.total_tokens
+    ]
+    total = record.total
+    return f"In all: {usage_line(total.usage, total.cost_usd)} ({' + '.join(shown)})"
 
 
 def _output_gist(output: JsonObject | None) -> str:
