@@ -7,7 +7,8 @@ import pytest
 from subagent_mcp.backends.scripted import ScriptedBackend
 from subagent_mcp.contracts import Completion, CompletionRequest, JsonObject, ModelMessage, Usage
 from subagent_mcp.errors import InputError, ModelOutputError, ModelRefusalError
-from subagent_mcp.structured import check_output_schema, complete_json
+from subagent_mcp.schemas import check_output_schema
+from subagent_mcp.structured import complete_json
 
 pytestmark = pytest.mark.anyio
 

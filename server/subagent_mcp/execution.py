@@ -20,7 +20,7 @@ from .core.context import build_context
 from .core.pricing import cost_usd
 from .core.run_state import OnEvent
 from .errors import InputError
-from .planning import check_runnable, subtask_request
+from .planning import check_runnable, check_schemas, subtask_request
 from .roles import Role
 from .runs import OnSpend, RunOptions, UsageLedger, execute_durably, new_run_id, run_budget
 from .settings import Settings
@@ -167,6 +167,9 @@ class Execution:
         """Mark a stored run as running here, with what it kept and spent and its (maybe raised) ceilings."""
         check_ceilings(max_cost_usd, max_total_tokens)
         _ = self.backend  # a missing key fails here, before the run is taken over
+        stored = await self.store.get_run(run_id)
+        if stored is not None:  # its plan may predate the schema policy; refuse before taking the run over
+            check_schemas(await self._stored_plan(stored.plan_id))
         record = await self.store.resume_run(run_id)
         plan = await self._stored_plan(record.plan_id)
         options = RunOptions.model_validate(record.options)

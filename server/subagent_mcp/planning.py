@@ -16,8 +16,8 @@ from .core.estimate import context_tokens, estimate_call, total
 from .core.graph import topological_order
 from .errors import InputError, PlanError
 from .roles import Role, get_role
+from .schemas import check_output_schema
 from .settings import Settings
-from .structured import check_output_schema
 
 PLANNER_MAX_TOKENS = 8192
 SYNTHESIS_MAX_TOKENS = 8192
@@ -123,6 +123,15 @@ def check_runnable(plan: Plan, settings: Settings, roles: Mapping[str, Role]) ->
             f"{listing}; split them or raise the limit",
             ids=[s.id for s in too_long],
         )
+    check_schemas(plan)
+
+
+def check_schemas(plan: Plan) -> None:
+    """Refuse a plan whose subtask output schemas break the schema policy (``schemas.check_output_schema``).
+
+    Raises:
+        PlanError: naming the first subtask whose output_schema is unusable.
+    """
     for s in plan.subtasks:
         if s.output_schema is not None:
             try:

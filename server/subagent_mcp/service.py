@@ -43,7 +43,8 @@ from .roles import BUILTIN_ROLES, Role, get_role
 from .runs import RunOptions, in_plan_order, new_run_id, stored_counts
 from .settings import Settings
 from .store import RunRecord, RunSummary, Store, default_db_path
-from .structured import check_output_schema, complete_json
+from .schemas import check_output_schema
+from .structured import complete_json
 from .subagent import run_subtask
 from .synthesis import synthesize
 

@@ -11,13 +11,13 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
 from pydantic import BaseModel
+from referencing.exceptions import Unresolvable
 
 from .backends.base import ModelBackend
 from .contracts import Completion, CompletionRequest, JsonObject, ModelMessage, Usage
 from .errors import InputError, ModelError, ModelOutputError, ModelRefusalError
+from .schemas import validator
 
 Check = Callable[[JsonObject], None]
 """An extra check after the schema; raises ``ValueError`` with a message the model can act on."""
@@ -35,24 +35,16 @@ class StructuredOutput(BaseModel):
     repaired: bool = False
 
 
-def check_output_schema(schema: object) -> JsonObject:
-    """Return ``schema`` if it is a usable JSON Schema for an object, else raise ``InputError``."""
-    if not isinstance(schema, dict):
-        raise InputError("output_schema must be a JSON object (a JSON Schema), e.g. {'type': 'object', ...}")
-    checked: JsonObject = {str(k): v for k, v in schema.items()}
-    try:
-        Draft202012Validator.check_schema(checked)
-    except SchemaError as exc:
-        where = "/".join(str(p) for p in exc.path) or "(root)"
-        raise InputError(f"output_schema is not a valid JSON Schema at {where}: {exc.message}") from None
-    if checked.get("type") != "object":
-        raise InputError('output_schema must describe an object: set "type": "object" at its root')
-    return checked
-
-
 def schema_errors(value: Any, schema: JsonObject) -> list[str]:
-    """Human-readable schema violations of ``value``, at most five."""
-    errors = sorted(Draft202012Validator(schema).iter_errors(value), key=lambda e: list(e.path))
+    """Human-readable schema violations of ``value``, at most five.
+
+    Raises:
+        InputError: ``schema`` refers to something outside itself (``schemas.check_output_schema`` refuses those).
+    """
+    try:
+        errors = sorted(validator(schema).iter_errors(value), key=lambda e: list(e.path))
+    except Unresolvable as exc:
+        raise InputError(f"the output schema refers to {exc.ref[:100]!r}, which is not in the schema") from None
     return [f"at {'/'.join(str(p) for p in e.path) or '(root)'}: {e.message}" for e in errors[:5]]
 
 
