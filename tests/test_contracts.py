@@ -92,3 +92,14 @@ def test_an_expected_output_length_must_be_a_plausible_token_count(hint: int) ->
                 ],
             }
         )
+
+
+def test_a_dependency_listed_twice_is_refused_by_name() -> None:
+    with pytest.raises(ValidationError, match="subtask b lists 'a' twice in depends_on; list each dependency once"):
+        plan(("a", []), ("b", ["a", "a"]))
+
+
+def test_a_dependency_listed_ten_thousand_times_is_refused_in_a_short_message() -> None:
+    with pytest.raises(ValidationError, match="subtask b lists 'a' 10,000 times in depends_on") as info:
+        plan(("a", []), ("b", ["a"] * 10_000))
+    assert len(str(info.value)) < 500

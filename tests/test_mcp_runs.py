@@ -118,6 +118,16 @@ async def test_an_invalid_inline_plan_is_refused_before_any_model_call() -> None
     assert backend.seen == []
 
 
+async def test_a_dependency_repeated_ten_thousand_times_is_refused_before_it_can_bloat_a_prompt() -> None:
+    backend = ScriptedBackend()
+    plan = inline_plan(subtask("a"), subtask("b", *["a"] * 10_000))
+    async with Client(server(backend)) as c:
+        result = await c.call_tool("execute_plan", {"plan": plan})
+    assert result.is_error
+    assert "subtask b lists 'a' 10,000 times in depends_on" in text_of(result)
+    assert backend.seen == []
+
+
 async def test_a_plan_from_plan_task_runs_by_id_and_its_run_synthesizes_by_id() -> None:
     backend = ScriptedBackend(demo_reply)
     async with Client(server(backend)) as c:

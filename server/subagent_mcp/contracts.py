@@ -6,6 +6,7 @@ clients script against their field names. Change them as you would change an API
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
@@ -182,6 +183,11 @@ def check_subtasks(subtasks: list[Subtask], max_subtasks: int = HARD_MAX_SUBTASK
         seen.add(s.id)
     if duplicates:
         raise ValueError(f"duplicate subtask ids: {', '.join(duplicates)}; every id must be unique")
+    for s in subtasks:
+        counts = Counter(s.depends_on)
+        repeated = [f"{d!r} {_times(n)}" for d, n in counts.items() if n > 1]
+        if repeated:
+            raise ValueError(f"subtask {s.id} lists {_some(repeated, ', ')} in depends_on; list each dependency once")
     selfish = [s.id for s in subtasks if s.id in s.depends_on]
     if selfish:
         raise ValueError(f"subtasks depend on themselves: {', '.join(selfish)}")
@@ -191,6 +197,20 @@ def check_subtasks(subtasks: list[Subtask], max_subtasks: int = HARD_MAX_SUBTASK
     cycle = find_cycle({s.id: s.depends_on for s in subtasks})
     if cycle:
         raise ValueError(f"dependency cycle: {' -> '.join(cycle)}; a plan must be acyclic")
+
+
+MAX_LISTED = 20
+"""Ids an error message lists before saying how many more there are, so a huge plan's error stays short."""
+
+
+def _some(items: list[str], sep: str = ", ") -> str:
+    """The first ``MAX_LISTED`` of ``items`` joined by ``sep``, then "and N more" if there are more."""
+    shown = sep.join(items[:MAX_LISTED])
+    return shown if len(items) <= MAX_LISTED else f"{shown} and {len(items) - MAX_LISTED:,} more"
+
+
+def _times(n: int) -> str:
+    return "twice" if n == 2 else f"{n:,} times"
 
 
 class SubagentResult(BaseModel):
