@@ -103,3 +103,19 @@ def test_a_dependency_listed_ten_thousand_times_is_refused_in_a_short_message() 
     with pytest.raises(ValidationError, match="subtask b lists 'a' 10,000 times in depends_on") as info:
         plan(("a", []), ("b", ["a"] * 10_000))
     assert len(str(info.value)) < 500
+
+
+@pytest.mark.parametrize("plan_id", ["a/b", "../../etc/passwd", ".hidden", "", "has space", "x" * 101, "plan\n2"])
+def test_a_plan_id_outside_the_safe_alphabet_is_refused_with_the_rule(plan_id: str) -> None:
+    with pytest.raises(
+        ValidationError, match=r"is not a usable id: use letters, digits, '-', '_' and '\.' \(not first\)"
+    ):
+        Plan.model_validate(
+            {"plan_id": plan_id, "task": "t", "subtasks": [{"id": "a", "role": "writer", "instructions": "x"}]}
+        )
+
+
+@pytest.mark.parametrize("plan_id", ["plan-0a1b2c3d4e5f", "My_Plan.v2", "-x", "x" * 100])
+def test_plan_ids_from_the_safe_alphabet_are_accepted(plan_id: str) -> None:
+    subtasks = [{"id": "a", "role": "writer", "instructions": "x"}]
+    assert Plan.model_validate({"plan_id": plan_id, "task": "t", "subtasks": subtasks}).plan_id == plan_id

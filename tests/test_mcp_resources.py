@@ -161,3 +161,20 @@ async def test_a_huge_run_result_is_shrunk_for_the_host_but_stored_whole(tmp_pat
     assert "6 subtask output(s) were shortened" in text_of(result)
     assert f"subagent://runs/{report.run_id}" in text_of(result)
     assert all(len(r["output"]["text"]) == len("word " * 12_000) for r in stored["results"].values())
+
+
+async def test_a_plan_id_that_is_not_a_safe_name_is_refused_and_an_edited_long_id_stays_readable(
+    tmp_path: Path,
+) -> None:
+    backend = ScriptedBackend()
+    long_id = "p" * 100
+    edited = {**PLAN, "plan_id": long_id, "task": "Write a longer report"}
+    async with Client(server(backend, tmp_path / "runs.db")) as c:
+        traversal = await c.call_tool("execute_plan", {"plan": {**PLAN, "plan_id": "../../etc/passwd"}})
+        assert traversal.is_error
+        assert "is not a usable id" in text_of(traversal)
+        assert backend.seen == []
+        await c.call_tool("execute_plan", {"plan": {**PLAN, "plan_id": long_id}})
+        run = RunReport.model_validate((await c.call_tool("execute_plan", {"plan": edited})).structured_content)
+        assert run.plan_id != long_id  # an edited plan is kept under a fresh id, within the limit
+        assert (await read_json(c, f"subagent://plans/{run.plan_id}"))["task"] == "Write a longer report"

@@ -6,10 +6,11 @@ clients script against their field names. Change them as you would change an API
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from .core.graph import find_cycle
 
@@ -21,6 +22,10 @@ RunStatus = Literal["succeeded", "partial", "failed", "cancelled"]
 
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,47}$"
 Slug = Annotated[str, Field(pattern=SLUG_PATTERN, description="Short lowercase id: letters, digits, - and _.")]
+
+MAX_PLAN_ID_CHARS = 100
+PLAN_ID = re.compile(rf"[A-Za-z0-9_-][A-Za-z0-9._-]{{0,{MAX_PLAN_ID_CHARS - 1}}}")
+"""A plan id is also a resource URI segment and a file-name-like key: a safe alphabet, no path tricks."""
 
 HARD_MAX_SUBTASKS = 20_000
 """A ceiling no configuration can lift; the configured maximum (default much lower) applies first."""
@@ -130,7 +135,9 @@ class Plan(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    plan_id: str = Field(min_length=1)
+    plan_id: str = Field(
+        description=f"Letters, digits, '-', '_' and '.' (not first), at most {MAX_PLAN_ID_CHARS} characters."
+    )
     task: str = Field(min_length=1, description="The task statement the plan decomposes.")
     summary: str = ""
     subtasks: list[Subtask]
@@ -140,6 +147,17 @@ class Plan(BaseModel):
     planning: Spend | None = Field(
         default=None, description="What the planner's calls cost; filled in by plan_task, ignored by execute_plan."
     )
+
+    @field_validator("plan_id")
+    @classmethod
+    def _check_plan_id(cls, plan_id: str) -> str:
+        if not PLAN_ID.fullmatch(plan_id):
+            shown = plan_id if len(plan_id) <= 40 else plan_id[:39] + "…"
+            raise ValueError(
+                f"plan_id {shown!r} is not a usable id: use letters, digits, '-', '_' and '.' (not first), "
+                f"at most {MAX_PLAN_ID_CHARS} characters"
+            )
+        return plan_id
 
     @model_validator(mode="after")
     def _check_dag(self, info: ValidationInfo) -> Self:

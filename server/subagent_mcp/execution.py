@@ -14,7 +14,17 @@ from .arguments import check_ceilings, in_range
 from .backends.base import ModelBackend
 from .backends.budgeted import BudgetedBackend
 from .background import LiveRun, RunRegistry
-from .contracts import CompletionRequest, Plan, PlanEstimate, RunReport, Spend, SubagentResult, Subtask, Usage
+from .contracts import (
+    MAX_PLAN_ID_CHARS,
+    CompletionRequest,
+    Plan,
+    PlanEstimate,
+    RunReport,
+    Spend,
+    SubagentResult,
+    Subtask,
+    Usage,
+)
 from .core.budget import room_for
 from .core.context import build_context
 from .core.pricing import cost_usd
@@ -229,7 +239,8 @@ class Execution:
         check_runnable(plan, self.settings, self.roles)
         stored = await self.store.get_plan(plan.plan_id)
         if stored is not None and stored != plan:  # an edited plan: keep both, so old runs stay intact
-            plan = plan.model_copy(update={"plan_id": f"{plan.plan_id}-{uuid.uuid4().hex[:6]}"})
+            fresh = f"{plan.plan_id[: MAX_PLAN_ID_CHARS - 7]}-{uuid.uuid4().hex[:6]}"
+            plan = plan.model_copy(update={"plan_id": fresh})
         await self.store.save_plan(plan)
         return plan
 

@@ -41,9 +41,9 @@ from .execution import Execution
 from .planning import estimate_plan, planner_request, subtask_request
 from .roles import BUILTIN_ROLES, Role, get_role
 from .runs import RunOptions, in_plan_order, new_run_id, stored_counts
+from .schemas import check_output_schema
 from .settings import Settings
 from .store import RunRecord, RunSummary, Store, default_db_path
-from .schemas import check_output_schema
 from .structured import complete_json
 from .subagent import run_subtask
 from .synthesis import synthesize

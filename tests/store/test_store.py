@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -227,6 +228,20 @@ def test_a_different_plan_under_a_stored_id_is_refused(store: SqliteStore) -> No
     with pytest.raises(StoreError, match="give the changed plan a new plan_id"):
         store.save_plan(make_plan(ids=("a", "b", "c")))
     assert store.get_plan("plan-1") == make_plan()
+
+
+def test_a_stored_plan_that_breaks_a_newer_rule_is_a_store_error_that_says_so(db_path: Path) -> None:
+    with SqliteStore.open(db_path) as store:
+        store.save_plan(make_plan())
+    legacy = make_plan().model_dump(mode="json") | {"plan_id": "a/b"}  # saved before ids were restricted
+    with sqlite3.connect(db_path) as db:
+        db.execute(
+            "INSERT INTO plans (plan_id, task, created_at, json) VALUES ('a/b', 't', '2026-01-01', ?)",
+            (json.dumps(legacy),),
+        )
+    db.close()
+    with SqliteStore.open(db_path) as store, pytest.raises(StoreError, match=r"stored plan 'a/b' .* no longer passes"):
+        store.get_plan("a/b")
 
 
 def test_a_run_needs_a_saved_plan(store: SqliteStore) -> None:
