@@ -119,3 +119,33 @@ def test_a_plan_id_outside_the_safe_alphabet_is_refused_with_the_rule(plan_id: s
 def test_plan_ids_from_the_safe_alphabet_are_accepted(plan_id: str) -> None:
     subtasks = [{"id": "a", "role": "writer", "instructions": "x"}]
     assert Plan.model_validate({"plan_id": plan_id, "task": "t", "subtasks": subtasks}).plan_id == plan_id
+
+
+def chain(n: int, *, closed: bool) -> list[tuple[str, list[str]]]:
+    """n subtasks, each depending on the next; the last depends on the first when ``closed``."""
+    return [(f"n{i}", [f"n{i + 1}"] if i + 1 < n else (["n0"] if closed else [])) for i in range(n)]
+
+
+@pytest.mark.parametrize(
+    ("subtasks", "message"),
+    [
+        (chain(10_000, closed=True), "dependency cycle: n0 -> n1 -> "),
+        ([(f"s{i}", [f"ghost{i}"]) for i in range(10_000)], "unknown dependency ids: s0 -> ghost0, s1 -> ghost1"),
+        ([(f"s{i % 5_000}", []) for i in range(10_000)], "duplicate subtask ids: s0, s1, s2"),
+        ([(f"s{i}", [f"s{i}"]) for i in range(10_000)], "subtasks depend on themselves: s0, s1, s2"),
+    ],
+)
+def test_errors_about_a_huge_plan_list_the_first_twenty_ids_and_count_the_rest(
+    subtasks: list[tuple[str, list[str]]], message: str
+) -> None:
+    with pytest.raises(ValidationError) as info:
+        plan(*subtasks)
+    text = str(info.value)
+    assert message in text
+    assert len(text) < 2_000
+    assert " more" in text
+
+
+def test_a_cycle_of_ten_thousand_says_how_many_ids_it_left_out() -> None:
+    with pytest.raises(ValidationError, match=r"n18 -> n19 and 9,981 more; a plan must be acyclic"):
+        plan(*chain(10_000, closed=True))

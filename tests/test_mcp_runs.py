@@ -128,6 +128,25 @@ async def test_a_dependency_repeated_ten_thousand_times_is_refused_before_it_can
     assert backend.seen == []
 
 
+async def test_a_ten_thousand_subtask_cycle_is_refused_in_a_short_error() -> None:
+    n = 10_000
+    cyclic = inline_plan(*(subtask(f"n{i}", f"n{(i + 1) % n}") for i in range(n)))
+    async with Client(server(ScriptedBackend())) as c:
+        result = await c.call_tool("execute_plan", {"plan": cyclic})
+    assert result.is_error
+    assert "dependency cycle: n0 -> n1 -> " in text_of(result)
+    assert "and 9,981 more" in text_of(result)
+    assert len(text_of(result)) < 2_000
+
+
+async def test_unknown_roles_in_a_large_plan_are_listed_up_to_twenty() -> None:
+    wizards = inline_plan(*(subtask(f"s{i}", role="wizard") for i in range(50)))
+    async with Client(server(ScriptedBackend(), max_subtasks=100)) as c:
+        result = await c.call_tool("execute_plan", {"plan": wizards})
+    assert result.is_error
+    assert "s19 (role 'wizard') and 30 more; available roles:" in text_of(result)
+
+
 async def test_a_plan_from_plan_task_runs_by_id_and_its_run_synthesizes_by_id() -> None:
     backend = ScriptedBackend(demo_reply)
     async with Client(server(backend)) as c:

@@ -184,6 +184,16 @@ def _max_from(info: ValidationInfo) -> int:
     return HARD_MAX_SUBTASKS
 
 
+MAX_LISTED = 20
+"""Ids an error message lists before saying how many more there are, so a huge plan's error stays short."""
+
+
+def some_of(items: list[str], sep: str = ", ") -> str:
+    """The first ``MAX_LISTED`` of ``items`` joined by ``sep``, then "and N more" if there are more."""
+    shown = sep.join(items[:MAX_LISTED])
+    return shown if len(items) <= MAX_LISTED else f"{shown} and {len(items) - MAX_LISTED:,} more"
+
+
 def check_subtasks(subtasks: list[Subtask], max_subtasks: int = HARD_MAX_SUBTASKS) -> None:
     """Raise ``ValueError`` naming the offending ids if ``subtasks`` do not form a valid DAG."""
     if not subtasks:
@@ -200,31 +210,21 @@ def check_subtasks(subtasks: list[Subtask], max_subtasks: int = HARD_MAX_SUBTASK
             duplicates.append(s.id)
         seen.add(s.id)
     if duplicates:
-        raise ValueError(f"duplicate subtask ids: {', '.join(duplicates)}; every id must be unique")
+        raise ValueError(f"duplicate subtask ids: {some_of(duplicates)}; every id must be unique")
     for s in subtasks:
         counts = Counter(s.depends_on)
         repeated = [f"{d!r} {_times(n)}" for d, n in counts.items() if n > 1]
         if repeated:
-            raise ValueError(f"subtask {s.id} lists {_some(repeated, ', ')} in depends_on; list each dependency once")
+            raise ValueError(f"subtask {s.id} lists {some_of(repeated, ', ')} in depends_on; list each dependency once")
     selfish = [s.id for s in subtasks if s.id in s.depends_on]
     if selfish:
-        raise ValueError(f"subtasks depend on themselves: {', '.join(selfish)}")
+        raise ValueError(f"subtasks depend on themselves: {some_of(selfish)}")
     unknown = [f"{s.id} -> {d}" for s in subtasks for d in s.depends_on if d not in seen]
     if unknown:
-        raise ValueError(f"unknown dependency ids: {', '.join(unknown)}; depends_on must name subtask ids")
+        raise ValueError(f"unknown dependency ids: {some_of(unknown)}; depends_on must name subtask ids")
     cycle = find_cycle({s.id: s.depends_on for s in subtasks})
     if cycle:
-        raise ValueError(f"dependency cycle: {' -> '.join(cycle)}; a plan must be acyclic")
-
-
-MAX_LISTED = 20
-"""Ids an error message lists before saying how many more there are, so a huge plan's error stays short."""
-
-
-def _some(items: list[str], sep: str = ", ") -> str:
-    """The first ``MAX_LISTED`` of ``items`` joined by ``sep``, then "and N more" if there are more."""
-    shown = sep.join(items[:MAX_LISTED])
-    return shown if len(items) <= MAX_LISTED else f"{shown} and {len(items) - MAX_LISTED:,} more"
+        raise ValueError(f"dependency cycle: {some_of(cycle, ' -> ')}; a plan must be acyclic")
 
 
 def _times(n: int) -> str:

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 from . import prompts
 from .backends.budgeted import request_input_tokens
-from .contracts import CompletionRequest, ModelMessage, Plan, PlanEstimate, Subtask, TaskEstimate
+from .contracts import CompletionRequest, ModelMessage, Plan, PlanEstimate, Subtask, TaskEstimate, some_of
 from .core.context import estimate_tokens
 from .core.estimate import context_tokens, estimate_call, total
 from .core.graph import topological_order
@@ -109,7 +109,7 @@ def check_runnable(plan: Plan, settings: Settings, roles: Mapping[str, Role]) ->
         )
     unknown = [s for s in plan.subtasks if s.role not in roles]
     if unknown:
-        listing = ", ".join(f"{s.id} (role {s.role!r})" for s in unknown)
+        listing = some_of([f"{s.id} (role {s.role!r})" for s in unknown])
         raise PlanError(
             f"unknown roles in subtasks: {listing}; available roles: {', '.join(sorted(roles))}",
             ids=[s.id for s in unknown],
@@ -117,7 +117,7 @@ def check_runnable(plan: Plan, settings: Settings, roles: Mapping[str, Role]) ->
     most = settings.max_output_tokens
     too_long = [s for s in plan.subtasks if s.expected_output_tokens is not None and s.expected_output_tokens > most]
     if too_long:
-        listing = ", ".join(f"{s.id} (~{s.expected_output_tokens:,})" for s in too_long)
+        listing = some_of([f"{s.id} (~{s.expected_output_tokens:,})" for s in too_long])
         raise PlanError(
             f"subtasks expect more output than a subagent may write ({most:,} tokens, SUBAGENT_MCP_MAX_OUTPUT_TOKENS): "
             f"{listing}; split them or raise the limit",
