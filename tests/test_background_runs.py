@@ -85,6 +85,7 @@ async def test_execute_plan_with_no_wait_hands_back_a_handle_and_wait_run_the_re
         started = await c.call_tool("execute_plan", {"plan": plan("a", "b", "c", deps={"c": ["a"]}), "wait_s": 0})
         handle = handle_of(started)
         assert (handle.status, handle.plan_id) == ("running", "p-a-b-c")
+        assert (handle.counts.total, handle.counts.pending) == (3, 3)
         assert f"wait_run(run_id={handle.run_id!r})" in text_of(started)
 
         await gates.arrived["a"].wait()

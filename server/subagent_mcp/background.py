@@ -69,6 +69,10 @@ class LiveRun:
         """Extra progress steps around the subtasks: (before, after); an orchestration plans and synthesizes."""
         return (1, 1) if self.kind == "orchestrate" else (0, 0)
 
+    def expect(self, total: int, succeeded: int = 0) -> None:
+        """Show ``total`` subtasks (``succeeded`` of them kept from before) until the first event says more."""
+        self.counts = Counts(total, succeeded, 0, succeeded, 0, 0, 0)
+
     def note_spend(self, spend: Spend) -> None:
         """Add a finished call's (or the planner's) spend to what this run shows as spent so far."""
         self.spent += spend
