@@ -76,8 +76,9 @@ async def test_a_failure_skips_its_dependents_and_says_so_while_independent_work
     statuses = {r.task_id: r.status for r in report.results}
     assert (report.status, statuses) == ("partial", {"fetch": "failed", "use": "skipped", "other": "succeeded"})
     skipped = next(r for r in report.results if r.task_id == "use")
-    assert skipped.error == "skipped: depends on 'fetch', which failed"
+    assert skipped.error == "depends on 'fetch', which failed"
     assert "400 invalid_request_error" in text_of(result)
+    assert "- use [writer] skipped: depends on 'fetch', which failed" in text_of(result).splitlines()
 
 
 async def test_progress_notifications_arrive_for_every_task_and_only_rise() -> None:
@@ -206,7 +207,7 @@ async def test_synthesis_states_plainly_what_failed_or_was_skipped() -> None:
     assert not synthesis.complete
     assert synthesis.missing == [
         "fetch (writer) failed: rate limited (429) on all 4 attempts",
-        "use (writer) skipped: skipped: depends on 'fetch', which failed",
+        "use (writer) skipped: depends on 'fetch', which failed",
     ]
     assert text_of(result).startswith("INCOMPLETE")
 

@@ -162,8 +162,8 @@ async def test_a_failure_skips_its_transitive_dependents_and_independent_branche
         "other": "succeeded",
         "after_other": "succeeded",
     }
-    assert state.results["parse"].error == "skipped: depends on 'fetch', which failed"
-    assert state.results["report"].error == "skipped: depends on 'fetch', which failed"
+    assert state.results["parse"].error == "depends on 'fetch', which failed"
+    assert state.results["report"].error == "depends on 'fetch', which failed"
     assert "parse" not in script.started
     assert "report" not in script.started
     assert state.status == "partial"

@@ -134,7 +134,7 @@ async def test_the_skipped_tasks_are_exactly_the_descendants_of_failed_ones(scen
     assert skipped == downstream - failed
     for task_id in skipped:
         error = state.results[task_id].error or ""
-        upstream = error.removeprefix("skipped: depends on '").split("'")[0]
+        upstream = error.removeprefix("depends on '").split("'")[0]
         assert upstream in failed
         assert task_id in descendants(scenario.graph, upstream)
 

@@ -257,7 +257,7 @@ class _Run:
 
     def _skip_descendants(self, failed: SubagentResult) -> None:
         verb = "failed" if failed.status == "failed" else f"was {failed.status}"
-        reason = f"skipped: depends on '{failed.task_id}', which {verb}"
+        reason = f"depends on '{failed.task_id}', which {verb}"  # the status already says "skipped"
         at = self.clock() - self.t0
         stack = list(self.dependents[failed.task_id])
         while stack:
