@@ -65,6 +65,14 @@ def test_a_demo_run_prints_the_answer_then_runs_and_show_find_it(tmp_path: Path)
     assert "+ synthesis $" in shown.stdout
 
 
+def test_a_demo_run_keeps_to_a_small_max_subtasks(tmp_path: Path) -> None:
+    run = cli(tmp_path / "runs.db", "run", "--demo", "--json", "--max-subtasks", "2", "Compare two databases")
+    assert run.returncode == 0, run.stderr
+    result = OrchestrateResult.model_validate_json(run.stdout)
+    assert len(result.plan.subtasks) <= 2
+    assert result.report.status == "succeeded"
+
+
 def test_without_a_key_run_says_what_to_set_and_exits_non_zero(tmp_path: Path) -> None:
     out = cli(tmp_path / "runs.db", "run", "anything")
     assert out.returncode == 2

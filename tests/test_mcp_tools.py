@@ -186,6 +186,20 @@ async def test_a_planned_subtask_longer_than_a_subagent_may_write_gets_a_repair_
     assert "50000 is greater than the maximum of 4096" in backend.seen[1].messages[-1].content
 
 
+async def test_a_plan_with_more_subtasks_than_asked_for_gets_a_repair_turn_that_counts_them() -> None:
+    def draft(*ids: str) -> JsonObject:
+        steps = [{"id": i, "role": "writer", "instructions": f"do {i}", "depends_on": []} for i in ids]
+        return {"summary": "s", "subtasks": steps}
+
+    drafts = iter([draft("a", "b", "c"), draft("a", "b")])
+    backend = ScriptedBackend(lambda _: next(drafts))
+    async with client(backend) as c:
+        result = await c.call_tool("plan_task", {"task": "anything", "max_subtasks": 2})
+    assert not result.is_error, text_of(result)
+    assert backend.seen[0].output_schema["properties"]["subtasks"]["maxItems"] == 2
+    assert "at subtasks: 3 items, but at most 2 are allowed" in backend.seen[1].messages[-1].content
+
+
 async def test_run_subagent_returns_the_roles_schema_valid_output_with_usage() -> None:
     backend = ScriptedBackend()
     async with client(backend) as c:

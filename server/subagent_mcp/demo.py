@@ -16,28 +16,46 @@ DEMO_LATENCY_S = 0.4
 """Each demo call takes this long, so the parallel steps and the progress display can be watched."""
 
 
-def demo_plan_draft() -> JsonObject:
-    """The planner's reply in the demo: two research subtasks in parallel, then analysis, then a write-up."""
-    return {
-        "summary": f"{DEMO_LABEL} research two angles in parallel, then analyse and write up.",
-        "subtasks": [
-            {"id": "research-a", "role": "researcher", "instructions": "Research the first angle.", "depends_on": []},
-            {"id": "research-b", "role": "researcher", "instructions": "Research the second angle.", "depends_on": []},
-            {
-                "id": "analyse",
-                "role": "analyst",
-                "instructions": "Compare the two angles and recommend.",
-                "depends_on": ["research-a", "research-b"],
-            },
-            {"id": "write-up", "role": "writer", "instructions": "Write the answer.", "depends_on": ["analyse"]},
-        ],
-    }
+def demo_plan_draft(max_subtasks: int | None = None) -> JsonObject:
+    """The planner's reply in the demo: research in parallel, analysis, a write-up; within ``max_subtasks``."""
+    limit = 4 if max_subtasks is None else max_subtasks
+    if limit >= 4:
+        summary = "research two angles in parallel, then analyse and write up."
+        subtasks = [
+            _step("research-a", "researcher", "Research the first angle."),
+            _step("research-b", "researcher", "Research the second angle."),
+            _step("analyse", "analyst", "Compare the two angles and recommend.", "research-a", "research-b"),
+            _step("write-up", "writer", "Write the answer.", "analyse"),
+        ]
+    elif limit == 3:
+        summary = "research two angles in parallel, then write up."
+        subtasks = [
+            _step("research-a", "researcher", "Research the first angle."),
+            _step("research-b", "researcher", "Research the second angle."),
+            _step("write-up", "writer", "Compare the two angles and write the answer.", "research-a", "research-b"),
+        ]
+    elif limit == 2:
+        summary = "research, then write up."
+        subtasks = [
+            _step("research", "researcher", "Research the task."),
+            _step("write-up", "writer", "Write the answer.", "research"),
+        ]
+    else:
+        summary = "write the answer in one step."
+        subtasks = [_step("write-up", "writer", "Research the task and write the answer.")]
+    return {"summary": f"{DEMO_LABEL} {summary}", "subtasks": subtasks}
+
+
+def _step(task_id: str, role: str, instructions: str, *depends_on: str) -> JsonObject:
+    return {"id": task_id, "role": role, "instructions": instructions, "depends_on": list(depends_on)}
 
 
 def demo_reply(request: CompletionRequest) -> JsonObject:
-    """Plan requests get ``demo_plan_draft()``; everything else a labelled schema-valid object."""
+    """Plan requests get ``demo_plan_draft()`` sized to the planner schema's maxItems; the rest a labelled object."""
     if request.label == "plan":
-        return demo_plan_draft()
+        subtasks: Any = request.output_schema.get("properties", {}).get("subtasks", {})
+        limit = subtasks.get("maxItems") if isinstance(subtasks, dict) else None
+        return demo_plan_draft(limit if isinstance(limit, int) else None)
     value = _labelled(sample_for_schema(request.output_schema))
     return value if isinstance(value, dict) else {"value": value}
 

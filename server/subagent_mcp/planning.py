@@ -31,7 +31,7 @@ def planner_request(task: str, offered: list[Role], max_subtasks: int, settings:
         model=settings.planner_model,
         system=prompts.planner_system(offered, max_subtasks, most),
         messages=[ModelMessage(role="user", content=task)],
-        output_schema=prompts.planner_schema([r.name for r in offered], most),
+        output_schema=prompts.planner_schema([r.name for r in offered], most, max_subtasks),
         max_tokens=PLANNER_MAX_TOKENS,
         label="plan",
     )

@@ -61,7 +61,7 @@ def planner_system(roles: Iterable[Role], max_subtasks: int, max_output_tokens: 
     return PLANNER_SYSTEM.format(max_subtasks=max_subtasks, roles=listing, max_output_tokens=max_output_tokens)
 
 
-def planner_schema(role_names: list[str], max_output_tokens: int) -> JsonObject:
+def planner_schema(role_names: list[str], max_output_tokens: int, max_subtasks: int) -> JsonObject:
     """The JSON Schema the planner's reply must match (ids and edges are checked after)."""
     return {
         "type": "object",
@@ -70,6 +70,7 @@ def planner_schema(role_names: list[str], max_output_tokens: int) -> JsonObject:
             "subtasks": {
                 "type": "array",
                 "minItems": 1,
+                "maxItems": max_subtasks,
                 "items": {
                     "type": "object",
                     "properties": {

@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from jsonschema.exceptions import ValidationError
 from pydantic import BaseModel
 from referencing.exceptions import Unresolvable
 
@@ -45,7 +46,15 @@ def schema_errors(value: Any, schema: JsonObject) -> list[str]:
         errors = sorted(validator(schema).iter_errors(value), key=lambda e: list(e.path))
     except Unresolvable as exc:
         raise InputError(f"the output schema refers to {exc.ref[:100]!r}, which is not in the schema") from None
-    return [f"at {'/'.join(str(p) for p in e.path) or '(root)'}: {e.message}" for e in errors[:5]]
+    return [f"at {'/'.join(str(p) for p in e.path) or '(root)'}: {_message(e)}" for e in errors[:5]]
+
+
+def _message(error: ValidationError) -> str:
+    """jsonschema's message, except that a too long or too short array is counted, not printed whole."""
+    if error.validator in ("maxItems", "minItems") and isinstance(error.instance, list):
+        bound = "at most" if error.validator == "maxItems" else "at least"
+        return f"{len(error.instance)} items, but {bound} {error.validator_value} are allowed"
+    return error.message
 
 
 def _problem(completion: Completion, schema: JsonObject, check: Check | None) -> tuple[JsonObject | None, str]:
