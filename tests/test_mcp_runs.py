@@ -313,3 +313,25 @@ async def test_a_handshake_era_client_gets_the_same_run_with_progress_and_logs()
     assert seen
     assert RunReport.model_validate(run.structured_content).status == "succeeded"
     assert any(line.startswith("b succeeded") for line in logs)
+
+
+async def test_a_hand_made_plan_larger_than_the_planner_may_make_runs_by_default() -> None:
+    plan = inline_plan(*(subtask(f"s{i}") for i in range(30)))
+    backend = ScriptedBackend()
+    async with Client(server(backend)) as c:
+        result = await c.call_tool("execute_plan", {"plan": plan})
+    assert not result.is_error, text_of(result)
+    assert RunReport.model_validate(result.structured_content).status == "succeeded"
+    assert len(backend.seen) == 30
+
+
+async def test_a_plan_over_the_plan_size_setting_is_refused_by_name_before_any_call() -> None:
+    plan = inline_plan(*(subtask(f"s{i}") for i in range(6)))
+    backend = ScriptedBackend()
+    async with Client(server(backend, max_subtasks=3, max_plan_subtasks=5)) as c:
+        result = await c.call_tool("execute_plan", {"plan": plan})
+    assert result.is_error
+    assert "the plan has 6 subtasks, more than the server's maximum of 5 (SUBAGENT_MCP_MAX_PLAN_SUBTASKS)" in text_of(
+        result
+    )
+    assert backend.seen == []

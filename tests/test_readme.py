@@ -23,3 +23,13 @@ def test_the_desktop_example_config_is_valid_json_with_a_key_placeholder() -> No
     server = config["mcpServers"]["subagents"]
     assert server["command"].endswith("subagent-mcp")
     assert "ANTHROPIC_API_KEY" in server["env"]
+
+
+def test_every_setting_is_in_the_readmes_settings_table() -> None:
+    from subagent_mcp.settings import Settings
+
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("## Settings") :]
+    names = [name.upper() for name in Settings.model_fields if not name.startswith("anthropic_")]
+    undocumented = [n for n in names if not re.search(rf"`(SUBAGENT_MCP_)?{n}`", table)]
+    assert undocumented == []

@@ -99,13 +99,14 @@ def check_runnable(plan: Plan, settings: Settings, roles: Mapping[str, Role]) ->
     """Refuse a plan this server cannot run, naming the subtasks at fault, before any token is spent.
 
     Raises:
-        PlanError: too many subtasks, unknown roles, an unusable output_schema, or an expected output
-            longer than a subagent's max_tokens.
+        PlanError: more subtasks than SUBAGENT_MCP_MAX_PLAN_SUBTASKS, unknown roles, an unusable
+            output_schema, or an expected output longer than a subagent's max_tokens.
     """
-    if len(plan.subtasks) > settings.max_subtasks:
+    largest = max(settings.max_plan_subtasks, settings.max_subtasks)  # a plan the planner made always fits
+    if len(plan.subtasks) > largest:
         raise PlanError(
-            f"the plan has {len(plan.subtasks)} subtasks, more than the server's maximum of "
-            f"{settings.max_subtasks} (SUBAGENT_MCP_MAX_SUBTASKS)"
+            f"the plan has {len(plan.subtasks)} subtasks, more than the server's maximum of {largest:,} "
+            "(SUBAGENT_MCP_MAX_PLAN_SUBTASKS); split it into smaller plans or raise the setting"
         )
     unknown = [s for s in plan.subtasks if s.role not in roles]
     if unknown:

@@ -45,7 +45,12 @@ class Settings(BaseModel):
         default_factory=dict[str, str], description="Per-role model override, e.g. {'coder': 'claude-sonnet-5-5'}."
     )
 
-    max_subtasks: int = Field(default=12, ge=1, le=20_000)
+    max_subtasks: int = Field(
+        default=12, ge=1, le=20_000, description="Most subtasks the planner is asked for (plan_task, orchestrate)."
+    )
+    max_plan_subtasks: int = Field(
+        default=500, ge=1, le=20_000, description="Largest plan execute_plan accepts, e.g. one a host wrote itself."
+    )
     max_concurrency: int = Field(default=8, ge=1, le=1024)
     max_output_tokens: int = Field(default=4096, ge=64, le=128_000)
     request_timeout_s: float = Field(default=120.0, gt=0)
