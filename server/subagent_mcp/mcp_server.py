@@ -19,6 +19,7 @@ from . import __version__, render
 from .backends.base import ModelBackend
 from .contracts import JsonObject, Plan, SubagentResult, Synthesis
 from .logs import install_redaction
+from .mcp_base import SubagentServer
 from .mcp_common import MODEL_CALLING, ServiceContext, service_of, structured, tool_errors
 from .mcp_resources import register_runs
 from .mcp_runs import OrchestrateOrHandle, ReportOrHandle, WaitS, register_run_tools, reply
@@ -53,7 +54,7 @@ def create_server(settings: Settings, backend: ModelBackend | None = None) -> MC
             raise ResourceError("the server is not running")
         return live[-1]
 
-    server = MCPServer[Service](
+    server = SubagentServer[Service](
         "subagent-mcp", instructions=INSTRUCTIONS, version=__version__, lifespan=lifespan, log_level=settings.log_level
     )
     install_redaction(settings)  # MCPServer() may have just added a stderr handler
