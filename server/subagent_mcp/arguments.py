@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from .errors import InputError
 
@@ -32,3 +35,49 @@ def first_error(exc: ValidationError) -> str:
     where = ".".join(str(p) for p in err["loc"])
     message = str(err["msg"]).removeprefix("Value error, ")
     return f"{where}: {message}" if where else message
+
+
+MAX_LISTED_PROBLEMS = 10
+
+
+def argument_problems(tool: str, exc: ValidationError) -> str:
+    """Why ``tool``'s arguments were refused: one line per problem, its path and what to pass instead."""
+    errors = exc.errors(include_url=False, include_context=False)
+    lines = [f"- {_path(err['loc'])}: {_advice(err)}" for err in errors[:MAX_LISTED_PROBLEMS]]
+    if len(errors) > MAX_LISTED_PROBLEMS:
+        lines.append(f"- … and {len(errors) - MAX_LISTED_PROBLEMS} more")
+    return "\n".join([f"{tool} was called with invalid arguments; fix them and call it again:", *lines])
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    """``('plan', 'subtasks', 0, 'id')`` as ``plan.subtasks[0].id``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}" if out else part
+    return out or "(arguments)"
+
+
+def _advice(err: ErrorDetails) -> str:
+    """Pydantic's message worded as what to do, with what was sent (its JSON type; short values only)."""
+    kind, message = err["type"], str(err["msg"])
+    if kind == "missing":
+        return "required; add it"
+    if kind == "extra_forbidden":
+        return "not a known field; remove it"
+    if kind in ("value_error", "assertion_error"):
+        return message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    return f"{re.sub(r'^[A-Z][a-z]* should ', 'should ', message)} (got {_json_kind(err['input'])})"
+
+
+def _json_kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, int | float):
+        return f"the number {value}"
+    if isinstance(value, str):
+        return f"the string {value!r}" if len(value) <= 40 else "a long string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"

@@ -1,6 +1,8 @@
-"""The SDK's ``MCPServer`` as hosts should meet it: tool and prompt descriptions without source indentation.
+"""The SDK's ``MCPServer`` as hosts should meet it: clean descriptions, readable argument errors.
 
-The fix holds for every tool and prompt registered on it, so no tool has to remember it.
+Two fixes, each for every tool and prompt registered on it, so no tool has to remember them:
+docstrings lose their source indentation, and arguments that fail validation are listed one per
+line (not as a pydantic dump).
 """
 
 from __future__ import annotations
@@ -9,15 +11,19 @@ import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.mcpserver.prompts.base import Prompt
-from mcp.types import Icon, ToolAnnotations
+from mcp.types import CallToolResult, Icon, InputRequiredResult, ToolAnnotations
+from pydantic import ValidationError
+
+from .arguments import argument_problems
 
 LifespanT = TypeVar("LifespanT")
 
 
 class SubagentServer(MCPServer[LifespanT]):
-    """``MCPServer`` whose tool and prompt descriptions are dedented docstrings (``inspect.cleandoc``)."""
+    """``MCPServer`` with descriptions dedented (``inspect.cleandoc``) and argument errors listed plainly."""
 
     def add_tool(
         self,
@@ -30,6 +36,7 @@ class SubagentServer(MCPServer[LifespanT]):
         meta: dict[str, Any] | None = None,
         structured_output: bool | None = None,
     ) -> None:
+        """Register ``fn`` as the SDK does, its description (given or docstring) dedented."""
         super().add_tool(
             fn,
             name=name,
@@ -42,4 +49,17 @@ class SubagentServer(MCPServer[LifespanT]):
         )
 
     def add_prompt(self, prompt: Prompt) -> None:
+        """Register ``prompt`` as the SDK does, its description dedented."""
         super().add_prompt(prompt.model_copy(update={"description": inspect.cleandoc(prompt.description or "")}))
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[LifespanT, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        """Call a tool as the SDK does, but refuse invalid arguments one line per problem, not as a pydantic dump."""
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            cause = exc.__cause__
+            if isinstance(exc, UnexpectedToolError) or not isinstance(cause, ValidationError):
+                raise
+            raise ToolError(argument_problems(name, cause)) from cause
