@@ -9,6 +9,7 @@ import re
 import signal
 import socket
 import sys
+import warnings
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -21,11 +22,13 @@ import pytest
 from anyio.abc import ByteReceiveStream
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPDeprecationWarning
+from mcp.types import LoggingMessageNotificationParams
 from pydantic import SecretStr
 
-from subagent_mcp.backends.scripted import ScriptedBackend
-from subagent_mcp.contracts import SubagentResult
-from subagent_mcp.errors import ConfigError
+from subagent_mcp.backends.scripted import Reply, ScriptedBackend, sample_for_schema
+from subagent_mcp.contracts import CompletionRequest, JsonObject, SubagentResult
+from subagent_mcp.errors import ConfigError, ModelRequestError
 from subagent_mcp.http_app import claude_add_command, is_loopback, serve_http, transport_security
 from subagent_mcp.logs import install_redaction
 from subagent_mcp.mcp_server import create_server
@@ -56,10 +59,10 @@ class ClosingBackend(ScriptedBackend):
 
 @asynccontextmanager
 async def serving(
-    s: Settings, host: str = "127.0.0.1", *, allow_remote: bool = False
+    s: Settings, host: str = "127.0.0.1", *, allow_remote: bool = False, reply: Reply | None = None
 ) -> AsyncGenerator[tuple[str, ClosingBackend]]:
     """Run ``serve_http`` on a free port for the block; yield its loopback URL and the scripted backend."""
-    backend = ClosingBackend()
+    backend = ClosingBackend(reply)
     async with anyio.create_task_group() as tg:
         with anyio.fail_after(10):
             port = await tg.start(partial(serve_http, create_server(s, backend), s, host, 0, allow_remote=allow_remote))
@@ -110,6 +113,31 @@ async def test_with_a_token_a_request_without_it_gets_a_bare_401(headers: dict[s
     assert response.content == b""
     assert "server" not in response.headers
     assert backend.seen == []
+
+
+async def test_a_2025_client_over_http_keeps_the_log_level_it_set_for_its_session() -> None:
+    def fetch_fails(request: CompletionRequest) -> JsonObject:
+        if request.label == "fetch":
+            raise ModelRequestError("Anthropic API rejected the request (400 invalid_request_error): nope")
+        return sample_for_schema(request.output_schema)
+
+    logs: list[tuple[str, object]] = []
+
+    async def on_log(params: LoggingMessageNotificationParams) -> None:
+        logs.append((params.level, params.data))
+
+    steps = [{"id": i, "role": "writer", "instructions": f"do {i}", "depends_on": []} for i in ("fetch", "other")]
+    async with (
+        serving(settings(), reply=fetch_fails) as (url, _),
+        Client(url, mode="legacy", logging_callback=on_log) as client,
+    ):
+        with anyio.fail_after(10):
+            with warnings.catch_warnings():  # logging/setLevel is deprecated (gone at 2026-07-28)
+                warnings.simplefilter("ignore", MCPDeprecationWarning)
+                await client.set_logging_level("warning")  # pyright: ignore[reportDeprecated]
+            await client.call_tool("execute_plan", {"plan": {"plan_id": "p", "task": "t", "subtasks": steps}})
+    assert [level for level, _ in logs] == ["warning"]
+    assert str(logs[0][1]).startswith("fetch failed: Anthropic API rejected")
 
 
 async def test_a_foreign_host_header_is_refused_on_the_default_loopback_bind() -> None:

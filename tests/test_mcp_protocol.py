@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Literal
 
 import pytest
 from mcp import Client
+from mcp.shared.exceptions import MCPDeprecationWarning
+from mcp.types import LoggingMessageNotificationParams
 
-from subagent_mcp.backends.scripted import ScriptedBackend
+from subagent_mcp.backends.scripted import ScriptedBackend, sample_for_schema
+from subagent_mcp.contracts import CompletionRequest, JsonObject
+from subagent_mcp.errors import ModelRequestError
 from subagent_mcp.mcp_server import create_server
 from subagent_mcp.settings import Settings
 from subagent_mcp.testing.results import text_of
@@ -19,6 +24,81 @@ Mode = Literal["auto", "legacy"]
 
 def server(backend: ScriptedBackend | None = None) -> Any:
     return create_server(Settings.from_env({}, env_file=None), backend or ScriptedBackend())
+
+
+def fetch_fails(request: CompletionRequest) -> JsonObject:
+    if request.label == "fetch":
+        raise ModelRequestError("Anthropic API rejected the request (400 invalid_request_error): nope")
+    return sample_for_schema(request.output_schema)
+
+
+PLAN = {
+    "plan_id": "p-logs",
+    "task": "Write a short report",
+    "subtasks": [
+        {"id": "fetch", "role": "writer", "instructions": "do fetch", "depends_on": []},
+        {"id": "other", "role": "writer", "instructions": "do other", "depends_on": []},
+    ],
+}
+
+
+class Logs:
+    """A client's ``logging_callback`` that keeps every log message it is sent."""
+
+    def __init__(self) -> None:
+        self.seen: list[LoggingMessageNotificationParams] = []
+
+    async def __call__(self, params: LoggingMessageNotificationParams) -> None:
+        self.seen.append(params)
+
+    def levels(self) -> set[str]:
+        return {m.level for m in self.seen}
+
+    def take(self) -> list[str]:
+        lines = [f"{m.level}: {m.data}" for m in self.seen]
+        self.seen.clear()
+        return lines
+
+
+async def set_level(client: Client, level: Literal["debug", "info", "warning", "error"]) -> None:
+    with warnings.catch_warnings():  # the client marks logging/setLevel deprecated: gone at 2026-07-28
+        warnings.simplefilter("ignore", MCPDeprecationWarning)
+        await client.set_logging_level(level)  # pyright: ignore[reportDeprecated]
+
+
+async def test_a_2025_client_sees_the_logging_capability_and_may_set_a_level() -> None:
+    async with Client(server(), mode="legacy") as c:
+        assert c.protocol_version == "2025-11-25"
+        assert c.server_capabilities is not None
+        assert c.server_capabilities.logging is not None
+        await set_level(c, "warning")  # was -32601 Method not found
+
+
+async def test_a_2025_client_gets_info_until_it_sets_a_level_then_only_messages_at_or_above_it() -> None:
+    logs = Logs()
+    async with Client(server(ScriptedBackend(fetch_fails)), mode="legacy", logging_callback=logs) as c:
+        await c.call_tool("execute_plan", {"plan": PLAN})
+        before = logs.take()
+        await set_level(c, "warning")
+        await c.call_tool("execute_plan", {"plan": PLAN})
+        after = logs.take()
+    assert any(line.startswith("info: started fetch") for line in before)
+    assert any(line.startswith("warning: fetch failed: Anthropic API rejected") for line in before)
+    assert after
+    assert all(line.startswith("warning: fetch failed") for line in after)
+
+
+async def test_a_2026_client_gets_log_messages_only_if_it_opts_in_and_only_at_its_level() -> None:
+    silent, warned = Logs(), Logs()
+    async with Client(server(ScriptedBackend(fetch_fails)), logging_callback=silent) as c:
+        assert c.protocol_version == "2026-07-28"
+        assert c.server_capabilities is not None
+        assert c.server_capabilities.logging is not None
+        await c.call_tool("execute_plan", {"plan": PLAN})
+    async with Client(server(ScriptedBackend(fetch_fails)), logging_callback=warned, log_level="warning") as c:
+        await c.call_tool("execute_plan", {"plan": PLAN})
+    assert silent.seen == []
+    assert warned.levels() == {"warning"}
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])

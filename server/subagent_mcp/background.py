@@ -28,8 +28,9 @@ Kind = Literal["execute", "orchestrate", "resume"]
 Phase = Literal["planning", "running", "synthesizing"]
 StopReason = Literal["cancel", "shutdown"]
 
-Watcher = Callable[[int, int | None, str], Awaitable[None]]
-"""Told of progress as (done, total or None while unknown, message), e.g. a tool call's progress reporter."""
+Level = Literal["info", "warning"]
+Watcher = Callable[[int, int | None, str, Level], Awaitable[None]]
+"""Told of progress as (done, total or None while unknown, message, log level), e.g. a call's progress reporter."""
 
 HEARTBEAT_S = 15.0
 """How often a waiting caller hears from a run that has nothing new to say (hosts drop silent calls)."""
@@ -62,7 +63,7 @@ class LiveRun:
     stopped: StopReason | None = None
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     watchers: list[Watcher] = field(default_factory=list[Watcher])
-    last: tuple[int, int | None, str] = (0, None, "starting")
+    last: tuple[int, int | None, str, Level] = (0, None, "starting", "info")
 
     @property
     def steps(self) -> tuple[int, int]:
@@ -94,21 +95,23 @@ class LiveRun:
         self.counts = counts = event.counts
         before, after = self.steps
         total, done = counts.total + before + after, counts.done + before
+        level: Level = "info"
         if isinstance(event, TaskStarted):
             message = f"started {event.task_id} ({counts})"
         elif isinstance(event, TaskFinished):
             r = event.result
             why = f": {r.error}" if r.error and r.status != "succeeded" else ""
             message = f"{r.task_id} {r.status}{why} ({counts})"
+            level = "warning" if r.status == "failed" else "info"
         else:
             message = f"run {event.status} ({counts})"
-        await self._tell(done, total, message)
+        await self._tell(done, total, message, level)
 
-    async def _tell(self, done: int, total: int | None, message: str) -> None:
-        self.last = (done, total, message)
+    async def _tell(self, done: int, total: int | None, message: str, level: Level = "info") -> None:
+        self.last = (done, total, message, level)
         for watcher in list(self.watchers):
             try:
-                await watcher(done, total, message)
+                await watcher(done, total, message, level)
             except Exception:  # a gone caller must never fail the run
                 log.debug("a watcher of run %s failed", self.run_id, exc_info=True)
 

@@ -1,8 +1,8 @@
-"""The SDK's ``MCPServer`` as hosts should meet it: clean descriptions, readable argument errors.
+"""The SDK's ``MCPServer`` as hosts should meet it: clean descriptions, readable argument errors, logging levels.
 
-Two fixes, each for every tool and prompt registered on it, so no tool has to remember them:
-docstrings lose their source indentation, and arguments that fail validation are listed one per
-line (not as a pydantic dump).
+Three fixes that hold for every tool, prompt and client, so no tool has to remember them:
+docstrings lose their source indentation, arguments that fail validation are listed one per line
+(not as a pydantic dump), and handshake-era clients can set a log level (``mcp_logging``).
 """
 
 from __future__ import annotations
@@ -18,12 +18,17 @@ from mcp.types import CallToolResult, Icon, InputRequiredResult, ToolAnnotations
 from pydantic import ValidationError
 
 from .arguments import argument_problems
+from .mcp_logging import serve_set_level
 
 LifespanT = TypeVar("LifespanT")
 
 
 class SubagentServer(MCPServer[LifespanT]):
-    """``MCPServer`` with descriptions dedented (``inspect.cleandoc``) and argument errors listed plainly."""
+    """``MCPServer`` with descriptions dedented, argument errors listed plainly and ``logging/setLevel`` served."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        serve_set_level(self)
 
     def add_tool(
         self,

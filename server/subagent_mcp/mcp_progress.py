@@ -1,7 +1,8 @@
 """A run's progress as MCP progress notifications and log messages.
 
-Progress only reaches a client that sent a progress token; log messages only one that opted in
-(``logLevel`` in the 2026 envelope). Both are best effort: a dropped notification never fails a run.
+Progress only reaches a client that sent a progress token; log messages only one that wants them at
+their level (``mcp_logging``: ``logging/setLevel``, or ``logLevel`` in the 2026 envelope). Failures
+are logged as warnings, the rest as info. Both are best effort: a dropped notification never fails a run.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from typing import Any
 
 from mcp.server.mcpserver import Context
 from mcp.shared.exceptions import MCPDeprecationWarning
+from mcp.types import LoggingLevel
+
+from .mcp_logging import client_wants
 
 log = logging.getLogger(__name__)
 
@@ -27,20 +31,22 @@ class ProgressReporter:
         self.ctx = ctx
         self.last = 0
 
-    async def step(self, done: int, total: int | None, message: str) -> None:
+    async def step(self, done: int, total: int | None, message: str, level: LoggingLevel = "info") -> None:
         """Report ``done`` of ``total`` steps (``None`` while unknown), never lower than already reported."""
         self.last = max(self.last, done)
         try:
             await self.ctx.report_progress(self.last, total, message)
         except Exception:  # a gone client must not fail the run
             log.debug("progress notification not delivered", exc_info=True)
-        await self.log(message)
+        await self.log(message, level)
 
-    async def log(self, message: str, level: str = "info") -> None:
+    async def log(self, message: str, level: LoggingLevel = "info") -> None:
         log.info("%s", message)
         try:
+            if not client_wants(self.ctx.request_context.session, level):
+                return
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", MCPDeprecationWarning)
-                await self.ctx.log(level, message, logger_name="subagent_mcp")  # type: ignore[arg-type]
+                await self.ctx.log(level, message, logger_name="subagent_mcp")  # pyright: ignore[reportDeprecated]
         except Exception:
             log.debug("log notification not delivered", exc_info=True)
