@@ -104,13 +104,22 @@ async def test_with_a_token_the_mcp_client_that_sends_it_works() -> None:
     [{}, {"Authorization": "Bearer wrong-token-0123456789abcdef"}, {"Authorization": f"Basic {TOKEN}"}],
     ids=["no-token", "wrong-token", "wrong-scheme"],
 )
-async def test_with_a_token_a_request_without_it_gets_a_bare_401(headers: dict[str, str]) -> None:
+async def test_with_a_token_a_request_without_it_gets_a_401_saying_a_token_is_needed_and_where_it_is_set(
+    headers: dict[str, str],
+) -> None:
     async with serving(settings(http_token=TOKEN)) as (url, backend), httpx2.AsyncClient(timeout=10) as http:
         with anyio.fail_after(10):
             response = await http.post(url, json=DISCOVER, headers={**MCP_POST_HEADERS, **headers})
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
-    assert response.content == b""
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert body["error"] in ("invalid_request", "invalid_token")
+    assert "requires 'Authorization: Bearer <token>'" in body["error_description"]
+    assert "SUBAGENT_MCP_HTTP_TOKEN" in body["error_description"]
+    assert '--header "Authorization: Bearer <token>"' in body["error_description"]
+    assert TOKEN not in response.text
+    assert "wrong-token" not in response.text
     assert "server" not in response.headers
     assert backend.seen == []
 

@@ -7,7 +7,8 @@ Policy, checked before any socket is bound:
 - Any other host needs both ``allow_remote=True`` (``--allow-remote``) and ``SUBAGENT_MCP_HTTP_TOKEN``;
   otherwise ``ConfigError``. A named host or address only accepts requests whose ``Host`` names it; a
   wildcard bind (``0.0.0.0``, ``::``) cannot know its names, so it checks no ``Host`` and the token is the guard.
-- With a token configured (on any host), a request without ``Authorization: Bearer <token>`` gets a bare 401.
+- With a token configured (on any host), a request without ``Authorization: Bearer <token>`` gets a 401
+  whose short JSON body says a token is required and where it is configured (never what was sent).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import errno
 import hashlib
 import hmac
 import ipaddress
+import json
 import logging
 import shlex
 import socket
@@ -105,27 +107,46 @@ def transport_security(host: str) -> TransportSecuritySettings:
     )
 
 
+UNAUTHORIZED_HELP = (
+    f"this MCP server requires 'Authorization: Bearer <token>' with the token set on the server as {TOKEN_VAR}; "
+    'in Claude Code add it with: claude mcp add --transport http NAME URL --header "Authorization: Bearer <token>"'
+)
+
+
+def unauthorized_body(scheme: bytes, credentials: bytes) -> bytes:
+    """The 401's JSON body (RFC 6750 fields): what is missing and where to configure it, never what was sent."""
+    if scheme.lower() != b"bearer" or not credentials.strip():
+        error, description = "invalid_request", f"no bearer token was sent: {UNAUTHORIZED_HELP}"
+    else:
+        error, description = "invalid_token", f"the bearer token sent is not this server's: {UNAUTHORIZED_HELP}"
+    return json.dumps({"error": error, "error_description": description}).encode()
+
+
 class BearerTokenGate:
-    """ASGI middleware: any request without ``Authorization: Bearer <token>`` gets a bodiless 401, nothing more."""
+    """ASGI middleware: any request without ``Authorization: Bearer <token>`` gets a 401 saying what is needed."""
 
     def __init__(self, app: ASGIApp, token: str) -> None:
         self.app = app
         self._digest = hashlib.sha256(token.encode()).digest()  # only the digest is kept, compared in constant time
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan" or self._authorized(scope):
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, send)
+            return
+        headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
+        scheme, _, credentials = next((v for k, v in headers if k == b"authorization"), b"").partition(b" ")
+        if self._authorized(scheme, credentials):
             await self.app(scope, receive, send)
         elif scope["type"] == "http":
-            headers = [(b"www-authenticate", b"Bearer"), (b"content-length", b"0")]
-            await send({"type": "http.response.start", "status": 401, "headers": headers})
-            await send({"type": "http.response.body", "body": b""})
+            body = unauthorized_body(scheme, credentials)
+            reply = [(b"www-authenticate", b"Bearer"), (b"content-type", b"application/json")]
+            reply.append((b"content-length", str(len(body)).encode()))
+            await send({"type": "http.response.start", "status": 401, "headers": reply})
+            await send({"type": "http.response.body", "body": body})
         else:  # a websocket: closing before accept answers 403
             await send({"type": "websocket.close", "code": 1008})
 
-    def _authorized(self, scope: Scope) -> bool:
-        headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
-        value = next((v for k, v in headers if k == b"authorization"), b"")
-        scheme, _, credentials = value.partition(b" ")
+    def _authorized(self, scheme: bytes, credentials: bytes) -> bool:
         digest = hashlib.sha256(credentials.strip()).digest()
         return hmac.compare_digest(digest, self._digest) and scheme.lower() == b"bearer"
 
