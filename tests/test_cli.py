@@ -73,6 +73,21 @@ def test_a_demo_run_keeps_to_a_small_max_subtasks(tmp_path: Path) -> None:
     assert result.report.status == "succeeded"
 
 
+def test_run_without_a_task_says_a_task_is_missing_and_shows_one(tmp_path: Path) -> None:
+    out = cli(tmp_path / "runs.db", "run")
+    assert out.returncode == 2
+    assert out.stderr.strip() == (
+        'subagent-mcp: run needs a task, e.g. subagent-mcp run "Compare SQLite and Postgres for a desktop app" '
+        "(or --resume RUN_ID)"
+    )
+
+
+def test_run_with_both_a_task_and_resume_says_to_pick_one(tmp_path: Path) -> None:
+    out = cli(tmp_path / "runs.db", "run", "--resume", "run-1", "a task")
+    assert out.returncode == 2
+    assert out.stderr.strip() == "subagent-mcp: give a task or --resume RUN_ID, not both"
+
+
 def test_without_a_key_run_says_what_to_set_and_exits_non_zero(tmp_path: Path) -> None:
     out = cli(tmp_path / "runs.db", "run", "anything")
     assert out.returncode == 2

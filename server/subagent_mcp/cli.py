@@ -101,8 +101,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return anyio.run(lambda: cli_run.runs_command(settings, args.limit, as_json=args.json))
     if args.command == "show":
         return anyio.run(lambda: cli_run.show_command(settings, args.run_id, as_json=args.json))
-    if (args.task is None) == (args.resume is None):
-        print('subagent-mcp: give a task (subagent-mcp run "...") or --resume RUN_ID, not both', file=sys.stderr)
+    if args.task is None and args.resume is None:
+        example = 'subagent-mcp run "Compare SQLite and Postgres for a desktop app"'
+        print(f"subagent-mcp: run needs a task, e.g. {example} (or --resume RUN_ID)", file=sys.stderr)
+        return 2
+    if args.task is not None and args.resume is not None:
+        print("subagent-mcp: give a task or --resume RUN_ID, not both", file=sys.stderr)
         return 2
     return anyio.run(
         lambda: cli_run.run_command(
