@@ -306,6 +306,7 @@ async def test_the_cli_serves_http_prints_the_url_and_claude_command_and_stops_o
     assert "run_subagent" in tools
     assert url.endswith("/mcp")
     assert f"serving MCP over streamable HTTP at {url}" in banner
+    assert "Demo mode is on: a scripted backend answers, no model is called" in banner  # started with --demo
     assert claude_add_command(url, with_token=True) in banner
     assert returncode == 0
     assert "Traceback" not in banner + rest

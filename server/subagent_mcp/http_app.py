@@ -269,16 +269,20 @@ def claude_add_command(url: str, *, with_token: bool, name: str = "subagents") -
     return command
 
 
+DEMO_NOTE = "Demo mode is on: a scripted backend answers, no model is called and every output says so."
+
+
 class _Announce(TaskStatus[int]):
     """Prints where the server listens once it does (stderr: stdout stays free, as in stdio mode)."""
 
-    def __init__(self, host: str, with_token: bool) -> None:
-        self.host, self.with_token = host, with_token
+    def __init__(self, host: str, with_token: bool, demo: bool = False) -> None:
+        self.host, self.with_token, self.demo = host, with_token, demo
 
     def started(self, value: int | None = None) -> None:
         url = http_url(self.host, value or 0)
         lines = [
             f"subagent-mcp: serving MCP over streamable HTTP at {url} (Ctrl+C to stop)",
+            *([DEMO_NOTE] if self.demo else []),
             "Add it to Claude Code with:",
             f"  {claude_add_command(url, with_token=self.with_token)}",
         ]
@@ -296,7 +300,7 @@ def run_http_command(settings: Settings, host: str | None, port: int | None, *, 
         if settings.anthropic_api_key is None and not settings.demo:
             log.warning("ANTHROPIC_API_KEY is not set: tools that call a model will say so until it is")
         server = create_server(settings)
-        announce = _Announce(host, with_token=token is not None)
+        announce = _Announce(host, with_token=token is not None, demo=settings.demo)
         anyio.run(lambda: serve_http(server, settings, host, port, allow_remote=allow_remote, task_status=announce))
     except SubagentMCPError as exc:
         print(f"subagent-mcp: {exc}", file=sys.stderr)
