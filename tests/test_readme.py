@@ -33,3 +33,8 @@ def test_every_setting_is_in_the_readmes_settings_table() -> None:
     names = [name.upper() for name in Settings.model_fields if not name.startswith("anthropic_")]
     undocumented = [n for n in names if not re.search(rf"`(SUBAGENT_MCP_)?{n}`", table)]
     assert undocumented == []
+
+
+def test_the_readme_has_no_url_placeholders_to_fill_in() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert re.findall(r"<[\w-]*url>", readme, re.IGNORECASE) == []
