@@ -70,6 +70,7 @@ def _advice(err: ErrorDetails) -> str:
 
 
 def _json_kind(value: object) -> str:
+    """What was sent, by JSON type; a short string or a number is quoted, a long value never is."""
     if value is None:
         return "null"
     if isinstance(value, bool):
