@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 
 from subagent_mcp.logs import RedactSecrets
@@ -51,8 +52,6 @@ def test_short_or_empty_secrets_do_not_redact_everything() -> None:
 
 
 def test_json_log_lines_are_parseable_and_still_redacted() -> None:
-    import json
-
     from subagent_mcp.logs import JsonLines
 
     stream = io.StringIO()
@@ -67,3 +66,22 @@ def test_json_log_lines_are_parseable_and_still_redacted() -> None:
     assert entry["level"] == "WARNING"
     assert entry["logger"] == "test.redact.json"
     assert entry["message"] == "retrying with [redacted]"
+
+
+def test_a_key_with_a_trailing_newline_is_redacted_in_every_form_a_library_prints_it() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RedactSecrets([KEY + "\n"]))
+    logger = logging.getLogger("test.redact.forms")
+    logger.propagate = False
+    logger.addHandler(handler)
+    header = f"Bearer {KEY}\n"
+    logger.warning("Illegal header value %r", header.encode())  # httpx: b'Bearer sk-...\n'
+    logger.warning("key=%r", KEY + "\n")  # a repr: the newline as the two characters \n
+    logger.warning("sent %s", KEY)  # stripped, as the settings now send it
+    logger.warning("body %s", json.dumps({"authorization": header}))  # JSON-escaped
+    logger.warning("raw %s", header)  # as given
+    text = stream.getvalue()
+    assert "sk-ant" not in text
+    assert text.count("[redacted]") == 5
+    assert "Illegal header value b'Bearer [redacted]'" in text

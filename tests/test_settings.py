@@ -8,6 +8,7 @@ from pathlib import Path
 import anthropic.types
 import pytest
 from anthropic._data import DEPRECATED_MODELS
+from pydantic import SecretStr
 
 from subagent_mcp.contracts import Usage
 from subagent_mcp.core.pricing import ModelPrice, cost_usd
@@ -80,3 +81,26 @@ def test_an_optional_limit_can_be_switched_off() -> None:
     s = Settings.from_env({"SUBAGENT_MCP_MAX_RUN_COST_USD": "none"}, env_file=None)
     assert s.max_run_cost_usd is None
     assert Settings.from_env({}, env_file=None).max_run_cost_usd == 5.0
+
+
+@pytest.mark.parametrize("around", ["\n", "\r\n", " \t", "\n\n"], ids=["lf", "crlf", "space-tab", "two-lf"])
+def test_whitespace_a_copy_paste_leaves_around_the_key_is_stripped(around: str) -> None:
+    from_env = Settings.from_env({"ANTHROPIC_API_KEY": f"{around}sk-ant-SECRET-42{around}"}, env_file=None)
+    direct = Settings(anthropic_api_key=SecretStr(f"sk-ant-SECRET-42{around}"))
+    for s in (from_env, direct):
+        assert s.require_api_key().get_secret_value() == "sk-ant-SECRET-42"
+
+
+@pytest.mark.parametrize("inside", ["\n", "\r\n", " ", "\t", "\x00", "\u200b", "é"])
+def test_a_key_with_whitespace_or_control_characters_inside_is_refused_without_showing_it(inside: str) -> None:
+    with pytest.raises(ConfigError, match="ANTHROPIC_API_KEY has a space, a control character") as caught:
+        Settings.from_env({"ANTHROPIC_API_KEY": f"sk-ant-SECRET{inside}42"}, env_file=None)
+    assert "SECRET" not in str(caught.value)
+    assert "SECRET" not in repr(caught.value)
+
+
+def test_a_blank_key_counts_as_no_key() -> None:
+    s = Settings.from_env({"ANTHROPIC_API_KEY": " \n"}, env_file=None)
+    assert s.anthropic_api_key is None
+    with pytest.raises(ConfigError, match="ANTHROPIC_API_KEY is not set"):
+        s.require_api_key()

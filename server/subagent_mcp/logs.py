@@ -9,32 +9,29 @@ import json
 import logging
 import sys
 
+from .redact import all_forms, redact
 from .settings import Settings
-
-REDACTED = "[redacted]"
 
 
 class RedactSecrets(logging.Filter):
-    """Replace each secret in a record's message and arguments before any handler formats it."""
+    """Replace each secret, in every form it can take (``redact.secret_forms``), before any handler formats it."""
 
     def __init__(self, secrets: list[str]) -> None:
         super().__init__()
-        self.secrets = [s for s in secrets if len(s) >= 8]
+        self.forms = all_forms(secrets)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self.secrets:
+        if not self.forms:
             return True
         message = record.getMessage()
-        if any(secret in message for secret in self.secrets):
-            for secret in self.secrets:
-                message = message.replace(secret, REDACTED)
-            record.msg, record.args = message, None
+        redacted = redact(message, self.forms)
+        if redacted != message:
+            record.msg, record.args = redacted, None
         if record.exc_info and record.exc_info[1] is not None:
             text = logging.Formatter().formatException(record.exc_info)
-            if any(secret in text for secret in self.secrets):
-                for secret in self.secrets:
-                    text = text.replace(secret, REDACTED)
-                record.exc_info, record.exc_text = None, text
+            redacted = redact(text, self.forms)
+            if redacted != text:
+                record.exc_info, record.exc_text = None, redacted
         return True
 
 

@@ -83,6 +83,21 @@ class Settings(BaseModel):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8765, ge=0, le=65535)
 
+    @field_validator("anthropic_api_key", mode="before")
+    @classmethod
+    def _clean_api_key(cls, value: object) -> object:
+        """Strip the whitespace a copy-paste leaves around the key; refuse one with anything odd inside it."""
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if not isinstance(raw, str):
+            return value
+        key = raw.strip()
+        if not all("!" <= ch <= "~" for ch in key):  # printable ASCII, no spaces: what every API key is
+            raise ConfigError(  # never the key itself: this message reaches logs and terminals
+                "ANTHROPIC_API_KEY has a space, a control character (a line break, a tab) or a non-ASCII "
+                "character inside it; copy the key again from the Anthropic Console and set it once more"
+            )
+        return SecretStr(key) if key else None
+
     @field_validator("anthropic_base_url")
     @classmethod
     def _strip_base_url(cls, value: str | None) -> str | None:

@@ -349,3 +349,13 @@ async def test_fifty_concurrent_completions_share_one_client(fake: FakeAnthropic
             for _ in range(50):
                 tg.start_soon(one)
     assert len(set(texts)) == len(fake.requests) == 50
+
+
+@pytest.mark.parametrize("tail", ["\n", "\r\n"], ids=["lf", "crlf"])
+async def test_a_key_read_with_a_trailing_line_break_is_sent_without_it(tail: str, sleep: RecordingSleep) -> None:
+    async with serve_fake_anthropic(api_key=KEY) as fake:
+        config = Settings.from_env({"ANTHROPIC_API_KEY": KEY + tail, "ANTHROPIC_BASE_URL": fake.base_url}, None)
+        async with AnthropicBackend(config, sleep=sleep) as backend:
+            completion = await backend.complete(REQUEST)
+    assert completion.attempts == 1
+    assert [r.headers["authorization"] for r in fake.requests] == [f"Bearer {KEY}"]

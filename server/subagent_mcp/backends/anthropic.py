@@ -37,6 +37,7 @@ from ..errors import (
     ModelTimeoutError,
     ModelUnavailableError,
 )
+from ..redact import all_forms, redact
 from ..settings import Settings
 from .retry import Sleep, WaitRetryAfterOrBackoff, is_transient_status
 
@@ -83,7 +84,7 @@ class AnthropicBackend:
         self._settings = settings
         self._sleep: Sleep = sleep or anyio.sleep
         self._client: AsyncAnthropic | None = None
-        self._key = ""
+        self._key_forms: list[str] = []
 
     async def __aenter__(self) -> AnthropicBackend:
         return self
@@ -143,9 +144,10 @@ class AnthropicBackend:
 
     def _client_for_call(self) -> AsyncAnthropic:
         if self._client is None:
-            self._key = self._settings.require_api_key().get_secret_value()
+            key = self._settings.require_api_key().get_secret_value()
+            self._key_forms = all_forms([key])
             self._client = AsyncAnthropic(
-                api_key=self._key,
+                api_key=key,
                 base_url=self._settings.anthropic_base_url,
                 max_retries=0,
                 timeout=self._settings.request_timeout_s,
@@ -164,13 +166,13 @@ class AnthropicBackend:
         status = exc.status_code if isinstance(exc, APIStatusError) else None
         request_id = exc.request_id if isinstance(exc, APIStatusError) else None
         detail = _detail(exc) if isinstance(exc, APIStatusError) else ""
+        label = _label(exc, self._settings.request_timeout_s) if exc else "unknown error"
         logger.warning(
-            "Anthropic request %s failed on attempt %d of %d: %s%s (status=%s, request_id=%s); retrying in %.2f s",
+            "Anthropic request %s failed on attempt %d of %d: %s (status=%s, request_id=%s); retrying in %.2f s",
             request.label or request.model,
             state.attempt_number,
             self._settings.max_retries + 1,
-            _label(exc, self._settings.request_timeout_s) if exc else "unknown error",
-            self._redact(f" - {detail}") if detail else "",
+            self._redact(f"{label} - {detail}" if detail else label),
             status,
             request_id,
             state.upcoming_sleep,
@@ -211,7 +213,8 @@ class AnthropicBackend:
         )
 
     def _redact(self, text: str) -> str:
-        return text.replace(self._key, "[redacted]") if self._key else text
+        """``text`` without the key in any form it can take (as sent, repr- or bytes-escaped)."""
+        return redact(text, self._key_forms)
 
 
 def _is_transient(exc: BaseException) -> bool:

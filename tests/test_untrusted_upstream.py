@@ -1,0 +1,69 @@
+"""Whatever the API sends back, through a real MCP client: results are stored and deliverable, or a clear failure."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client
+from mcp.types import LoggingMessageNotificationParams, TextResourceContents
+
+from subagent_mcp.contracts import JsonObject, RunReport
+from subagent_mcp.mcp_server import create_server
+from subagent_mcp.settings import Settings
+from subagent_mcp.testing import FakeAnthropic, serve_fake_anthropic
+from subagent_mcp.testing.results import text_of
+
+pytestmark = pytest.mark.anyio
+
+KEY = "sk-ant-test-SECRET-untrusted-31"
+PLAN: JsonObject = {
+    "plan_id": "p-untrusted",
+    "task": "Write a short report",
+    "subtasks": [
+        {"id": "a", "role": "writer", "instructions": "part a", "depends_on": []},
+        {"id": "b", "role": "writer", "instructions": "part b", "depends_on": ["a"]},
+    ],
+}
+
+
+def settings_for(fake: FakeAnthropic, db: Path, key: str = KEY, **more: str) -> Settings:
+    env = {
+        "ANTHROPIC_API_KEY": key,
+        "ANTHROPIC_BASE_URL": fake.base_url,
+        "SUBAGENT_MCP_DB_PATH": str(db),
+        "SUBAGENT_MCP_RETRY_MAX_WAIT_S": "0",
+        **more,
+    }
+    return Settings.from_env(env, env_file=None)
+
+
+async def resource_text(client: Client, uri: str) -> str:
+    contents = (await client.read_resource(uri)).contents[0]
+    assert isinstance(contents, TextResourceContents)
+    return contents.text
+
+
+async def test_a_key_pasted_with_a_trailing_crlf_works_and_shows_nowhere(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    db = tmp_path / "runs.db"
+    notes: list[Any] = []
+
+    async def on_log(params: LoggingMessageNotificationParams) -> None:
+        notes.append(params.data)
+
+    async with serve_fake_anthropic(api_key=KEY) as fake:
+        server = create_server(settings_for(fake, db, key=KEY + "\r\n"))
+        async with Client(server, logging_callback=on_log, log_level="debug") as c:
+            result = await c.call_tool("execute_plan", {"plan": PLAN})
+            report = RunReport.model_validate(result.structured_content)
+            resource = await resource_text(c, f"subagent://runs/{report.run_id}")
+    assert report.status == "succeeded", text_of(result)
+    assert {r.headers["authorization"] for r in fake.message_requests} == {f"Bearer {KEY}"}
+    stored = db.read_bytes().decode("latin-1")
+    for text in (text_of(result), str(result.structured_content), resource, str(notes), caplog.text, stored):
+        assert KEY not in text
