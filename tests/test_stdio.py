@@ -14,11 +14,11 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from subagent_mcp.backends.scripted import sample_for_schema
-from subagent_mcp.contracts import OrchestrateResult
+from subagent_mcp.contracts import OrchestrateResult, SubagentResult
 from subagent_mcp.core.pricing import cost_usd
 from subagent_mcp.demo import demo_plan_draft
 from subagent_mcp.settings import Settings
-from subagent_mcp.testing import FakeReply, FakeRequest, json_reply, serve_fake_anthropic
+from subagent_mcp.testing import FakeReply, FakeRequest, json_reply, serve_fake_anthropic, text_reply
 from subagent_mcp.testing.results import text_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.subprocess]
@@ -110,3 +110,34 @@ def read_until(fd: int, marker: bytes | None, limit_s: float = 30.0) -> bytes:
             raise AssertionError(f"the terminal closed before {marker!r}; it showed: {seen!r}")
         seen += chunk
     return seen
+
+
+async def test_a_reply_holding_a_lone_surrogate_is_delivered_and_the_server_serves_the_next_call(
+    tmp_path: Path,
+) -> None:
+    # The first reply has a lone surrogate as a JSON escape inside the model's JSON; the second has one as
+    # a raw character of the text (the API's JSON escapes it). Either used to kill the stdio writer.
+    surrogates = [
+        text_reply('{"summary": "bad \\udcff", "text": "t"}'),
+        text_reply('{"summary": "s", "text": "\udcff"}'),
+    ]
+    async with serve_fake_anthropic(api_key=KEY) as fake:
+        fake.enqueue(*surrogates)
+        env = {
+            "ANTHROPIC_API_KEY": KEY,
+            "ANTHROPIC_BASE_URL": fake.base_url,
+            "SUBAGENT_MCP_ALLOW_REMOTE_MODEL": "0",
+            "SUBAGENT_MCP_DB_PATH": str(tmp_path / "runs.db"),
+        }
+        params = StdioServerParameters(command=str(SCRIPT), args=[], env=env, cwd=str(tmp_path))
+        with (tmp_path / "server-stderr.log").open("w") as errlog:
+            async with Client(stdio_client(params, errlog=errlog)) as client:
+                with anyio.fail_after(30):
+                    first = await client.call_tool("run_subagent", {"role": "writer", "instructions": "one"})
+                    second = await client.call_tool("run_subagent", {"role": "writer", "instructions": "two"})
+                    third = await client.call_tool("run_subagent", {"role": "writer", "instructions": "three"})
+    outputs = [SubagentResult.model_validate(r.structured_content).output for r in (first, second, third)]
+    assert outputs[0] == {"summary": "bad \ufffd", "text": "t"}
+    assert outputs[1] == {"summary": "s", "text": "\ufffd"}
+    assert outputs[2] is not None  # the default reply: the server is still there
+    assert len(fake.message_requests) == 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from mcp.types import LoggingMessageNotificationParams, TextResourceContents
 from subagent_mcp.contracts import JsonObject, RunReport
 from subagent_mcp.mcp_server import create_server
 from subagent_mcp.settings import Settings
-from subagent_mcp.testing import FakeAnthropic, serve_fake_anthropic
+from subagent_mcp.testing import FakeAnthropic, FakeReply, FakeRequest, json_reply, serve_fake_anthropic, text_reply
 from subagent_mcp.testing.results import text_of
 
 pytestmark = pytest.mark.anyio
@@ -67,3 +68,48 @@ async def test_a_key_pasted_with_a_trailing_crlf_works_and_shows_nowhere(
     stored = db.read_bytes().decode("latin-1")
     for text in (text_of(result), str(result.structured_content), resource, str(notes), caplog.text, stored):
         assert KEY not in text
+
+
+def nested(depth: int) -> str:
+    """A writer's reply whose ``text`` holds arrays nested so that the whole is ``depth`` levels deep."""
+    return '{"summary": "s", "text": ' + "[" * (depth - 1) + '"t"' + "]" * (depth - 1) + "}"
+
+
+async def test_a_run_whose_replies_hold_a_surrogate_and_deep_nesting_ends_stored_readable_and_resumable(
+    tmp_path: Path,
+) -> None:
+    plan: JsonObject = {
+        **PLAN,
+        "subtasks": [
+            {"id": "odd", "role": "writer", "instructions": "reply with a lone surrogate", "depends_on": []},
+            {"id": "deep", "role": "writer", "instructions": "reply nested 250 deep", "depends_on": []},
+        ],
+    }
+
+    def reply(request: FakeRequest) -> FakeReply:
+        first_turn = str(request.body["messages"][0]["content"])
+        if first_turn.startswith("Subtask id: odd"):
+            return text_reply('{"summary": "bad \\udcff", "text": "t"}')
+        if first_turn.startswith("Subtask id: deep"):
+            return text_reply(nested(250))  # the repair turn too
+        return json_reply({"summary": "s", "text": "t"})
+
+    async with (
+        serve_fake_anthropic(reply, api_key=KEY) as fake,
+        Client(create_server(settings_for(fake, tmp_path / "runs.db"))) as c,
+    ):
+        result = await c.call_tool("execute_plan", {"plan": plan})
+        report = RunReport.model_validate(result.structured_content)
+        resource = json.loads(await resource_text(c, f"subagent://runs/{report.run_id}"))
+        listed = json.loads(await resource_text(c, "subagent://runs"))
+        fake.handler = lambda _: json_reply({"summary": "s", "text": "flat"})
+        resumed = await c.call_tool("resume_run", {"run_id": report.run_id})
+    results = {r.task_id: r for r in report.results}
+    assert (report.status, results["odd"].status, results["deep"].status) == ("partial", "succeeded", "failed")
+    assert results["odd"].output == {"summary": "bad \ufffd", "text": "t"}
+    assert "more than 64 levels deep" in (results["deep"].error or "")
+    assert results["deep"].attempts == 2  # the repair turn was given
+    assert resource["status"] == "partial"
+    assert [r["status"] for r in listed["runs"]] == ["partial"]
+    assert not resumed.is_error, text_of(resumed)
+    assert RunReport.model_validate(resumed.structured_content).status == "succeeded"

@@ -19,6 +19,7 @@ so messages are written for a person and never contain secrets.
 from __future__ import annotations
 
 from .contracts import Usage
+from .safe_output import safe_text
 
 
 class SubagentMCPError(Exception):
@@ -54,7 +55,7 @@ class ModelError(SubagentMCPError):
         status_code: int | None = None,
         request_id: str | None = None,
     ) -> None:
-        super().__init__(message)
+        super().__init__(safe_text(message))  # API error bodies are quoted here: keep the text encodable
         self.usage = usage or Usage()
         self.attempts = attempts
         self.model = model

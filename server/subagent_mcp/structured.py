@@ -3,11 +3,11 @@
 Native structured outputs make invalid JSON rare, not impossible: a ``max_tokens`` cut-off, a
 refusal, or a semantic check (a plan with a cycle) still fail. The repair turn shows the model
 its own reply and the error; a second failure fails the call with every attempt's usage counted.
+Every reply passes ``safe_output`` first, so what is returned can always be stored and sent.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +18,7 @@ from referencing.exceptions import Unresolvable
 from .backends.base import ModelBackend
 from .contracts import Completion, CompletionRequest, JsonObject, ModelMessage, Usage
 from .errors import InputError, ModelError, ModelOutputError, ModelRefusalError
+from .safe_output import UnsafeOutput, load_json, safe_completion
 from .schemas import validator
 
 Check = Callable[[JsonObject], None]
@@ -62,9 +63,9 @@ def _problem(completion: Completion, schema: JsonObject, check: Check | None) ->
     if completion.stop_reason == "max_tokens":
         return None, "the reply was cut off at the max_tokens limit; answer more concisely"
     try:
-        value = json.loads(completion.text)
-    except json.JSONDecodeError as exc:
-        return None, f"the reply is not valid JSON ({exc.msg} at position {exc.pos})"
+        value = load_json(completion.text)
+    except UnsafeOutput as exc:
+        return None, str(exc)
     if not isinstance(value, dict):
         return None, "the reply must be a JSON object"
     obj: JsonObject = value
@@ -96,6 +97,7 @@ async def complete_json(
         except ModelError as exc:
             exc.usage, exc.attempts = usage + exc.usage, attempts + exc.attempts
             raise
+        completion = safe_completion(completion)  # from here on, every string can be stored and sent
         usage, attempts = usage + completion.usage, attempts + completion.attempts
         if completion.stop_reason == "refusal":
             why = f" ({completion.refusal})" if completion.refusal else ""
