@@ -7,14 +7,23 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from mcp import Client
 from mcp.types import LoggingMessageNotificationParams, TextResourceContents
 
-from subagent_mcp.contracts import JsonObject, RunReport
+from subagent_mcp.contracts import JsonObject, RunReport, SubagentResult
 from subagent_mcp.mcp_server import create_server
 from subagent_mcp.settings import Settings
-from subagent_mcp.testing import FakeAnthropic, FakeReply, FakeRequest, json_reply, serve_fake_anthropic, text_reply
+from subagent_mcp.testing import (
+    FakeAnthropic,
+    FakeReply,
+    FakeRequest,
+    json_reply,
+    serve_fake_anthropic,
+    text_reply,
+    trickle_reply,
+)
 from subagent_mcp.testing.results import text_of
 
 pytestmark = pytest.mark.anyio
@@ -113,3 +122,20 @@ async def test_a_run_whose_replies_hold_a_surrogate_and_deep_nesting_ends_stored
     assert [r["status"] for r in listed["runs"]] == ["partial"]
     assert not resumed.is_error, text_of(resumed)
     assert RunReport.model_validate(resumed.structured_content).status == "succeeded"
+
+
+async def test_run_subagent_against_a_trickling_reply_fails_as_a_timeout_and_closes_the_connection(
+    tmp_path: Path,
+) -> None:
+    async with serve_fake_anthropic(lambda _: trickle_reply(every_s=0.05), api_key=KEY) as fake:
+        timeouts = {"SUBAGENT_MCP_REQUEST_TIMEOUT_S": "0.5", "SUBAGENT_MCP_MAX_RETRIES": "1"}
+        async with Client(create_server(settings_for(fake, tmp_path / "runs.db", **timeouts))) as c:
+            with anyio.fail_after(20):
+                result = await c.call_tool("run_subagent", {"role": "writer", "instructions": "Write"})
+        with anyio.fail_after(5):
+            await fake.wait_abandoned(2)
+    out = SubagentResult.model_validate(result.structured_content)
+    assert out.status == "failed"
+    assert "Anthropic API timed out: no response within 0.5 s on all 2 attempts" in (out.error or "")
+    assert out.attempts == 2
+    assert fake.abandoned == [0, 1]

@@ -34,6 +34,7 @@ from subagent_mcp.testing import (
     refusal_reply,
     serve_fake_anthropic,
     text_reply,
+    trickle_reply,
 )
 
 pytestmark = pytest.mark.anyio
@@ -359,3 +360,20 @@ async def test_a_key_read_with_a_trailing_line_break_is_sent_without_it(tail: st
             completion = await backend.complete(REQUEST)
     assert completion.attempts == 1
     assert [r.headers["authorization"] for r in fake.requests] == [f"Bearer {KEY}"]
+
+
+async def test_a_reply_trickling_in_ends_at_the_request_timeout_on_every_attempt(
+    fake: FakeAnthropic, sleep: RecordingSleep
+) -> None:
+    # One byte every 0.05 s: no single read waits long, so only a deadline on the whole request ends it.
+    fake.handler = lambda request: trickle_reply(every_s=0.05)
+    config = settings(fake.base_url, request_timeout_s=0.5, max_retries=1)
+    async with AnthropicBackend(config, sleep=sleep) as backend:
+        with anyio.fail_after(20), pytest.raises(ModelTimeoutError) as caught:
+            await backend.complete(REQUEST)
+        with anyio.fail_after(5):
+            await fake.wait_abandoned(2)
+    assert "no response within 0.5 s on all 2 attempts" in str(caught.value)
+    assert caught.value.attempts == len(fake.requests) == 2
+    assert fake.abandoned == [0, 1]  # each attempt's connection was closed by the client, not left open
+    assert len(sleep.delays) == 1  # retried like any other timeout

@@ -19,9 +19,11 @@ from subagent_mcp.testing import (
     error_reply,
     hang_reply,
     json_reply,
+    oversized_reply,
     refusal_reply,
     serve_fake_anthropic,
     text_reply,
+    trickle_reply,
 )
 
 pytestmark = pytest.mark.anyio
@@ -243,3 +245,41 @@ async def test_a_handler_that_raises_gets_500_and_fails_the_block() -> None:
     with pytest.raises(LookupError, match="script ran out"):
         await run()
     assert [(r.status_code, r.headers["x-should-retry"]) for r in responses] == [(500, "false")]
+
+
+async def test_a_trickled_reply_drips_its_body_until_the_client_hangs_up() -> None:
+    async with serve_fake_anthropic() as fake, client(fake.base_url) as http:
+        fake.enqueue(trickle_reply(every_s=0.01))
+        async with http.stream("POST", "/v1/messages", json=body()) as response:
+            assert response.status_code == 200
+            received = b""
+            async for chunk in response.aiter_raw():
+                received += chunk
+                if len(received) >= 3:
+                    break
+        assert received.strip() == b""  # leading whitespace: still a valid start of a JSON body
+        with anyio.fail_after(5):
+            await fake.wait_abandoned(1)
+    assert fake.abandoned == [0]
+    assert fake.billed == []
+
+
+@pytest.mark.parametrize("gzip", [False, True], ids=["identity", "gzip"])
+async def test_an_oversized_reply_is_a_valid_message_padded_to_its_size(gzip: bool) -> None:
+    size = 3 * 1024 * 1024
+    async with serve_fake_anthropic() as fake, client(fake.base_url) as http:
+        fake.enqueue(oversized_reply(size, gzip=gzip, obj={"answer": "a", "score": 1}))
+        response = await http.post("/v1/messages", json=body())
+    assert len(response.content) == size
+    assert response.headers.get("content-encoding") == ("gzip" if gzip else None)
+    on_the_wire = int(response.headers["content-length"])
+    assert (on_the_wire < size // 100) if gzip else (on_the_wire == size)
+    assert json.loads(response.json()["content"][0]["text"]) == {"answer": "a", "score": 1}
+    assert fake.abandoned == []
+
+
+async def test_impossible_usage_can_be_scripted_verbatim() -> None:
+    async with serve_fake_anthropic() as fake, client(fake.base_url) as http:
+        fake.enqueue(FakeReply(text="{}", raw_usage={"input_tokens": -5, "output_tokens": "many"}))
+        response = await http.post("/v1/messages", json=body())
+    assert response.json()["usage"] == {"input_tokens": -5, "output_tokens": "many"}

@@ -16,6 +16,7 @@ from typing import cast
 from urllib.parse import urlsplit
 
 import anyio
+import httpx2
 from anthropic import (
     APIConnectionError,
     APIError,
@@ -117,13 +118,20 @@ class AnthropicBackend:
 
         async def attempt() -> Message:
             try:
-                return await client.messages.create(
-                    model=request.model,
-                    max_tokens=request.max_tokens,
-                    system=request.system or omit,
-                    messages=messages,
-                    output_config={"format": {"type": "json_schema", "schema": schema}},
-                )
+                # httpx's timeouts bound each read, not the request: a reply trickling in a byte at a
+                # time would never end. The deadline covers the whole attempt, body included.
+                with anyio.fail_after(self._settings.request_timeout_s):
+                    return await client.messages.create(
+                        model=request.model,
+                        max_tokens=request.max_tokens,
+                        system=request.system or omit,
+                        messages=messages,
+                        output_config={"format": {"type": "json_schema", "schema": schema}},
+                    )
+            except TimeoutError:
+                timeout = APITimeoutError(request=httpx2.Request("POST", client.base_url.join("v1/messages")))
+                failures.append(timeout)
+                raise timeout from None
             except APIError as exc:
                 failures.append(exc)
                 raise

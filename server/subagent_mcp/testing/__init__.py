@@ -10,9 +10,11 @@ from .fake_anthropic import (
     error_reply,
     hang_reply,
     json_reply,
+    oversized_reply,
     refusal_reply,
     serve_fake_anthropic,
     text_reply,
+    trickle_reply,
 )
 
 __all__ = [
@@ -25,7 +27,9 @@ __all__ = [
     "error_reply",
     "hang_reply",
     "json_reply",
+    "oversized_reply",
     "refusal_reply",
     "serve_fake_anthropic",
     "text_reply",
+    "trickle_reply",
 ]

@@ -24,6 +24,7 @@ from anyio.abc import SocketAttribute, SocketStream, TaskStatus
 
 from ..backends.scripted import sample_for_schema
 from ..contracts import JsonObject, Usage
+from ._bodies import send_padded, trickle
 from ._http11 import CLOSED, parse_json_object, read_request, reason_phrase, response_head
 
 _ERROR_TYPES = {
@@ -39,7 +40,7 @@ _ERROR_TYPES = {
     529: "overloaded_error",
 }
 
-Action = Literal["answer", "hang", "disconnect", "cut_off"]
+Action = Literal["answer", "hang", "disconnect", "cut_off", "trickle"]
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,11 @@ class FakeRequest:
 
 @dataclass(frozen=True)
 class FakeReply:
-    """What the fake does with one request: answer, hang, drop the connection, or cut the body short."""
+    """What the fake does with one request: answer, hang, drop the connection, cut the body short, or trickle it.
+
+    ``size`` pads the body with leading spaces to that many bytes (``gzip`` compresses it), and
+    ``raw_usage`` is sent as the message's usage verbatim, to script what no real API should send.
+    """
 
     status: int = 200
     text: str = ""
@@ -102,6 +107,10 @@ class FakeReply:
     headers: Mapping[str, str] = field(default_factory=dict[str, str])
     delay_s: float = 0.0
     action: Action = "answer"
+    every_s: float = 0.0
+    size: int = 0
+    gzip: bool = False
+    raw_usage: JsonObject | None = None
 
     def after(self, delay_s: float) -> FakeReply:
         """The same reply, sent ``delay_s`` seconds after the request arrives."""
@@ -159,6 +168,16 @@ def disconnect_reply() -> FakeReply:
     return FakeReply(action="disconnect")
 
 
+def trickle_reply(every_s: float = 0.05) -> FakeReply:
+    """Send the head, then one byte of body every ``every_s`` seconds, never finishing, until the client hangs up."""
+    return FakeReply(action="trickle", every_s=every_s)
+
+
+def oversized_reply(size: int, *, gzip: bool = False, obj: Any = None) -> FakeReply:
+    """A valid message padded to a ``size``-byte body; with ``gzip`` the bytes on the wire are a thousandth of it."""
+    return FakeReply(text=json.dumps(obj if obj is not None else {"answer": "big"}), size=size, gzip=gzip)
+
+
 def cut_off_reply(obj: Any = None) -> FakeReply:
     """Send the headers and half of a message body (Content-Length promises all of it), then close."""
     return FakeReply(text=json.dumps(obj if obj is not None else {"cut": "off"}), action="cut_off")
@@ -180,6 +199,9 @@ class FakeAnthropic:
         self.hung_up: list[FakeRequest] = []
         """Requests whose client closed the connection while the fake was still holding the reply."""
         self._hang_up = anyio.Event()
+        self.abandoned: list[int] = []
+        """Indexes of requests whose client hung up before their reply's body was complete."""
+        self._abandoned_changed = anyio.Event()
         self._queue: deque[FakeReply] = deque()
         self._connections = 0
 
@@ -194,6 +216,16 @@ class FakeAnthropic:
     @property
     def billed_usage(self) -> Usage:
         return sum(self.billed, Usage())
+
+    async def wait_abandoned(self, count: int) -> None:
+        """Return once ``count`` requests were abandoned by their client (see ``abandoned``)."""
+        while len(self.abandoned) < count:
+            await self._abandoned_changed.wait()
+
+    def _abandon(self, request: FakeRequest) -> None:
+        self.abandoned.append(request.index)
+        self._abandoned_changed.set()
+        self._abandoned_changed = anyio.Event()
 
     async def _run(self, *, task_status: TaskStatus[str] = anyio.TASK_STATUS_IGNORED) -> None:
         async with await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0) as listener:
@@ -261,6 +293,15 @@ class FakeAnthropic:
             if reply.action == "answer":
                 self.billed.append(usage)
         data = json.dumps(payload).encode()
+        if reply.action == "trickle" or reply.size or reply.gzip:
+            whole = (
+                await trickle(stream, reply.status, headers, reply.every_s)
+                if reply.action == "trickle"
+                else await send_padded(stream, reply.status, headers, data, size=reply.size, gzip=reply.gzip)
+            )
+            if not whole:
+                self._abandon(request)
+            return whole
         if reply.action == "cut_off":
             await stream.send(response_head(reply.status, headers, len(data), close=True) + data[: len(data) // 2])
             return False
@@ -326,7 +367,9 @@ def _message(request: FakeRequest, reply: FakeReply, usage: Usage) -> JsonObject
         "stop_reason": reply.stop_reason,
         "stop_sequence": None,
         **({"stop_details": reply.stop_details} if reply.stop_details else {}),
-        "usage": {
+        "usage": reply.raw_usage
+        if reply.raw_usage is not None
+        else {
             "input_tokens": usage.input_tokens,
             "output_tokens": usage.output_tokens,
             "cache_creation_input_tokens": usage.cache_write_tokens,
