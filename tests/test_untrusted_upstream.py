@@ -139,3 +139,21 @@ async def test_run_subagent_against_a_trickling_reply_fails_as_a_timeout_and_clo
     assert "Anthropic API timed out: no response within 0.5 s on all 2 attempts" in (out.error or "")
     assert out.attempts == 2
     assert fake.abandoned == [0, 1]
+
+
+async def test_a_reply_reporting_negative_usage_fails_its_subtask_and_cannot_loosen_the_budget(
+    tmp_path: Path,
+) -> None:
+    negative = FakeReply(
+        text='{"summary": "s", "text": "t"}', raw_usage={"input_tokens": -1_199_999_999, "output_tokens": 1}
+    )
+    async with serve_fake_anthropic(api_key=KEY) as fake:
+        fake.enqueue(negative)
+        async with Client(create_server(settings_for(fake, tmp_path / "runs.db"))) as c:
+            result = await c.call_tool("execute_plan", {"plan": PLAN})
+    report = RunReport.model_validate(result.structured_content)
+    first = report.results[0]
+    assert (report.status, first.status) == ("failed", "failed")
+    assert "impossible usage: input_tokens = -1199999999" in (first.error or "")
+    assert report.cost_usd >= 0
+    assert report.usage.input_tokens >= 0

@@ -10,6 +10,7 @@
         ├── ModelTimeoutError      a request ran past the configured timeout on every attempt
         ├── ModelRefusalError      the model declined (``stop_reason == "refusal"``)
         ├── ModelOutputError       output was invalid or truncated even after the repair turn
+        ├── ModelReplyError        the API's reply could not be used (too large, malformed, impossible usage)
         └── BudgetExceededError    the run's cost or token limit refused the call before it was sent
 
 The MCP layer turns every one of these into a tool error whose message is the exception's text,
@@ -81,6 +82,10 @@ class ModelRefusalError(ModelError):
 
 class ModelOutputError(ModelError):
     """The model's output did not match the required schema, even after one repair turn."""
+
+
+class ModelReplyError(ModelError):
+    """The API's reply was refused before parsing: too large, malformed, or reporting impossible usage."""
 
 
 class BudgetExceededError(ModelError):

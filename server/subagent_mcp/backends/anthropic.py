@@ -1,8 +1,9 @@
-"""The Anthropic Messages API backend: the only module that imports ``anthropic``.
+"""The Anthropic Messages API backend: with ``http_guard``, the only modules that import ``anthropic``.
 
 One retry layer (tenacity; the SDK client gets ``max_retries=0``), native structured outputs via
-``output_config.format``, and every final failure mapped to a ``ModelError`` whose message says
-what happened and never contains the API key. Validation and repair turns live above this seam.
+``output_config.format``, a deadline on each whole attempt, replies capped in size and checked for
+impossible usage, and every final failure mapped to a ``ModelError`` whose message says what
+happened and never contains the API key. Validation and repair turns live above this seam.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from anthropic import (
     transform_schema,
 )
 from anthropic.types import Message, MessageParam, TextBlock
+from pydantic import ValidationError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from ..contracts import Completion, CompletionRequest, ModelMessage, Usage
@@ -34,15 +36,20 @@ from ..errors import (
     ConfigError,
     InputError,
     ModelError,
+    ModelReplyError,
     ModelRequestError,
     ModelTimeoutError,
     ModelUnavailableError,
 )
 from ..redact import all_forms, redact
 from ..settings import Settings
+from .http_guard import UnusableReplyError, guarded_http_client
 from .retry import Sleep, WaitRetryAfterOrBackoff, is_transient_status
 
 logger = logging.getLogger(__name__)
+
+MAX_PLAUSIBLE_TOKENS = 10_000_000
+"""More tokens than any context window holds: a count above it (or below 0) is a broken reply, not a bill."""
 
 ALLOW_REMOTE_MODEL_ENV = "SUBAGENT_MCP_ALLOW_REMOTE_MODEL"
 ALLOW_REMOTE_MODEL: bool | None = None
@@ -116,23 +123,24 @@ class AnthropicBackend:
         messages = [_message_param(m) for m in request.messages]
         failures: list[BaseException] = []
 
-        async def attempt() -> Message:
+        async def attempt() -> Completion:
             try:
                 # httpx's timeouts bound each read, not the request: a reply trickling in a byte at a
                 # time would never end. The deadline covers the whole attempt, body included.
                 with anyio.fail_after(self._settings.request_timeout_s):
-                    return await client.messages.create(
+                    message = await client.messages.create(
                         model=request.model,
                         max_tokens=request.max_tokens,
                         system=request.system or omit,
                         messages=messages,
                         output_config={"format": {"type": "json_schema", "schema": schema}},
                     )
+                return _completion(message, attempts=len(failures) + 1)
             except TimeoutError:
                 timeout = APITimeoutError(request=httpx2.Request("POST", client.base_url.join("v1/messages")))
                 failures.append(timeout)
                 raise timeout from None
-            except APIError as exc:
+            except (APIError, UnusableReplyError) as exc:
                 failures.append(exc)
                 raise
 
@@ -145,10 +153,15 @@ class AnthropicBackend:
             reraise=True,
         )
         try:
-            message = cast(Message, await retrying(attempt))
+            return cast(Completion, await retrying(attempt))
         except APIError as exc:
             raise self._final_error(exc, failures, request) from exc
-        return _completion(message, attempts=len(failures) + 1)
+        except UnusableReplyError as exc:  # never retried: a broken upstream would only repeat it
+            raise ModelReplyError(
+                self._redact(f"Anthropic API reply refused: {exc}; it was not retried, and what it cost is unknown"),
+                attempts=len(failures),
+                model=request.model,
+            ) from exc
 
     def _client_for_call(self) -> AsyncAnthropic:
         if self._client is None:
@@ -159,6 +172,7 @@ class AnthropicBackend:
                 base_url=self._settings.anthropic_base_url,
                 max_retries=0,
                 timeout=self._settings.request_timeout_s,
+                http_client=guarded_http_client(),
             )
         base_url = str(self._client.base_url)
         if not remote_model_allowed() and not is_loopback_url(base_url):
@@ -261,21 +275,38 @@ def _message_param(message: ModelMessage) -> MessageParam:
 
 
 def _completion(message: Message, *, attempts: int) -> Completion:
-    usage = message.usage
-    return Completion(
-        text="".join(block.text for block in message.content if isinstance(block, TextBlock)),
-        stop_reason=message.stop_reason,
-        usage=Usage(
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            cache_read_tokens=usage.cache_read_input_tokens or 0,
-            cache_write_tokens=usage.cache_creation_input_tokens or 0,
-        ),
-        model=message.model,
-        attempts=attempts,
-        request_id=message._request_id,
-        refusal=_refusal_text(message),
-    )
+    """Our ``Completion`` of ``message``; the SDK does not validate replies, so neither shape nor usage is trusted.
+
+    Raises:
+        UnusableReplyError: the reply is malformed, or reports usage no real call can have.
+    """
+    try:
+        return Completion(
+            text="".join(block.text for block in message.content if isinstance(block, TextBlock)),
+            stop_reason=message.stop_reason,
+            usage=_usage(message),
+            model=message.model,
+            attempts=attempts,
+            request_id=message._request_id,
+            refusal=_refusal_text(message),
+        )
+    except (AttributeError, TypeError, ValidationError) as exc:
+        raise UnusableReplyError(f"the API's reply is not a well-formed message ({type(exc).__name__})") from None
+
+
+def _usage(message: Message) -> Usage:
+    """The reply's token counts, each a whole number from 0 to ``MAX_PLAUSIBLE_TOKENS``, else refused."""
+    raw = message.usage
+    counts: dict[str, object] = {
+        "input_tokens": raw.input_tokens,
+        "output_tokens": raw.output_tokens,
+        "cache_read_tokens": raw.cache_read_input_tokens or 0,
+        "cache_write_tokens": raw.cache_creation_input_tokens or 0,
+    }
+    for name, value in counts.items():
+        if type(value) is not int or not 0 <= value <= MAX_PLAUSIBLE_TOKENS:
+            raise UnusableReplyError(f"the API's reply reports impossible usage: {name} = {repr(value)[:40]}")
+    return Usage.model_validate(counts)
 
 
 def _refusal_text(message: Message) -> str | None:

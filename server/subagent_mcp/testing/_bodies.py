@@ -14,8 +14,8 @@ from anyio.abc import SocketStream
 from ._http11 import CLOSED, response_head
 
 CHUNK = 64 * 1024
-TRICKLE_LENGTH = 1 << 30
-"""What a trickled reply's Content-Length promises: more than it will ever send."""
+TRICKLE_LENGTH = 1 << 20
+"""What a trickled reply's Content-Length promises: a plausible size it would take hours to drip."""
 
 
 async def trickle(stream: SocketStream, status: int, headers: Mapping[str, str], every_s: float) -> bool:
