@@ -88,6 +88,19 @@ async def test_tools_are_listed_and_run_subagent_runs_over_http_on_loopback() ->
     assert backend.closed  # ...and stopping the server ran the lifespan's exit, which closed it
 
 
+async def test_a_reply_holding_a_lone_surrogate_reaches_the_http_client_as_parseable_json() -> None:
+    scripted = ['{"summary": "bad \\udcff", "text": "t"}']  # a JSON escape: valid JSON, unencodable as UTF-8
+
+    def reply(request: CompletionRequest) -> str | JsonObject:
+        return scripted.pop() if scripted else sample_for_schema(request.output_schema)
+
+    async with serving(settings(), reply=reply) as (url, _), Client(url) as client:
+        first = await run_a_subagent(client)
+        second = await run_a_subagent(client)
+    assert first.output == {"summary": "bad \ufffd", "text": "t"}
+    assert second.status == "succeeded"
+
+
 async def test_with_a_token_the_mcp_client_that_sends_it_works() -> None:
     async with (
         serving(settings(http_token=TOKEN)) as (url, backend),
