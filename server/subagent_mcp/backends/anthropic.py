@@ -114,6 +114,7 @@ class AnthropicBackend:
         Raises:
             ConfigError: no API key, or a non-loopback API while remote requests are disallowed.
             ModelRequestError, ModelUnavailableError, ModelTimeoutError: the request failed for good.
+            ModelReplyError: the reply was refused (past the size cap, malformed, impossible usage).
         """
         client = self._client_for_call()
         try:
