@@ -144,14 +144,14 @@ async def test_cancel_run_closes_the_in_flight_requests_and_stores_the_run_cance
         await gates.arrived["b"].wait()
         cancelled = await c.call_tool("cancel_run", {"run_id": handle.run_id})
         with anyio.fail_after(10):
-            await fake.wait_hung_up(2)
+            await fake.wait_abandoned(2)
         listed = await c.call_tool("list_runs", {})
         again = await c.call_tool("cancel_run", {"run_id": handle.run_id})
     assert not cancelled.is_error, text_of(cancelled)
     report = RunReport.model_validate(cancelled.structured_content)
     assert report.status == "cancelled"
     assert {r.task_id for r in report.results if r.status == "cancelled"} >= {"a", "b"}
-    assert sorted(task_of(r) for r in fake.hung_up) == ["a", "b"]
+    assert sorted(task_of(fake.requests[i]) for i in fake.abandoned) == ["a", "b"]
     assert listed.structured_content is not None
     assert listed.structured_content["runs"][0]["status"] == "cancelled"
     assert again.is_error

@@ -196,9 +196,6 @@ class FakeAnthropic:
         self.in_flight = 0
         self.max_in_flight = 0
         """Most ``/v1/messages`` requests the fake held at once (received, not yet answered)."""
-        self.hung_up: list[FakeRequest] = []
-        """Requests whose client closed the connection while the fake was still holding the reply."""
-        self._hang_up = anyio.Event()
         self.abandoned: list[int] = []
         """Indexes of requests whose client hung up before their reply's body was complete."""
         self._abandoned_changed = anyio.Event()
@@ -248,11 +245,6 @@ class FakeAnthropic:
             except CLOSED:
                 return
 
-    async def wait_hung_up(self, count: int) -> None:
-        """Return once clients have closed ``count`` connections on requests the fake was holding."""
-        while len(self.hung_up) < count:
-            await self._hang_up.wait()
-
     async def _respond(self, stream: SocketStream, request: FakeRequest, size: int) -> bool:
         counted = request.path == "/v1/messages"
         if counted:
@@ -275,9 +267,7 @@ class FakeAnthropic:
                 while await stream.receive():  # until the client closes: receive raises EndOfStream
                     pass
             except CLOSED:
-                self.hung_up.append(request)
-                self._hang_up.set()
-                self._hang_up = anyio.Event()
+                self._abandon(request)
                 raise
         request_id = f"req_fake_{request.index + 1:04d}"
         headers = {"request-id": request_id, **reply.headers}
