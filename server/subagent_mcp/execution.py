@@ -182,7 +182,10 @@ class Execution:
         stored = await self.store.get_run(run_id)
         if stored is not None:  # its plan may predate the schema policy; refuse before taking the run over
             check_schemas(await self._stored_plan(stored.plan_id))
-        record = await self.store.resume_run(run_id)
+        live = self.runs.get(run_id)
+        if live is not None and not live.done.is_set():
+            raise InputError(f"run {run_id!r} is still running in this server; wait_run or cancel_run it first")
+        record = await self.store.resume_run(run_id, not_running_here=True)
         plan = await self._stored_plan(record.plan_id)
         options = RunOptions.model_validate(record.options)
         options = options.model_copy(

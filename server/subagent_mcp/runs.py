@@ -80,14 +80,20 @@ class UsageLedger:
         self.pending.setdefault(task_id, []).append((model, usage, cost_usd))
 
     async def save(self, store: Store, run_id: str, result: SubagentResult) -> None:
-        """Commit ``result`` and the usage of every call made for it."""
-        calls = self.pending.pop(result.task_id, [])
+        """Commit ``result`` and the usage of every call made for it (kept pending if the store fails)."""
+        calls = self.pending.get(result.task_id, [])
         if result.usage.total_tokens or not calls:
             await store.save_result(run_id, result)
-            return
-        await store.save_result(run_id, result, record_usage=False)
-        for model, usage, cost in calls:
-            await store.log_usage(run_id, result.task_id, model, usage, cost)
+        else:
+            await store.save_result(run_id, result, record_usage=False)
+            for model, usage, cost in calls:
+                await store.log_usage(run_id, result.task_id, model, usage, cost)
+        self.pending.pop(result.task_id, None)
+
+    def unsaved(self) -> Spend:
+        """What calls whose results are not stored yet were billed."""
+        calls = [call for task_calls in self.pending.values() for call in task_calls]
+        return sum((Spend(usage=usage, cost_usd=cost) for _, usage, cost in calls), Spend())
 
 
 async def execute_durably(
@@ -108,14 +114,30 @@ async def execute_durably(
 
     On host cancellation the unsaved results (the cancelled ones) are saved and the run is closed
     as ``cancelled`` under a shield, then the cancellation goes on.
+
+    Raises:
+        StoreError: the store failed (a full disk): the run was stopped at once, marked ``interrupted``
+            if the store still allows it, and the message says what was billed but not stored.
     """
     seeded = dict(completed or {})
     saved: set[str] = set(seeded)
+    failures: list[StoreError] = []
+    stop = anyio.CancelScope()  # a store that cannot keep results stops the run: no more money is spent
+
+    async def save(result: SubagentResult) -> None:
+        if result.task_id in saved or failures:
+            return
+        try:
+            await ledger.save(store, run_id, result)
+        except StoreError as exc:
+            failures.append(exc)
+            stop.cancel()
+            return
+        saved.add(result.task_id)
 
     async def persist(event: ExecutorEvent) -> None:
-        if isinstance(event, TaskFinished) and event.result.task_id not in saved:
-            saved.add(event.result.task_id)
-            await ledger.save(store, run_id, event.result)
+        if isinstance(event, TaskFinished):
+            await save(event.result)
         if on_event is not None:
             outcome = on_event(event)
             if inspect.isawaitable(outcome):
@@ -128,30 +150,51 @@ async def execute_durably(
         report: RunReport | None = None
         with anyio.CancelScope(shield=True):
             for result in list(state.results.values()):
-                if result.task_id not in saved:
-                    saved.add(result.task_id)
-                    await ledger.save(store, run_id, result)
-            report = await build_report(store, plan, run_id, state, estimate)
-            await store.finish_run(run_id, report)
+                await save(result)
+            if not failures:
+                report = await build_report(store, plan, run_id, state, estimate)
+                try:
+                    await store.finish_run(run_id, report)
+                except StoreError as exc:
+                    failures.append(exc)
+            if failures:
+                raise await _stopped_by_store(store, run_id, failures[0], ledger.unsaved())
         assert report is not None  # a shielded scope is never cancelled
         return report
 
     try:
-        await execute(
-            plan,
-            run_task,
-            max_concurrency=options.max_concurrency,
-            task_timeout_s=options.task_timeout_s,
-            run_timeout_s=options.run_timeout_s,
-            weights=None if estimate is None else expected_durations(estimate),
-            on_event=persist,
-            completed=seeded,
-            state=state,
-        )
+        with stop:
+            await execute(
+                plan,
+                run_task,
+                max_concurrency=options.max_concurrency,
+                task_timeout_s=options.task_timeout_s,
+                run_timeout_s=options.run_timeout_s,
+                weights=None if estimate is None else expected_durations(estimate),
+                on_event=persist,
+                completed=seeded,
+                state=state,
+            )
     except BaseException:
         await close()
         raise
     return await close()
+
+
+async def _stopped_by_store(store: Store, run_id: str, failure: StoreError, unsaved: Spend) -> StoreError:
+    """Mark a run the store failed ``interrupted`` (if it still can) and say what was billed but not stored."""
+    try:
+        await store.interrupt_runs([run_id])
+        state = "is stored as interrupted"
+    except StoreError:
+        state = "could not be marked interrupted either (resume_run takes it over)"
+    billed = f"{unsaved.usage.input_tokens:,} in / {unsaved.usage.output_tokens:,} out tokens, ${unsaved.cost_usd:.4f}"
+    return StoreError(
+        f"{failure} Run {run_id} was stopped so that nothing more is spent, and {state}. Billed but not "
+        f"stored: {billed}. Once the database can be written again, resume_run(run_id={run_id!r}) runs "
+        "the subtasks whose results were lost.",
+        failure.path,
+    )
 
 
 async def build_report(

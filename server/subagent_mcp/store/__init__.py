@@ -80,8 +80,8 @@ class Store:
     async def create_run(self, run_id: str, plan_id: str, options: JsonObject) -> None:
         await self._call(lambda: self.sync.create_run(run_id, plan_id, options))
 
-    async def resume_run(self, run_id: str) -> RunRecord:
-        return await self._call(lambda: self.sync.resume_run(run_id))
+    async def resume_run(self, run_id: str, *, not_running_here: bool = False) -> RunRecord:
+        return await self._call(lambda: self.sync.resume_run(run_id, not_running_here=not_running_here))
 
     async def save_result(self, run_id: str, result: SubagentResult, *, record_usage: bool = True) -> None:
         await self._call(lambda: self.sync.save_result(run_id, result, record_usage=record_usage))

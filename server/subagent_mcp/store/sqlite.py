@@ -130,8 +130,11 @@ class SqliteStore:
                 (run_id, plan_id, os.getpid(), stamp, stamp, json.dumps(options)),
             )
 
-    def resume_run(self, run_id: str) -> RunRecord:
+    def resume_run(self, run_id: str, *, not_running_here: bool = False) -> RunRecord:
         """Take over a run that is not running (interrupted, failed, ...): mark it ``running`` here, return it.
+
+        ``not_running_here``: the caller knows this process runs no such run, so a ``running`` row owned
+        by this process (left so by a store failure) may be taken over too.
 
         Raises:
             StoreError: no such run, or a live process (this one included) is still running it.
@@ -141,7 +144,8 @@ class SqliteStore:
             row = db.execute("SELECT status, pid FROM runs WHERE run_id = ?", (run_id,)).fetchone()
             if row is None:
                 raise StoreError(f"No run {run_id!r} is stored in {self.path}.", self.path)
-            if row["status"] == "running" and pid_alive(row["pid"]):
+            ours = not_running_here and row["pid"] == os.getpid()
+            if row["status"] == "running" and pid_alive(row["pid"]) and not ours:
                 raise StoreError(f"Run {run_id!r} is still running in process {row['pid']}.", self.path)
             db.execute(
                 "UPDATE runs SET status = 'running', pid = ?, updated_at = ?, finished_at = NULL, report_json = NULL"
