@@ -29,12 +29,13 @@ def inspector_command() -> list[str]:
     return [str(LOCAL_INSPECTOR), "--cli"]
 
 
-def inspect(method: str) -> Any:
+def inspect(method: str, *args: str, db: str = ":memory:") -> Any:
+    """What the Inspector's CLI prints for one call: it starts the server, calls, and stops it again."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "SUBAGENT_MCP_"))}
     env["SUBAGENT_MCP_DEMO"] = "1"
-    env["SUBAGENT_MCP_DB_PATH"] = ":memory:"
+    env["SUBAGENT_MCP_DB_PATH"] = db
     completed = subprocess.run(
-        [*inspector_command(), sys.executable, str(SERVER_FILE), "--method", method],
+        [*inspector_command(), sys.executable, str(SERVER_FILE), "--method", method, *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -56,7 +57,42 @@ def test_the_inspector_cli_lists_every_tool() -> None:
         "orchestrate",
         "list_runs",
         "resume_run",
+        "wait_run",
+        "cancel_run",
     }
+
+
+PLAN = {
+    "plan_id": "p-inspector",
+    "task": "Compare SQLite and Postgres",
+    "subtasks": [
+        {"id": "a", "role": "researcher", "instructions": "SQLite"},
+        {"id": "b", "role": "analyst", "instructions": "Compare", "depends_on": ["a"]},
+    ],
+}
+
+
+@pytest.mark.subprocess
+def test_the_inspector_cli_gets_a_handle_and_the_run_is_resumable_and_waitable_after_its_server_stops(
+    tmp_path: Path,
+) -> None:
+    """Each CLI call starts and stops a server: the run a handle names is stored interrupted, then finishes."""
+    db = str(tmp_path / "runs.db")
+
+    def call(tool: str, *args: str) -> Any:
+        return inspect("tools/call", "--tool-name", tool, *(f"--tool-arg={a}" for a in args), db=db)
+
+    started = call("execute_plan", f"plan={json.dumps(PLAN)}", "wait_s=0")
+    run_id = started["structuredContent"]["run_id"]
+    assert started["structuredContent"]["status"] == "running"
+    assert f"wait_run(run_id='{run_id}')" in started["content"][0]["text"]
+    stopped = call("wait_run", f"run_id={run_id}")
+    assert stopped["structuredContent"]["status"] == "interrupted"
+    assert f"resume_run(run_id='{run_id}')" in stopped["content"][0]["text"]
+    resumed = call("resume_run", f"run_id={run_id}")
+    assert resumed["structuredContent"]["status"] == "succeeded"
+    waited = call("wait_run", f"run_id={run_id}")
+    assert waited["structuredContent"] == resumed["structuredContent"]
 
 
 @pytest.mark.subprocess

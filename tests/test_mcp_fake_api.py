@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 from mcp import Client
 from pydantic import SecretStr
 
-from subagent_mcp.contracts import Plan, SubagentResult
+from subagent_mcp.contracts import Plan, SubagentResult, Usage
 from subagent_mcp.demo import demo_plan_draft
 from subagent_mcp.mcp_server import create_server
 from subagent_mcp.settings import Settings
+from subagent_mcp.store import SqliteStore
 from subagent_mcp.testing import (
     FakeAnthropic,
     error_reply,
@@ -98,3 +100,22 @@ async def test_a_refusal_fails_the_subagent_at_once_and_passes_on_the_apis_reaso
     assert (out.status, out.attempts) == ("failed", 1)
     assert "refused this request (cyber: this looks like malware)" in (out.error or "")
     assert len(fake.message_requests) == 1
+
+
+async def test_a_planner_that_fails_for_good_says_what_it_was_billed_and_keeps_it_on_record(tmp_path: Path) -> None:
+    cut_off = text_reply(
+        '{"summary": "unfinished', stop_reason="max_tokens", usage=Usage(input_tokens=450, output_tokens=8192)
+    )
+    db = tmp_path / "runs.db"
+    async with serve_fake_anthropic(api_key=KEY) as fake:
+        fake.enqueue(cut_off, cut_off)  # the reply and its repair turn both run out of tokens
+        settings = settings_for(fake).model_copy(update={"db_path": str(db)})
+        async with Client(create_server(settings)) as c:
+            result = await c.call_tool("plan_task", {"task": "Pick a database"})
+    assert result.is_error
+    assert "The planner's calls were billed 900 in / 16,384 out tokens" in text_of(result)
+    store = SqliteStore.open(db)
+    try:
+        assert store.failed_planning().usage == fake.billed_usage
+    finally:
+        store.close()

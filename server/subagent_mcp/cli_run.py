@@ -69,7 +69,7 @@ async def _orchestrate(
 ) -> OrchestrateResult:
     max_subtasks, max_concurrency = sizes
     progress.note("planning…")
-    plan = await service.plan_task(task, max_subtasks=max_subtasks, limits=service.ceilings())
+    plan = await service.plan_task(task, max_subtasks=max_subtasks, limits=service.ceilings(), run_id=run_id)
     progress.note(render.plan_text(plan).rsplit("\n", 1)[0])
     report = await service.execute_plan(
         plan,
@@ -110,6 +110,7 @@ async def runs_command(settings: Settings, limit: int, *, as_json: bool) -> int:
     try:
         async with Service.open(settings) as service:
             runs = await service.list_runs(limit)
+            unplanned = await service.store.failed_planning()
     except SubagentMCPError as exc:
         print(f"subagent-mcp: {exc}", file=sys.stderr)
         return 2
@@ -123,6 +124,8 @@ async def runs_command(settings: Settings, limit: int, *, as_json: bool) -> int:
             f"{r.run_id}  {r.created_at:%Y-%m-%d %H:%M}  {r.status:<11}  ${r.total_cost_usd:.4f} in all"
             f"  [{counts}]  {r.task}"
         )
+    if unplanned.usage.total_tokens and not as_json:
+        print(f"Planner calls that made no plan: {render.usage_line(unplanned.usage, unplanned.cost_usd)}")
     return 0
 
 

@@ -7,7 +7,6 @@ CLI, the MCP server and the tests all drive the same code.
 from __future__ import annotations
 
 import logging
-import math
 import uuid
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
@@ -20,14 +19,11 @@ from .arguments import first_error, in_range, require_text
 from .backends.base import ModelBackend
 from .backends.budgeted import BudgetedBackend
 from .backends.limited import LimitedBackend
-from .background import LiveRun, Outcome, RunRegistry, Watcher
+from .background import RunRegistry
 from .contracts import (
     JsonObject,
-    OrchestrateResult,
     Plan,
     PlanEstimate,
-    RunHandle,
-    RunReport,
     Spend,
     SubagentResult,
     Subtask,
@@ -37,10 +33,10 @@ from .contracts import (
 from .core.budget import Budget, Limits
 from .core.pricing import cost_usd
 from .errors import InputError, ModelError
-from .execution import Execution
+from .orchestration import Orchestration
 from .planning import estimate_plan, planner_request, subtask_request
 from .roles import BUILTIN_ROLES, Role, get_role
-from .runs import RunOptions, in_plan_order, new_run_id, stored_counts
+from .runs import in_plan_order
 from .schemas import check_output_schema
 from .settings import Settings
 from .store import RunRecord, RunSummary, Store, default_db_path
@@ -52,7 +48,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class Service(Execution):
+class Service(Orchestration):
     """One server's worth of state: settings, roles, the store and the (lazily created) model backend."""
 
     settings: Settings
@@ -128,10 +124,12 @@ class Service(Execution):
         max_subtasks: int | None = None,
         roles: list[str] | None = None,
         limits: Limits | None = None,
+        run_id: str | None = None,
     ) -> Plan:
         """Ask the planner model for a validated plan (one repair turn), save it, and attach its estimate.
 
-        With ``limits``, a planner call whose worst case could cross them is not sent.
+        With ``limits``, a planner call whose worst case could cross them is not sent. What the planner
+        was billed is recorded whatever happens (with ``run_id``, an orchestration's), a failure's too.
 
         Raises:
             InputError: empty task, unknown role, or a max_subtasks out of range.
@@ -152,11 +150,32 @@ class Service(Execution):
         backend = self.backend
         if limits is not None:  # a planner call whose worst case could cross the ceilings is not sent
             backend = BudgetedBackend(backend, Budget(limits, self.settings.prices))
-        result = await complete_json(backend, request, check)
+        try:
+            result = await complete_json(backend, request, check)
+        except ModelError as exc:
+            raise await self._planner_failed(exc, run_id) from None
         plan = Plan.model_validate({"plan_id": plan_id, "task": task, **result.output}, context={"max_subtasks": limit})
         await self.store.save_plan(plan)
         planning = Spend(usage=result.usage, cost_usd=cost_usd(result.usage, result.model, self.settings.prices))
+        await self.store.log_planning(plan_id, run_id, result.model, planning)
         return plan.model_copy(update={"estimate": self.estimate(plan), "planning": planning})
+
+    async def _planner_failed(self, exc: ModelError, run_id: str | None) -> ModelError:
+        """Record a failed planner's spend and say it in the error, which is otherwise all the caller sees."""
+        model = exc.model or self.settings.planner_model
+        spend = Spend(usage=exc.usage, cost_usd=cost_usd(exc.usage, model, self.settings.prices))
+        if not spend.usage.total_tokens:
+            return exc
+        await self.store.log_planning(None, run_id, model, spend, str(exc))
+        billed = f"{spend.usage.input_tokens:,} in / {spend.usage.output_tokens:,} out tokens, ${spend.cost_usd:.4f}"
+        return type(exc)(
+            f"{exc} The planner's calls were billed {billed} (kept on record).",
+            usage=exc.usage,
+            attempts=exc.attempts,
+            model=exc.model,
+            status_code=exc.status_code,
+            request_id=exc.request_id,
+        )
 
     def _subtask_limit(self, requested: int | None) -> int:
         configured = self.settings.max_subtasks
@@ -224,14 +243,6 @@ class Service(Execution):
         in_range("wait_s", wait_s, 0.0, 86_400.0)
         return self.settings.tool_wait_s if wait_s is None else wait_s
 
-    async def where(self, run_id: str) -> str:
-        """One line on where a run that is not live here stands (for a refusal to act on it)."""
-        outcome = await self.outcome(run_id)
-        if isinstance(outcome, RunHandle):
-            return f"it is {outcome.status}; {outcome.next}"
-        status = outcome.report.status if isinstance(outcome, OrchestrateResult) else outcome.status
-        return f"it ended {status}; wait_run(run_id={run_id!r}) returns its result"
-
     async def get_run(self, run_id: str) -> tuple[Plan, RunRecord]:
         """A stored run and its plan.
 
@@ -294,112 +305,3 @@ class Service(Execution):
 
     def _cost(self, usage: Usage, model: str | None) -> float:
         return cost_usd(usage, model or self.settings.synthesis_model, self.settings.prices)
-
-    async def orchestrate(
-        self,
-        task: str,
-        max_subtasks: int | None = None,
-        max_concurrency: int | None = None,
-        watcher: Watcher | None = None,
-    ) -> OrchestrateResult:
-        """Plan, execute and synthesize in one go; a failed synthesis still returns the run's results."""
-        live = await self.start_orchestrate(task, max_subtasks, max_concurrency)
-        outcome = await self.finish(live, watcher)
-        assert isinstance(outcome, OrchestrateResult)
-        return outcome
-
-    async def start_orchestrate(
-        self, task: str, max_subtasks: int | None = None, max_concurrency: int | None = None
-    ) -> LiveRun:
-        """Check the arguments, then plan, run and synthesize in the background; returns the run's handle.
-
-        Raises:
-            InputError, ConfigError: before anything runs.
-        """
-        task = require_text(task, "task")
-        self._subtask_limit(max_subtasks)
-        in_range("max_concurrency", max_concurrency, 1, 1024)
-        _ = self.backend  # a missing key fails now, not in the background
-        live = LiveRun(new_run_id(), "orchestrate", phase="planning")
-
-        async def job() -> OrchestrateResult:
-            await live.enter("planning", "planning")
-            plan = await self.plan_task(task, max_subtasks=max_subtasks, limits=self.ceilings())
-            live.plan_id = plan.plan_id
-            live.note_spend(plan.planning or Spend())
-            live.phase = "running"
-            report = await self.execute_plan(
-                plan,
-                max_concurrency=max_concurrency,
-                on_event=live.on_event,
-                run_id=live.run_id,
-                prior_spend=plan.planning,
-                keep_for_synthesis=True,
-                on_spend=live.note_spend,
-            )
-            await live.enter("synthesizing", f"run {report.status}; synthesizing")
-            result = await self.conclude(plan, report)
-            await live.enter("synthesizing", "synthesized" if result.synthesis else "synthesis failed", ended=True)
-            return result
-
-        return self.runs.launch(live, job)
-
-    async def finish(self, live: LiveRun, watcher: Watcher | None = None) -> Outcome:
-        """Wait for a background run to end and return its outcome; cancelling the wait cancels the run.
-
-        Raises:
-            SubagentMCPError: the run failed (e.g. the planner), or was stopped before it had a result.
-        """
-        try:
-            await self.runs.wait(live, math.inf, watcher)
-        except BaseException:
-            await self.runs.stop(live)
-            raise
-        if live.error is not None:
-            raise live.error
-        assert live.outcome is not None
-        return live.outcome
-
-    async def conclude(self, plan: Plan, report: RunReport) -> OrchestrateResult:
-        """Synthesize a finished run (stored with it); if synthesis fails, the run's results come back with why.
-
-        The synthesis call is held to the configured run ceilings together with
-        the planning and the run, so ``orchestrate`` as a whole stays within them.
-        ``total`` is everything the run cost: planning, subtasks and every synthesis of it.
-        """
-        spent = (plan.planning or Spend()) + Spend(usage=report.usage, cost_usd=report.cost_usd)
-        budget = Budget(self.ceilings(), self.settings.prices, spent=spent.usage, spent_usd=spent.cost_usd)
-        synthesis, error = None, None
-        try:
-            synthesis = await self._synthesize(
-                BudgetedBackend(self.backend, budget), plan.task, report.results, report.run_id
-            )
-        except ModelError as exc:
-            error = str(exc)
-        record = await self.store.get_run(report.run_id)
-        total = spent + (record.synthesis_spend if record is not None else Spend())
-        return OrchestrateResult(plan=plan, report=report, synthesis=synthesis, synthesis_error=error, total=total)
-
-    async def outcome(self, run_id: str) -> Outcome | RunHandle:
-        """A run's result as its tool returned it (with the synthesis for an orchestration), or where it stands.
-
-        Raises:
-            InputError: no run with that id.
-        """
-        plan, record = await self.get_run(run_id)
-        options = RunOptions.model_validate(record.options)
-        report = record.report
-        if record.status == "running" or report is None:
-            progress = stored_counts(plan, record)
-            if record.status == "running":
-                where = f"its server process (pid {record.pid}) is running it; wait_run there, or list_runs later"
-                return RunHandle(run_id=run_id, status="running", plan_id=plan.plan_id, counts=progress,
-                                 spent=record.total, next=where)  # fmt: skip
-            return RunHandle(run_id=run_id, status="interrupted", plan_id=plan.plan_id, counts=progress,
-                             spent=record.total, next=f"resume_run(run_id={run_id!r}) continues it")  # fmt: skip
-        if not options.orchestrated:
-            return report
-        plan = plan.model_copy(update={"estimate": self.estimate(plan), "planning": record.planning})  # as planned
-        missing = None if record.synthesis else f"not synthesized since it last ran; call synthesize(run_id={run_id!r})"
-        return OrchestrateResult(plan=plan, report=report, synthesis=record.synthesis, synthesis_error=missing,
-                                 total=record.total)  # fmt: skip

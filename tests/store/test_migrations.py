@@ -43,10 +43,10 @@ def test_migrations_are_uniquely_numbered_in_order() -> None:
 
 
 def test_blank_database_gets_exactly_the_current_schema(db: sqlite3.Connection) -> None:
-    assert migrate(db) == ["m001_initial", "m002_syntheses"]
+    assert migrate(db) == ["m001_initial", "m002_syntheses", "m003_planning_log"]
 
     tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
-    assert tables == ["_migrations", "plans", "runs", "syntheses", "task_results", "usage_log"]
+    assert tables == ["_migrations", "planning_log", "plans", "runs", "syntheses", "task_results", "usage_log"]
     assert columns(db, "_migrations") == [("name", "TEXT", False, 1), ("applied_at", "TEXT", True, 0)]
     assert columns(db, "plans") == [
         ("plan_id", "TEXT", False, 1),
@@ -93,6 +93,10 @@ def test_blank_database_gets_exactly_the_current_schema(db: sqlite3.Connection) 
         ("spend_json", "TEXT", True, 0),
         ("at", "TEXT", True, 0),
     ]
+    assert [c[0] for c in columns(db, "planning_log")] == [
+        "id", "plan_id", "run_id", "model", "input_tokens", "output_tokens", "cache_read_tokens",
+        "cache_write_tokens", "cost_usd", "error", "at",
+    ]  # fmt: skip
     assert foreign_keys(db, "runs") == [("plan_id", "plans", "plan_id", "NO ACTION")]
     assert foreign_keys(db, "syntheses") == [("run_id", "runs", "run_id", "CASCADE")]
     assert foreign_keys(db, "task_results") == [("run_id", "runs", "run_id", "CASCADE")]
@@ -109,7 +113,7 @@ def test_a_database_at_the_first_schema_gains_the_syntheses_table_and_keeps_its_
     db.execute("INSERT INTO runs (run_id, plan_id, status, pid, created_at, updated_at, options_json)"
                " VALUES ('r', 'p', 'succeeded', 1, 'then', 'then', '{}')")  # fmt: skip
 
-    assert migrate(db) == ["m002_syntheses"]
+    assert migrate(db) == ["m002_syntheses", "m003_planning_log"]
     assert db.execute("SELECT run_id FROM runs").fetchall() == [("r",)]
     assert db.execute("SELECT COUNT(*) FROM syntheses").fetchone() == (0,)
 

@@ -98,6 +98,14 @@ class Store:
     async def save_synthesis(self, run_id: str, synthesis: Synthesis | None, spend: Spend) -> None:
         await self._call(lambda: self.sync.save_synthesis(run_id, synthesis, spend))
 
+    async def log_planning(
+        self, plan_id: str | None, run_id: str | None, model: str | None, spend: Spend, error: str | None = None
+    ) -> None:
+        await self._call(lambda: self.sync.log_planning(plan_id, run_id, model, spend, error))
+
+    async def failed_planning(self) -> Spend:
+        return await self._call(self.sync.failed_planning)
+
     async def interrupt_runs(self, run_ids: list[str]) -> None:
         await self._call(lambda: self.sync.interrupt_runs(run_ids))
 

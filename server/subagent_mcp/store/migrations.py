@@ -101,6 +101,27 @@ def m002_syntheses(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX syntheses_by_run ON syntheses(run_id)")
 
 
+@migration
+def m003_planning_log(db: sqlite3.Connection) -> None:
+    """Every planner call's spend, a failed one's too: plans are made before any run exists to bill."""
+    db.execute(
+        """
+        CREATE TABLE planning_log (
+            id INTEGER PRIMARY KEY,
+            plan_id TEXT,
+            run_id TEXT,
+            model TEXT,
+            input_tokens INTEGER NOT NULL,
+            output_tokens INTEGER NOT NULL,
+            cache_read_tokens INTEGER NOT NULL,
+            cache_write_tokens INTEGER NOT NULL,
+            cost_usd REAL NOT NULL,
+            error TEXT,
+            at TEXT NOT NULL
+        )"""
+    )
+
+
 def applied_migrations(db: sqlite3.Connection) -> list[str]:
     """Names recorded in ``_migrations``, oldest first; empty for a blank database."""
     if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_migrations'").fetchone() is None:

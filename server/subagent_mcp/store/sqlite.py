@@ -209,6 +209,28 @@ class SqliteStore:
                 (run_id, None if synthesis is None else synthesis.model_dump_json(), spend.model_dump_json(), stamp),
             )
 
+    def log_planning(
+        self, plan_id: str | None, run_id: str | None, model: str | None, spend: Spend, error: str | None
+    ) -> None:
+        """Record what a planner call cost, with the plan it made or the error it ended in."""
+        u = spend.usage
+        with self._tx("log the planner's usage") as db:
+            db.execute(
+                "INSERT INTO planning_log (plan_id, run_id, model, input_tokens, output_tokens, cache_read_tokens,"
+                " cache_write_tokens, cost_usd, error, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (plan_id, run_id, model, u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens,
+                 spend.cost_usd, error, self._stamp()),
+            )  # fmt: skip
+
+    def failed_planning(self) -> Spend:
+        """What planner calls that made no plan cost, in all."""
+        with self._tx("read the planner's usage", write=False) as db:
+            row = db.execute(
+                "SELECT COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0), COALESCE(SUM(cost_usd), 0.0)"
+                " FROM planning_log WHERE plan_id IS NULL"
+            ).fetchone()
+        return Spend(usage=Usage(input_tokens=row[0], output_tokens=row[1]), cost_usd=row[2])
+
     def interrupt_runs(self, run_ids: list[str]) -> None:
         """Mark runs this process stopped at shutdown ``interrupted`` (resumable, as after a crash)."""
         stamp = self._stamp()

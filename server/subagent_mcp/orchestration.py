@@ -1,0 +1,162 @@
+"""Whole orchestrations and run outcomes: plan, run and synthesize in the background; read a run's result back.
+
+A mixin of ``Service``: it uses the service's planning, execution, synthesis, store and run registry.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from .arguments import in_range, require_text
+from .backends.base import ModelBackend
+from .backends.budgeted import BudgetedBackend
+from .background import LiveRun, Outcome, Watcher
+from .contracts import OrchestrateResult, Plan, RunHandle, RunReport, Spend, SubagentResult, Synthesis
+from .core.budget import Budget, Limits
+from .errors import ModelError
+from .execution import Execution
+from .runs import RunOptions, new_run_id, stored_counts
+from .store import RunRecord
+
+
+class Orchestration(Execution):
+    """The orchestration use cases of ``Service``; see the module docstring."""
+
+    if TYPE_CHECKING:
+
+        def ceilings(self) -> Limits: ...
+
+        def _subtask_limit(self, requested: int | None) -> int: ...
+
+        async def plan_task(
+            self,
+            task: str,
+            max_subtasks: int | None = None,
+            roles: list[str] | None = None,
+            limits: Limits | None = None,
+            run_id: str | None = None,
+        ) -> Plan: ...
+
+        async def get_run(self, run_id: str) -> tuple[Plan, RunRecord]: ...
+
+        async def _synthesize(
+            self, backend: ModelBackend, task: str, results: list[SubagentResult], run_id: str | None
+        ) -> Synthesis: ...
+
+    async def orchestrate(
+        self,
+        task: str,
+        max_subtasks: int | None = None,
+        max_concurrency: int | None = None,
+        watcher: Watcher | None = None,
+    ) -> OrchestrateResult:
+        """Plan, execute and synthesize in one go; a failed synthesis still returns the run's results."""
+        live = await self.start_orchestrate(task, max_subtasks, max_concurrency)
+        outcome = await self.finish(live, watcher)
+        assert isinstance(outcome, OrchestrateResult)
+        return outcome
+
+    async def start_orchestrate(
+        self, task: str, max_subtasks: int | None = None, max_concurrency: int | None = None
+    ) -> LiveRun:
+        """Check the arguments, then plan, run and synthesize in the background; returns the run's handle.
+
+        Raises:
+            InputError, ConfigError: before anything runs.
+        """
+        task = require_text(task, "task")
+        self._subtask_limit(max_subtasks)
+        in_range("max_concurrency", max_concurrency, 1, 1024)
+        _ = self.backend  # a missing key fails now, not in the background
+        live = LiveRun(new_run_id(), "orchestrate", phase="planning")
+
+        async def job() -> OrchestrateResult:
+            await live.enter("planning", "planning")
+            plan = await self.plan_task(task, max_subtasks=max_subtasks, limits=self.ceilings(), run_id=live.run_id)
+            live.plan_id = plan.plan_id
+            live.note_spend(plan.planning or Spend())
+            live.phase = "running"
+            report = await self.execute_plan(
+                plan,
+                max_concurrency=max_concurrency,
+                on_event=live.on_event,
+                run_id=live.run_id,
+                prior_spend=plan.planning,
+                keep_for_synthesis=True,
+                on_spend=live.note_spend,
+            )
+            await live.enter("synthesizing", f"run {report.status}; synthesizing")
+            result = await self.conclude(plan, report)
+            await live.enter("synthesizing", "synthesized" if result.synthesis else "synthesis failed", ended=True)
+            return result
+
+        return self.runs.launch(live, job)
+
+    async def finish(self, live: LiveRun, watcher: Watcher | None = None) -> Outcome:
+        """Wait for a background run to end and return its outcome; cancelling the wait cancels the run.
+
+        Raises:
+            SubagentMCPError: the run failed (e.g. the planner), or was stopped before it had a result.
+        """
+        try:
+            await self.runs.wait(live, math.inf, watcher)
+        except BaseException:
+            await self.runs.stop(live)
+            raise
+        if live.error is not None:
+            raise live.error
+        assert live.outcome is not None
+        return live.outcome
+
+    async def conclude(self, plan: Plan, report: RunReport) -> OrchestrateResult:
+        """Synthesize a finished run (stored with it); if synthesis fails, the run's results come back with why.
+
+        The synthesis call is held to the configured run ceilings together with
+        the planning and the run, so ``orchestrate`` as a whole stays within them.
+        ``total`` is everything the run cost: planning, subtasks and every synthesis of it.
+        """
+        spent = (plan.planning or Spend()) + Spend(usage=report.usage, cost_usd=report.cost_usd)
+        budget = Budget(self.ceilings(), self.settings.prices, spent=spent.usage, spent_usd=spent.cost_usd)
+        synthesis, error = None, None
+        try:
+            synthesis = await self._synthesize(
+                BudgetedBackend(self.backend, budget), plan.task, report.results, report.run_id
+            )
+        except ModelError as exc:
+            error = str(exc)
+        record = await self.store.get_run(report.run_id)
+        total = spent + (record.synthesis_spend if record is not None else Spend())
+        return OrchestrateResult(plan=plan, report=report, synthesis=synthesis, synthesis_error=error, total=total)
+
+    async def outcome(self, run_id: str) -> Outcome | RunHandle:
+        """A run's result as its tool returned it (with the synthesis for an orchestration), or where it stands.
+
+        Raises:
+            InputError: no run with that id.
+        """
+        plan, record = await self.get_run(run_id)
+        options = RunOptions.model_validate(record.options)
+        report = record.report
+        if record.status == "running" or report is None:
+            progress = stored_counts(plan, record)
+            if record.status == "running":
+                where = f"its server process (pid {record.pid}) is running it; wait_run there, or list_runs later"
+                return RunHandle(run_id=run_id, status="running", plan_id=plan.plan_id, counts=progress,
+                                 spent=record.total, next=where)  # fmt: skip
+            return RunHandle(run_id=run_id, status="interrupted", plan_id=plan.plan_id, counts=progress,
+                             spent=record.total, next=f"resume_run(run_id={run_id!r}) continues it")  # fmt: skip
+        if not options.orchestrated:
+            return report
+        plan = plan.model_copy(update={"estimate": self.estimate(plan), "planning": record.planning})  # as planned
+        missing = None if record.synthesis else f"not synthesized since it last ran; call synthesize(run_id={run_id!r})"
+        return OrchestrateResult(plan=plan, report=report, synthesis=record.synthesis, synthesis_error=missing,
+                                 total=record.total)  # fmt: skip
+
+    async def where(self, run_id: str) -> str:
+        """One line on where a run that is not live here stands (for a refusal to act on it)."""
+        outcome = await self.outcome(run_id)
+        if isinstance(outcome, RunHandle):
+            return f"it is {outcome.status}; {outcome.next}"
+        status = outcome.report.status if isinstance(outcome, OrchestrateResult) else outcome.status
+        return f"it ended {status}; wait_run(run_id={run_id!r}) returns its result"
