@@ -16,6 +16,7 @@ import pytest
 from mcp import Client, MCPError
 from pydantic import SecretStr
 
+from subagent_mcp import background
 from subagent_mcp.backends.scripted import sample_for_schema
 from subagent_mcp.contracts import JsonObject, OrchestrateResult, RunHandle, RunReport
 from subagent_mcp.demo import demo_plan_draft
@@ -214,3 +215,26 @@ async def test_bad_wait_s_and_unknown_runs_get_clear_errors_and_cost_nothing() -
 def test_the_default_wait_answers_before_every_hosts_cut_off() -> None:
     assert 0 < Settings().tool_wait_s <= 45  # Claude Desktop and the Inspector cut calls off at 60 s
     assert Settings.from_env({"SUBAGENT_MCP_TOOL_WAIT_S": "5"}, env_file=None).tool_wait_s == 5
+
+
+async def test_a_waiting_call_hears_that_planning_started_and_a_heartbeat_while_the_planner_thinks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(background, "HEARTBEAT_S", 0.01)  # hosts drop calls silent for minutes; here, moments
+    gates = Gates()
+    heard: list[str] = []
+    beats = anyio.Event()
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        heard.append(message or "")
+        if heard.count("planning") >= 3:  # the start of planning, then at least two heartbeats
+            beats.set()
+            gates.release("(planner)", "research-a", "research-b", "analyse", "write-up", "(synthesis)")
+
+    async with serve_fake_anthropic(gates, api_key=KEY) as fake, Client(create_server(settings_for(fake))) as c:
+        result = await c.call_tool("orchestrate", {"task": "Pick a database"}, progress_callback=on_progress)
+    assert beats.is_set()
+    assert not result.is_error, text_of(result)
+    assert heard[0] == "planning"
+    assert any(m.endswith("synthesizing") for m in heard)
+    assert heard[-1] == "synthesized"
