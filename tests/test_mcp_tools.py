@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
+from typing import Literal
 
 import pytest
 from inline_snapshot import snapshot
@@ -328,3 +329,44 @@ async def test_every_tools_arguments_are_pinned() -> None:
             "resume_run": {"args": ["max_cost_usd", "max_total_tokens", "run_id", "wait_s"], "required": ["run_id"]},
         }
     )
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+@pytest.mark.parametrize(
+    ("tool", "arguments", "where"),
+    [
+        ("run_subagent", {"role": "writer", "instructions": "odd \udcff"}, "instructions"),
+        (
+            "run_subagent",
+            {"role": "writer", "instructions": "x", "output_schema": {"type": "object", "description": "\ud800"}},
+            "output_schema.description",
+        ),
+        ("plan_task", {"task": "x", "roles": ["writer", "\ud83d"]}, "roles[1]"),
+        ("wait_run", {"run_id": "\udfff", "wait_s": 0}, "run_id"),
+        (
+            "execute_plan",
+            {
+                "plan": {
+                    "plan_id": "p",
+                    "task": "t",
+                    "subtasks": [{"id": "a", "role": "writer", "instructions": "\ud800"}],
+                }
+            },
+            "plan.subtasks[0].instructions",
+        ),
+    ],
+)
+async def test_a_lone_surrogate_in_an_argument_is_a_tool_error_naming_it_not_a_crash(
+    mode: Literal["auto", "legacy"], tool: str, arguments: JsonObject, where: str
+) -> None:
+    """Only an in-process client can send one; it used to reach the store or a validator and end as a bare crash."""
+    backend = ScriptedBackend()
+    async with Client(create_server(settings(), backend), mode=mode) as c:
+        result = await c.call_tool(tool, arguments)
+        follow_up = await c.call_tool("list_runs", {})
+    assert result.is_error
+    assert text_of(result).startswith(f"{tool} was called with invalid arguments; fix them and call it again:")
+    assert f"- {where}" in text_of(result)
+    assert "a lone surrogate that is not valid Unicode text" in text_of(result)
+    assert backend.seen == []
+    assert not follow_up.is_error

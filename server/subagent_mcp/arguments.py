@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections import deque
+from typing import Any
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
@@ -47,6 +49,38 @@ def argument_problems(tool: str, exc: ValidationError) -> str:
     if len(errors) > MAX_LISTED_PROBLEMS:
         lines.append(f"- … and {len(errors) - MAX_LISTED_PROBLEMS} more")
     return "\n".join([f"{tool} was called with invalid arguments; fix them and call it again:", *lines])
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def surrogate_problems(tool: str, arguments: dict[str, Any]) -> str | None:
+    """Why ``tool``'s arguments are refused if a string in them holds a surrogate code point, else None.
+
+    Only an in-process client can send one (JSON parsers refuse it, and the client cannot encode one in a key);
+    no UTF-8 text, database row or reply can carry it, so it is named here, not left to crash what encodes it.
+    """
+    found: list[str] = []
+    todo: deque[tuple[tuple[int | str, ...], object]] = deque([((), arguments)])
+    while todo:  # breadth first, without recursion: arguments may be nested deeper than the stack
+        loc, value = todo.popleft()
+        if isinstance(value, str):
+            if (bad := _SURROGATE.search(value)) is not None:
+                found.append(f"- {_path(loc)}: {_surrogate_advice(bad.group())}")
+        elif isinstance(value, dict):
+            todo.extend(((*loc, str(key)), item) for key, item in value.items())  # pyright: ignore[reportUnknownArgumentType]
+        elif isinstance(value, list | tuple):
+            todo.extend(((*loc, i), item) for i, item in enumerate(value))  # pyright: ignore[reportUnknownArgumentType]
+    if not found:
+        return None
+    lines = found[:MAX_LISTED_PROBLEMS]
+    if len(found) > MAX_LISTED_PROBLEMS:
+        lines.append(f"- … and {len(found) - MAX_LISTED_PROBLEMS} more")
+    return "\n".join([f"{tool} was called with invalid arguments; fix them and call it again:", *lines])
+
+
+def _surrogate_advice(char: str) -> str:
+    return f"holds U+{ord(char):04X}, a lone surrogate that is not valid Unicode text; send it as UTF-8 text"
 
 
 def _path(loc: tuple[int | str, ...]) -> str:
