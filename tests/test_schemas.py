@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Generator
 from contextlib import contextmanager
@@ -310,3 +311,10 @@ async def test_resuming_a_run_whose_stored_plan_refers_outside_its_schema_is_ref
     assert result.is_error
     assert "subtask a: output_schema has $ref 'file:///etc/passwd'" in text_of(result)
     assert backend.seen == []
+
+
+@pytest.mark.parametrize("bound", [math.nan, math.inf, -math.inf])
+def test_a_bound_that_is_not_a_json_number_is_refused(bound: float) -> None:
+    schema = {"type": "object", "properties": {"n": {"type": "number", "maximum": bound}}}
+    with pytest.raises(InputError, match="which is not a JSON number; use a finite bound"):
+        check_output_schema(schema)

@@ -9,6 +9,7 @@ this check missed.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -65,12 +66,14 @@ def check_output_schema(schema: object) -> JsonObject:
 
 
 def _check_depth(schema: JsonObject) -> None:
-    """Refuse nesting deeper than ``MAX_SCHEMA_DEPTH`` without recursing past it."""
+    """Refuse nesting deeper than ``MAX_SCHEMA_DEPTH`` (without recursing past it) and numbers JSON has not."""
     stack: list[tuple[object, int]] = [(schema, 1)]
     while stack:
         node, depth = stack.pop()
         children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
         for child in children:
+            if isinstance(child, float) and not math.isfinite(child):
+                raise InputError(f"output_schema holds {child}, which is not a JSON number; use a finite bound")
             if isinstance(child, dict | list):
                 if depth >= MAX_SCHEMA_DEPTH:
                     raise InputError(
