@@ -6,9 +6,9 @@ import warnings
 from typing import Any, Literal
 
 import pytest
-from mcp import Client
+from mcp import Client, MCPError
 from mcp.shared.exceptions import MCPDeprecationWarning
-from mcp.types import LoggingMessageNotificationParams
+from mcp.types import INVALID_PARAMS, LoggingMessageNotificationParams
 
 from subagent_mcp.backends.scripted import ScriptedBackend, sample_for_schema
 from subagent_mcp.contracts import CompletionRequest, JsonObject
@@ -111,6 +111,22 @@ async def test_no_tool_or_prompt_description_keeps_its_source_indentation(mode: 
     indented = {name: line for name, text in described.items() for line in text.splitlines() if line[:1].isspace()}
     assert indented == {}
     assert "\n\nSpends planner-model tokens only" in described["plan_task"]
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+@pytest.mark.parametrize(
+    ("name", "arguments", "message"),
+    [("nope", {}, "Unknown prompt: nope"), ("delegate", {}, "Missing required arguments: task")],
+)
+async def test_an_unknown_prompt_or_a_missing_argument_is_invalid_params_saying_which(
+    mode: Mode, name: str, arguments: dict[str, str], message: str
+) -> None:
+    """The spec's -32602 with the reason; it was -32603 with no reason at 2026-07-28 and code 0 before."""
+    async with Client(server(), mode=mode) as c:
+        with pytest.raises(MCPError) as raised:
+            await c.get_prompt(name, arguments)
+        assert (await c.get_prompt("delegate", {"task": "Summarise the logs"})).messages
+    assert (raised.value.code, raised.value.message) == (INVALID_PARAMS, message)
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])

@@ -1,8 +1,9 @@
 """The SDK's ``MCPServer`` as hosts should meet it: clean descriptions, readable argument errors, logging levels.
 
-Three fixes that hold for every tool, prompt and client, so no tool has to remember them:
+Four fixes that hold for every tool, prompt and client, so no tool has to remember them:
 docstrings lose their source indentation, arguments that fail validation are listed one per line
-(not as a pydantic dump), and handshake-era clients can set a log level (``mcp_logging``).
+(not as a pydantic dump), handshake-era clients can set a log level (``mcp_logging``), and a
+prompts/get for an unknown prompt or without a required argument is the spec's -32602.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from mcp import MCPError
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.mcpserver.prompts.base import Prompt
-from mcp.types import CallToolResult, Icon, InputRequiredResult, ToolAnnotations
+from mcp.types import INVALID_PARAMS, CallToolResult, GetPromptResult, Icon, InputRequiredResult, ToolAnnotations
 from pydantic import ValidationError
 
 from .arguments import argument_problems, surrogate_problems
@@ -24,7 +26,7 @@ LifespanT = TypeVar("LifespanT")
 
 
 class SubagentServer(MCPServer[LifespanT]):
-    """``MCPServer`` with descriptions dedented, argument errors listed plainly and ``logging/setLevel`` served."""
+    """``MCPServer`` with descriptions dedented, argument and prompt errors plain, ``logging/setLevel`` served."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -56,6 +58,22 @@ class SubagentServer(MCPServer[LifespanT]):
     def add_prompt(self, prompt: Prompt) -> None:
         """Register ``prompt`` as the SDK does, its description dedented."""
         super().add_prompt(prompt.model_copy(update={"description": inspect.cleandoc(prompt.description or "")}))
+
+    async def get_prompt(
+        self, name: str, arguments: dict[str, Any] | None = None, context: Context[LifespanT, Any] | None = None
+    ) -> GetPromptResult | InputRequiredResult:
+        """Get a prompt as the SDK does, but refuse an unknown name or a missing argument as -32602, saying which.
+
+        The SDK raises ``ValueError`` there: code 0 for 2025 clients, a bare -32603 "Internal server error" at 2026.
+        """
+        known = {prompt.name: prompt for prompt in await self.list_prompts()}
+        if name not in known:
+            raise MCPError(INVALID_PARAMS, f"Unknown prompt: {name}")
+        given = arguments or {}
+        missing = [arg.name for arg in known[name].arguments or [] if arg.required and arg.name not in given]
+        if missing:
+            raise MCPError(INVALID_PARAMS, f"Missing required arguments: {', '.join(missing)}")
+        return await super().get_prompt(name, arguments, context)
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[LifespanT, Any] | None = None
