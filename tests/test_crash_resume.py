@@ -141,15 +141,20 @@ async def test_a_host_closing_stdio_mid_run_leaves_it_interrupted_and_resume_req
         with (tmp_path / "first.log").open("w") as errlog, anyio.fail_after(60):
             async with Client(stdio_client(params, errlog=errlog)) as client:
                 started = await client.call_tool("execute_plan", {"plan": PLAN, "wait_s": 0})
-                for arrived in slow_arrived.values():  # fast-a (slow-c's input) has succeeded by now
+                run_id = started.structured_content["run_id"]
+                for arrived in slow_arrived.values():
                     await arrived.wait()
+                succeeded = 0
+                while succeeded < 2:  # both fast tasks stored (a run counts a result once it is committed)
+                    progress = await client.call_tool("wait_run", {"run_id": run_id, "wait_s": 1})
+                    succeeded = progress.structured_content["counts"]["succeeded"]
             # leaving the block closes the server's stdin, as a host does when it quits
         before_restart = [task_of(r) for r in fake.message_requests]
         first_session = False
         with (tmp_path / "second.log").open("w") as errlog, anyio.fail_after(60):
             async with Client(stdio_client(params, errlog=errlog)) as client:
                 listed = await client.call_tool("list_runs", {})
-                resumed = await client.call_tool("resume_run", {"run_id": started.structured_content["run_id"]})
+                resumed = await client.call_tool("resume_run", {"run_id": run_id})
         after_restart = [task_of(r) for r in fake.message_requests[len(before_restart) :]]
 
     assert listed.structured_content is not None
