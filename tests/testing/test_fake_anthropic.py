@@ -188,6 +188,39 @@ async def test_a_hundred_requests_are_in_flight_at_once() -> None:
     assert len({r.connection for r in fake.requests}) == 100
 
 
+async def test_rate_limit_above_n_answers_429_with_retry_after_ms_to_requests_beyond_n_in_flight() -> None:
+    release = anyio.Event()
+
+    async def held(request: FakeRequest) -> FakeReply:
+        await release.wait()
+        return json_reply({"n": request.index})
+
+    statuses: list[int] = []
+
+    async def send(http: httpx2.AsyncClient) -> None:
+        response = await http.post("/v1/messages", json=body())
+        statuses.append(response.status_code)
+        if response.status_code == 429:
+            assert response.headers["retry-after-ms"] == "15"
+            assert response.json()["error"]["type"] == "rate_limit_error"
+            if statuses.count(429) == 2:  # both extra requests were refused while two were held
+                release.set()
+
+    async with (
+        serve_fake_anthropic(held, rate_limit_above=2, rate_limit_retry_after_ms=15) as fake,
+        client(fake.base_url) as http,
+    ):
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                for _ in range(4):
+                    tg.start_soon(send, http)
+                    await anyio.wait_all_tasks_blocked()
+        assert (await http.post("/v1/messages", json=body())).status_code == 200  # room again once answered
+    assert sorted(statuses) == [200, 200, 429, 429]
+    assert len(fake.rate_limited) == 2
+    assert (fake.max_in_flight, fake.admitted) == (2, 0)
+
+
 async def test_cut_off_body_and_disconnect_are_protocol_errors_for_the_client() -> None:
     async with serve_fake_anthropic() as fake, client(fake.base_url) as http:
         fake.enqueue(cut_off_reply({"long": "x" * 100}), disconnect_reply())

@@ -1,7 +1,8 @@
 """A fake Anthropic Messages API: a real HTTP/1.1 server on 127.0.0.1 for tests, benchmarks and demos.
 
 The real SDK talks to it through ``base_url``, so headers, status codes, retries and timeouts run on a
-real socket. Replies come from a FIFO queue, then a handler, then a schema-valid default::
+real socket. Replies come from a FIFO queue, then a handler, then a schema-valid default. With
+``rate_limit_above=N`` it admits at most N messages at once and answers the rest 429 at once::
 
     async with serve_fake_anthropic() as fake:
         fake.enqueue(error_reply(429, retry_after_ms=5), json_reply({"answer": "42"}))
@@ -186,10 +187,24 @@ def cut_off_reply(obj: Any = None) -> FakeReply:
 class FakeAnthropic:
     """The running fake: ``base_url``, every request seen, and what each answered message billed."""
 
-    def __init__(self, handler: Handler | None = None, *, api_key: str | None = None) -> None:
+    def __init__(
+        self,
+        handler: Handler | None = None,
+        *,
+        api_key: str | None = None,
+        rate_limit_above: int | None = None,
+        rate_limit_retry_after_ms: float = 20.0,
+    ) -> None:
         self.base_url = ""
         self.handler = handler
         self.api_key = api_key
+        self.rate_limit_above = rate_limit_above
+        """Admit at most this many ``/v1/messages`` at once; one more gets 429 (None: no limit)."""
+        self.rate_limit_retry_after_ms = rate_limit_retry_after_ms
+        self.admitted = 0
+        """Messages the fake is working on: past the rate limit, their answer not yet sent."""
+        self.rate_limited: list[FakeRequest] = []
+        """Requests answered 429 by the rate limit (before the queue or the handler saw them)."""
         self.requests: list[FakeRequest] = []
         self.billed: list[Usage] = []
         self.handler_errors: list[Exception] = []
@@ -247,28 +262,54 @@ class FakeAnthropic:
 
     async def _respond(self, stream: SocketStream, request: FakeRequest, size: int) -> bool:
         counted = request.path == "/v1/messages"
+        if counted and self.rate_limit_above is not None and self.admitted >= self.rate_limit_above:
+            self.rate_limited.append(request)
+            limited = error_reply(
+                429, "rate limit: too many requests in flight", retry_after_ms=self.rate_limit_retry_after_ms
+            )
+            return await self._answer(stream, request, size, limited)
         if counted:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            self.admitted += 1
         try:
-            return await self._answer(stream, request, size)
+            return await self._answer(stream, request, size, admitted=counted)
         finally:
             if counted:
                 self.in_flight -= 1
 
-    async def _answer(self, stream: SocketStream, request: FakeRequest, size: int) -> bool:
-        reply = await self._choose(request)
-        if reply.delay_s:
-            await anyio.sleep(reply.delay_s)
+    async def _answer(
+        self,
+        stream: SocketStream,
+        request: FakeRequest,
+        size: int,
+        chosen: FakeReply | None = None,
+        *,
+        admitted: bool = False,
+    ) -> bool:
+        """Send ``chosen`` (else the next reply); an admitted message leaves the rate limit before its answer goes."""
+        try:
+            reply = chosen if chosen is not None else await self._choose(request)
+            if reply.delay_s:
+                await anyio.sleep(reply.delay_s)
+            if reply.action == "hang":
+                await self._hang(stream, request)
+        finally:
+            if admitted:  # the client may send its next request as soon as it reads this answer
+                self.admitted -= 1
+        return await self._send(stream, request, size, reply)
+
+    async def _hang(self, stream: SocketStream, request: FakeRequest) -> None:
+        try:
+            while await stream.receive():  # until the client closes: receive raises EndOfStream
+                pass
+        except CLOSED:
+            self._abandon(request)
+            raise
+
+    async def _send(self, stream: SocketStream, request: FakeRequest, size: int, reply: FakeReply) -> bool:
         if reply.action == "disconnect":
             return False
-        if reply.action == "hang":
-            try:
-                while await stream.receive():  # until the client closes: receive raises EndOfStream
-                    pass
-            except CLOSED:
-                self._abandon(request)
-                raise
         request_id = f"req_fake_{request.index + 1:04d}"
         headers = {"request-id": request_id, **reply.headers}
         if reply.status >= 400:
@@ -324,14 +365,22 @@ class FakeAnthropic:
 
 @asynccontextmanager
 async def serve_fake_anthropic(
-    handler: Handler | None = None, *, api_key: str | None = None
+    handler: Handler | None = None,
+    *,
+    api_key: str | None = None,
+    rate_limit_above: int | None = None,
+    rate_limit_retry_after_ms: float = 20.0,
 ) -> AsyncGenerator[FakeAnthropic]:
     """Run a fake Messages API on a free loopback port for the duration of the block.
 
-    With ``api_key`` set, requests carrying another key get a 401. A handler that raised is
-    re-raised when the block exits, so a broken script fails the test.
+    With ``api_key`` set, requests carrying another key get a 401. With ``rate_limit_above`` set, a
+    message arriving while that many are admitted gets 429 with ``retry-after-ms``, as a per-key
+    concurrency limit answers. A handler that raised is re-raised when the block exits, so a broken
+    script fails the test.
     """
-    fake = FakeAnthropic(handler, api_key=api_key)
+    fake = FakeAnthropic(
+        handler, api_key=api_key, rate_limit_above=rate_limit_above, rate_limit_retry_after_ms=rate_limit_retry_after_ms
+    )
     async with anyio.create_task_group() as tg:
         fake.base_url = await tg.start(fake._run)
         try:
