@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from .arguments import first_error, in_range, require_text
 from .backends.base import ModelBackend
 from .backends.budgeted import BudgetedBackend
-from .backends.limited import LimitedBackend
+from .backends.limited import limited
 from .background import RunRegistry
 from .contracts import (
     JsonObject,
@@ -99,9 +99,8 @@ class Service(Orchestration):
         Raises:
             ConfigError: no API key is configured (and neither a test backend nor demo mode).
         """
-        if self._backend is None:  # one cap on model calls in flight for every run of this process
-            limiter = anyio.CapacityLimiter(self.settings.max_concurrency)
-            self._backend = LimitedBackend(self._make_backend(), limiter)
+        if self._backend is None:  # one adaptive cap on model calls in flight for every run of this process
+            self._backend = limited(self._make_backend(), self.settings)
         return self._backend
 
     def _make_backend(self) -> ModelBackend:

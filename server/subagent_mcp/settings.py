@@ -51,7 +51,13 @@ class Settings(BaseModel):
     max_plan_subtasks: int = Field(
         default=500, ge=1, le=20_000, description="Largest plan execute_plan accepts, e.g. one a host wrote itself."
     )
-    max_concurrency: int = Field(default=8, ge=1, le=1024)
+    max_concurrency: int = Field(
+        default=8, ge=1, le=1024, description="Model calls in flight at most, across every run of the process."
+    )
+    adaptive_concurrency: bool = Field(
+        default=True,
+        description="Halve the calls in flight on 429/529 and honour retry-after for all of them, then recover.",
+    )
     max_output_tokens: int = Field(default=4096, ge=64, le=128_000)
     request_timeout_s: float = Field(default=120.0, gt=0)
     task_timeout_s: float = Field(default=600.0, gt=0)

@@ -4,6 +4,8 @@ One retry layer (tenacity; the SDK client gets ``max_retries=0``), native struct
 ``output_config.format``, a deadline on each whole attempt, replies capped in size and checked for
 impossible usage, and every final failure mapped to a ``ModelError`` whose message says what
 happened and never contains the API key. Validation and repair turns live above this seam.
+Given the service's gate (``use_gate``), each attempt holds a slot only while it is on the wire and
+reports 429/529 to it, so a retry waits without a slot and the whole pool slows down together.
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ from ..errors import (
 from ..redact import all_forms, redact
 from ..settings import Settings
 from .http_guard import UnusableReplyError, guarded_http_client
-from .retry import Sleep, WaitRetryAfterOrBackoff, is_transient_status
+from .limited import OVERLOAD_STATUSES, AdaptiveLimiter, GatedCall
+from .retry import Sleep, WaitRetryAfterOrBackoff, is_transient_status, retry_after_s
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +96,11 @@ class AnthropicBackend:
         self._sleep: Sleep = sleep or anyio.sleep
         self._client: AsyncAnthropic | None = None
         self._key_forms: list[str] = []
+        self._gate = AdaptiveLimiter.open()
+
+    def use_gate(self, gate: AdaptiveLimiter) -> None:
+        """Take a slot of ``gate`` for each attempt (see ``backends/limited.py``)."""
+        self._gate = gate
 
     async def __aenter__(self) -> AnthropicBackend:
         return self
@@ -122,28 +130,44 @@ class AnthropicBackend:
         except (ValueError, TypeError) as exc:
             raise InputError(f"the output schema cannot be sent to the Anthropic API: {exc}") from None
         messages = [_message_param(m) for m in request.messages]
+        async with self._gate.call() as call:
+            return await self._send(client, request, messages, schema, call)
+
+    async def _send(
+        self,
+        client: AsyncAnthropic,
+        request: CompletionRequest,
+        messages: list[MessageParam],
+        schema: dict[str, object],
+        call: GatedCall,
+    ) -> Completion:
         failures: list[BaseException] = []
 
         async def attempt() -> Completion:
-            try:
-                # httpx's timeouts bound each read, not the request: a reply trickling in a byte at a
-                # time would never end. The deadline covers the whole attempt, body included.
-                with anyio.fail_after(self._settings.request_timeout_s):
-                    message = await client.messages.create(
-                        model=request.model,
-                        max_tokens=request.max_tokens,
-                        system=request.system or omit,
-                        messages=messages,
-                        output_config={"format": {"type": "json_schema", "schema": schema}},
-                    )
-                return _completion(message, attempts=len(failures) + 1)
-            except TimeoutError:
-                timeout = APITimeoutError(request=httpx2.Request("POST", client.base_url.join("v1/messages")))
-                failures.append(timeout)
-                raise timeout from None
-            except (APIError, UnusableReplyError) as exc:
-                failures.append(exc)
-                raise
+            async with call.attempt() as slot:  # held on the wire only, not while a retry waits
+                try:
+                    # httpx's timeouts bound each read, not the request: a reply trickling in a byte at a
+                    # time would never end. The deadline covers the whole attempt, body included.
+                    with anyio.fail_after(self._settings.request_timeout_s):
+                        message = await client.messages.create(
+                            model=request.model,
+                            max_tokens=request.max_tokens,
+                            system=request.system or omit,
+                            messages=messages,
+                            output_config={"format": {"type": "json_schema", "schema": schema}},
+                        )
+                    completion = _completion(message, attempts=len(failures) + 1)
+                except TimeoutError:
+                    timeout = APITimeoutError(request=httpx2.Request("POST", client.base_url.join("v1/messages")))
+                    failures.append(timeout)
+                    raise timeout from None
+                except (APIError, UnusableReplyError) as exc:
+                    failures.append(exc)
+                    if isinstance(exc, APIStatusError) and exc.status_code in OVERLOAD_STATUSES:
+                        slot.overloaded(retry_after_s(exc.response.headers))
+                    raise
+                slot.succeeded()
+                return completion
 
         retrying = AsyncRetrying(
             retry=retry_if_exception(_is_transient),
