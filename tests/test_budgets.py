@@ -97,6 +97,35 @@ async def test_a_budget_below_the_plans_cost_stops_before_crossing_it_and_sends_
     assert "budget:" in text_of(result)
 
 
+async def test_subtasks_that_fit_only_after_the_calls_in_flight_wait_for_them_instead_of_being_skipped() -> None:
+    wide: JsonObject = {
+        "plan_id": "p-wide",
+        "task": "Survey a hundred options",
+        "subtasks": [
+            {"id": f"t{i}", "role": "researcher", "instructions": f"look at option {i}", "depends_on": []}
+            for i in range(100)
+        ],
+    }
+
+    def short_answers(request: FakeRequest) -> FakeReply:  # a hundred of these fit in ten worst cases
+        return json_reply(sample_for_schema(request.schema or {}), usage=Usage(input_tokens=100, output_tokens=20))
+
+    async with serve_fake_anthropic(short_answers) as fake:
+        settings = settings_for(fake, max_subtasks=100, max_concurrency=1024)
+        worst_one = estimate_plan(Plan.model_validate(wide), settings, BUILTIN_ROLES).tasks[0].max_cost_usd
+        ceiling = 10 * worst_one  # room for ten worst cases at once, not a hundred
+        async with Client(create_server(settings)) as client:
+            result = await client.call_tool(
+                "execute_plan", {"plan": wide, "max_concurrency": 1024, "max_cost_usd": ceiling}
+            )
+    report = RunReport.model_validate(result.structured_content)
+    assert report.status == "succeeded", [r.error for r in report.results if r.status != "succeeded"][:2]
+    assert len(report.results) == 100
+    assert report.cost_usd <= ceiling
+    assert report.usage == fake.billed_usage
+    assert fake.max_in_flight <= 10  # the budget, not the concurrency cap, held the rest back
+
+
 async def test_the_reports_usage_and_cost_equal_what_the_fake_api_billed() -> None:
     async with serve_fake_anthropic() as fake:
         settings = settings_for(fake)
@@ -351,9 +380,12 @@ async def test_the_synthesis_is_held_to_the_ceiling_with_the_planning_counted() 
 
 
 async def test_orchestrate_keeps_room_for_the_synthesis_so_a_tight_run_still_ends_with_an_answer() -> None:
-    async def script(request: CompletionRequest) -> JsonObject:
+    async def script(request: CompletionRequest) -> JsonObject | Completion:
         await anyio.lowlevel.checkpoint()  # calls overlap, as real ones do
-        return demo_plan_draft() if request.label == "plan" else sample_for_schema(request.output_schema)
+        if request.label in ("plan", "synthesis"):
+            return demo_plan_draft() if request.label == "plan" else sample_for_schema(request.output_schema)
+        worst = Usage(input_tokens=reserved_prompt_tokens(request), output_tokens=request.max_tokens)
+        return as_completion(sample_for_schema(request.output_schema), request).model_copy(update={"usage": worst})
 
     def settings_with(ceiling: float | None) -> Settings:
         return Settings(anthropic_api_key=SecretStr("k"), max_run_cost_usd=ceiling)

@@ -15,27 +15,51 @@ PRICES = {"m": ModelPrice(input=1.0, output=10.0)}  # $1 / $10 per million token
 def test_a_call_within_the_limit_is_allowed_and_charged_what_it_used() -> None:
     budget = Budget(Limits(max_cost_usd=0.02), PRICES)
     held = budget.reserve("m", input_tokens=1_000, max_output_tokens=1_000)  # worst case $0.011
+    assert held is not None
     assert budget.reserved_usd == pytest.approx(0.011)
     budget.settle(held, "m", Usage(input_tokens=1_000, output_tokens=100))
     assert budget.reserved_usd == 0
     assert budget.spent_usd == pytest.approx(0.002)
 
 
-def test_calls_in_flight_count_against_the_limit() -> None:
+def test_a_call_that_fits_only_once_the_calls_in_flight_settle_waits_for_them() -> None:
     budget = Budget(Limits(max_cost_usd=0.02), PRICES)
-    budget.reserve("m", 1_000, 1_000)
-    with pytest.raises(BudgetExceededError, match=r"\$0\.0110 in flight.*over the run's limit of \$0\.0200"):
+    first = budget.reserve("m", 1_000, 1_000)  # worst case $0.011
+    assert first is not None
+    assert budget.reserve("m", 1_000, 1_000) is None  # $0.022 with the first in flight: wait, not refused
+    assert (budget.refused, budget.in_flight) == (0, 1)
+    budget.settle(first, "m", Usage(input_tokens=1_000, output_tokens=100))  # $0.0015 spent
+    assert budget.reserve("m", 1_000, 1_000) is not None
+
+
+def test_a_call_is_refused_at_once_when_spent_plus_its_worst_case_alone_would_cross_the_limit() -> None:
+    budget = Budget(Limits(max_cost_usd=0.02), PRICES)
+    first = budget.reserve("m", 1_000, 1_000)
+    assert first is not None
+    budget.settle(first, "m", Usage(input_tokens=1_000, output_tokens=1_000))  # $0.011 spent
+    budget.reserve("m", 100, 100)  # in flight, but not why the next call is refused
+    with pytest.raises(BudgetExceededError, match=r"\$0\.0110 spent and \$0\.0011 in flight.*limit of \$0\.0200"):
         budget.reserve("m", 1_000, 1_000)
     assert budget.refused == 1
+
+
+def test_when_nothing_is_in_flight_nothing_stays_reserved() -> None:
+    budget = Budget(Limits(max_cost_usd=1.0), {"m": ModelPrice(input=0.1, output=0.7)})
+    held = [budget.reserve("m", 7, 3) for _ in range(10)]
+    for reservation in held:
+        assert reservation is not None
+        budget.settle(reservation, "m", Usage())
+    assert (budget.reserved_usd, budget.reserved_tokens, budget.in_flight) == (0.0, 0, 0)
 
 
 def test_spent_usage_counts_after_settling_even_for_failed_calls() -> None:
     budget = Budget(Limits(max_total_tokens=3_000), PRICES)
     held = budget.reserve("m", 500, 1_000)
+    assert held is not None
     budget.settle(held, "m", Usage(input_tokens=500, output_tokens=1_000))  # e.g. a truncated reply
     with pytest.raises(BudgetExceededError, match="1,500 tokens spent"):
         budget.reserve("m", 500, 1_001)
-    budget.reserve("m", 500, 1_000)  # exactly at the limit is allowed
+    assert budget.reserve("m", 500, 1_000) is not None  # exactly at the limit is allowed
 
 
 def test_no_limits_never_refuse() -> None:

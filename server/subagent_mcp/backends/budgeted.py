@@ -1,11 +1,17 @@
-"""A backend decorator that checks a run's ``Budget`` before every call and charges what each used."""
+"""A backend decorator that checks a run's ``Budget`` before every call and charges what each used.
+
+A call that fits only once the calls in flight have settled waits for them, in line, first come
+first served: each settle wakes the first in line to try again. Refusing it would skip a subtask
+for good over money that is merely reserved (at high concurrency, most of the ceiling can be).
+"""
 
 from __future__ import annotations
 
 import json
 import math
+from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import anyio
 
@@ -31,20 +37,27 @@ OnUsage = Callable[[CompletionRequest, str, Usage], Awaitable[None]]
 """Told of every finished call's usage (request, model, usage), e.g. to log it durably at once."""
 
 
+@dataclass(eq=False)
+class _Turn:
+    event: anyio.Event = field(default_factory=anyio.Event)
+
+
 @dataclass
 class BudgetedBackend:
-    """Refuses a call whose worst case could cross the budget (nothing is sent); charges every attempt.
+    """Waits while a call fits only after the calls in flight, refuses one that cannot fit; charges every attempt.
 
-    ``on_usage`` hears of each call as it ends, so a task cancelled during its repair turn still has
-    its first, billed attempt on record (``runs.UsageLedger``).
+    A refused call sends nothing. ``on_usage`` hears of each call as it ends, so a task cancelled
+    during its repair turn still has its first, billed attempt on record (``runs.UsageLedger``).
+    The only settles a waiting call hears of are this backend's: give each ``Budget`` one of these.
     """
 
     inner: ModelBackend
     budget: Budget
     on_usage: OnUsage | None = None
+    _line: deque[_Turn] = field(default_factory=deque[_Turn], init=False, repr=False)
 
     async def complete(self, request: CompletionRequest) -> Completion:
-        reservation = self.budget.reserve(request.model, reserved_prompt_tokens(request), request.max_tokens)
+        reservation = await self._reserve(request)
         try:
             completion = await self.inner.complete(request)
         except ModelError as exc:
@@ -52,12 +65,35 @@ class BudgetedBackend:
             raise
         except BaseException:  # cancelled or crashed: nothing billed that we know of
             self.budget.settle(reservation, request.model, Usage())
+            self._wake_first()
             raise
         await self._charge(reservation, request, completion.model, completion.usage)
         return completion
 
+    async def _reserve(self, request: CompletionRequest) -> Reservation:
+        """The call's reservation, once it fits; ``BudgetExceededError`` at once if it never can."""
+        args = (request.model, reserved_prompt_tokens(request), request.max_tokens)
+        if not self._line and (held := self.budget.reserve(*args)) is not None:
+            return held
+        turn = _Turn()
+        self._line.append(turn)
+        try:
+            while True:
+                if self._line[0] is turn and (held := self.budget.reserve(*args)) is not None:
+                    return held
+                await turn.event.wait()
+                turn.event = anyio.Event()
+        finally:
+            self._line.remove(turn)
+            self._wake_first()
+
+    def _wake_first(self) -> None:
+        if self._line:
+            self._line[0].event.set()
+
     async def _charge(self, reservation: Reservation, request: CompletionRequest, model: str, usage: Usage) -> None:
         self.budget.settle(reservation, model, usage)
+        self._wake_first()
         if self.on_usage is not None and usage.total_tokens:
             with anyio.CancelScope(shield=True):  # what was billed is recorded even if the caller is cancelled
                 await self.on_usage(request, model, usage)

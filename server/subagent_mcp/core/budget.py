@@ -1,8 +1,10 @@
 """Per-run spending limits, checked before each model call with the call's worst case (pure, no I/O).
 
-A call is allowed only if what is spent, plus the worst case of every call in flight, plus this
-call's worst case (its prompt plus ``max_tokens`` of output, priced) stays within the limits. So
-concurrent calls can never jointly cross a budget, and a refused call sends nothing.
+A call starts only if what is spent, plus the worst case of every call in flight, plus this call's
+worst case (its prompt plus ``max_tokens`` of output, priced) stays within the limits. So
+concurrent calls can never jointly cross a budget. A call that fits only once the calls in flight
+settle waits for them (``reserve`` returns None; ``backends/budgeted.py`` waits); a call refused
+outright, whose worst case would cross a limit on top of what is spent alone, sends nothing.
 """
 
 from __future__ import annotations
@@ -48,14 +50,37 @@ class Budget:
     held: Spend = field(default_factory=Spend)
     """Kept free for a call still to come (an orchestration's synthesis), so the run cannot use it up."""
     refused: int = 0
+    in_flight: int = 0
+    """Reservations not yet settled; at 0 nothing is reserved, whatever float sums left behind."""
 
-    def reserve(self, model: str, input_tokens: int, max_output_tokens: int) -> Reservation:
-        """Hold the worst case of one call, or raise ``BudgetExceededError`` saying which limit and by how much."""
+    def reserve(self, model: str, input_tokens: int, max_output_tokens: int) -> Reservation | None:
+        """Hold the worst case of one call; None if it fits only once calls in flight settle.
+
+        Raises:
+            BudgetExceededError: the call could cross a limit on top of what is spent alone (saying
+                which limit and by how much), so waiting for the calls in flight cannot help.
+        """
         worst = Usage(input_tokens=input_tokens, output_tokens=max_output_tokens)
         worst_usd = cost_usd(worst, model, self.prices)
+        self._refuse_beyond_reach(worst, worst_usd)
+        limit_usd, limit_tokens = self.limits.max_cost_usd, self.limits.max_total_tokens
+        spent_usd = self.spent_usd + self.held.cost_usd + worst_usd
+        spent_tokens = self.spent.total_tokens + self.held.usage.total_tokens + worst.total_tokens
+        if self.in_flight and (
+            (limit_usd is not None and spent_usd + self.reserved_usd > limit_usd)
+            or (limit_tokens is not None and spent_tokens + self.reserved_tokens > limit_tokens)
+        ):
+            return None  # it fits beside what is spent; what is in flight settles first
+        self.reserved_usd += worst_usd
+        self.reserved_tokens += worst.total_tokens
+        self.in_flight += 1
+        return Reservation(worst_usd, worst.total_tokens)
+
+    def _refuse_beyond_reach(self, worst: Usage, worst_usd: float) -> None:
+        """Raise if the call's worst case crosses a limit on top of what is spent and kept, in flight aside."""
         limit_usd, limit_tokens = self.limits.max_cost_usd, self.limits.max_total_tokens
         kept = self.held.cost_usd
-        if limit_usd is not None and self.spent_usd + self.reserved_usd + kept + worst_usd > limit_usd:
+        if limit_usd is not None and self.spent_usd + kept + worst_usd > limit_usd:
             self.refused += 1
             held = f", ${kept:.4f} kept for the synthesis" if kept else ""
             raise BudgetExceededError(
@@ -65,10 +90,7 @@ class Budget:
                 attempts=0,
             )
         kept_tokens = self.held.usage.total_tokens
-        if (
-            limit_tokens is not None
-            and self.spent.total_tokens + self.reserved_tokens + kept_tokens + worst.total_tokens > limit_tokens
-        ):
+        if limit_tokens is not None and self.spent.total_tokens + kept_tokens + worst.total_tokens > limit_tokens:
             self.refused += 1
             held = f", {kept_tokens:,} kept for the synthesis" if kept_tokens else ""
             raise BudgetExceededError(
@@ -77,14 +99,12 @@ class Budget:
                 "(raise it with max_total_tokens or SUBAGENT_MCP_MAX_RUN_TOKENS)",
                 attempts=0,
             )
-        self.reserved_usd += worst_usd
-        self.reserved_tokens += worst.total_tokens
-        return Reservation(worst_usd, worst.total_tokens)
 
     def settle(self, reservation: Reservation, model: str | None, usage: Usage) -> None:
         """Release a call's reservation and charge what it really used (failed calls included)."""
-        self.reserved_usd = max(0.0, self.reserved_usd - reservation.cost_usd)
-        self.reserved_tokens = max(0, self.reserved_tokens - reservation.tokens)
+        self.in_flight = max(0, self.in_flight - 1)
+        self.reserved_usd = max(0.0, self.reserved_usd - reservation.cost_usd) if self.in_flight else 0.0
+        self.reserved_tokens = max(0, self.reserved_tokens - reservation.tokens) if self.in_flight else 0
         self.spent = self.spent + usage
         self.spent_usd += cost_usd(usage, model, self.prices)
 
