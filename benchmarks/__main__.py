@@ -1,4 +1,7 @@
-"""``python -m benchmarks [--median SECONDS] [--service]``: print the executor's figures, then the whole stack's."""
+"""``python -m benchmarks [--median SECONDS] [--service | --rate-limits]``: the executor's figures, then the stack's.
+
+``--rate-limits`` runs only adaptive against fixed concurrency under a rate-limiting fake (``rate_limits.py``).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import argparse
 
 import anyio
 
-from . import service, stack_makespan
+from . import rate_limits, service, stack_makespan
 from .scheduler import run_all
 
 
@@ -18,12 +21,22 @@ def main() -> None:
         action="store_true",
         help="only the figures through the whole stack (Service, AnthropicBackend, the fake Messages API, SQLite)",
     )
+    parser.add_argument(
+        "--rate-limits",
+        action="store_true",
+        help="only adaptive against fixed concurrency, against a fake API that answers 429 beyond 4 in flight",
+    )
     args = parser.parse_args()
+    if args.rate_limits:
+        rate_limits.main()
+        return
     median = float(args.median)
     if not args.service:
         anyio.run(run_all, median)
         print()
     service.main(median, [stack_makespan.run_all])
+    print()
+    rate_limits.main()
 
 
 if __name__ == "__main__":
