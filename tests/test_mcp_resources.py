@@ -14,7 +14,7 @@ from mcp.types import TextResourceContents
 from subagent_mcp.backends.scripted import ScriptedBackend, sample_for_schema
 from subagent_mcp.contracts import CompletionRequest, JsonObject, RunReport
 from subagent_mcp.core.context import estimate_tokens
-from subagent_mcp.errors import ModelUnavailableError
+from subagent_mcp.errors import ModelRequestError, ModelUnavailableError
 from subagent_mcp.mcp_server import create_server
 from subagent_mcp.settings import Settings
 from subagent_mcp.testing.results import text_of
@@ -178,3 +178,28 @@ async def test_a_plan_id_that_is_not_a_safe_name_is_refused_and_an_edited_long_i
         run = RunReport.model_validate((await c.call_tool("execute_plan", {"plan": edited})).structured_content)
         assert run.plan_id != long_id  # an edited plan is kept under a fresh id, within the limit
         assert (await read_json(c, f"subagent://plans/{run.plan_id}"))["task"] == "Write a longer report"
+
+
+async def test_a_result_stays_within_what_hosts_accept_at_any_plan_size_failures_kept_first(tmp_path: Path) -> None:
+    def some_fail(request: CompletionRequest) -> JsonObject:
+        if request.label.endswith("7"):
+            raise ModelRequestError("Anthropic API rejected the request (400 invalid_request_error): " + "why " * 50)
+        return sample_for_schema(request.output_schema)
+
+    size = 2_000
+    huge: JsonObject = {
+        "plan_id": "p-huge",
+        "task": "Many small things",
+        "subtasks": [{"id": f"t{i}", "role": "writer", "instructions": "go", "depends_on": []} for i in range(size)],
+    }
+    settings = Settings.from_env({}, env_file=None, db_path=str(tmp_path / "runs.db"), max_plan_subtasks=size)
+    async with Client(create_server(settings, ScriptedBackend(some_fail))) as c:
+        result = await c.call_tool("execute_plan", {"plan": huge, "max_concurrency": 64})
+    report = RunReport.model_validate(result.structured_content)  # still matches the tool's schema
+    assert estimate_tokens(json.dumps(result.structured_content)) + estimate_tokens(text_of(result)) < 20_000
+    assert report.results_omitted + len(report.results) == size
+    assert report.results_omitted > 0
+    assert {r.status for r in report.results} == {"failed"}  # failures kept first: 200 of them fill the room
+    assert f"{report.results_omitted} result(s) were left out" in text_of(result)
+    assert "1800 succeeded, 200 failed" in text_of(result)  # the text counts every result, listing only some
+    assert "more subtasks (succeeded) not listed here" in text_of(result)

@@ -28,12 +28,32 @@ def fit_for_host(model: M, max_tokens: int = MAX_RESULT_TOKENS) -> tuple[M, int]
         (fitted,), cut = _fit([model], max_tokens - _tokens(model.model_copy(update={"output": None})))
         return fitted, cut  # type: ignore[return-value]  # same class as model
     if isinstance(model, RunReport):
-        results, cut = _fit(model.results, max_tokens - _tokens(_without_outputs(model)))
-        return model.model_copy(update={"results": results}), cut  # type: ignore[return-value]
+        return _fit_report(model, max_tokens)  # type: ignore[return-value]  # same class as model
     if isinstance(model, OrchestrateResult):
         report, cut = fit_for_host(model.report, max_tokens - _tokens(model.model_copy(update={"report": None})))
         return model.model_copy(update={"report": report}), cut  # type: ignore[return-value]
     return model, 0
+
+
+def _fit_report(report: RunReport, max_tokens: int) -> tuple[RunReport, int]:
+    """Shrink outputs; if the results alone are still too many, keep those that fit, failures first."""
+    results, cut = _fit(report.results, max_tokens - _tokens(_without_outputs(report)))
+    fitted = report.model_copy(update={"results": results})
+    if _tokens(fitted) <= max_tokens:
+        return fitted, cut
+    bare = [r.model_copy(update={"output": None}) for r in report.results]
+    if report.estimate is not None:  # per-subtask estimates grow with the plan too; the totals stay
+        report = report.model_copy(update={"estimate": report.estimate.model_copy(update={"tasks": []})})
+    # a tenth kept spare: hosts count the JSON as sent (with spaces), not compacted as measured here
+    room = max_tokens * 9 // 10 - _tokens(report.model_copy(update={"results": [], "results_omitted": len(bare)}))
+    keep: set[int] = set()
+    for i in sorted(range(len(bare)), key=lambda i: (bare[i].status == "succeeded", i)):
+        room -= _tokens(bare[i]) + 1
+        if room < 0:
+            break
+        keep.add(i)
+    kept = [bare[i] for i in sorted(keep)]
+    return report.model_copy(update={"results": kept, "results_omitted": len(bare) - len(kept)}), len(bare)
 
 
 def _fit(results: list[SubagentResult], budget: int) -> tuple[list[SubagentResult], int]:

@@ -259,6 +259,11 @@ class RunReport(BaseModel):
     cost_usd: float = 0.0
     makespan_s: float = 0.0
     estimate: PlanEstimate | None = Field(default=None, description="The estimate made before the run, for comparison.")
+    results_omitted: int = Field(
+        default=0,
+        description="Results left out of this tool result to keep it within what hosts accept (failures are kept "
+        "first, and the estimate keeps only its totals); the run resource subagent://runs/{run_id} has them all.",
+    )
 
 
 class Synthesis(BaseModel):

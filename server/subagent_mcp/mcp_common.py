@@ -12,6 +12,7 @@ from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel
 
 from .compact import fit_for_host
+from .contracts import RunReport
 from .errors import SubagentMCPError
 from .service import Service
 
@@ -44,9 +45,12 @@ def structured(model: BaseModel, text: str, is_error: bool = False) -> CallToolR
     """
     fitted, cut = fit_for_host(model)
     if cut:
-        run_id = getattr(fitted, "run_id", None) or getattr(getattr(fitted, "report", None), "run_id", None)
+        report = fitted if isinstance(fitted, RunReport) else getattr(fitted, "report", None)
+        run_id = report.run_id if isinstance(report, RunReport) else None
         where = f"read subagent://runs/{run_id} for them whole" if run_id else "ask for a shorter output"
-        text += f"\n\nNote: {cut} subtask output(s) were shortened to keep this result small; {where}."
+        omitted = report.results_omitted if isinstance(report, RunReport) else 0
+        what = f"{omitted} result(s) were left out and the rest's outputs" if omitted else f"{cut} subtask output(s)"
+        text += f"\n\nNote: {what} were shortened to keep this result small; {where}."
     return CallToolResult(
         content=[TextContent(type="text", text=text)],
         structured_content=fitted.model_dump(mode="json"),

@@ -7,7 +7,7 @@ the text stays a summary and long values are cut here, never in the structured c
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .contracts import (
     JsonObject,
@@ -23,6 +23,8 @@ from .contracts import (
 from .store.records import RunRecord, RunSummary
 
 TEXT_PREVIEW_CHARS = 1_500
+MAX_LISTED = 30
+"""Subtasks listed one per line in a text (failures first); the rest are counted, so a text stays short at any size."""
 
 
 def usage_line(usage: Usage, cost: float) -> str:
@@ -39,10 +41,12 @@ def preview(value: JsonObject | None, limit: int = TEXT_PREVIEW_CHARS) -> str:
 
 def plan_text(plan: Plan) -> str:
     lines = [f"Plan {plan.plan_id}: {len(plan.subtasks)} subtasks. {plan.summary}".rstrip()]
-    for s in plan.subtasks:
-        after = f" (after {', '.join(s.depends_on)})" if s.depends_on else ""
+    for s in plan.subtasks[:MAX_LISTED]:
+        after = f" (after {', '.join(s.depends_on[:5])}{'…' if len(s.depends_on) > 5 else ''})" if s.depends_on else ""
         size = f" ~{s.expected_output_tokens:,} tokens" if s.expected_output_tokens else ""
         lines.append(f"- {s.id} [{s.role}]{after}{size}: {_one_line(s.instructions)}")
+    if len(plan.subtasks) > MAX_LISTED:
+        lines.append(f"- … {len(plan.subtasks) - MAX_LISTED:,} more subtasks, in the structured result")
     if plan.estimate is not None:
         e = plan.estimate
         lines.append(
@@ -79,9 +83,12 @@ def report_text(report: RunReport, *, synthesized: bool = False) -> str:
         lines.append(
             f"Subtasks estimated beforehand: ~${expected:.4f} (worst case ${worst:.4f}); actual ${report.cost_usd:.4f}."
         )
-    for r in report.results:
+    listed = _first_listed(report.results, key=lambda r: r.status == "succeeded")
+    for r in listed:
         detail = _one_line(r.error or "", 200) if r.status != "succeeded" else _output_gist(r.output)
         lines.append(f"- {r.task_id} [{r.role}] {r.status}: {detail}")
+    if len(listed) < len(report.results):
+        lines.append(f"- … {len(report.results) - len(listed):,} more subtasks (succeeded) not listed here")
     merge = "" if synthesized else f" Merge them with synthesize(run_id={report.run_id!r})."
     lines.append(f"Full outputs are in the structured result.{merge}")
     return "\n".join(lines)
@@ -152,6 +159,14 @@ def total_text(record: RunRecord) -> str:
     ]
     total = record.total
     return f"In all: {usage_line(total.usage, total.cost_usd)} ({' + '.join(shown)})"
+
+
+def _first_listed(results: Sequence[SubagentResult], key: Callable[[SubagentResult], bool]) -> list[SubagentResult]:
+    """At most ``MAX_LISTED`` results in their order, those with a false ``key`` (failures) chosen first."""
+    if len(results) <= MAX_LISTED:
+        return list(results)
+    chosen = set(sorted(range(len(results)), key=lambda i: (key(results[i]), i))[:MAX_LISTED])
+    return [r for i, r in enumerate(results) if i in chosen]
 
 
 def _output_gist(output: JsonObject | None) -> str:
