@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -57,8 +58,10 @@ def cap_label(cap: int | None) -> str:
 
 
 def make_plan(name: str, graph: dict[str, list[str]]) -> Plan:
+    """A plan of ``graph`` whose id is ``name`` made safe (plan ids allow letters, digits, '-', '_', '.')."""
     subtasks = [Subtask(id=t, role="worker", instructions=f"do {t}", depends_on=d) for t, d in graph.items()]
-    return Plan(plan_id=name, task=f"benchmark {name}", subtasks=subtasks)
+    plan_id = re.sub(r"[^A-Za-z0-9_.-]", "-", name)
+    return Plan(plan_id=plan_id, task=f"benchmark {name}", subtasks=subtasks)
 
 
 def lognormal(ids: list[str], rng: random.Random, median_s: float = MEDIAN_S, sigma: float = SIGMA) -> dict[str, float]:

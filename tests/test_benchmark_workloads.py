@@ -1,0 +1,15 @@
+"""The benchmarks' workloads are valid plans, so `python -m benchmarks` cannot break on a tightened plan rule."""
+
+from __future__ import annotations
+
+import pytest
+from benchmarks.dags import Workload, chain_with_branches, fan_out, layered
+
+
+@pytest.mark.parametrize(
+    "workload",
+    [layered(30, 1), layered(100, 2), fan_out(48, 3), chain_with_branches(12, 4)],
+    ids=lambda w: w.name,
+)
+def test_every_workload_family_builds_a_valid_plan(workload: Workload) -> None:
+    assert workload.size == len(workload.plan.subtasks) > 0
