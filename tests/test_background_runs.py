@@ -36,11 +36,11 @@ def settings_for(fake: FakeAnthropic, **overrides: Any) -> Settings:
 
 
 def task_of(request: FakeRequest) -> str:
-    if "planner of a team" in request.system_text:
+    if "Plan the user's task" in request.system_text:
         return "(planner)"
     if request.schema is not None and "answer" in request.schema.get("properties", {}):
         return "(synthesis)"
-    return request.user_text.split("\n", 1)[0].removeprefix("Subtask id: ")
+    return request.subtask_id
 
 
 def plan(*ids: str, deps: dict[str, list[str]] | None = None) -> JsonObject:

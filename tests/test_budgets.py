@@ -234,7 +234,7 @@ def planner_then_samples(planner_usage: Usage) -> Callable[[FakeRequest], FakeRe
     """The planner gets the demo plan billed at ``planner_usage``; every other call a small sample."""
 
     def reply(request: FakeRequest) -> FakeReply:
-        if "planner of a team" in request.system_text:
+        if "Plan the user's task" in request.system_text:
             return json_reply(demo_plan_draft(), usage=planner_usage)
         return json_reply(sample_for_schema(request.schema or {}), usage=Usage(input_tokens=300, output_tokens=50))
 

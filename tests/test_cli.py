@@ -149,7 +149,7 @@ async def test_with_a_key_run_does_a_whole_task_against_the_api_from_the_termina
     key = "sk-ant-test-cli-key-0001"
 
     def reply(request: FakeRequest) -> FakeReply:
-        if "planner of a team" in request.system_text:
+        if "Plan the user's task" in request.system_text:
             return json_reply(demo_plan_draft())
         return json_reply(sample_for_schema(request.schema or {}))
 

@@ -40,7 +40,7 @@ PLAN: JsonObject = {
 
 
 def task_of(request: FakeRequest) -> str:
-    return request.user_text.split("\n", 1)[0].removeprefix("Subtask id: ")
+    return request.subtask_id
 
 
 async def test_sigkill_mid_run_then_resume_requests_no_succeeded_task_again(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from subagent_mcp.contracts import CompletionRequest, JsonObject, OrchestrateRes
 from subagent_mcp.demo import demo_reply
 from subagent_mcp.errors import ModelRequestError
 from subagent_mcp.mcp_server import create_server
+from subagent_mcp.prompts import subtask_id_of
 from subagent_mcp.settings import Settings
 from subagent_mcp.testing.results import text_of
 
@@ -32,7 +33,7 @@ def inline_plan(*subtasks: JsonObject) -> JsonObject:
 
 
 def task_id_of(request: CompletionRequest) -> str:
-    return request.messages[0].content.split("\n", 1)[0].removeprefix("Subtask id: ")
+    return subtask_id_of(request.messages[0].content)
 
 
 async def test_an_inline_plan_runs_and_reports_every_task_with_offsets_and_totals() -> None:

@@ -29,7 +29,7 @@ SCRIPT = Path(sys.executable).with_name("subagent-mcp")
 
 def plan_then_samples(request: FakeRequest) -> FakeReply:
     """The planner gets the demo plan; every other call a schema-valid sample."""
-    if "planner of a team" in request.system_text:
+    if "Plan the user's task" in request.system_text:
         return json_reply(demo_plan_draft())
     return json_reply(sample_for_schema(request.schema or {}))
 

@@ -13,6 +13,7 @@ import pytest
 
 from subagent_mcp.backends.scripted import ScriptedBackend
 from subagent_mcp.contracts import CompletionRequest, JsonObject, Plan, RunReport
+from subagent_mcp.prompts import subtask_id_of
 from subagent_mcp.service import Service
 from subagent_mcp.settings import Settings
 from subagent_mcp.store import StoreError
@@ -34,7 +35,7 @@ async def test_a_full_disk_stops_the_run_stores_it_interrupted_and_says_what_was
     disk_full = anyio.Event()
 
     async def reply(request: CompletionRequest) -> JsonObject:
-        if "Subtask id: a" not in request.messages[0].content:
+        if subtask_id_of(request.messages[0].content) != "a":
             await disk_full.wait()  # b and c finish only once the disk is full
         return {"summary": "s", "text": BIG}
 

@@ -96,10 +96,9 @@ async def test_a_run_whose_replies_hold_a_surrogate_and_deep_nesting_ends_stored
     }
 
     def reply(request: FakeRequest) -> FakeReply:
-        first_turn = str(request.body["messages"][0]["content"])
-        if first_turn.startswith("Subtask id: odd"):
+        if request.subtask_id == "odd":
             return text_reply('{"summary": "bad \\udcff", "text": "t"}')
-        if first_turn.startswith("Subtask id: deep"):
+        if request.subtask_id == "deep":
             return text_reply(nested(250))  # the repair turn too
         return json_reply({"summary": "s", "text": "t"})
 

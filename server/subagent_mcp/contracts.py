@@ -100,6 +100,10 @@ class TaskEstimate(BaseModel):
     model: str
     input_tokens: int = Field(description="Expected prompt tokens, with dependencies at their expected length.")
     max_input_tokens: int = Field(description="Prompt tokens if every dependency's output ran to its max_tokens.")
+    cache_read_tokens: int = Field(default=0, description="Of input_tokens, expected to be read from the prompt cache.")
+    cache_write_tokens: int = Field(
+        default=0, description="Of input_tokens, expected to be written to the prompt cache."
+    )
     output_tokens: int = Field(
         description="Expected output tokens: the subtask's expected_output_tokens, else its role's mean reply length."
     )
@@ -114,13 +118,15 @@ class PlanEstimate(BaseModel):
     tasks: list[TaskEstimate]
     synthesis: TaskEstimate | None = None
     input_tokens: int
+    cache_read_tokens: int = Field(default=0, description="Of input_tokens, expected to be read from the prompt cache.")
     output_tokens: int
     cost_usd: float
     max_cost_usd: float
     critical_path_subtasks: int = Field(description="Subtasks on the longest dependency chain.")
     method: str = Field(
         default="prompt sizes by ~3.5 chars/token; output at each subtask's expected length, else its role's "
-        "typical length; prices from the table",
+        "typical length; a cached prefix written by the first subtask sharing it and read by the others; "
+        "prices from the table",
         description="How the figures were reached, so they are read as estimates.",
     )
 
@@ -340,6 +346,18 @@ class ModelMessage(BaseModel):
     content: str
 
 
+class CacheMarks(BaseModel):
+    """Where a request's shared prefix ends, for prompt caching: the API caches the prompt up to each mark."""
+
+    model_config = ConfigDict(frozen=True)
+
+    system: bool = False
+    """Mark the system prompt (with the output schema, which the API puts before it)."""
+    first_user_chars: int = 0
+    """Mark the first user turn after this many characters (0: no mark there)."""
+    ttl: Literal["5m", "1h"] = "5m"
+
+
 class CompletionRequest(BaseModel):
     """A request for one JSON object matching ``output_schema``."""
 
@@ -349,6 +367,7 @@ class CompletionRequest(BaseModel):
     output_schema: JsonObject
     max_tokens: int = 4096
     label: str = Field(default="", description="What the call is for (a task id), for logs and fakes.")
+    cache: CacheMarks | None = Field(default=None, description="Prompt-cache marks; None sends no cache_control.")
 
 
 StopReason = Literal[

@@ -30,7 +30,7 @@ from .core.context import build_context
 from .core.pricing import cost_usd
 from .core.run_state import OnEvent
 from .errors import InputError
-from .planning import check_runnable, check_schemas, subtask_request
+from .planning import check_runnable, check_schemas, reused_prefixes, subtask_request
 from .roles import Role
 from .runs import OnSpend, RunOptions, UsageLedger, execute_durably, new_run_id, run_budget
 from .settings import Settings
@@ -212,11 +212,13 @@ class Execution:
 
         backend = BudgetedBackend(self.backend, budget, on_usage=note_usage)
         context_budget = self.settings.context_budget_tokens
+        to_run = [s for s in plan.subtasks if s.id not in run.kept]
+        reused = reused_prefixes(to_run, self.settings, self.roles)
 
         async def run_task(subtask: Subtask, deps: Mapping[str, SubagentResult]) -> SubagentResult:
             context = build_context(plan.task, [deps[d] for d in subtask.depends_on], context_budget)
             text = context.render(include_task=False) if subtask.depends_on else None
-            request = subtask_request(subtask, plan.task, text, self.settings, self.roles)
+            request = subtask_request(subtask, plan.task, text, self.settings, self.roles, reused=subtask.id in reused)
             return await run_subtask(backend, subtask, request, self.settings.prices)
 
         return await execute_durably(

@@ -6,11 +6,13 @@ requests later sent are built by the same code.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Iterable, Mapping
 
 from . import prompts
 from .backends.budgeted import request_input_tokens
 from .contracts import CompletionRequest, ModelMessage, Plan, PlanEstimate, Subtask, TaskEstimate, some_of
+from .core.caching import cached_prefix, marks_for
 from .core.context import estimate_tokens
 from .core.estimate import context_tokens, estimate_call, total
 from .core.graph import topological_order
@@ -44,30 +46,71 @@ def subtask_request(
     settings: Settings,
     roles: Mapping[str, Role],
     model: str | None = None,
+    *,
+    reused: bool = False,
 ) -> CompletionRequest:
-    """The model request for ``subtask``: its role's prompt and schema, its inputs, its model."""
+    """The model request for ``subtask``: its role's prompt and schema, the shared task, its inputs, its model.
+
+    ``reused``: other subtasks of the run send the same prefix (see ``reused_prefixes``), so it is
+    marked for the prompt cache when caching is on and the prefix is long enough.
+    """
     role = get_role(subtask.role, dict(roles))
+    model = model or settings.model_for_role(role.name, role.tier)
+    system = prompts.subagent_system(role)
+    schema = subtask.output_schema or role.output_schema
+    user, shared = prompts.subagent_user(subtask.id, subtask.instructions, task, context)
+    marks = marks_for(
+        model,
+        json.dumps(schema) + system,
+        user[:shared],
+        settings.prompt_cache_ttl,
+        reused=reused and settings.prompt_cache,
+    )
     return CompletionRequest(
-        model=model or settings.model_for_role(role.name, role.tier),
-        system=prompts.subagent_system(role),
-        messages=[
-            ModelMessage(role="user", content=prompts.subagent_user(subtask.id, subtask.instructions, task, context))
-        ],
-        output_schema=subtask.output_schema or role.output_schema,
+        model=model,
+        system=system,
+        messages=[ModelMessage(role="user", content=user)],
+        output_schema=schema,
         max_tokens=settings.max_output_tokens,
         label=subtask.id,
+        cache=marks,
     )
 
 
+def prefix_key(subtask: Subtask, settings: Settings, roles: Mapping[str, Role]) -> tuple[str, str, str]:
+    """What must match for two subtasks to share a cached prefix: model, system prompt and output schema."""
+    role = get_role(subtask.role, dict(roles))
+    schema = subtask.output_schema or role.output_schema
+    return settings.model_for_role(role.name, role.tier), role.name, json.dumps(schema, sort_keys=True)
+
+
+def reused_prefixes(subtasks: Iterable[Subtask], settings: Settings, roles: Mapping[str, Role]) -> set[str]:
+    """Ids of the subtasks whose prompt prefix (model, role, schema and task) another of ``subtasks`` repeats."""
+    groups: dict[tuple[str, str, str], list[str]] = {}
+    for s in subtasks:
+        groups.setdefault(prefix_key(s, settings, roles), []).append(s.id)
+    return {task_id for ids in groups.values() if len(ids) > 1 for task_id in ids}
+
+
 def estimate_plan(plan: Plan, settings: Settings, roles: Mapping[str, Role]) -> PlanEstimate:
-    """Expected and worst-case cost of running ``plan`` and synthesizing it, priced like the budget."""
+    """Expected and worst-case cost of running ``plan`` and synthesizing it, priced like the budget.
+
+    A subtask whose prefix is marked for the cache is expected to write it if it is the first of its
+    group (in topological order) and to read it otherwise; its worst case writes it.
+    """
     budget = settings.context_budget_tokens
+    reused = reused_prefixes(plan.subtasks, settings, roles)
+    written: set[str] = set()
     by_id: dict[str, TaskEstimate] = {}
     for task_id in topological_order(plan.graph()):
         subtask = plan.subtask(task_id)
-        request = subtask_request(subtask, plan.task, None, settings, roles)
+        request = subtask_request(subtask, plan.task, None, settings, roles, reused=task_id in reused)
         deps = [by_id[d] for d in subtask.depends_on]
         own = request_input_tokens(request)
+        prefix = cached_prefix(request)
+        cached = estimate_tokens(prefix) if prefix else 0
+        first = prefix not in written
+        written.add(prefix)
         by_id[task_id] = estimate_call(
             task_id,
             request.model,
@@ -78,9 +121,10 @@ def estimate_plan(plan: Plan, settings: Settings, roles: Mapping[str, Role]) -> 
             subtask.expected_output_tokens or roles[subtask.role].expected_output_tokens,
             request.max_tokens,
             settings.prices,
+            cached=(0, cached) if first else (cached, 0),
         )
     calls = list(by_id.values())
-    base = estimate_tokens(prompts.SYNTHESIS_SYSTEM + plan.task)
+    base = estimate_tokens(prompts.SYNTHESIS_SYSTEM + plan.task + json.dumps(prompts.SYNTHESIS_SCHEMA))
     synthesis = estimate_call(
         "synthesis",
         settings.synthesis_model,

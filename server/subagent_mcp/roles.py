@@ -16,10 +16,8 @@ from .errors import InputError
 Tier = Literal["fast", "strong"]
 
 COMMON_RULES = (
-    "You are one specialist in a team of subagents working on a larger task. Do only your subtask. "
-    "Use the outputs of earlier subtasks you are given; if something you need is missing or was elided, "
-    "say so in your output instead of guessing. Reply with a single JSON object that matches the "
-    "required schema, and nothing else."
+    "Do only your subtask of the task. If something you need is missing or elided, say so; don't guess. "
+    "Reply with one JSON object matching the schema."
 )
 
 
@@ -56,7 +54,7 @@ BUILTIN_ROLES: dict[str, Role] = {
     for role in [
         Role(
             name="researcher",
-            description="Gathers facts, options and evidence on a question; lists what is still unknown.",
+            description="Gathers facts and evidence; lists what is unknown.",
             system_prompt="You are a careful researcher. State facts precisely and separate them from guesses.",
             output_schema=_object(
                 {"summary": _STR, "findings": _STR_LIST, "sources": _STR_LIST, "open_questions": _STR_LIST}
@@ -65,7 +63,7 @@ BUILTIN_ROLES: dict[str, Role] = {
         ),
         Role(
             name="coder",
-            description="Writes or changes code to a specification, with short notes on choices made.",
+            description="Writes or changes code to a specification.",
             system_prompt="You are a senior software engineer. Write correct, idiomatic, minimal code.",
             tier="strong",
             output_schema=_object({"summary": _STR, "language": _STR, "code": _STR, "notes": _STR_LIST}),
@@ -73,7 +71,7 @@ BUILTIN_ROLES: dict[str, Role] = {
         ),
         Role(
             name="reviewer",
-            description="Reviews a draft, design or code and reports concrete issues with severity.",
+            description="Reviews a draft, design or code; reports issues.",
             system_prompt="You are a rigorous reviewer. Report concrete, actionable issues; no praise padding.",
             output_schema=_object(
                 {
@@ -90,14 +88,14 @@ BUILTIN_ROLES: dict[str, Role] = {
         ),
         Role(
             name="writer",
-            description="Writes clear prose for a stated audience: docs, summaries, messages.",
+            description="Writes prose for an audience: docs, summaries.",
             system_prompt="You are a clear, concise technical writer. Match the audience and format asked for.",
             output_schema=_object({"summary": _STR, "text": _STR}),
             expected_output_tokens=1200,
         ),
         Role(
             name="analyst",
-            description="Compares options, weighs trade-offs and recommends, showing the reasoning.",
+            description="Weighs options and trade-offs; recommends.",
             system_prompt="You are an analyst. Weigh trade-offs explicitly and end with a clear recommendation.",
             output_schema=_object({"summary": _STR, "findings": _STR_LIST, "recommendation": _STR}),
         ),

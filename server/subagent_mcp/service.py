@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from .arguments import first_error, in_range, require_text
 from .backends.base import ModelBackend
 from .backends.budgeted import BudgetedBackend
+from .backends.cache_warmup import CacheWarmupBackend
 from .backends.limited import limited
 from .background import RunRegistry
 from .contracts import (
@@ -100,7 +101,7 @@ class Service(Orchestration):
             ConfigError: no API key is configured (and neither a test backend nor demo mode).
         """
         if self._backend is None:  # one adaptive cap on model calls in flight for every run of this process
-            self._backend = limited(self._make_backend(), self.settings)
+            self._backend = CacheWarmupBackend(limited(self._make_backend(), self.settings))
         return self._backend
 
     def _make_backend(self) -> ModelBackend:

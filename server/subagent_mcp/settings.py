@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from dotenv import dotenv_values
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 
+from .core.caching import WRITE_MULTIPLIER
 from .core.pricing import DEFAULT_PRICES, ModelPrice
 from .errors import ConfigError
 
@@ -75,6 +76,14 @@ class Settings(BaseModel):
     )
     max_run_tokens: int | None = Field(default=None, gt=0, description="Per-run ceiling on total tokens.")
 
+    prompt_cache: bool = Field(
+        default=True, description="Mark prefixes that several subtasks of a run share for the API's prompt cache."
+    )
+    prompt_cache_ttl: Literal["5m", "1h"] = Field(
+        default="5m",
+        description="Cache lifetime: 1h keeps a prefix across pauses over 5 min; writes cost 2x, not 1.25x.",
+    )
+
     db_path: str | None = Field(
         default=None, description="SQLite file for plans and runs (':memory:' for none); default: user data dir."
     )
@@ -88,6 +97,19 @@ class Settings(BaseModel):
     )
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8765, ge=0, le=65535)
+
+    @field_validator("prices")
+    @classmethod
+    def _price_cache_writes(cls, prices: dict[str, ModelPrice], info: ValidationInfo) -> dict[str, ModelPrice]:
+        """Cache writes cost more with the 1-hour TTL; an explicit ``cache_write`` price stays as given."""
+        ttl = info.data.get("prompt_cache_ttl", "5m")
+        if ttl == "5m":  # ModelPrice's own default
+            return prices
+        multiplier = WRITE_MULTIPLIER[ttl]
+        return {
+            model: p if p.cache_write is not None else p.model_copy(update={"cache_write": p.input * multiplier})
+            for model, p in prices.items()
+        }
 
     @field_validator("anthropic_api_key", mode="before")
     @classmethod

@@ -60,7 +60,7 @@ def test_estimate_counts_ascii_at_three_and_a_half_chars_and_other_chars_as_one_
 # --- fitting -----------------------------------------------------------------------------------------
 
 
-def test_everything_that_fits_is_included_whole_with_no_notes():
+def test_everything_that_fits_is_included_whole_lean_and_with_no_notes():
     deps = [result("a", {"answer": 42}), result("b", {"items": [1, 2, 3], "text": "short"})]
     ctx = build_context("Count things", deps, 10_000)
     assert [e.inclusion for e in ctx.dependencies] == ["whole", "whole"]
@@ -70,20 +70,8 @@ def test_everything_that_fits_is_included_whole_with_no_notes():
     assert rendered(ctx) == {
         "task": "Count things",
         "dependencies": [
-            {
-                "task_id": "a",
-                "role": "researcher",
-                "status": "succeeded",
-                "inclusion": "whole",
-                "output": {"answer": 42},
-            },
-            {
-                "task_id": "b",
-                "role": "researcher",
-                "status": "succeeded",
-                "inclusion": "whole",
-                "output": {"items": [1, 2, 3], "text": "short"},
-            },
+            {"task_id": "a", "output": {"answer": 42}},
+            {"task_id": "b", "output": {"items": [1, 2, 3], "text": "short"}},
         ],
     }
 
@@ -104,14 +92,14 @@ def test_the_largest_output_is_shrunk_first_and_a_small_one_stays_whole():
 
 
 def test_shrinking_keeps_every_value_whole_and_of_its_type():
-    output: JsonObject = {"text": PROSE, "numbers": list(range(3_000)), "flag": True, "n": 5, "none": None}
+    output: JsonObject = {"text": PROSE, "numbers": list(range(3_000)), "flag": True, "n": 5, "zero": 0}
     ctx = build_context("task", [result("big", output)], 800)
     (entry,) = ctx.dependencies
     assert entry.inclusion == "shrunk"
     cut = entry.output
     assert cut is not None
     assert cut.keys() == output.keys()
-    assert (cut["flag"], cut["n"], cut["none"]) == (True, 5, None)
+    assert (cut["flag"], cut["n"], cut["zero"]) == (True, 5, 0)
     text = cut["text"]
     assert isinstance(text, str)
     head, marker = text.split("… [truncated ", 1)
@@ -188,12 +176,15 @@ def test_a_failed_dependency_appears_with_its_status_and_error_as_note():
     broken = rendered(ctx)["dependencies"][1]
     assert broken == {
         "task_id": "broken",
-        "role": "researcher",
         "status": "failed",
-        "inclusion": "whole",
         "output": None,
         "note": "timed out after 600 s",
     }
+
+
+def test_empty_fields_of_an_output_are_left_out():
+    ctx = build_context("task", [result("a", {"summary": "s", "notes": [], "code": "", "extra": None, "n": 0})], 10_000)
+    assert rendered(ctx)["dependencies"] == [{"task_id": "a", "output": {"summary": "s", "n": 0}}]
 
 
 def test_long_error_text_is_cut_in_the_note():
@@ -294,6 +285,11 @@ def dependency_lists(draw: st.DrawFn) -> list[SubagentResult]:
     ]
 
 
+def without_empties(output: JsonObject | None) -> JsonObject | None:
+    """What a reader is shown of a whole output: its top-level fields that say something."""
+    return None if output is None else {k: v for k, v in output.items() if v not in ("", [], {}, None)}
+
+
 @settings(max_examples=80, deadline=None)
 @given(deps=dependency_lists(), share=st.floats(-0.2, 1.2), task=st.text(max_size=60))
 def test_render_is_valid_json_naming_each_dependency_once_within_budget(
@@ -315,8 +311,7 @@ def test_render_is_valid_json_naming_each_dependency_once_within_budget(
     for dep, entry, shown in zip(deps, ctx.dependencies, doc["dependencies"], strict=True):
         assert (entry.task_id, entry.status) == (dep.task_id, dep.status)
         if entry.inclusion == "whole":
-            assert entry.output == dep.output
-            assert shown["output"] == dep.output
+            assert entry.output == shown["output"] == without_empties(dep.output)
         elif entry.inclusion == "shrunk":
             assert isinstance(shown["output"], dict)
             assert entry.note is not None

@@ -68,7 +68,13 @@ async def test_default_reply_is_a_wire_format_message_valid_for_the_schema() -> 
     assert (message["type"], message["role"], message["model"]) == ("message", "assistant", "claude-haiku-5-5")
     validate(json.loads(message["content"][0]["text"]), SCHEMA)
     usage = message["usage"]
-    assert set(usage) == {"input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"}
+    assert set(usage) == {
+        "input_tokens",
+        "output_tokens",
+        "cache_creation_input_tokens",
+        "cache_read_input_tokens",
+        "cache_creation",
+    }
     assert fake.billed_usage == Usage(input_tokens=usage["input_tokens"], output_tokens=usage["output_tokens"])
 
 
@@ -113,6 +119,7 @@ async def test_chosen_usage_is_sent_and_billed() -> None:
         "output_tokens": 5,
         "cache_creation_input_tokens": 3,
         "cache_read_input_tokens": 7,
+        "cache_creation": {"ephemeral_5m_input_tokens": 3, "ephemeral_1h_input_tokens": 0},
     }
     assert fake.billed_usage == usage + usage
 

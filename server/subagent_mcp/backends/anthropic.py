@@ -26,14 +26,15 @@ from anthropic import (
     APIStatusError,
     APITimeoutError,
     AsyncAnthropic,
+    Omit,
     omit,
     transform_schema,
 )
-from anthropic.types import Message, MessageParam, TextBlock
+from anthropic.types import CacheControlEphemeralParam, Message, MessageParam, TextBlock, TextBlockParam
 from pydantic import ValidationError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-from ..contracts import Completion, CompletionRequest, ModelMessage, Usage
+from ..contracts import CacheMarks, Completion, CompletionRequest, ModelMessage, Usage
 from ..errors import (
     ConfigError,
     InputError,
@@ -130,17 +131,21 @@ class AnthropicBackend:
         except (ValueError, TypeError) as exc:
             raise InputError(f"the output schema cannot be sent to the Anthropic API: {exc}") from None
         messages = [_message_param(m) for m in request.messages]
+        system = _system_param(request)
+        if request.cache is not None and request.cache.first_user_chars and messages:
+            messages[0] = _split_first(request.messages[0], request.cache)
         async with self._gate.call() as call:
-            return await self._send(client, request, messages, schema, call)
+            return await self._send(client, request, (system, messages), schema, call)
 
     async def _send(
         self,
         client: AsyncAnthropic,
         request: CompletionRequest,
-        messages: list[MessageParam],
+        prompt: tuple[str | list[TextBlockParam] | Omit, list[MessageParam]],
         schema: dict[str, object],
         call: GatedCall,
     ) -> Completion:
+        system, messages = prompt
         failures: list[BaseException] = []
 
         async def attempt() -> Completion:
@@ -152,7 +157,7 @@ class AnthropicBackend:
                         message = await client.messages.create(
                             model=request.model,
                             max_tokens=request.max_tokens,
-                            system=request.system or omit,
+                            system=system,
                             messages=messages,
                             output_config={"format": {"type": "json_schema", "schema": schema}},
                         )
@@ -291,6 +296,28 @@ def _label(exc: BaseException, timeout_s: float) -> str:
         cause = exc.__cause__
         return f"connection failed ({cause})" if cause is not None and str(cause) else "connection failed"
     return type(exc).__name__
+
+
+def _cache_control(marks: CacheMarks) -> CacheControlEphemeralParam:
+    """A block-level breakpoint; never the top-level automatic one, which would write each unique suffix too."""
+    return {"type": "ephemeral", "ttl": "1h"} if marks.ttl == "1h" else {"type": "ephemeral"}
+
+
+def _system_param(request: CompletionRequest) -> str | list[TextBlockParam] | Omit:
+    if not request.system:
+        return omit
+    if request.cache is None or not request.cache.system:
+        return request.system
+    return [{"type": "text", "text": request.system, "cache_control": _cache_control(request.cache)}]
+
+
+def _split_first(message: ModelMessage, marks: CacheMarks) -> MessageParam:
+    """The first user turn as two blocks: the shared head, marked for the cache, then the rest."""
+    head, rest = message.content[: marks.first_user_chars], message.content[marks.first_user_chars :]
+    blocks: list[TextBlockParam] = [{"type": "text", "text": head, "cache_control": _cache_control(marks)}]
+    if rest:
+        blocks.append({"type": "text", "text": rest})
+    return {"role": "user", "content": blocks}
 
 
 def _message_param(message: ModelMessage) -> MessageParam:

@@ -17,6 +17,7 @@ import anyio
 
 from ..contracts import Completion, CompletionRequest, Usage
 from ..core.budget import PROMPT_SAFETY, Budget, Reservation
+from ..core.caching import cached_prefix
 from ..core.context import estimate_tokens
 from ..errors import ModelError
 from .base import ModelBackend
@@ -31,6 +32,12 @@ def request_input_tokens(request: CompletionRequest) -> int:
 def reserved_prompt_tokens(request: CompletionRequest) -> int:
     """The prompt size the budget holds for ``request``: the estimate with ``PROMPT_SAFETY`` on top."""
     return math.ceil(request_input_tokens(request) * PROMPT_SAFETY)
+
+
+def reserved_cache_write_tokens(request: CompletionRequest) -> int:
+    """Of the reserved prompt, what may be billed as a prompt-cache write: the marked prefix, with the margin."""
+    prefix = cached_prefix(request)
+    return math.ceil(estimate_tokens(prefix) * PROMPT_SAFETY) if prefix else 0
 
 
 OnUsage = Callable[[CompletionRequest, str, Usage], Awaitable[None]]
@@ -72,7 +79,12 @@ class BudgetedBackend:
 
     async def _reserve(self, request: CompletionRequest) -> Reservation:
         """The call's reservation, once it fits; ``BudgetExceededError`` at once if it never can."""
-        args = (request.model, reserved_prompt_tokens(request), request.max_tokens)
+        args = (
+            request.model,
+            reserved_prompt_tokens(request),
+            request.max_tokens,
+            reserved_cache_write_tokens(request),
+        )
         if not self._line and (held := self.budget.reserve(*args)) is not None:
             return held
         turn = _Turn()

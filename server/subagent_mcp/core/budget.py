@@ -53,14 +53,19 @@ class Budget:
     in_flight: int = 0
     """Reservations not yet settled; at 0 nothing is reserved, whatever float sums left behind."""
 
-    def reserve(self, model: str, input_tokens: int, max_output_tokens: int) -> Reservation | None:
+    def reserve(
+        self, model: str, input_tokens: int, max_output_tokens: int, cache_write_tokens: int = 0
+    ) -> Reservation | None:
         """Hold the worst case of one call; None if it fits only once calls in flight settle.
+
+        ``cache_write_tokens`` of ``input_tokens`` may be billed as a prompt-cache write (1.25x or 2x input).
 
         Raises:
             BudgetExceededError: the call could cross a limit on top of what is spent alone (saying
                 which limit and by how much), so waiting for the calls in flight cannot help.
         """
-        worst = Usage(input_tokens=input_tokens, output_tokens=max_output_tokens)
+        written = min(cache_write_tokens, input_tokens)
+        worst = Usage(input_tokens=input_tokens - written, output_tokens=max_output_tokens, cache_write_tokens=written)
         worst_usd = cost_usd(worst, model, self.prices)
         self._refuse_beyond_reach(worst, worst_usd)
         limit_usd, limit_tokens = self.limits.max_cost_usd, self.limits.max_total_tokens

@@ -1,6 +1,7 @@
 """What a subtask (or the synthesizer) sees of earlier results, fitted to a token budget. Pure: no I/O.
 
-Every result given appears exactly once, in the given order, with its id, role and status. When
+Every result given appears exactly once, in the given order, with its id (and its status unless it
+succeeded); empty fields of an output (``""``, ``[]``, ``{}``, null) are left out. When
 the whole outputs do not fit, a water level is set over the output sizes: outputs under it stay
 whole, larger ones are shrunk to it (so the largest are cut first and small ones survive), and an
 output that cannot shrink that far is elided with a note giving its size. Shrinking never cuts a
@@ -59,14 +60,13 @@ class DependencyEntry(BaseModel):
     note: str | None = None
 
     def as_json(self) -> JsonObject:
-        """The entry as rendered: the ``note`` key appears only when there is a note."""
-        out: JsonObject = {
-            "task_id": self.task_id,
-            "role": self.role,
-            "status": self.status,
-            "inclusion": self.inclusion,
-            "output": self.output,
-        }
+        """The entry as rendered, lean: ``status`` unless succeeded, ``inclusion`` unless whole, ``note`` if any."""
+        out: JsonObject = {"task_id": self.task_id}
+        if self.status != "succeeded":
+            out["status"] = self.status
+        if self.inclusion != "whole":
+            out["inclusion"] = self.inclusion
+        out["output"] = self.output
         if self.note is not None:
             out["note"] = self.note
         return out
@@ -119,14 +119,15 @@ class _Item:
 
     def __init__(self, result: SubagentResult) -> None:
         self.result = result
+        self.output = None if result.output is None else _without_empties(result.output)
         self.base_note = _status_note(result)
-        self.tokens = 0 if result.output is None else estimate_tokens(dumps(result.output))
-        self._shrinker = None if result.output is None else Shrinker(result.output, estimate_tokens)
+        self.tokens = 0 if self.output is None else estimate_tokens(dumps(self.output))
+        self._shrinker = None if self.output is None else Shrinker(self.output, estimate_tokens)
 
     @property
     def fittable(self) -> bool:
         """Has an output, and dropping it saves tokens (an elided note can outweigh a tiny output)."""
-        if self.result.output is None:
+        if self.output is None:
             return False
         with_null = _cost(self.entry("whole", None, None))  # the whole entry with "null" for its output
         return with_null - 1 + self.tokens > _cost(self.elided())
@@ -139,7 +140,7 @@ class _Item:
         )
 
     def whole(self) -> DependencyEntry:
-        return self.entry("whole", self.result.output, None)
+        return self.entry("whole", self.output, None)
 
     def elided(self) -> DependencyEntry:
         return self.entry("elided", None, f"output elided for the budget (~{self.tokens:,} tokens)")
@@ -195,6 +196,11 @@ def _water_level(sizes: Sequence[int], available: int, overhead: int) -> int:
             return max(0, available // left - overhead)
         available -= size
     return ordered[-1] if ordered else 0
+
+
+def _without_empties(output: JsonObject) -> JsonObject:
+    """``output`` without top-level fields that say nothing: empty strings, lists and objects, and nulls."""
+    return {k: v for k, v in output.items() if v not in ("", [], {}, None)}
 
 
 def _status_note(result: SubagentResult) -> str | None:

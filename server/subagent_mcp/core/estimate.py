@@ -37,19 +37,35 @@ def estimate_call(
     expected_output_tokens: int,
     max_output_tokens: int,
     prices: Mapping[str, ModelPrice],
+    cached: tuple[int, int] = (0, 0),
 ) -> TaskEstimate:
-    """Price one call at its expected and at its worst case: ``input_tokens`` is (expected, worst) prompt size."""
+    """Price one call at its expected and at its worst case: ``input_tokens`` is (expected, worst) prompt size.
+
+    ``cached`` is (read, written) prompt tokens expected from and to the prompt cache; the worst case
+    writes the whole cached prefix, as a call does when the cache expired or its writer failed.
+    """
     expected_in, worst_in = input_tokens
+    read, written = cached
+    prefix = max(read, written)
     expected_out = min(expected_output_tokens, max_output_tokens)
+    expected = Usage(
+        input_tokens=expected_in - read - written,
+        output_tokens=expected_out,
+        cache_read_tokens=read,
+        cache_write_tokens=written,
+    )
+    worst = Usage(input_tokens=worst_in - prefix, output_tokens=max_output_tokens, cache_write_tokens=prefix)
     return TaskEstimate(
         task_id=task_id,
         model=model,
         input_tokens=expected_in,
         max_input_tokens=worst_in,
+        cache_read_tokens=read,
+        cache_write_tokens=written,
         output_tokens=expected_out,
         max_output_tokens=max_output_tokens,
-        cost_usd=cost_usd(Usage(input_tokens=expected_in, output_tokens=expected_out), model, prices),
-        max_cost_usd=cost_usd(Usage(input_tokens=worst_in, output_tokens=max_output_tokens), model, prices),
+        cost_usd=cost_usd(expected, model, prices),
+        max_cost_usd=cost_usd(worst, model, prices),
     )
 
 
@@ -69,6 +85,7 @@ def total(
         tasks=tasks,
         synthesis=synthesis,
         input_tokens=sum(c.input_tokens for c in calls),
+        cache_read_tokens=sum(c.cache_read_tokens for c in calls),
         output_tokens=sum(c.output_tokens for c in calls),
         cost_usd=round(sum(c.cost_usd for c in calls), 6),
         max_cost_usd=round(sum(c.max_cost_usd for c in calls), 6),

@@ -25,6 +25,8 @@ from anyio.abc import SocketAttribute, SocketStream, TaskStatus
 
 from ..backends.scripted import sample_for_schema
 from ..contracts import JsonObject, Usage
+from ..prompts import subtask_id_of
+from ._billing import Bill, bill, check_breakpoints, count_tokens
 from ._bodies import send_padded, trickle
 from ._http11 import CLOSED, parse_json_object, read_request, reason_phrase, response_head
 
@@ -69,12 +71,24 @@ class FakeRequest:
 
     @property
     def user_text(self) -> str:
-        """The text of the last user turn (the one the model answers)."""
+        """The text of the last user turn (the one the model answers), its blocks joined as sent."""
         users = [m for m in self.body.get("messages", []) if isinstance(m, dict) and m.get("role") == "user"]
         if not users:
             return ""
         content: Any = users[-1].get("content", "")
-        return content if isinstance(content, str) else "\n".join(_block_texts(content))
+        return content if isinstance(content, str) else "".join(_block_texts(content))
+
+    @property
+    def first_user_text(self) -> str:
+        """The text of the first user turn: a subtask's prompt, also in its repair turn."""
+        messages = self.body.get("messages", [])
+        content: Any = messages[0].get("content", "") if messages and isinstance(messages[0], dict) else ""
+        return content if isinstance(content, str) else "".join(_block_texts(content))
+
+    @property
+    def subtask_id(self) -> str:
+        """The id of the subtask this request is for, from its prompt (``prompts.subtask_id_of``)."""
+        return subtask_id_of(self.first_user_text)
 
     @property
     def schema(self) -> JsonObject | None:
@@ -97,6 +111,7 @@ class FakeReply:
 
     ``size`` pads the body with leading spaces to that many bytes (``gzip`` compresses it), and
     ``raw_usage`` is sent as the message's usage verbatim, to script what no real API should send.
+    Without ``usage`` the fake bills the prompt itself (``_billing``) and ``output_tokens``, else text / 4.
     """
 
     status: int = 200
@@ -112,6 +127,7 @@ class FakeReply:
     size: int = 0
     gzip: bool = False
     raw_usage: JsonObject | None = None
+    output_tokens: int | None = None
 
     def after(self, delay_s: float) -> FakeReply:
         """The same reply, sent ``delay_s`` seconds after the request arrives."""
@@ -185,7 +201,10 @@ def cut_off_reply(obj: Any = None) -> FakeReply:
 
 
 class FakeAnthropic:
-    """The running fake: ``base_url``, every request seen, and what each answered message billed."""
+    """The running fake: ``base_url``, every request seen, and what each answered message billed.
+
+    Input is billed from the prompt's text (4 characters a token) with prompt caching (``_billing``).
+    """
 
     def __init__(
         self,
@@ -207,6 +226,8 @@ class FakeAnthropic:
         """Requests answered 429 by the rate limit (before the queue or the handler saw them)."""
         self.requests: list[FakeRequest] = []
         self.billed: list[Usage] = []
+        self.answered: list[tuple[FakeRequest, Usage]] = []
+        """Each answered message's request beside what it billed (the same usage as ``billed``)."""
         self.handler_errors: list[Exception] = []
         self.in_flight = 0
         self.max_in_flight = 0
@@ -216,6 +237,8 @@ class FakeAnthropic:
         self._abandoned_changed = anyio.Event()
         self._queue: deque[FakeReply] = deque()
         self._connections = 0
+        self.cached: set[str] = set()
+        """Prompt prefixes written to the cache (per model), readable by later requests."""
 
     def enqueue(self, *replies: FakeReply) -> None:
         """Answer the next ``/v1/messages`` requests with ``replies``, in order, before the handler."""
@@ -254,40 +277,35 @@ class FakeAnthropic:
                     body = parse_json_object(raw)
                     request = FakeRequest(len(self.requests), connection, method, path, headers, body)
                     self.requests.append(request)
-                    keep_alive = await self._respond(stream, request, len(raw))
+                    keep_alive = await self._respond(stream, request)
                     if not keep_alive or headers.get("connection", "").lower() == "close":
                         return
             except CLOSED:
                 return
 
-    async def _respond(self, stream: SocketStream, request: FakeRequest, size: int) -> bool:
+    async def _respond(self, stream: SocketStream, request: FakeRequest) -> bool:
         counted = request.path == "/v1/messages"
         if counted and self.rate_limit_above is not None and self.admitted >= self.rate_limit_above:
             self.rate_limited.append(request)
             limited = error_reply(
                 429, "rate limit: too many requests in flight", retry_after_ms=self.rate_limit_retry_after_ms
             )
-            return await self._answer(stream, request, size, limited)
+            return await self._answer(stream, request, limited)
         if counted:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             self.admitted += 1
         try:
-            return await self._answer(stream, request, size, admitted=counted)
+            return await self._answer(stream, request, admitted=counted)
         finally:
             if counted:
                 self.in_flight -= 1
 
     async def _answer(
-        self,
-        stream: SocketStream,
-        request: FakeRequest,
-        size: int,
-        chosen: FakeReply | None = None,
-        *,
-        admitted: bool = False,
+        self, stream: SocketStream, request: FakeRequest, chosen: FakeReply | None = None, *, admitted: bool = False
     ) -> bool:
         """Send ``chosen`` (else the next reply); an admitted message leaves the rate limit before its answer goes."""
+        prompt = bill(request.body, self.cached)  # looked up on arrival, like the API: a twin in flight misses
         try:
             reply = chosen if chosen is not None else await self._choose(request)
             if reply.delay_s:
@@ -297,7 +315,7 @@ class FakeAnthropic:
         finally:
             if admitted:  # the client may send its next request as soon as it reads this answer
                 self.admitted -= 1
-        return await self._send(stream, request, size, reply)
+        return await self._send(stream, request, prompt, reply)
 
     async def _hang(self, stream: SocketStream, request: FakeRequest) -> None:
         try:
@@ -307,7 +325,7 @@ class FakeAnthropic:
             self._abandon(request)
             raise
 
-    async def _send(self, stream: SocketStream, request: FakeRequest, size: int, reply: FakeReply) -> bool:
+    async def _send(self, stream: SocketStream, request: FakeRequest, prompt: Bill, reply: FakeReply) -> bool:
         if reply.action == "disconnect":
             return False
         request_id = f"req_fake_{request.index + 1:04d}"
@@ -317,12 +335,14 @@ class FakeAnthropic:
             payload: JsonObject = {"type": "error", "error": {"type": error_type, "message": reply.error_message}}
             payload["request_id"] = request_id
         elif request.path == "/v1/messages/count_tokens":
-            payload = {"input_tokens": max(1, size // 4)}
+            payload = {"input_tokens": count_tokens(request.body)}
         else:
-            usage = reply.usage or Usage(input_tokens=max(1, size // 4), output_tokens=max(1, len(reply.text) // 4))
-            payload = _message(request, reply, usage)
+            usage = reply.usage or _usage(prompt, reply)
+            payload = _message(request, reply, usage, prompt.write_ttl)
             if reply.action == "answer":
                 self.billed.append(usage)
+                self.answered.append((request, usage))
+                self.cached.update(prompt.writes)
         data = json.dumps(payload).encode()
         if reply.action == "trickle" or reply.size or reply.gzip:
             whole = (
@@ -396,7 +416,17 @@ def _default_reply(request: FakeRequest) -> FakeReply:
     return json_reply(sample_for_schema(schema)) if schema is not None else text_reply("fake reply")
 
 
-def _message(request: FakeRequest, reply: FakeReply, usage: Usage) -> JsonObject:
+def _usage(prompt: Bill, reply: FakeReply) -> Usage:
+    out = reply.output_tokens if reply.output_tokens is not None else max(1, len(reply.text) // 4)
+    return Usage(
+        input_tokens=prompt.input_tokens,
+        output_tokens=out,
+        cache_read_tokens=prompt.cache_read_tokens,
+        cache_write_tokens=prompt.cache_write_tokens,
+    )
+
+
+def _message(request: FakeRequest, reply: FakeReply, usage: Usage, write_ttl: str) -> JsonObject:
     return {
         "id": f"msg_fake_{request.index + 1:04d}",
         "type": "message",
@@ -413,6 +443,10 @@ def _message(request: FakeRequest, reply: FakeReply, usage: Usage) -> JsonObject
             "output_tokens": usage.output_tokens,
             "cache_creation_input_tokens": usage.cache_write_tokens,
             "cache_read_input_tokens": usage.cache_read_tokens,
+            "cache_creation": {
+                "ephemeral_5m_input_tokens": usage.cache_write_tokens if write_ttl == "5m" else 0,
+                "ephemeral_1h_input_tokens": usage.cache_write_tokens if write_ttl == "1h" else 0,
+            },
         },
     }
 
@@ -425,7 +459,7 @@ def _check_body(body: JsonObject) -> str:
     schema = body.get("output_config", {}).get("format", {}).get("schema")
     if schema is not None and _open_object(schema):
         return "output_config.format.schema: For 'object' type, 'additionalProperties' must be explicitly set to false"
-    return ""
+    return check_breakpoints(body)
 
 
 def _open_object(schema: Any) -> bool:
