@@ -28,7 +28,11 @@ MAX_LISTED = 30
 
 
 def usage_line(usage: Usage, cost: float) -> str:
-    return f"{usage.input_tokens:,} in / {usage.output_tokens:,} out tokens, ${cost:.4f}"
+    """Tokens and cost; prompt-cache reads and writes are named when there were any (reads cost 0.1x input)."""
+    cached = ""
+    if usage.cache_read_tokens or usage.cache_write_tokens:
+        cached = f" (+{usage.cache_read_tokens:,} read from cache, {usage.cache_write_tokens:,} written to it)"
+    return f"{usage.input_tokens:,} in / {usage.output_tokens:,} out tokens{cached}, ${cost:.4f}"
 
 
 def preview(value: JsonObject | None, limit: int = TEXT_PREVIEW_CHARS) -> str:

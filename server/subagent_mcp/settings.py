@@ -87,7 +87,7 @@ class Settings(BaseModel):
     db_path: str | None = Field(
         default=None, description="SQLite file for plans and runs (':memory:' for none); default: user data dir."
     )
-    prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
+    prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(DEFAULT_PRICES), validate_default=True)
     log_level: LogLevel = "INFO"
     log_format: Literal["text", "json"] = Field(default="text", description="stderr log lines as text or JSON.")
     demo: bool = False
