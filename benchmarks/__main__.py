@@ -1,6 +1,8 @@
-"""``python -m benchmarks [--median SECONDS] [--service | --rate-limits]``: the executor's figures, then the stack's.
+"""``python -m benchmarks [--median SECONDS] [--service | --rate-limits | --cost]``: the executor's figures, then the
+whole stack's.
 
-``--rate-limits`` runs only adaptive against fixed concurrency under a rate-limiting fake (``rate_limits.py``).
+``--rate-limits`` runs only adaptive against fixed concurrency under a rate-limiting fake (``rate_limits.py``);
+``--cost`` only the bill against a tutorial-style pipeline (``cost.py``).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ import argparse
 
 import anyio
 
-from . import rate_limits, service, stack_makespan
+from . import cost, rate_limits, service, stack_makespan
 from .scheduler import run_all
 
 
@@ -26,9 +28,15 @@ def main() -> None:
         action="store_true",
         help="only adaptive against fixed concurrency, against a fake API that answers 429 beyond 4 in flight",
     )
+    parser.add_argument(
+        "--cost", action="store_true", help="only the cost table against a tutorial-style pipeline (a few seconds)"
+    )
     args = parser.parse_args()
     if args.rate_limits:
         rate_limits.main()
+        return
+    if args.cost:
+        cost.main()
         return
     median = float(args.median)
     if not args.service:

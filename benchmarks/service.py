@@ -4,7 +4,7 @@
 point at the fake on 127.0.0.1, so every subtask goes through the executor, the budget, the SDK over
 HTTP, JSON-schema validation and a SQLite file. The fake answers each subtask after the same seeded
 latency the sleeping benchmark uses, with a schema-valid object of a seeded lognormal size around its
-role's ``expected_output_tokens``, and bills input as request bytes / 4 and output as that size.
+role's ``expected_output_tokens``, and bills input as the prompt's text / 4 (the fake's rule) and output as that size.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from subagent_mcp.roles import BUILTIN_ROLES
 from subagent_mcp.service import Service
 from subagent_mcp.settings import Settings
 from subagent_mcp.testing import FakeReply, FakeRequest, json_reply, serve_fake_anthropic
+from subagent_mcp.testing._billing import count_tokens
 
 from . import dags
 from .dags import Workload
@@ -111,12 +112,7 @@ def service_workload(w: Workload, seed: int, lengths: Lengths = "median") -> Ser
 
 
 def task_id_of(request: FakeRequest) -> str:
-    return request.user_text.split("\n", 1)[0].removeprefix("Subtask id: ").strip()
-
-
-def request_bytes(request: FakeRequest) -> int:
-    """The body's size as the SDK sent it (compact JSON, UTF-8), which the fake's default billing divides by 4."""
-    return len(json.dumps(request.body, ensure_ascii=False, separators=(",", ":")).encode())
+    return request.subtask_id
 
 
 def padded(obj: Any, n_chars: int, rng: random.Random) -> Any:
@@ -157,7 +153,7 @@ class RealisticReplies:
         max_tokens = int(request.body["max_tokens"])
         n = min(self.output_tokens[task_id], max_tokens)
         obj = padded(sample_for_schema(request.schema or {}), CHARS_PER_BILLED_TOKEN * n, random.Random(task_id))
-        usage = Usage(input_tokens=max(1, request_bytes(request) // CHARS_PER_BILLED_TOKEN), output_tokens=n)
+        usage = Usage(input_tokens=count_tokens(request.body), output_tokens=n)  # the fake's own rule (no cache here)
         self.billed.append(Billed(task_id, request.model, usage, self._reserved_input(request, task_id), max_tokens))
         return json_reply(obj, usage=usage).after(self.latency[task_id])
 
@@ -365,7 +361,7 @@ async def run_all(median_s: float, folder: Path) -> None:
     """Print every figure; SQLite files go under ``folder``."""
     started = time.perf_counter()
     print(
-        f"\nestimate / billed (input billed as request bytes / 4), subtasks only, {ESTIMATE_PLANS} seeded plans "
+        f"\nestimate / billed (input billed as prompt text / 4), subtasks only, {ESTIMATE_PLANS} seeded plans "
         f"per family; reply lengths lognormal,\nsigma {OUTPUT_SIGMA}, with the role's expected_output_tokens as "
         "their median or their mean. input, output, cost: sums over the plans; cost per plan: range;\n"
         "worst: min over plans of max_cost_usd / billed; worst per task: min over subtasks of the task's "
