@@ -119,5 +119,7 @@ def test_the_budget_holds_a_marked_prefix_at_the_cache_write_price() -> None:
     cached.reserve(HAIKU, 10_000, 100, cache_write_tokens=8_000)
     assert cached.reserved_usd == pytest.approx(plain.reserved_usd + 8_000 * 0.25 * 1.0 / 1e6)
     assert cached.reserved_tokens == plain.reserved_tokens
-    cached.settle(cached.reserve(HAIKU, 0, 0), HAIKU, Usage(cache_read_tokens=1_000_000))
+    nothing = cached.reserve(HAIKU, 0, 0)
+    assert nothing is not None
+    cached.settle(nothing, HAIKU, Usage(cache_read_tokens=1_000_000))
     assert cached.spent_usd == pytest.approx(0.1)  # a read costs a tenth of the input price

@@ -202,7 +202,7 @@ def wrong(draw: st.DrawFn, schema: JsonSchema) -> dict[str, Any]:
 
 def fake_model(request: FakeRequest) -> FakeReply:
     """The planner gets the demo plan; every other call a sample of whatever schema it was given."""
-    if "planner of a team" in request.system_text:
+    if "Plan the user's task" in request.system_text:
         limit = (request.schema or {}).get("properties", {}).get("subtasks", {}).get("maxItems")
         return json_reply(demo_plan_draft(limit if isinstance(limit, int) else None))
     try:
