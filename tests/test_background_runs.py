@@ -109,6 +109,35 @@ async def test_execute_plan_with_no_wait_hands_back_a_handle_and_wait_run_the_re
     assert RunReport.model_validate(again.structured_content) == report
 
 
+async def test_a_handle_carries_each_subtask_so_far_and_the_report_its_dependency_graph() -> None:
+    """What a live view draws: every subtask in plan order, its dependencies, and how far it got."""
+    gates = Gates()
+    async with serve_fake_anthropic(gates, api_key=KEY) as fake, Client(create_server(settings_for(fake))) as c:
+        started = handle_of(await c.call_tool("execute_plan", {"plan": plan("a", "b", "c", deps={"c": ["a"]}),
+                                                               "wait_s": 0}))  # fmt: skip
+        await gates.arrived["a"].wait()
+        await gates.arrived["b"].wait()
+        first = handle_of(await c.call_tool("wait_run", {"run_id": started.run_id, "wait_s": 0}))
+        assert [(t.task_id, t.role, t.depends_on, t.status) for t in first.tasks] == [
+            ("a", "writer", [], "running"), ("b", "writer", [], "running"), ("c", "writer", ["a"], "pending"),
+        ]  # fmt: skip
+        assert all(t.started_at_s is not None for t in first.tasks[:2])
+        assert first.tasks[2].started_at_s is None
+
+        gates.release("a")
+        await gates.arrived["c"].wait()
+        second = handle_of(await c.call_tool("wait_run", {"run_id": started.run_id, "wait_s": 0}))
+        assert [t.status for t in second.tasks] == ["succeeded", "running", "running"]
+        assert second.tasks[0].usage.output_tokens > 0
+        assert second.tasks[0].finished_at_s is not None
+
+        gates.release("b", "c")
+        report = RunReport.model_validate(
+            (await c.call_tool("wait_run", {"run_id": started.run_id})).structured_content
+        )
+    assert report.graph == {"a": [], "b": [], "c": ["a"]}
+
+
 async def test_orchestrate_hands_back_a_handle_while_planning_and_wait_run_returns_synthesis_and_total(
     tmp_path: Path,
 ) -> None:

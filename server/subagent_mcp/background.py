@@ -10,15 +10,15 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
 import anyio
 from anyio.abc import TaskGroup
 
-from .contracts import OrchestrateResult, RunCounts, RunHandle, RunReport, Spend
-from .core.run_state import Counts, ExecutorEvent, TaskFinished, TaskStarted
+from .contracts import OrchestrateResult, Plan, RunCounts, RunHandle, RunReport, Spend, SubagentResult, Subtask
+from .core.run_state import Counts, ExecutorEvent, TaskFinished, TaskStarted, progress_of
 from .errors import SubagentMCPError
 
 log = logging.getLogger(__name__)
@@ -64,15 +64,21 @@ class LiveRun:
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     watchers: list[Watcher] = field(default_factory=list[Watcher])
     last: tuple[int, int | None, str, Level] = (0, None, "starting", "info")
+    subtasks: list[Subtask] = field(default_factory=list[Subtask])
+    results: dict[str, SubagentResult] = field(default_factory=dict[str, SubagentResult])
+    running: dict[str, float] = field(default_factory=dict[str, float])
+    """In-flight task ids -> start offset (seconds from the run's start), for the handle's ``tasks``."""
 
     @property
     def steps(self) -> tuple[int, int]:
         """Extra progress steps around the subtasks: (before, after); an orchestration plans and synthesizes."""
         return (1, 1) if self.kind == "orchestrate" else (0, 0)
 
-    def expect(self, total: int, succeeded: int = 0) -> None:
-        """Show ``total`` subtasks (``succeeded`` of them kept from before) until the first event says more."""
-        self.counts = Counts(total, succeeded, 0, succeeded, 0, 0, 0)
+    def expect(self, plan: Plan, kept: Mapping[str, SubagentResult] | None = None) -> None:
+        """Show ``plan``'s subtasks (``kept`` succeeded from before) until the first event says more."""
+        kept = kept or {}
+        self.plan_id, self.subtasks, self.results = plan.plan_id, list(plan.subtasks), dict(kept)
+        self.counts = Counts(len(plan.subtasks), len(kept), 0, len(kept), 0, 0, 0)
 
     def note_spend(self, spend: Spend) -> None:
         """Add a finished call's (or the planner's) spend to what this run shows as spent so far."""
@@ -97,9 +103,11 @@ class LiveRun:
         total, done = counts.total + before + after, counts.done + before
         level: Level = "info"
         if isinstance(event, TaskStarted):
+            self.running[event.task_id] = event.at_s
             message = f"started {event.task_id} ({counts})"
         elif isinstance(event, TaskFinished):
-            r = event.result
+            r = self.results[event.result.task_id] = event.result
+            self.running.pop(r.task_id, None)
             why = f": {r.error}" if r.error and r.status != "succeeded" else ""
             message = f"{r.task_id} {r.status}{why} ({counts})"
             level = "warning" if r.status == "failed" else "info"
@@ -140,6 +148,7 @@ class LiveRun:
             spent=self.spent,
             elapsed_s=round(time.monotonic() - self.started, 3),
             next=next_step,
+            tasks=progress_of(self.subtasks, self.results, self.running),
         )
 
 

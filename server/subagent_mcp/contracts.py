@@ -270,6 +270,11 @@ class RunReport(BaseModel):
         description="Results left out of this tool result to keep it within what hosts accept (failures are kept "
         "first, and the estimate keeps only its totals); the run resource subagent://runs/{run_id} has them all.",
     )
+    graph: dict[str, list[str]] = Field(
+        default_factory=dict[str, list[str]],
+        description="Each subtask's depends_on, in plan order, so the run can be drawn without its plan "
+        "(empty in reports stored before it was added).",
+    )
 
 
 class Synthesis(BaseModel):
@@ -314,6 +319,24 @@ class RunCounts(BaseModel):
     pending: int = 0
 
 
+TaskPhase = Literal["pending", "running", "succeeded", "failed", "skipped", "cancelled"]
+"""Where one subtask of a run not ended yet stands: not started, in flight, or its final status."""
+
+
+class TaskProgress(BaseModel):
+    """One subtask of a run not ended yet: its place in the plan and how far it got (its output comes at the end)."""
+
+    task_id: str
+    role: str
+    depends_on: list[str] = Field(default_factory=list[str])
+    status: TaskPhase
+    error: str | None = Field(default=None, description="Why it failed, was skipped or cancelled.")
+    started_at_s: float | None = Field(default=None, description="Seconds from the run's start in this server.")
+    finished_at_s: float | None = None
+    usage: Usage = Field(default_factory=Usage)
+    cost_usd: float = 0.0
+
+
 class RunHandle(BaseModel):
     """A run that has not ended (or was interrupted): what it has done so far and what to call next.
 
@@ -334,6 +357,10 @@ class RunHandle(BaseModel):
     spent: Spend = Field(default_factory=Spend, description="Billed so far: planning and every finished call.")
     elapsed_s: float = Field(default=0.0, description="Seconds since the run started in this server.")
     next: str = Field(description="What to call next, e.g. wait_run(run_id=...).")
+    tasks: list[TaskProgress] = Field(
+        default_factory=list[TaskProgress],
+        description="Every subtask in plan order with its state so far (empty while planning), for a live view.",
+    )
 
 
 # --- the model seam -------------------------------------------------------------------------------

@@ -110,8 +110,8 @@ class Execution:
             InputError, PlanError, ConfigError: as ``execute_plan``, before anything runs.
         """
         run = await self._prepare(plan, plan_id, (max_concurrency, timeout_s), (max_cost_usd, max_total_tokens))
-        live = LiveRun(run.run_id, "execute", plan_id=run.plan.plan_id)
-        live.expect(len(run.plan.subtasks))
+        live = LiveRun(run.run_id, "execute")
+        live.expect(run.plan)
         return self.runs.launch(live, lambda: self._run(run, live.on_event, live.note_spend))
 
     async def resume_run(
@@ -138,8 +138,8 @@ class Execution:
     ) -> LiveRun:
         """Take a stored run over like :meth:`resume_run`, then run it in the background; returns its handle."""
         run = await self._take_over(run_id, max_cost_usd, max_total_tokens)
-        live = LiveRun(run_id, "resume", plan_id=run.plan.plan_id, spent=run.spent)
-        live.expect(len(run.plan.subtasks), len(run.kept))
+        live = LiveRun(run_id, "resume", spent=run.spent)
+        live.expect(run.plan, run.kept)
         return self.runs.launch(live, lambda: self._run(run, live.on_event, live.note_spend))
 
     async def _prepare(

@@ -14,6 +14,7 @@ from .backends.budgeted import BudgetedBackend
 from .background import LiveRun, Outcome, Watcher
 from .contracts import OrchestrateResult, Plan, RunHandle, RunReport, Spend, SubagentResult, Synthesis
 from .core.budget import Budget, Limits
+from .core.run_state import progress_of
 from .errors import ModelError
 from .execution import Execution
 from .runs import RunOptions, new_run_id, stored_counts
@@ -74,7 +75,7 @@ class Orchestration(Execution):
         async def job() -> OrchestrateResult:
             await live.enter("planning", "planning")
             plan = await self.plan_task(task, max_subtasks=max_subtasks, limits=self.ceilings(), run_id=live.run_id)
-            live.plan_id = plan.plan_id
+            live.expect(plan)
             live.note_spend(plan.planning or Spend())
             live.phase = "running"
             report = await self.execute_plan(
@@ -139,13 +140,14 @@ class Orchestration(Execution):
         options = RunOptions.model_validate(record.options)
         report = record.report
         if record.status == "running" or report is None:
-            progress = stored_counts(plan, record)
+            progress, tasks = stored_counts(plan, record), progress_of(plan.subtasks, record.results)
             if record.status == "running":
                 where = f"its server process (pid {record.pid}) is running it; wait_run there, or list_runs later"
                 return RunHandle(run_id=run_id, status="running", plan_id=plan.plan_id, counts=progress,
-                                 spent=record.total, next=where)  # fmt: skip
+                                 spent=record.total, next=where, tasks=tasks)  # fmt: skip
             return RunHandle(run_id=run_id, status="interrupted", plan_id=plan.plan_id, counts=progress,
-                             spent=record.total, next=f"resume_run(run_id={run_id!r}) continues it")  # fmt: skip
+                             spent=record.total, next=f"resume_run(run_id={run_id!r}) continues it",
+                             tasks=tasks)  # fmt: skip
         if not options.orchestrated:
             return report
         plan = plan.model_copy(update={"estimate": self.estimate(plan), "planning": record.planning})  # as planned

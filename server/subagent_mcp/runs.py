@@ -213,6 +213,7 @@ async def build_report(
         cost_usd=round(record.cost_usd, 8),
         makespan_s=state.makespan_s,
         estimate=estimate,
+        graph=plan.graph(),
     )
 
 

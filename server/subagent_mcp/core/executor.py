@@ -224,7 +224,7 @@ class _Run:
         started = self.clock() - self.t0
         state.running[task_id] = started
         if self.events is not None:
-            self._emit(TaskStarted(task_id=task_id, counts=state.counts()))
+            self._emit(TaskStarted(task_id=task_id, counts=state.counts(), at_s=started))
         deps = {d: state.results[d] for d in subtask.depends_on}
         result: SubagentResult | None = None
         try:

@@ -6,11 +6,11 @@ depend on how it is scheduled.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..contracts import RunStatus, SubagentResult, TaskStatus
+from ..contracts import RunStatus, SubagentResult, Subtask, TaskProgress, TaskStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +36,8 @@ class TaskStarted:
 
     task_id: str
     counts: Counts
+    at_s: float = 0.0
+    """Seconds from the run's start."""
     kind: Literal["task_started"] = "task_started"
 
 
@@ -104,3 +106,24 @@ class RunState:
             self._tally[previous.status] -= 1
         self.results[result.task_id] = result
         self._tally[result.status] = self._tally.get(result.status, 0) + 1
+
+
+def progress_of(
+    subtasks: Sequence[Subtask], results: Mapping[str, SubagentResult], running: Mapping[str, float] | None = None
+) -> list[TaskProgress]:
+    """Each subtask's state so far, in plan order: its result, else running since its start offset, else pending."""
+    progress: list[TaskProgress] = []
+    for s in subtasks:
+        r = results.get(s.id)
+        if r is not None:
+            progress.append(
+                TaskProgress(task_id=s.id, role=s.role, depends_on=s.depends_on, status=r.status, error=r.error,
+                             started_at_s=r.started_at_s, finished_at_s=r.finished_at_s, usage=r.usage,
+                             cost_usd=r.cost_usd)
+            )  # fmt: skip
+        elif running is not None and s.id in running:
+            progress.append(TaskProgress(task_id=s.id, role=s.role, depends_on=s.depends_on, status="running",
+                                         started_at_s=running[s.id]))  # fmt: skip
+        else:
+            progress.append(TaskProgress(task_id=s.id, role=s.role, depends_on=s.depends_on, status="pending"))
+    return progress
