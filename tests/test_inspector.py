@@ -97,7 +97,8 @@ def test_the_inspector_cli_gets_a_handle_and_the_run_is_resumable_and_waitable_a
 
 @pytest.mark.subprocess
 def test_the_inspector_cli_lists_the_runs_resource_and_templates() -> None:
-    assert [r["uri"] for r in inspect("resources/list")["resources"]] == ["subagent://runs"]
+    resources = {r["uri"]: r.get("mimeType") for r in inspect("resources/list")["resources"]}
+    assert resources == {"subagent://runs": "application/json", "ui://subagent-mcp/run": "text/html;profile=mcp-app"}
     templates = {t["uriTemplate"] for t in inspect("resources/templates/list")["resourceTemplates"]}
     assert templates == {"subagent://runs/{run_id}", "subagent://plans/{plan_id}"}
 

@@ -20,6 +20,7 @@ from .contracts import OrchestrateResult, RunHandle, RunReport
 from .errors import InputError
 from .mcp_common import MODEL_CALLING, ServiceContext, service_of, structured, tool_errors
 from .mcp_progress import ProgressReporter
+from .run_view import UI_META
 from .service import Service
 from .store import RunSummary
 
@@ -102,7 +103,7 @@ async def reply(ctx: ServiceContext, run: LiveRun, wait_s: float | None, *, owne
 def register_run_tools(server: MCPServer[Service]) -> None:
     """Add wait_run, cancel_run, resume_run and list_runs."""
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False))
+    @server.tool(annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False), meta=UI_META)
     async def wait_run(
         run_id: RunId, ctx: ServiceContext, wait_s: WaitS = None
     ) -> Annotated[CallToolResult, AnyOutcome]:
@@ -134,7 +135,7 @@ def register_run_tools(server: MCPServer[Service]) -> None:
             return outcome_result(run.handle("it was cancelled while planning; nothing ran. Start it again."))
         return outcome_result(outcome)
 
-    @server.tool(annotations=MODEL_CALLING)
+    @server.tool(annotations=MODEL_CALLING, meta=UI_META)
     async def resume_run(
         run_id: Annotated[str, Field(description="A run that was interrupted, cancelled, partial or failed.")],
         ctx: ServiceContext,

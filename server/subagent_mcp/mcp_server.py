@@ -23,6 +23,7 @@ from .mcp_base import SubagentServer
 from .mcp_common import MODEL_CALLING, ServiceContext, service_of, structured, tool_errors
 from .mcp_resources import register_runs
 from .mcp_runs import OrchestrateOrHandle, ReportOrHandle, WaitS, register_run_tools, reply
+from .run_view import UI_META, run_view_extension
 from .service import Service
 from .settings import Settings
 
@@ -55,7 +56,12 @@ def create_server(settings: Settings, backend: ModelBackend | None = None) -> MC
         return live[-1]
 
     server = SubagentServer[Service](
-        "subagent-mcp", instructions=INSTRUCTIONS, version=__version__, lifespan=lifespan, log_level=settings.log_level
+        "subagent-mcp",
+        instructions=INSTRUCTIONS,
+        version=__version__,
+        lifespan=lifespan,
+        log_level=settings.log_level,
+        extensions=[run_view_extension()],  # MCP Apps: hosts that support it draw run results in the run view
     )
     install_redaction(settings)  # MCPServer() may have just added a stderr handler
     register_tools(server)
@@ -101,7 +107,7 @@ def register_tools(server: MCPServer[Service]) -> None:
             result = await service_of(ctx).run_subagent(role, instructions, context, output_schema, model)
         return structured(result, render.result_text(result), is_error=result.status != "succeeded")
 
-    @server.tool(annotations=MODEL_CALLING)
+    @server.tool(annotations=MODEL_CALLING, meta=UI_META)
     async def execute_plan(
         ctx: ServiceContext,
         plan: Annotated[Plan | None, Field(description="A plan as plan_task returns it (edited or not).")] = None,
@@ -150,7 +156,7 @@ def register_tools(server: MCPServer[Service]) -> None:
             synthesis = await service_of(ctx).synthesize(run_id, results, task, force)
         return structured(synthesis, render.synthesis_text(synthesis))
 
-    @server.tool(annotations=MODEL_CALLING)
+    @server.tool(annotations=MODEL_CALLING, meta=UI_META)
     async def orchestrate(
         task: Annotated[str, Field(description="The whole task, stated fully.")],
         ctx: ServiceContext,

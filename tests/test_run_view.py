@@ -1,0 +1,70 @@
+"""The run view as the protocol carries it: tools name it, resources/read serves it, it fetches nothing."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+from mcp import Client
+
+from subagent_mcp.backends.scripted import ScriptedBackend
+from subagent_mcp.mcp_server import create_server
+from subagent_mcp.run_view import RUN_VIEW_URI, page_for, view_html
+from subagent_mcp.settings import Settings
+
+pytestmark = pytest.mark.anyio
+
+APP_MIME = "text/html;profile=mcp-app"
+VIEWED = {"execute_plan", "orchestrate", "wait_run", "resume_run"}
+
+
+def server() -> Any:
+    return create_server(Settings.from_env({}, env_file=None), ScriptedBackend())
+
+
+async def test_the_run_tools_name_the_view_and_the_others_do_not() -> None:
+    async with Client(server()) as c:
+        tools = (await c.list_tools()).tools
+    named = {t.name: (t.meta or {}).get("ui", {}).get("resourceUri") for t in tools}
+    assert {name for name, uri in named.items() if uri} == VIEWED
+    assert {named[name] for name in VIEWED} == {RUN_VIEW_URI}
+
+
+async def test_the_server_offers_mcp_apps_and_serves_the_view_as_an_app_document() -> None:
+    async with Client(server()) as c:
+        extensions = c.server_capabilities.extensions if c.server_capabilities else None
+        read = await c.read_resource(RUN_VIEW_URI)
+    assert extensions is not None
+    assert "io.modelcontextprotocol/ui" in extensions
+    [content] = read.contents
+    assert content.mime_type == APP_MIME
+    html = getattr(content, "text", "")
+    assert html == view_html()
+    assert html.startswith("<!doctype html>")
+    assert "ui/initialize" in html
+    assert "ui/notifications/size-changed" in html
+
+
+EXTERNAL = re.compile(
+    r"""(?:\bsrc\s*=|\bhref\s*=|url\s*\((?!\s*#)|@import|https?://|//[a-z0-9.-]+\.[a-z]{2,}/)""", re.I
+)
+
+
+def test_the_view_references_nothing_outside_itself() -> None:
+    """A host's default CSP forbids other origins: no script, style, font, image or link to fetch."""
+    html = view_html().replace('"http://www.w3.org/2000/svg"', '"SVG-NAMESPACE"')  # a name, never fetched
+    assert EXTERNAL.findall(html) == []
+    assert "<link" not in html
+    assert "fetch(" not in html
+    assert "XMLHttpRequest" not in html
+    assert len(html.encode()) < 40_000  # hand-written and small; no framework bundle
+
+
+def test_embedded_data_cannot_close_the_script_it_is_in() -> None:
+    hostile = {"run_id": "r", "results": [], "status": "failed", "note": "</script><script>alert(1)</script> & <!--"}
+    page = page_for(hostile)
+    data = page.split('id="run-data">', 1)[1].split("</script>", 1)[0]
+    assert json.loads(data) == hostile
+    assert page.count("<script") == view_html().count("<script")
