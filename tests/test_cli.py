@@ -194,3 +194,20 @@ def test_a_run_stopped_by_the_ceiling_finishes_on_resume_once_the_ceiling_is_rai
     assert again.report.status == "succeeded"
     assert again.synthesis is not None
     assert again.synthesis.complete
+
+
+def test_show_html_of_an_unknown_run_says_so_and_writes_nothing(tmp_path: Path) -> None:
+    page = tmp_path / "run.html"
+    out = cli(tmp_path / "runs.db", "show", "run-000000000000", "--html", str(page))
+    assert out.returncode == 2
+    assert "run-000000000000" in out.stderr
+    assert not page.exists()
+
+
+def test_show_html_into_a_missing_folder_says_it_cannot_write_there(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    run = cli(db, "run", "--demo", "--json", "Compare two databases")
+    run_id = OrchestrateResult.model_validate_json(run.stdout).report.run_id
+    out = cli(db, "show", run_id, "--html", str(tmp_path / "no-such-folder" / "run.html"))
+    assert out.returncode == 2
+    assert out.stderr.startswith(f"subagent-mcp: cannot write {tmp_path / 'no-such-folder' / 'run.html'}: ")

@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     show = commands.add_parser("show", help="print one stored run: status, every task's result, usage and cost")
     show.add_argument("run_id", help="a run id from 'subagent-mcp runs'")
     show.add_argument("--json", action="store_true", help="print the stored run as JSON")
+    show.add_argument(
+        "--html", metavar="FILE", help="write the run as one HTML page (graph, timeline, answer) that opens offline"
+    )
     parser.set_defaults(command="serve", http=False, host=None, port=None, allow_remote=False)
     return parser
 
@@ -100,6 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "runs":
         return anyio.run(lambda: cli_run.runs_command(settings, args.limit, as_json=args.json))
     if args.command == "show":
+        if args.html is not None:
+            return anyio.run(lambda: cli_run.show_html_command(settings, args.run_id, args.html))
         return anyio.run(lambda: cli_run.show_command(settings, args.run_id, as_json=args.json))
     if args.task is None and args.resume is None:
         example = 'subagent-mcp run "Compare SQLite and Postgres for a desktop app"'

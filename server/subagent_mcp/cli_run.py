@@ -15,6 +15,7 @@ import anyio
 from . import render
 from .contracts import OrchestrateResult, Plan, RunReport
 from .errors import InputError, ModelError, SubagentMCPError
+from .run_view import page_for
 from .runs import RunOptions, new_run_id
 from .service import Service
 from .settings import Settings
@@ -149,6 +150,27 @@ async def show_command(settings: Settings, run_id: str, *, as_json: bool) -> int
     if record.synthesis is not None:
         print(f"\nAnswer:\n{render.synthesis_text(record.synthesis)}\n")
     print(render.total_text(record))
+    return 0
+
+
+async def show_html_command(settings: Settings, run_id: str, path: str) -> int:
+    """Write one stored run as the run view's page, its data embedded, so any browser shows it offline."""
+    try:
+        async with Service.open(settings) as service:
+            plan, _ = await service.get_run(run_id)
+            outcome = await service.outcome(run_id)
+    except SubagentMCPError as exc:
+        print(f"subagent-mcp: {exc}", file=sys.stderr)
+        return 2
+    if isinstance(outcome, RunReport) and not outcome.graph:  # stored before reports carried their graph
+        outcome = outcome.model_copy(update={"graph": plan.graph()})
+    page = page_for(outcome.model_dump(mode="json"))
+    try:
+        await anyio.Path(path).write_text(page, encoding="utf-8")
+    except OSError as exc:
+        print(f"subagent-mcp: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    print(f"Wrote run {run_id} to {path} ({len(page.encode()):,} bytes); open it in a browser.")
     return 0
 
 
