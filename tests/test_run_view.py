@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -68,3 +70,12 @@ def test_embedded_data_cannot_close_the_script_it_is_in() -> None:
     data = page.split('id="run-data">', 1)[1].split("</script>", 1)[0]
     assert json.loads(data) == hostile
     assert page.count("<script") == view_html().count("<script")
+
+
+def test_every_file_the_view_needs_is_package_data_so_a_plain_install_ships_it() -> None:
+    root = Path(__file__).resolve().parents[1]
+    globs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["subagent_mcp"]
+    package = root / "server" / "subagent_mcp"
+    static = sorted(p.relative_to(package) for p in (package / "static").iterdir())
+    assert static
+    assert [p for p in static if not any(p.match(g) for g in globs)] == []
