@@ -8,6 +8,7 @@ evidence of what was sent.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -109,15 +110,25 @@ async def test_execute_plan_with_no_wait_hands_back_a_handle_and_wait_run_the_re
     assert RunReport.model_validate(again.structured_content) == report
 
 
+async def handle_when(c: Client, run_id: str, ready: Callable[[RunHandle], bool], tries: int = 5_000) -> RunHandle:
+    """Ask wait_run(wait_s=0) until ``ready`` holds: a result reaches the handle after its store commit, not at once."""
+    handle = None
+    for _ in range(tries):
+        handle = handle_of(await c.call_tool("wait_run", {"run_id": run_id, "wait_s": 0}))
+        if ready(handle):
+            return handle
+    raise AssertionError(f"after {tries} asks the handle is still {handle}")
+
+
 async def test_a_handle_carries_each_subtask_so_far_and_the_report_its_dependency_graph() -> None:
     """What a live view draws: every subtask in plan order, its dependencies, and how far it got."""
     gates = Gates()
     async with serve_fake_anthropic(gates, api_key=KEY) as fake, Client(create_server(settings_for(fake))) as c:
-        started = handle_of(await c.call_tool("execute_plan", {"plan": plan("a", "b", "c", deps={"c": ["a"]}),
-                                                               "wait_s": 0}))  # fmt: skip
+        started = await c.call_tool("execute_plan", {"plan": plan("a", "b", "c", deps={"c": ["a"]}), "wait_s": 0})
+        run_id = handle_of(started).run_id
         await gates.arrived["a"].wait()
         await gates.arrived["b"].wait()
-        first = handle_of(await c.call_tool("wait_run", {"run_id": started.run_id, "wait_s": 0}))
+        first = await handle_when(c, run_id, lambda h: h.counts.running == 2)
         assert [(t.task_id, t.role, t.depends_on, t.status) for t in first.tasks] == [
             ("a", "writer", [], "running"), ("b", "writer", [], "running"), ("c", "writer", ["a"], "pending"),
         ]  # fmt: skip
@@ -126,15 +137,13 @@ async def test_a_handle_carries_each_subtask_so_far_and_the_report_its_dependenc
 
         gates.release("a")
         await gates.arrived["c"].wait()
-        second = handle_of(await c.call_tool("wait_run", {"run_id": started.run_id, "wait_s": 0}))
+        second = await handle_when(c, run_id, lambda h: h.counts.running == 2 and h.counts.succeeded == 1)
         assert [t.status for t in second.tasks] == ["succeeded", "running", "running"]
         assert second.tasks[0].usage.output_tokens > 0
         assert second.tasks[0].finished_at_s is not None
 
         gates.release("b", "c")
-        report = RunReport.model_validate(
-            (await c.call_tool("wait_run", {"run_id": started.run_id})).structured_content
-        )
+        report = RunReport.model_validate((await c.call_tool("wait_run", {"run_id": run_id})).structured_content)
     assert report.graph == {"a": [], "b": [], "c": ["a"]}
 
 
