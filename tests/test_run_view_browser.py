@@ -70,6 +70,7 @@ frame.srcdoc = VIEW;
 </script></body></html>"""
 
 
+@pytest.fixture
 def chromium() -> str:
     """Debian's Chromium, which .ci/run installs; else skip saying why (tests never download a browser)."""
     path = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -111,9 +112,9 @@ class Browser:
 
 
 @asynccontextmanager
-async def browser(width: int = 1000) -> AsyncGenerator[Browser]:
+async def browser(chromium: str, width: int = 1000) -> AsyncGenerator[Browser]:
     async with async_playwright() as p:
-        chrome = await p.chromium.launch(executable_path=chromium())
+        chrome = await p.chromium.launch(executable_path=chromium)
         try:
             page = await chrome.new_page(viewport={"width": width, "height": 900})
             yield Browser(page)
@@ -153,7 +154,7 @@ async def show_in_host(b: Browser, client: Client, args: JsonObject, result: Cal
 FAILURE = "Anthropic API rejected the request (400 invalid_request_error): nope"
 
 
-async def test_the_view_draws_every_subtask_the_failure_and_why_its_dependents_were_skipped() -> None:
+async def test_the_view_draws_every_subtask_the_failure_and_why_its_dependents_were_skipped(chromium: str) -> None:
     def reply(request: CompletionRequest) -> JsonObject:
         if task_id_of(request) == "fetch":
             raise ModelRequestError(FAILURE)
@@ -163,7 +164,7 @@ async def test_the_view_draws_every_subtask_the_failure_and_why_its_dependents_w
         subtask("fetch", role="researcher"), subtask("use", "fetch"), subtask("other", role="analyst"),
         subtask("final", "use", "other"),
     ]}  # fmt: skip
-    async with Client(server(ScriptedBackend(reply))) as client, browser(width=400) as b:
+    async with Client(server(ScriptedBackend(reply))) as client, browser(chromium, width=400) as b:
         result = await client.call_tool("execute_plan", {"plan": plan})
         report = RunReport.model_validate(result.structured_content)
         assert report.status == "partial"
@@ -194,7 +195,7 @@ async def test_the_view_draws_every_subtask_the_failure_and_why_its_dependents_w
     assert b.requests == []  # no script, style, font or fetch left the page
 
 
-async def test_a_running_run_is_followed_through_wait_run_and_redrawn_when_it_ends() -> None:
+async def test_a_running_run_is_followed_through_wait_run_and_redrawn_when_it_ends(chromium: str) -> None:
     gate = anyio.Event()
 
     async def reply(request: CompletionRequest) -> JsonObject:
@@ -204,7 +205,7 @@ async def test_a_running_run_is_followed_through_wait_run_and_redrawn_when_it_en
 
     plan = {"plan_id": "p-live", "task": "Write a short report",
             "subtasks": [subtask("quick"), subtask("slow"), subtask("after", "quick", "slow")]}  # fmt: skip
-    async with Client(server(ScriptedBackend(reply))) as client, browser() as b:
+    async with Client(server(ScriptedBackend(reply))) as client, browser(chromium) as b:
         started = await client.call_tool("execute_plan", {"plan": plan, "wait_s": 0})
         handle = RunHandle.model_validate(started.structured_content)
         assert handle.status == "running"
@@ -236,7 +237,7 @@ SCRIPT = Path(sys.executable).with_name("subagent-mcp")
 
 
 @pytest.mark.subprocess
-async def test_show_html_writes_a_page_the_browser_draws_offline(tmp_path: Path) -> None:
+async def test_show_html_writes_a_page_the_browser_draws_offline(tmp_path: Path, chromium: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "SUBAGENT_MCP_"))}
     env["SUBAGENT_MCP_DB_PATH"] = str(tmp_path / "runs.db")
 
@@ -249,7 +250,7 @@ async def test_show_html_writes_a_page_the_browser_draws_offline(tmp_path: Path)
     page_file = tmp_path / "run.html"
     shown = cli("show", outcome["report"]["run_id"], "--html", str(page_file))
     assert shown.returncode == 0, shown.stderr
-    async with browser() as b:
+    async with browser(chromium) as b:
         await b.page.goto(page_file.as_uri())
         await expect(b.page.locator("#status")).to_have_text("succeeded")
         for s in outcome["plan"]["subtasks"]:
