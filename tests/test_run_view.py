@@ -12,6 +12,9 @@ import pytest
 from mcp import Client
 
 from subagent_mcp.backends.scripted import ScriptedBackend
+from subagent_mcp.compact import MAX_RESULT_TOKENS, fit_for_host
+from subagent_mcp.contracts import RunHandle, TaskProgress, Usage
+from subagent_mcp.core.context import estimate_tokens
 from subagent_mcp.mcp_server import create_server
 from subagent_mcp.run_view import RUN_VIEW_URI, page_for, view_html
 from subagent_mcp.settings import Settings
@@ -79,3 +82,19 @@ def test_every_file_the_view_needs_is_package_data_so_a_plain_install_ships_it()
     static = sorted(p.relative_to(package) for p in (package / "static").iterdir())
     assert static
     assert [p for p in static if not any(p.match(g) for g in globs)] == []
+
+
+def test_a_handle_of_a_huge_plan_keeps_its_tasks_within_what_hosts_accept() -> None:
+    tasks = [
+        TaskProgress(task_id=f"task-{i:03d}", role="researcher", depends_on=[f"task-{i - 1:03d}"] if i else [],
+                     status="succeeded", started_at_s=1.5, finished_at_s=2.5, usage=Usage(input_tokens=900))
+        for i in range(500)
+    ]  # fmt: skip
+    handle = RunHandle(run_id="run-x", status="running", next="wait_run(run_id='run-x')", tasks=tasks)
+    fitted, _ = fit_for_host(handle)
+    assert estimate_tokens(fitted.model_dump_json()) <= MAX_RESULT_TOKENS
+    assert 0 < len(fitted.tasks) < 500
+    assert fitted.tasks == tasks[: len(fitted.tasks)]
+    assert fitted.tasks_omitted == 500 - len(fitted.tasks)
+    small = handle.model_copy(update={"tasks": tasks[:5]})
+    assert fit_for_host(small) == (small, 0)

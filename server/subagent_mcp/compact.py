@@ -11,7 +11,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel
 
-from .contracts import OrchestrateResult, RunReport, SubagentResult
+from .contracts import OrchestrateResult, RunHandle, RunReport, SubagentResult
 from .core.context import estimate_tokens, fit_results_for_synthesis
 
 MAX_RESULT_TOKENS = 18_000
@@ -29,6 +29,8 @@ def fit_for_host(model: M, max_tokens: int = MAX_RESULT_TOKENS) -> tuple[M, int]
         return fitted, cut  # type: ignore[return-value]  # same class as model
     if isinstance(model, RunReport):
         return _fit_report(model, max_tokens)  # type: ignore[return-value]  # same class as model
+    if isinstance(model, RunHandle):
+        return _fit_handle(model, max_tokens), 0  # type: ignore[return-value]  # same class as model
     if isinstance(model, OrchestrateResult):
         report, cut = fit_for_host(model.report, max_tokens - _tokens(model.model_copy(update={"report": None})))
         return model.model_copy(update={"report": report}), cut  # type: ignore[return-value]
@@ -67,6 +69,18 @@ def _fit(results: list[SubagentResult], budget: int) -> tuple[list[SubagentResul
             cut += 1
             fitted.append(result.model_copy(update={"output": entry.output}))
     return fitted, cut
+
+
+def _fit_handle(handle: RunHandle, max_tokens: int) -> RunHandle:
+    """``handle`` with its tasks cut short (plan order kept) to fit ``max_tokens``; tasks_omitted counts the rest."""
+    room = max_tokens - _tokens(handle.model_copy(update={"tasks": [], "tasks_omitted": len(handle.tasks)}))
+    kept = 0
+    for task in handle.tasks:
+        room -= _tokens(task) + 1
+        if room < 0:
+            break
+        kept += 1
+    return handle.model_copy(update={"tasks": handle.tasks[:kept], "tasks_omitted": len(handle.tasks) - kept})
 
 
 def _without_outputs(report: RunReport) -> RunReport:

@@ -361,6 +361,10 @@ class RunHandle(BaseModel):
         default_factory=list[TaskProgress],
         description="Every subtask in plan order with its state so far (empty while planning), for a live view.",
     )
+    tasks_omitted: int = Field(
+        default=0,
+        description="Subtasks left off the end of tasks to keep this result within what hosts accept; counts has all.",
+    )
 
 
 # --- the model seam -------------------------------------------------------------------------------
