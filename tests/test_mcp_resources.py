@@ -200,6 +200,7 @@ async def test_a_result_stays_within_what_hosts_accept_at_any_plan_size_failures
     assert report.results_omitted + len(report.results) == size
     assert report.results_omitted > 0
     assert {r.status for r in report.results} == {"failed"}  # failures kept first: 200 of them fill the room
+    assert set(report.graph) == {r.task_id for r in report.results}  # the graph shrinks with the results
     assert f"{report.results_omitted} result(s) were left out" in text_of(result)
     assert "1800 succeeded, 200 failed" in text_of(result)  # the text counts every result, listing only some
     assert "more subtasks (succeeded) not listed here" in text_of(result)

@@ -127,7 +127,7 @@ def server(backend: ScriptedBackend) -> Any:
 
 
 def task_id_of(request: CompletionRequest) -> str:
-    return request.messages[0].content.split("\n", 1)[0].removeprefix("Subtask id: ")
+    return request.label
 
 
 def subtask(task_id: str, *deps: str, role: str = "writer") -> JsonObject:

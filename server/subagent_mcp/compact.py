@@ -47,15 +47,20 @@ def _fit_report(report: RunReport, max_tokens: int) -> tuple[RunReport, int]:
     if report.estimate is not None:  # per-subtask estimates grow with the plan too; the totals stay
         report = report.model_copy(update={"estimate": report.estimate.model_copy(update={"tasks": []})})
     # a tenth kept spare: hosts count the JSON as sent (with spaces), not compacted as measured here
-    room = max_tokens * 9 // 10 - _tokens(report.model_copy(update={"results": [], "results_omitted": len(bare)}))
+    # the graph keeps only the kept results' entries, which are counted with them
+    empty = report.model_copy(update={"results": [], "results_omitted": len(bare), "graph": {}})
+    room = max_tokens * 9 // 10 - _tokens(empty)
     keep: set[int] = set()
     for i in sorted(range(len(bare)), key=lambda i: (bare[i].status == "succeeded", i)):
-        room -= _tokens(bare[i]) + 1
+        deps = report.graph.get(bare[i].task_id, [])
+        room -= _tokens(bare[i]) + 2 + len(json.dumps({bare[i].task_id: deps})) // 3
         if room < 0:
             break
         keep.add(i)
     kept = [bare[i] for i in sorted(keep)]
-    return report.model_copy(update={"results": kept, "results_omitted": len(bare) - len(kept)}), len(bare)
+    graph = {r.task_id: report.graph[r.task_id] for r in kept if r.task_id in report.graph}
+    update = {"results": kept, "results_omitted": len(bare) - len(kept), "graph": graph}
+    return report.model_copy(update=update), len(bare)
 
 
 def _fit(results: list[SubagentResult], budget: int) -> tuple[list[SubagentResult], int]:
