@@ -55,7 +55,7 @@ def subtask_request(
     marked for the prompt cache when caching is on and the prefix is long enough.
     """
     role = get_role(subtask.role, dict(roles))
-    model = model or settings.model_for_role(role.name, role.tier)
+    model = model or settings.model_for_role(role.name, role.tier, role.model)
     system = prompts.subagent_system(role)
     schema = subtask.output_schema or role.output_schema
     user, shared = prompts.subagent_user(subtask.id, subtask.instructions, task, context)

@@ -1,14 +1,14 @@
 """Built-in specialist roles: each a system prompt, a model tier and a default output schema.
 
-To add a role, add a ``Role`` to ``BUILTIN_ROLES``; the planner offers every role listed here, and
-``SUBAGENT_MCP_ROLE_MODELS`` can move any role to another model.
+To add a role, add a ``Role`` to ``BUILTIN_ROLES`` (or write an agent file, see ``agents``); the planner
+offers every role, and ``SUBAGENT_MCP_ROLE_MODELS`` can move any role to another model.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from .contracts import JsonObject
 from .errors import InputError
@@ -47,6 +47,14 @@ class Role(BaseModel):
     expected_output_tokens: int = 800
     """The mean reply length, for cost estimates (the worst case uses max_tokens). A mean, not a median:
     reply lengths are right-skewed, and a median here makes estimates run ~10% low (benchmarks/README.md)."""
+    model: str | None = None
+    """The model id the role's definition asks for (an agent file's ``model``); None: its tier's model."""
+    source: str | None = None
+    """The agent file the role was read from; None for a built-in role."""
+    tools: tuple[str, ...] = ()
+    """The tools the definition lists, as written (``WebSearch``, ``Read``, ...); see ``role_catalog``."""
+    max_uses: dict[str, int] = Field(default_factory=dict[str, int])
+    """Most uses per call of each server tool (``web_search``: 5), from an agent file's ``max_uses``."""
 
 
 BUILTIN_ROLES: dict[str, Role] = {

@@ -42,8 +42,17 @@ class Settings(BaseModel):
     planner_model: str = DEFAULT_PLANNER_MODEL
     subagent_model: str = DEFAULT_SUBAGENT_MODEL
     synthesis_model: str = DEFAULT_SYNTHESIS_MODEL
+    strong_subagent_model: str = Field(
+        default=DEFAULT_STRONG_SUBAGENT_MODEL, description="Strong-tier roles (coder) and agent files' model: sonnet."
+    )
     role_models: dict[str, str] = Field(
         default_factory=dict[str, str], description="Per-role model override, e.g. {'coder': 'claude-sonnet-5-5'}."
+    )
+
+    agent_dirs: list[str] | None = Field(
+        default=None,
+        description="Folders of Claude Code agent files (Markdown + YAML front matter), earlier ones winning; "
+        "None: ./.claude/agents then ~/.claude/agents.",
     )
 
     max_subtasks: int = Field(
@@ -131,11 +140,15 @@ class Settings(BaseModel):
     def _strip_base_url(cls, value: str | None) -> str | None:
         return value.rstrip("/") or None if value else None
 
-    def model_for_role(self, role: str, role_default_tier: Literal["fast", "strong"] = "fast") -> str:
-        """The model a subagent of ``role`` uses: an explicit override, else its tier's model."""
+    def model_for_role(
+        self, role: str, role_default_tier: Literal["fast", "strong"] = "fast", role_model: str | None = None
+    ) -> str:
+        """The model a subagent of ``role`` uses: an explicit override, else the role's own, else its tier's."""
         if role in self.role_models:
             return self.role_models[role]
-        return self.subagent_model if role_default_tier == "fast" else DEFAULT_STRONG_SUBAGENT_MODEL
+        if role_model is not None:
+            return role_model
+        return self.subagent_model if role_default_tier == "fast" else self.strong_subagent_model
 
     def require_api_key(self) -> SecretStr:
         """The API key, or a ``ConfigError`` that says which variable to set and where."""
@@ -173,6 +186,9 @@ class Settings(BaseModel):
                 continue
             if field in json_fields:
                 data[field] = _parse_json_setting(PREFIX + field.upper(), raw)
+            elif field == "agent_dirs":  # a path list like PATH; empty (or none/off) loads no agent files
+                off = raw.strip().lower() in {"none", "off"}
+                data[field] = [] if off else [part for part in raw.split(os.pathsep) if part.strip()]
             elif raw.strip().lower() in {"", "none", "off"} and type(None) in get_args(info.annotation):
                 data[field] = None
             else:
