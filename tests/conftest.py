@@ -24,3 +24,15 @@ def private_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("XDG_DATA_HOME", str(data))
     monkeypatch.delenv("SUBAGENT_MCP_DB_PATH", raising=False)
     return data
+
+
+@pytest.fixture(autouse=True)
+def private_agent_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run each test in an empty home and working folder, so no one's real .claude/agents becomes a role.
+
+    They sit beside the test's ``tmp_path``, not in it, so tests that list their ``tmp_path`` see only their files.
+    """
+    home, work = tmp_path_factory.mktemp("home"), tmp_path_factory.mktemp("cwd")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    monkeypatch.delenv("SUBAGENT_MCP_AGENT_DIRS", raising=False)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import anyio
 from pydantic import ValidationError
 
+from .agents import load_roles
 from .arguments import first_error, in_range, require_text
 from .backends.base import ModelBackend
 from .backends.budgeted import BudgetedBackend
@@ -36,6 +37,7 @@ from .core.pricing import cost_usd
 from .errors import InputError, ModelError
 from .orchestration import Orchestration
 from .planning import estimate_plan, planner_request, subtask_request
+from .role_catalog import RoleCatalog, role_info
 from .roles import BUILTIN_ROLES, Role, get_role
 from .runs import in_plan_order
 from .schemas import check_output_schema
@@ -57,6 +59,8 @@ class Service(Orchestration):
     runs: RunRegistry
     backend_override: ModelBackend | None = None
     roles: dict[str, Role] = field(default_factory=lambda: dict(BUILTIN_ROLES))
+    role_catalog: RoleCatalog | None = None
+    """What list_roles shows: set when agent files are read (``open``); else the roles, listed plainly."""
     _backend: ModelBackend | None = None
 
     @classmethod
@@ -68,11 +72,12 @@ class Service(Orchestration):
             StoreError: the database cannot be used; the message names the file and what to do.
         """
         failure: Exception | None = None
+        loaded = await anyio.to_thread.run_sync(load_roles, settings)  # a bad agent file is logged and skipped
         async with Store.open(settings.db_path or default_db_path()) as store, anyio.create_task_group() as tg:
             interrupted = await store.mark_interrupted()
             if interrupted:
                 log.warning("runs interrupted by a previous process (resume them): %s", ", ".join(interrupted))
-            service = cls(settings, store, RunRegistry(tg), backend_override=backend)
+            service = cls(settings, store, RunRegistry(tg), backend, roles=loaded.roles, role_catalog=loaded.catalog)
             try:
                 yield service
             except Exception as exc:  # raised below, unwrapped: the task group would make it an ExceptionGroup
@@ -115,6 +120,12 @@ class Service(Orchestration):
         from .backends.anthropic import AnthropicBackend
 
         return AnthropicBackend(self.settings)
+
+    def list_roles(self) -> RoleCatalog:
+        """Every role (name, description, source, model, tools) and the agent files that were skipped."""
+        if self.role_catalog is None:
+            return RoleCatalog(roles=[role_info(role, self.settings) for role in self.roles.values()])
+        return self.role_catalog
 
     # --- plan_task --------------------------------------------------------------------------------
 

@@ -1,0 +1,127 @@
+"""What ``list_roles``, ``subagent://roles`` and ``subagent-mcp roles`` show: every role and every skipped file.
+
+Also says, for each tool a role lists, whether a subagent can use it here, so neither the host nor the
+planner is told of a tool that is silently missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from .roles import Role
+from .settings import Settings
+
+SERVER_TOOLS = {
+    "websearch": "web_search",
+    "web_search": "web_search",
+    "webfetch": "web_fetch",
+    "web_fetch": "web_fetch",
+}
+"""Tool names an agent file may list (Claude Code's or ours, any case) → the API's server tool."""
+
+ToolStatus = Literal["available", "available once server tools land", "not available here"]
+
+
+class ToolInfo(BaseModel):
+    """One tool a role lists: as written, what it maps to here, and whether a subagent can use it."""
+
+    name: str
+    server_tool: str | None = Field(description="The API server tool it maps to (web_search, web_fetch), if any.")
+    status: ToolStatus
+    max_uses: int | None = None
+
+
+class RoleInfo(BaseModel):
+    """One role as a host or a person should see it."""
+
+    name: str
+    description: str
+    source: str = Field(description='The agent file it was read from, or "built-in".')
+    model: str = Field(description="The model its subagents call (after SUBAGENT_MCP_ROLE_MODELS and aliases).")
+    tools: list[ToolInfo]
+    notes: list[str] = Field(default_factory=list[str])
+
+
+class SkippedFile(BaseModel):
+    """An agent file that was not loaded, and why."""
+
+    path: str
+    problem: str
+
+
+class AgentDir(BaseModel):
+    """A folder searched for agent files, in precedence order."""
+
+    path: str
+    found: bool
+
+
+class RoleCatalog(BaseModel):
+    """Every role the planner and run_subagent can use, and the agent files that were skipped."""
+
+    roles: list[RoleInfo]
+    skipped: list[SkippedFile] = Field(default_factory=list[SkippedFile])
+    agent_dirs: list[AgentDir] = Field(default_factory=list[AgentDir])
+
+
+def tool_info(name: str, max_uses: Mapping[str, int] | None = None) -> ToolInfo:
+    """Classify one tool an agent file lists; Claude Code's local tools (Read, Bash, ...) do not exist here."""
+    base = name.split("(", 1)[0].strip().lower()  # Claude Code allows patterns: Bash(git diff:*)
+    server = SERVER_TOOLS.get(base)
+    if server is None:
+        return ToolInfo(name=name, server_tool=None, status="not available here")
+    uses = (max_uses or {}).get(server)
+    return ToolInfo(name=name, server_tool=server, status="available once server tools land", max_uses=uses)
+
+
+def role_info(role: Role, settings: Settings, notes: Iterable[str] = ()) -> RoleInfo:
+    """The listing of ``role``, with the model its subagents will call under ``settings``."""
+    extra = list(notes)
+    if role.name in settings.role_models:
+        extra.append(f"model set by SUBAGENT_MCP_ROLE_MODELS ({role.name}={settings.role_models[role.name]})")
+    return RoleInfo(
+        name=role.name,
+        description=role.description,
+        source=role.source or "built-in",
+        model=settings.model_for_role(role.name, role.tier, role.model),
+        tools=[tool_info(t, role.max_uses) for t in role.tools],
+        notes=extra,
+    )
+
+
+def planner_tools_note(role: Role) -> str:
+    """What the planner is told of a role's tools: those it can use, and those listed that it cannot."""
+    if not role.tools:
+        return ""
+    infos = [tool_info(t) for t in role.tools]
+    usable = [i.server_tool or i.name for i in infos if i.status == "available"]
+    unusable = [i.name for i in infos if i.status != "available"]
+    parts = [f"Tools: {', '.join(usable)}."] if usable else []
+    if unusable:
+        parts.append(f"Tools it lists but cannot use here: {', '.join(unusable)}.")
+    return " " + " ".join(parts)
+
+
+def catalog_text(catalog: RoleCatalog) -> str:
+    """The catalog for a terminal or a host that shows only text."""
+    lines: list[str] = []
+    for role in catalog.roles:
+        lines.append(f"- {role.name} [{role.model}] ({role.source}): {' '.join(role.description.split())}")
+        for tool in role.tools:
+            maps = f" → {tool.server_tool}" if tool.server_tool and tool.server_tool != tool.name else ""
+            uses = f", at most {tool.max_uses} uses per call" if tool.max_uses else ""
+            lines.append(f"    tool {tool.name}{maps}: {tool.status}{uses}")
+        lines.extend(f"    note: {note}" for note in role.notes)
+    found = [d.path for d in catalog.agent_dirs if d.found]
+    searched = ", ".join(f"{d.path}{'' if d.found else ' (absent)'}" for d in catalog.agent_dirs) or "none"
+    head = f"{len(catalog.roles)} roles; agent folders searched, first wins: {searched}"
+    if not found and catalog.agent_dirs:
+        head += " (no agent folder exists)"
+    lines.insert(0, head)
+    if catalog.skipped:
+        lines.append(f"Skipped {len(catalog.skipped)} agent file(s):")
+        lines.extend(f"- {s.path}: {s.problem}" for s in catalog.skipped)
+    return "\n".join(lines)
