@@ -37,7 +37,7 @@ def cli(db: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
 def test_help_lists_every_command(tmp_path: Path) -> None:
     out = cli(tmp_path / "db", "--help")
     assert out.returncode == 0
-    for command in ("serve", "run", "runs", "show"):
+    for command in ("serve", "run", "runs", "show", "roles"):
         assert command in out.stdout
 
 

@@ -59,6 +59,7 @@ def test_the_inspector_cli_lists_every_tool() -> None:
         "resume_run",
         "wait_run",
         "cancel_run",
+        "list_roles",
     }
 
 
@@ -98,7 +99,11 @@ def test_the_inspector_cli_gets_a_handle_and_the_run_is_resumable_and_waitable_a
 @pytest.mark.subprocess
 def test_the_inspector_cli_lists_the_runs_resource_and_templates() -> None:
     resources = {r["uri"]: r.get("mimeType") for r in inspect("resources/list")["resources"]}
-    assert resources == {"subagent://runs": "application/json", "ui://subagent-mcp/run": "text/html;profile=mcp-app"}
+    assert resources == {
+        "subagent://runs": "application/json",
+        "subagent://roles": "application/json",
+        "ui://subagent-mcp/run": "text/html;profile=mcp-app",
+    }
     templates = {t["uriTemplate"] for t in inspect("resources/templates/list")["resourceTemplates"]}
     assert templates == {"subagent://runs/{run_id}", "subagent://plans/{plan_id}"}
 

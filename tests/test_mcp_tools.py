@@ -66,7 +66,7 @@ async def test_both_tools_are_listed_with_their_schemas() -> None:
             "type": "object",
             "properties": {
                 "role": {
-                    "description": "researcher, coder, reviewer, writer or analyst.",
+                    "description": "researcher, coder, reviewer, writer, analyst, or a role list_roles shows.",
                     "title": "Role",
                     "type": "string",
                 },
@@ -327,6 +327,7 @@ async def test_every_tools_arguments_are_pinned() -> None:
             "cancel_run": {"args": ["run_id"], "required": ["run_id"]},
             "list_runs": {"args": ["limit"], "required": []},
             "resume_run": {"args": ["max_cost_usd", "max_total_tokens", "run_id", "wait_s"], "required": ["run_id"]},
+            "list_roles": {"args": [], "required": []},
         }
     )
 

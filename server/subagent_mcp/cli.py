@@ -1,4 +1,4 @@
-"""The ``subagent-mcp`` command: ``serve`` (stdio, or ``--http``), ``run``, ``runs`` and ``show``.
+"""The ``subagent-mcp`` command: ``serve`` (stdio, or ``--http``), ``run``, ``runs``, ``show`` and ``roles``.
 
 In stdio mode stdout belongs to the protocol, so everything this module says goes to stderr.
 """
@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument(
         "--html", metavar="FILE", help="write the run as one HTML page (graph, timeline, answer) that opens offline"
     )
+    roles = commands.add_parser("roles", help="list the roles (built-in and from agent files) and skipped files")
+    roles.add_argument("--json", action="store_true", help="print JSON")
     parser.set_defaults(command="serve", http=False, host=None, port=None, allow_remote=False)
     return parser
 
@@ -74,6 +76,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"subagent-mcp: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings)
+    if args.command == "roles":
+        from .agents import roles_command
+
+        return roles_command(settings, as_json=args.json)
     if args.command == "serve":
         from .mcp_server import create_server
 

@@ -22,6 +22,7 @@ from .logs import install_redaction
 from .mcp_base import SubagentServer
 from .mcp_common import MODEL_CALLING, ServiceContext, service_of, structured, tool_errors
 from .mcp_resources import register_runs
+from .mcp_roles import register_roles
 from .mcp_runs import OrchestrateOrHandle, ReportOrHandle, WaitS, register_run_tools, reply
 from .run_view import UI_META, run_view_extension
 from .service import Service
@@ -67,6 +68,7 @@ def create_server(settings: Settings, backend: ModelBackend | None = None) -> MC
     register_tools(server)
     register_runs(server, current)
     register_run_tools(server)
+    register_roles(server, current)
     register_prompts(server)
     return server
 
@@ -93,7 +95,9 @@ def register_tools(server: MCPServer[Service]) -> None:
 
     @server.tool(annotations=MODEL_CALLING)
     async def run_subagent(
-        role: Annotated[str, Field(description="researcher, coder, reviewer, writer or analyst.")],
+        role: Annotated[
+            str, Field(description="researcher, coder, reviewer, writer, analyst, or a role list_roles shows.")
+        ],
         instructions: Annotated[str, Field(description="What the subagent must do, self-contained.")],
         ctx: ServiceContext,
         context: Annotated[str | None, Field(description="Extra material the subagent should use.")] = None,

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from .contracts import JsonObject
+from .role_catalog import planner_tools_note
 from .roles import COMMON_RULES, Role
 
 PLANNER_SYSTEM = """Plan the user's task as a small DAG of subtasks for specialist subagents.
@@ -44,7 +45,7 @@ SYNTHESIS_SCHEMA: JsonObject = {
 
 
 def planner_system(roles: Iterable[Role], max_subtasks: int, max_output_tokens: int) -> str:
-    listing = "\n".join(f"- {r.name}: {r.description}" for r in roles)
+    listing = "\n".join(f"- {r.name}: {' '.join(r.description.split())}{planner_tools_note(r)}" for r in roles)
     return PLANNER_SYSTEM.format(max_subtasks=max_subtasks, roles=listing, max_output_tokens=max_output_tokens)
 
 

@@ -43,6 +43,7 @@ TOOLS = [
     "cancel_run",
     "resume_run",
     "list_runs",
+    "list_roles",
 ]
 RUN_TOOLS = {"execute_plan", "orchestrate", "resume_run", "wait_run"}
 CALL_LIMIT_S = 30

@@ -1,0 +1,150 @@
+"""File roles end to end: the planner is offered them, a plan runs them against the fake API, and they are listed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mcp import Client
+from mcp.types import TextResourceContents
+from pydantic import SecretStr
+
+from subagent_mcp.contracts import JsonObject, Plan, RunReport
+from subagent_mcp.mcp_server import create_server
+from subagent_mcp.role_catalog import RoleCatalog
+from subagent_mcp.settings import Settings
+from subagent_mcp.testing import FakeAnthropic, json_reply, serve_fake_anthropic
+from subagent_mcp.testing.results import text_of
+
+pytestmark = pytest.mark.anyio
+
+KEY = "sk-ant-test-agent-files-42"
+PROMPT = "You are a meticulous code reviewer. Point at the exact lines."
+REVIEWER = f"""---
+name: code-reviewer
+description: Reviews diffs for bugs and risky changes.
+tools: Read, Grep, WebSearch
+model: claude-opus-4-8
+---
+{PROMPT}
+"""
+
+
+@pytest.fixture
+def agents(tmp_path: Path) -> Path:
+    folder = tmp_path / "agents"
+    folder.mkdir()
+    (folder / "code-reviewer.md").write_text(REVIEWER, encoding="utf-8")
+    (folder / "broken.md").write_text("---\nname: broken\n---\nno description\n", encoding="utf-8")
+    return folder
+
+
+def settings_for(fake: FakeAnthropic, agents: Path) -> Settings:
+    return Settings(
+        anthropic_api_key=SecretStr(KEY),
+        anthropic_base_url=fake.base_url,
+        retry_max_wait_s=0,
+        db_path=":memory:",
+        agent_dirs=[str(agents)],
+    )
+
+
+def plan_with(role: str) -> JsonObject:
+    return {
+        "plan_id": "p-agents",
+        "task": "Review the patch",
+        "subtasks": [{"id": "review", "role": role, "instructions": "Review the diff.", "depends_on": []}],
+    }
+
+
+async def test_a_plan_step_with_a_file_role_sends_the_files_prompt_and_model(agents: Path) -> None:
+    async with serve_fake_anthropic(api_key=KEY) as fake:
+        fake.enqueue(json_reply({"summary": "two bugs", "result": "line 3 and line 9"}))
+        async with Client(create_server(settings_for(fake, agents))) as c:
+            result = await c.call_tool("execute_plan", {"plan": plan_with("code-reviewer")})
+    assert not result.is_error, text_of(result)
+    report = RunReport.model_validate(result.structured_content)
+    assert report.status == "succeeded"
+    (request,) = fake.message_requests
+    assert request.model == "claude-opus-4-8"
+    assert request.system_text.startswith(PROMPT)
+    assert request.schema is not None
+    assert set(request.schema["properties"]) == {"summary", "result"}
+
+
+async def test_the_planner_is_offered_the_file_role_with_its_description_and_tools(agents: Path) -> None:
+    async with serve_fake_anthropic(api_key=KEY) as fake:
+        fake.enqueue(json_reply({"summary": "one review", "subtasks": plan_with("code-reviewer")["subtasks"]}))
+        async with Client(create_server(settings_for(fake, agents))) as c:
+            result = await c.call_tool("plan_task", {"task": "Review the patch"})
+    assert not result.is_error, text_of(result)
+    assert Plan.model_validate(result.structured_content).subtasks[0].role == "code-reviewer"
+    (request,) = fake.message_requests
+    assert (
+        "- code-reviewer: Reviews diffs for bugs and risky changes. "
+        "Tools it lists but cannot use here: Read, Grep, WebSearch." in request.system_text
+    )
+    assert "- researcher: " in request.system_text
+    assert request.schema is not None
+    assert "code-reviewer" in request.schema["properties"]["subtasks"]["items"]["properties"]["role"]["enum"]
+
+
+async def test_a_plan_naming_an_unknown_role_is_refused_before_any_call(agents: Path) -> None:
+    async with serve_fake_anthropic(api_key=KEY) as fake, Client(create_server(settings_for(fake, agents))) as c:
+        result = await c.call_tool("execute_plan", {"plan": plan_with("broken")})
+    assert result.is_error
+    assert "unknown roles in subtasks: review (role 'broken')" in text_of(result)
+    assert "code-reviewer" in text_of(result)
+    assert fake.requests == []
+
+
+async def test_list_roles_and_the_roles_resource_show_sources_models_tools_and_skipped_files(agents: Path) -> None:
+    async with serve_fake_anthropic(api_key=KEY) as fake, Client(create_server(settings_for(fake, agents))) as c:
+        listed = await c.call_tool("list_roles", {})
+        contents = (await c.read_resource("subagent://roles")).contents[0]
+    assert isinstance(contents, TextResourceContents)
+    catalog = RoleCatalog.model_validate(listed.structured_content)
+    assert RoleCatalog.model_validate_json(contents.text) == catalog
+    roles = {role.name: role for role in catalog.roles}
+    reviewer = roles["code-reviewer"]
+    assert (reviewer.source, reviewer.model) == (str(agents / "code-reviewer.md"), "claude-opus-4-8")
+    assert {t.name: t.status for t in reviewer.tools} == {
+        "Read": "not available here",
+        "Grep": "not available here",
+        "WebSearch": "available once server tools land",
+    }
+    assert (roles["coder"].source, roles["coder"].model) == ("built-in", Settings().strong_subagent_model)
+    assert [(Path(s.path).name, s.problem) for s in catalog.skipped] == [
+        ("broken.md", "no description (the planner picks roles by it)")
+    ]
+    text = text_of(listed)
+    assert "broken.md: no description" in text
+    assert "tool WebSearch → web_search: available once server tools land" in text
+    assert fake.requests == []
+
+
+@pytest.mark.subprocess
+def test_the_roles_command_prints_the_same_catalog_and_fails_when_a_file_was_skipped(
+    agents: Path, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "SUBAGENT_MCP_"))}
+    env["SUBAGENT_MCP_AGENT_DIRS"] = str(agents)
+    script = Path(sys.executable).with_name("subagent-mcp")
+
+    def roles(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(script), "roles", *args], capture_output=True, text=True, timeout=60, env=env, check=False
+        )
+
+    text, as_json = roles(), roles("--json")
+    assert (text.returncode, as_json.returncode) == (1, 1)
+    catalog = RoleCatalog.model_validate(json.loads(as_json.stdout))
+    assert "code-reviewer" in {r.name for r in catalog.roles}
+    assert "- code-reviewer [claude-opus-4-8]" in text.stdout
+    assert f"{agents / 'broken.md'}: no description" in text.stdout
+    (agents / "broken.md").unlink()
+    assert roles().returncode == 0
