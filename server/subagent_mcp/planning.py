@@ -81,7 +81,7 @@ def prefix_key(subtask: Subtask, settings: Settings, roles: Mapping[str, Role]) 
     """What must match for two subtasks to share a cached prefix: model, system prompt and output schema."""
     role = get_role(subtask.role, dict(roles))
     schema = subtask.output_schema or role.output_schema
-    return settings.model_for_role(role.name, role.tier), role.name, json.dumps(schema, sort_keys=True)
+    return settings.model_for_role(role.name, role.tier, role.model), role.name, json.dumps(schema, sort_keys=True)
 
 
 def reused_prefixes(subtasks: Iterable[Subtask], settings: Settings, roles: Mapping[str, Role]) -> set[str]:
