@@ -57,11 +57,14 @@ def cap_label(cap: int | None) -> str:
     return "inf" if cap is None else str(cap)
 
 
+def safe_id(name: str) -> str:
+    """``name`` as a plan id: letters, digits, '-', '_' and '.' only (``a+b`` becomes ``a-b``)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", name)
+
+
 def make_plan(name: str, graph: dict[str, list[str]]) -> Plan:
-    """A plan of ``graph`` whose id is ``name`` made safe (plan ids allow letters, digits, '-', '_', '.')."""
     subtasks = [Subtask(id=t, role="worker", instructions=f"do {t}", depends_on=d) for t, d in graph.items()]
-    plan_id = re.sub(r"[^A-Za-z0-9_.-]", "-", name)
-    return Plan(plan_id=plan_id, task=f"benchmark {name}", subtasks=subtasks)
+    return Plan(plan_id=safe_id(name), task=f"benchmark {name}", subtasks=subtasks)
 
 
 def lognormal(ids: list[str], rng: random.Random, median_s: float = MEDIAN_S, sigma: float = SIGMA) -> dict[str, float]:

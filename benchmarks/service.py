@@ -107,7 +107,7 @@ def service_workload(w: Workload, seed: int, lengths: Lengths = "median") -> Ser
         median = BUILTIN_ROLES[role].expected_output_tokens * scale
         output_tokens[s.id] = max(1, round(sizes.lognormvariate(math.log(median), OUTPUT_SIGMA)))
     task = f"Benchmark {w.name}: " + words(400, text)
-    plan = Plan(plan_id=f"bench-{w.name}-{seed}", task=task, subtasks=subtasks)
+    plan = Plan(plan_id=dags.safe_id(f"bench-{w.name}-{seed}"), task=task, subtasks=subtasks)
     return ServiceWorkload(w, plan, output_tokens, lengths)
 
 
