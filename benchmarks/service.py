@@ -177,6 +177,7 @@ def bench_settings(base_url: str, db_path: str) -> Settings:
         db_path=db_path,
         max_run_cost_usd=None,
         max_subtasks=OVERHEAD_TASKS,
+        max_concurrency=1024,  # the process-wide cap sits above every run's cap: the runs' own caps are measured
     )
 
 
