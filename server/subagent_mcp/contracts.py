@@ -45,6 +45,8 @@ class Usage(BaseModel):
     output_tokens: int = 0
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
+    web_search_requests: int = Field(default=0, description="Server-side web searches (billed per search).")
+    web_fetch_requests: int = Field(default=0, description="Server-side web fetches (billed as tokens only).")
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
@@ -52,6 +54,8 @@ class Usage(BaseModel):
             output_tokens=self.output_tokens + other.output_tokens,
             cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
             cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
+            web_search_requests=self.web_search_requests + other.web_search_requests,
+            web_fetch_requests=self.web_fetch_requests + other.web_fetch_requests,
         )
 
     @property
@@ -109,7 +113,9 @@ class TaskEstimate(BaseModel):
     )
     max_output_tokens: int = Field(description="The call's max_tokens: the worst case.")
     cost_usd: float = Field(description="Expected cost.")
-    max_cost_usd: float = Field(description="Worst-case cost: the worst-case prompt plus max_tokens of output.")
+    max_cost_usd: float = Field(
+        description="Worst-case cost: the worst-case prompt, max_tokens of output and max_uses of each server tool."
+    )
 
 
 class PlanEstimate(BaseModel):
@@ -399,6 +405,10 @@ class CompletionRequest(BaseModel):
     max_tokens: int = 4096
     label: str = Field(default="", description="What the call is for (a task id), for logs and fakes.")
     cache: CacheMarks | None = Field(default=None, description="Prompt-cache marks; None sends no cache_control.")
+    server_tools: dict[str, int] = Field(
+        default_factory=dict[str, int],
+        description="API server tools offered (web_search, web_fetch, code_execution) → most uses per call.",
+    )
 
 
 StopReason = Literal[

@@ -43,7 +43,7 @@ def test_migrations_are_uniquely_numbered_in_order() -> None:
 
 
 def test_blank_database_gets_exactly_the_current_schema(db: sqlite3.Connection) -> None:
-    assert migrate(db) == ["m001_initial", "m002_syntheses", "m003_planning_log"]
+    assert migrate(db) == ["m001_initial", "m002_syntheses", "m003_planning_log", "m004_server_tool_uses"]
 
     tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
     assert tables == ["_migrations", "planning_log", "plans", "runs", "syntheses", "task_results", "usage_log"]
@@ -85,6 +85,8 @@ def test_blank_database_gets_exactly_the_current_schema(db: sqlite3.Connection) 
         ("cache_write_tokens", "INTEGER", True, 0),
         ("cost_usd", "REAL", True, 0),
         ("at", "TEXT", True, 0),
+        ("web_search_requests", "INTEGER", True, 0),
+        ("web_fetch_requests", "INTEGER", True, 0),
     ]
     assert columns(db, "syntheses") == [
         ("id", "INTEGER", False, 1),
@@ -113,7 +115,7 @@ def test_a_database_at_the_first_schema_gains_the_syntheses_table_and_keeps_its_
     db.execute("INSERT INTO runs (run_id, plan_id, status, pid, created_at, updated_at, options_json)"
                " VALUES ('r', 'p', 'succeeded', 1, 'then', 'then', '{}')")  # fmt: skip
 
-    assert migrate(db) == ["m002_syntheses", "m003_planning_log"]
+    assert migrate(db) == ["m002_syntheses", "m003_planning_log", "m004_server_tool_uses"]
     assert db.execute("SELECT run_id FROM runs").fetchall() == [("r",)]
     assert db.execute("SELECT COUNT(*) FROM syntheses").fetchone() == (0,)
 

@@ -8,9 +8,12 @@ from pydantic import BaseModel, ConfigDict
 
 from ..contracts import Usage
 
+WEB_SEARCH_USD_PER_1K = 10.0
+"""The list price of the web search server tool: $10 per 1,000 searches (web fetch has no per-use fee)."""
+
 
 class ModelPrice(BaseModel):
-    """US dollars per million tokens of each kind."""
+    """US dollars per million tokens of each kind, and per 1,000 web searches."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -18,6 +21,7 @@ class ModelPrice(BaseModel):
     output: float
     cache_read: float | None = None
     cache_write: float | None = None
+    web_search_per_1k: float = WEB_SEARCH_USD_PER_1K
 
     def cost(self, usage: Usage) -> float:
         """Price ``usage``; cache reads default to 0.1x and cache writes to 1.25x the input price."""
@@ -29,7 +33,7 @@ class ModelPrice(BaseModel):
             + usage.cache_read_tokens * cache_read
             + usage.cache_write_tokens * cache_write
         )
-        return round(total / 1_000_000, 8)
+        return round(total / 1_000_000 + usage.web_search_requests * self.web_search_per_1k / 1_000, 8)
 
 
 DEFAULT_PRICES: dict[str, ModelPrice] = {

@@ -122,6 +122,13 @@ def m003_planning_log(db: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m004_server_tool_uses(db: sqlite3.Connection) -> None:
+    """Server-tool requests per call (web searches are billed per use), so stored totals keep them."""
+    for column in ("web_search_requests", "web_fetch_requests"):
+        db.execute(f"ALTER TABLE usage_log ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
+
+
 def applied_migrations(db: sqlite3.Connection) -> list[str]:
     """Names recorded in ``_migrations``, oldest first; empty for a blank database."""
     if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_migrations'").fetchone() is None:

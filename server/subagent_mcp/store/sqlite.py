@@ -253,11 +253,18 @@ class SqliteStore:
         results = {r["task_id"]: SubagentResult.model_validate_json(r["json"]) for r in rows}
         totals = db.execute(
             "SELECT COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0), COALESCE(SUM(cache_read_tokens),"
-            " 0), COALESCE(SUM(cache_write_tokens), 0), COALESCE(SUM(cost_usd), 0.0) FROM usage_log WHERE run_id = ?",
+            " 0), COALESCE(SUM(cache_write_tokens), 0), COALESCE(SUM(cost_usd), 0.0),"
+            " COALESCE(SUM(web_search_requests), 0), COALESCE(SUM(web_fetch_requests), 0)"
+            " FROM usage_log WHERE run_id = ?",
             (run_id,),
         ).fetchone()
         usage = Usage(
-            input_tokens=totals[0], output_tokens=totals[1], cache_read_tokens=totals[2], cache_write_tokens=totals[3]
+            input_tokens=totals[0],
+            output_tokens=totals[1],
+            cache_read_tokens=totals[2],
+            cache_write_tokens=totals[3],
+            web_search_requests=totals[5],
+            web_fetch_requests=totals[6],
         )
         options = json.loads(row["options_json"])
         synthesis, synthesis_spend = None, Spend()
@@ -334,9 +341,10 @@ def _insert_usage(
 ) -> None:
     db.execute(
         "INSERT INTO usage_log (run_id, task_id, model, input_tokens, output_tokens, cache_read_tokens,"
-        " cache_write_tokens, cost_usd, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " cache_write_tokens, cost_usd, at, web_search_requests, web_fetch_requests)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (run_id, task_id, model, usage.input_tokens, usage.output_tokens, usage.cache_read_tokens,
-         usage.cache_write_tokens, cost_usd, at),
+         usage.cache_write_tokens, cost_usd, at, usage.web_search_requests, usage.web_fetch_requests),
     )  # fmt: skip
 
 
