@@ -19,6 +19,7 @@ from .core.graph import topological_order
 from .errors import InputError, PlanError
 from .roles import Role, get_role
 from .schemas import check_output_schema
+from .server_tools import role_server_tools, worst_case_uses
 from .settings import Settings
 
 PLANNER_MAX_TOKENS = 8192
@@ -31,7 +32,7 @@ def planner_request(task: str, offered: list[Role], max_subtasks: int, settings:
     most = settings.max_output_tokens
     return CompletionRequest(
         model=settings.planner_model,
-        system=prompts.planner_system(offered, max_subtasks, most),
+        system=prompts.planner_system(offered, max_subtasks, most, server_tools=settings.server_tools),
         messages=[ModelMessage(role="user", content=task)],
         output_schema=prompts.planner_schema([r.name for r in offered], most, max_subtasks),
         max_tokens=PLANNER_MAX_TOKENS,
@@ -74,6 +75,7 @@ def subtask_request(
         max_tokens=settings.max_output_tokens,
         label=subtask.id,
         cache=marks,
+        server_tools=role_server_tools(role, settings),
     )
 
 
@@ -122,6 +124,7 @@ def estimate_plan(plan: Plan, settings: Settings, roles: Mapping[str, Role]) -> 
             request.max_tokens,
             settings.prices,
             cached=(0, cached) if first else (cached, 0),
+            tool_uses=worst_case_uses(request.server_tools),
         )
     calls = list(by_id.values())
     base = estimate_tokens(prompts.SYNTHESIS_SYSTEM + plan.task + json.dumps(prompts.SYNTHESIS_SCHEMA))

@@ -44,8 +44,13 @@ SYNTHESIS_SCHEMA: JsonObject = {
 }
 
 
-def planner_system(roles: Iterable[Role], max_subtasks: int, max_output_tokens: int) -> str:
-    listing = "\n".join(f"- {r.name}: {' '.join(r.description.split())}{planner_tools_note(r)}" for r in roles)
+def planner_system(
+    roles: Iterable[Role], max_subtasks: int, max_output_tokens: int, *, server_tools: bool = True
+) -> str:
+    listing = "\n".join(
+        f"- {r.name}: {' '.join(r.description.split())}{planner_tools_note(r, server_tools=server_tools)}"
+        for r in roles
+    )
     return PLANNER_SYSTEM.format(max_subtasks=max_subtasks, roles=listing, max_output_tokens=max_output_tokens)
 
 

@@ -12,24 +12,19 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from .roles import Role
+from .server_tools import DEFAULT_MAX_USES, server_tool_of
 from .settings import Settings
 
-SERVER_TOOLS = {
-    "websearch": "web_search",
-    "web_search": "web_search",
-    "webfetch": "web_fetch",
-    "web_fetch": "web_fetch",
-}
-"""Tool names an agent file may list (Claude Code's or ours, any case) → the API's server tool."""
-
-ToolStatus = Literal["available", "available once server tools land", "not available here"]
+ToolStatus = Literal["available", "off (SUBAGENT_MCP_SERVER_TOOLS=off)", "not available here"]
 
 
 class ToolInfo(BaseModel):
     """One tool a role lists: as written, what it maps to here, and whether a subagent can use it."""
 
     name: str
-    server_tool: str | None = Field(description="The API server tool it maps to (web_search, web_fetch), if any.")
+    server_tool: str | None = Field(
+        description="The API server tool it maps to (web_search, web_fetch, code_execution), if any."
+    )
     status: ToolStatus
     max_uses: int | None = None
 
@@ -67,14 +62,18 @@ class RoleCatalog(BaseModel):
     agent_dirs: list[AgentDir] = Field(default_factory=list[AgentDir])
 
 
-def tool_info(name: str, max_uses: Mapping[str, int] | None = None) -> ToolInfo:
-    """Classify one tool an agent file lists; Claude Code's local tools (Read, Bash, ...) do not exist here."""
-    base = name.split("(", 1)[0].strip().lower()  # Claude Code allows patterns: Bash(git diff:*)
-    server = SERVER_TOOLS.get(base)
+def tool_info(name: str, max_uses: Mapping[str, int] | None = None, *, enabled: bool = True) -> ToolInfo:
+    """Classify one tool a role lists; Claude Code's local tools (Read, Bash, ...) do not exist here.
+
+    ``enabled`` is ``Settings.server_tools``: off, a server tool is listed but not offered.
+    """
+    server = server_tool_of(name)
     if server is None:
         return ToolInfo(name=name, server_tool=None, status="not available here")
-    uses = (max_uses or {}).get(server)
-    return ToolInfo(name=name, server_tool=server, status="available once server tools land", max_uses=uses)
+    if not enabled:
+        return ToolInfo(name=name, server_tool=server, status="off (SUBAGENT_MCP_SERVER_TOOLS=off)")
+    uses = None if server == "code_execution" else (max_uses or {}).get(server, DEFAULT_MAX_USES)
+    return ToolInfo(name=name, server_tool=server, status="available", max_uses=uses)
 
 
 def role_info(role: Role, settings: Settings, notes: Iterable[str] = ()) -> RoleInfo:
@@ -87,16 +86,16 @@ def role_info(role: Role, settings: Settings, notes: Iterable[str] = ()) -> Role
         description=role.description,
         source=role.source or "built-in",
         model=settings.model_for_role(role.name, role.tier, role.model),
-        tools=[tool_info(t, role.max_uses) for t in role.tools],
+        tools=[tool_info(t, role.max_uses, enabled=settings.server_tools) for t in role.tools],
         notes=extra,
     )
 
 
-def planner_tools_note(role: Role) -> str:
+def planner_tools_note(role: Role, *, server_tools: bool = True) -> str:
     """What the planner is told of a role's tools: those it can use, and those listed that it cannot."""
     if not role.tools:
         return ""
-    infos = [tool_info(t) for t in role.tools]
+    infos = [tool_info(t, enabled=server_tools) for t in role.tools]
     usable = [i.server_tool or i.name for i in infos if i.status == "available"]
     unusable = [i.name for i in infos if i.status != "available"]
     parts = [f"Tools: {', '.join(usable)}."] if usable else []

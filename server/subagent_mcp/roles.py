@@ -68,6 +68,7 @@ BUILTIN_ROLES: dict[str, Role] = {
                 {"summary": _STR, "findings": _STR_LIST, "sources": _STR_LIST, "open_questions": _STR_LIST}
             ),
             expected_output_tokens=1000,
+            tools=("web_search", "web_fetch"),
         ),
         Role(
             name="coder",

@@ -93,6 +93,11 @@ class Settings(BaseModel):
         description="Cache lifetime: 1h keeps a prefix across pauses over 5 min; writes cost 2x, not 1.25x.",
     )
 
+    server_tools: bool = Field(
+        default=True,
+        description="Offer roles their API server tools (web_search, web_fetch, code_execution); off: none anywhere.",
+    )
+
     db_path: str | None = Field(
         default=None, description="SQLite file for plans and runs (':memory:' for none); default: user data dir."
     )

@@ -1,9 +1,10 @@
-"""The Anthropic Messages API backend: with ``http_guard``, the only modules that import ``anthropic``.
+"""The Anthropic Messages API backend: with ``http_guard`` and ``anthropic_tools``, all that imports ``anthropic``.
 
 One retry layer (tenacity; the SDK client gets ``max_retries=0``), native structured outputs via
 ``output_config.format``, a deadline on each whole attempt, replies capped in size and checked for
 impossible usage, and every final failure mapped to a ``ModelError`` whose message says what
 happened and never contains the API key. Validation and repair turns live above this seam.
+A role's server tools (web search, ...) run inside the call; a ``pause_turn`` is continued, not answered.
 Given the service's gate (``use_gate``), each attempt holds a slot only while it is on the wire and
 reports 429/529 to it, so a retry waits without a slot and the whole pool slows down together.
 """
@@ -30,7 +31,14 @@ from anthropic import (
     omit,
     transform_schema,
 )
-from anthropic.types import CacheControlEphemeralParam, Message, MessageParam, TextBlock, TextBlockParam
+from anthropic.types import (
+    CacheControlEphemeralParam,
+    Message,
+    MessageParam,
+    TextBlock,
+    TextBlockParam,
+    ToolUnionParam,
+)
 from pydantic import ValidationError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
@@ -46,6 +54,7 @@ from ..errors import (
 )
 from ..redact import all_forms, redact
 from ..settings import Settings
+from .anthropic_tools import assistant_content, server_tool_counts, tool_params
 from .http_guard import UnusableReplyError, guarded_http_client
 from .limited import OVERLOAD_STATUSES, AdaptiveLimiter, GatedCall
 from .retry import Sleep, WaitRetryAfterOrBackoff, is_transient_status, retry_after_s
@@ -58,6 +67,12 @@ MAX_PLAUSIBLE_TOKENS = 10_000_000
 ALLOW_REMOTE_MODEL_ENV = "SUBAGENT_MCP_ALLOW_REMOTE_MODEL"
 ALLOW_REMOTE_MODEL: bool | None = None
 """Like pydantic-ai's ``ALLOW_MODEL_REQUESTS``: True/False wins; None reads the env var (default allowed)."""
+
+MAX_CONTINUATIONS = 5
+"""Most times a ``pause_turn`` reply is sent back to be continued before the call fails."""
+
+Prompt = tuple[str | list[TextBlockParam] | Omit, list[MessageParam], list[ToolUnionParam] | Omit]
+"""What one request sends besides the model and schema: system, messages and server tools."""
 
 _STATUS_WORDS = {
     408: "request timeout",
@@ -134,21 +149,55 @@ class AnthropicBackend:
         system = _system_param(request)
         if request.cache is not None and request.cache.first_user_chars and messages:
             messages[0] = _split_first(request.messages[0], request.cache)
+        tools = tool_params(request.server_tools) if request.server_tools else omit
         async with self._gate.call() as call:
-            return await self._send(client, request, (system, messages), schema, call)
+            return await self._converse(client, request, (system, messages, tools), schema, call)
+
+    async def _converse(
+        self,
+        client: AsyncAnthropic,
+        request: CompletionRequest,
+        prompt: Prompt,
+        schema: dict[str, object],
+        call: GatedCall,
+    ) -> Completion:
+        """Send the request, continuing a ``pause_turn`` (a long server-tool turn) up to ``MAX_CONTINUATIONS`` times.
+
+        The reply is the last message's; its usage and attempts are those of every message sent.
+        """
+        spent, attempts = Usage(), 0
+        for turn in range(MAX_CONTINUATIONS + 1):
+            try:
+                message, completion = await self._send(client, request, prompt, schema, call)
+            except ModelError as exc:
+                exc.usage, exc.attempts = spent + exc.usage, attempts + exc.attempts
+                raise
+            spent, attempts = spent + completion.usage, attempts + completion.attempts
+            if completion.stop_reason != "pause_turn":
+                return completion.model_copy(update={"usage": spent, "attempts": attempts})
+            if turn < MAX_CONTINUATIONS:  # the API resumes the turn from its own paused content
+                system, messages, tools = prompt
+                prompt = (system, [*messages, {"role": "assistant", "content": assistant_content(message)}], tools)
+        raise ModelReplyError(
+            f"the model's turn was still paused (pause_turn) after {MAX_CONTINUATIONS} continuations; "
+            "lower the role's max_uses or split the subtask",
+            usage=spent,
+            attempts=attempts,
+            model=request.model,
+        )
 
     async def _send(
         self,
         client: AsyncAnthropic,
         request: CompletionRequest,
-        prompt: tuple[str | list[TextBlockParam] | Omit, list[MessageParam]],
+        prompt: Prompt,
         schema: dict[str, object],
         call: GatedCall,
-    ) -> Completion:
-        system, messages = prompt
+    ) -> tuple[Message, Completion]:
+        system, messages, tools = prompt
         failures: list[BaseException] = []
 
-        async def attempt() -> Completion:
+        async def attempt() -> tuple[Message, Completion]:
             async with call.attempt() as slot:  # held on the wire only, not while a retry waits
                 try:
                     # httpx's timeouts bound each read, not the request: a reply trickling in a byte at a
@@ -160,6 +209,7 @@ class AnthropicBackend:
                             system=system,
                             messages=messages,
                             output_config={"format": {"type": "json_schema", "schema": schema}},
+                            tools=tools,
                         )
                     completion = _completion(message, attempts=len(failures) + 1)
                 except TimeoutError:
@@ -172,7 +222,7 @@ class AnthropicBackend:
                         slot.overloaded(retry_after_s(exc.response.headers))
                     raise
                 slot.succeeded()
-                return completion
+                return message, completion
 
         retrying = AsyncRetrying(
             retry=retry_if_exception(_is_transient),
@@ -183,7 +233,7 @@ class AnthropicBackend:
             reraise=True,
         )
         try:
-            return cast(Completion, await retrying(attempt))
+            return cast(tuple[Message, Completion], await retrying(attempt))
         except APIError as exc:
             raise self._final_error(exc, failures, request) from exc
         except UnusableReplyError as exc:  # never retried: a broken upstream would only repeat it
@@ -354,6 +404,7 @@ def _usage(message: Message) -> Usage:
         "output_tokens": raw.output_tokens,
         "cache_read_tokens": raw.cache_read_input_tokens or 0,
         "cache_write_tokens": raw.cache_creation_input_tokens or 0,
+        **server_tool_counts(raw.server_tool_use),
     }
     for name, value in counts.items():
         if type(value) is not int or not 0 <= value <= MAX_PLAUSIBLE_TOKENS:
