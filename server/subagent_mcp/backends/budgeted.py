@@ -1,5 +1,7 @@
 """A backend decorator that checks a run's ``Budget`` before every call and charges what each used.
 
+A call's worst case includes ``max_uses`` of each server tool it offers (web searches are billed per use).
+
 A call that fits only once the calls in flight have settled waits for them, in line, first come
 first served: each settle wakes the first in line to try again. Refusing it would skip a subtask
 for good over money that is merely reserved (at high concurrency, most of the ceiling can be).
@@ -20,6 +22,7 @@ from ..core.budget import PROMPT_SAFETY, Budget, Reservation
 from ..core.caching import cached_prefix
 from ..core.context import estimate_tokens
 from ..errors import ModelError
+from ..server_tools import worst_case_uses
 from .base import ModelBackend
 
 
@@ -84,6 +87,7 @@ class BudgetedBackend:
             reserved_prompt_tokens(request),
             request.max_tokens,
             reserved_cache_write_tokens(request),
+            worst_case_uses(request.server_tools),
         )
         if not self._line and (held := self.budget.reserve(*args)) is not None:
             return held

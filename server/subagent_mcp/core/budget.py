@@ -54,18 +54,29 @@ class Budget:
     """Reservations not yet settled; at 0 nothing is reserved, whatever float sums left behind."""
 
     def reserve(
-        self, model: str, input_tokens: int, max_output_tokens: int, cache_write_tokens: int = 0
+        self,
+        model: str,
+        input_tokens: int,
+        max_output_tokens: int,
+        cache_write_tokens: int = 0,
+        tool_uses: Mapping[str, int] | None = None,
     ) -> Reservation | None:
         """Hold the worst case of one call; None if it fits only once calls in flight settle.
 
         ``cache_write_tokens`` of ``input_tokens`` may be billed as a prompt-cache write (1.25x or 2x input).
+        ``tool_uses`` are the most server-tool requests it may bill (``web_search_requests``: its max_uses).
 
         Raises:
             BudgetExceededError: the call could cross a limit on top of what is spent alone (saying
                 which limit and by how much), so waiting for the calls in flight cannot help.
         """
         written = min(cache_write_tokens, input_tokens)
-        worst = Usage(input_tokens=input_tokens - written, output_tokens=max_output_tokens, cache_write_tokens=written)
+        worst = Usage(
+            input_tokens=input_tokens - written,
+            output_tokens=max_output_tokens,
+            cache_write_tokens=written,
+            **(tool_uses or {}),
+        )
         worst_usd = cost_usd(worst, model, self.prices)
         self._refuse_beyond_reach(worst, worst_usd)
         limit_usd, limit_tokens = self.limits.max_cost_usd, self.limits.max_total_tokens

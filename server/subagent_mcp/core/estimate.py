@@ -38,11 +38,13 @@ def estimate_call(
     max_output_tokens: int,
     prices: Mapping[str, ModelPrice],
     cached: tuple[int, int] = (0, 0),
+    tool_uses: Mapping[str, int] | None = None,
 ) -> TaskEstimate:
     """Price one call at its expected and at its worst case: ``input_tokens`` is (expected, worst) prompt size.
 
     ``cached`` is (read, written) prompt tokens expected from and to the prompt cache; the worst case
     writes the whole cached prefix, as a call does when the cache expired or its writer failed.
+    ``tool_uses`` (``web_search_requests``: max_uses, ...) are the worst case's server-tool requests.
     """
     expected_in, worst_in = input_tokens
     read, written = cached
@@ -54,7 +56,9 @@ def estimate_call(
         cache_read_tokens=read,
         cache_write_tokens=written,
     )
-    worst = Usage(input_tokens=worst_in - prefix, output_tokens=max_output_tokens, cache_write_tokens=prefix)
+    worst = Usage(
+        input_tokens=worst_in - prefix, output_tokens=max_output_tokens, cache_write_tokens=prefix, **(tool_uses or {})
+    )
     return TaskEstimate(
         task_id=task_id,
         model=model,
