@@ -16,6 +16,7 @@ from .fake_anthropic import (
     text_reply,
     trickle_reply,
 )
+from .search_replies import paused_reply, searched_reply
 
 __all__ = [
     "FakeAnthropic",
@@ -28,7 +29,9 @@ __all__ = [
     "hang_reply",
     "json_reply",
     "oversized_reply",
+    "paused_reply",
     "refusal_reply",
+    "searched_reply",
     "serve_fake_anthropic",
     "text_reply",
     "trickle_reply",

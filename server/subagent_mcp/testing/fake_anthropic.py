@@ -29,6 +29,7 @@ from ..prompts import subtask_id_of
 from ._billing import Bill, bill, check_breakpoints, count_tokens
 from ._bodies import send_padded, trickle
 from ._http11 import CLOSED, parse_json_object, read_request, reason_phrase, response_head
+from ._server_tools import offered_server_tools, search_blocks, tool_counts
 
 _ERROR_TYPES = {
     400: "invalid_request_error",
@@ -128,6 +129,8 @@ class FakeReply:
     gzip: bool = False
     raw_usage: JsonObject | None = None
     output_tokens: int | None = None
+    blocks: tuple[JsonObject, ...] = ()
+    """Content blocks sent before the text (server_tool_use and results, ``_server_tools``); they set the counts."""
 
     def after(self, delay_s: float) -> FakeReply:
         """The same reply, sent ``delay_s`` seconds after the request arrives."""
@@ -413,7 +416,10 @@ async def serve_fake_anthropic(
 
 def _default_reply(request: FakeRequest) -> FakeReply:
     schema = request.schema
-    return json_reply(sample_for_schema(schema)) if schema is not None else text_reply("fake reply")
+    reply = json_reply(sample_for_schema(schema)) if schema is not None else text_reply("fake reply")
+    if "web_search" in offered_server_tools(request.body):  # the model searches once, as a researcher would
+        reply = replace(reply, blocks=search_blocks(request.user_text[:60] or "query"))
+    return reply
 
 
 def _usage(prompt: Bill, reply: FakeReply) -> Usage:
@@ -423,6 +429,7 @@ def _usage(prompt: Bill, reply: FakeReply) -> Usage:
         output_tokens=out,
         cache_read_tokens=prompt.cache_read_tokens,
         cache_write_tokens=prompt.cache_write_tokens,
+        **tool_counts(reply.blocks),
     )
 
 
@@ -432,7 +439,7 @@ def _message(request: FakeRequest, reply: FakeReply, usage: Usage, write_ttl: st
         "type": "message",
         "role": "assistant",
         "model": request.model,
-        "content": [{"type": "text", "text": reply.text}] if reply.text else [],
+        "content": [*reply.blocks, *([{"type": "text", "text": reply.text}] if reply.text else [])],
         "stop_reason": reply.stop_reason,
         "stop_sequence": None,
         **({"stop_details": reply.stop_details} if reply.stop_details else {}),
@@ -447,8 +454,16 @@ def _message(request: FakeRequest, reply: FakeReply, usage: Usage, write_ttl: st
                 "ephemeral_5m_input_tokens": usage.cache_write_tokens if write_ttl == "5m" else 0,
                 "ephemeral_1h_input_tokens": usage.cache_write_tokens if write_ttl == "1h" else 0,
             },
+            **_server_tool_use(usage),
         },
     }
+
+
+def _server_tool_use(usage: Usage) -> JsonObject:
+    if not (usage.web_search_requests or usage.web_fetch_requests):
+        return {}
+    counts = {"web_search_requests": usage.web_search_requests, "web_fetch_requests": usage.web_fetch_requests}
+    return {"server_tool_use": counts}
 
 
 def _check_body(body: JsonObject) -> str:
