@@ -59,7 +59,7 @@ def test_a_claude_code_agent_file_becomes_a_role_beside_the_built_ins(tmp_path: 
     assert [(t.name, t.server_tool, t.status) for t in info.tools] == [
         ("Read", None, "not available here"),
         ("Grep", None, "not available here"),
-        ("WebSearch", "web_search", "available once server tools land"),
+        ("WebSearch", "web_search", "available"),
     ]
     assert loaded.catalog.skipped == []
 

@@ -86,7 +86,7 @@ async def test_the_planner_is_offered_the_file_role_with_its_description_and_too
     (request,) = fake.message_requests
     assert (
         "- code-reviewer: Reviews diffs for bugs and risky changes. "
-        "Tools it lists but cannot use here: Read, Grep, WebSearch." in request.system_text
+        "Tools: web_search. Tools it lists but cannot use here: Read, Grep." in request.system_text
     )
     assert "- researcher: " in request.system_text
     assert request.schema is not None
@@ -115,7 +115,7 @@ async def test_list_roles_and_the_roles_resource_show_sources_models_tools_and_s
     assert {t.name: t.status for t in reviewer.tools} == {
         "Read": "not available here",
         "Grep": "not available here",
-        "WebSearch": "available once server tools land",
+        "WebSearch": "available",
     }
     assert (roles["coder"].source, roles["coder"].model) == ("built-in", Settings().strong_subagent_model)
     assert [(Path(s.path).name, s.problem) for s in catalog.skipped] == [
@@ -123,7 +123,7 @@ async def test_list_roles_and_the_roles_resource_show_sources_models_tools_and_s
     ]
     text = text_of(listed)
     assert "broken.md: no description" in text
-    assert "tool WebSearch → web_search: available once server tools land" in text
+    assert "tool WebSearch → web_search: available, at most 5 uses per call" in text
     assert fake.requests == []
 
 

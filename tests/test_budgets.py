@@ -52,12 +52,14 @@ pytestmark = pytest.mark.anyio
 
 
 def settings_for(fake: FakeAnthropic, **overrides: Any) -> Settings:
+    """Budgets sized in tokens: the researchers here search nothing (test_server_tools prices searches)."""
+    values: dict[str, Any] = {"server_tools": False, **overrides}
     return Settings(
         anthropic_api_key=SecretStr("sk-ant-test-budget"),
         anthropic_base_url=fake.base_url,
         max_output_tokens=1_000,
         retry_max_wait_s=0,
-        **overrides,
+        **values,
     )
 
 
