@@ -20,6 +20,12 @@ TaskStatus = Literal["succeeded", "failed", "skipped", "cancelled"]
 RunStatus = Literal["succeeded", "partial", "failed", "cancelled"]
 """How a whole run ended: every task succeeded / some did / none did / the run was cancelled."""
 
+SubtaskTier = Literal["fast", "balanced", "deep"]
+"""How hard a subtask is, so it runs on the configured fast, strong or deep model (``Settings.model_for_role``)."""
+
+SUBTASK_TIERS: tuple[SubtaskTier, ...] = ("fast", "balanced", "deep")
+"""The tiers from cheapest to strongest: the planner's schema offers them, escalation climbs them."""
+
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,47}$"
 Slug = Annotated[str, Field(pattern=SLUG_PATTERN, description="Short lowercase id: letters, digits, - and _.")]
 
@@ -94,6 +100,11 @@ class Subtask(BaseModel):
         description="Rough length of this subtask's output in tokens, if it differs from its role's typical "
         "length (e.g. 200 for a short list, 3000 for a full report). Used for the cost estimate and to start "
         "long work first; never a limit.",
+    )
+    tier: SubtaskTier | None = Field(
+        default=None,
+        description="Model tier for this subtask: fast (cheap, simple work), balanced (the strong subagent model) "
+        "or deep (hard reasoning); null: its role's default. A role model set in SUBAGENT_MCP_ROLE_MODELS wins.",
     )
 
 

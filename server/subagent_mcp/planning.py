@@ -56,7 +56,7 @@ def subtask_request(
     marked for the prompt cache when caching is on and the prefix is long enough.
     """
     role = get_role(subtask.role, dict(roles))
-    model = model or settings.model_for_role(role.name, role.tier, role.model)
+    model = model or subtask_model(subtask, settings, roles)
     system = prompts.subagent_system(role)
     schema = subtask.output_schema or role.output_schema
     user, shared = prompts.subagent_user(subtask.id, subtask.instructions, task, context)
@@ -79,11 +79,17 @@ def subtask_request(
     )
 
 
+def subtask_model(subtask: Subtask, settings: Settings, roles: Mapping[str, Role]) -> str:
+    """The model ``subtask`` runs on: its role's override, else its tier's, else its role's (``model_for_role``)."""
+    role = get_role(subtask.role, dict(roles))
+    return settings.model_for_role(role.name, role.tier, role.model, subtask.tier)
+
+
 def prefix_key(subtask: Subtask, settings: Settings, roles: Mapping[str, Role]) -> tuple[str, str, str]:
     """What must match for two subtasks to share a cached prefix: model, system prompt and output schema."""
     role = get_role(subtask.role, dict(roles))
     schema = subtask.output_schema or role.output_schema
-    return settings.model_for_role(role.name, role.tier, role.model), role.name, json.dumps(schema, sort_keys=True)
+    return subtask_model(subtask, settings, roles), role.name, json.dumps(schema, sort_keys=True)
 
 
 def reused_prefixes(subtasks: Iterable[Subtask], settings: Settings, roles: Mapping[str, Role]) -> set[str]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .contracts import JsonObject
+from .contracts import SUBTASK_TIERS, JsonObject
 from .role_catalog import planner_tools_note
 from .roles import COMMON_RULES, Role
 
@@ -17,6 +17,8 @@ PLANNER_SYSTEM = """Plan the user's task as a small DAG of subtasks for speciali
 - depends_on: only subtasks whose output this one needs; independent ones run in parallel. No cycles.
 - expected_output_tokens: only when far from ~800 (~200 a short list, ~3000 a long report); at most \
 {max_output_tokens}, so split bigger work.
+- tier: fast for lookups, lists and simple edits; balanced for code and careful analysis; deep only for the \
+hardest reasoning; omit it for the role's default.
 - summary: one sentence on the approach.
 Roles:
 {roles}"""
@@ -72,6 +74,7 @@ def planner_schema(role_names: list[str], max_output_tokens: int, max_subtasks: 
                         "instructions": {"type": "string", "minLength": 1},
                         "depends_on": {"type": "array", "items": {"type": "string"}},
                         "expected_output_tokens": {"type": "integer", "minimum": 1, "maximum": max_output_tokens},
+                        "tier": {"type": "string", "enum": list(SUBTASK_TIERS)},
                     },
                     "required": ["id", "role", "instructions", "depends_on"],
                     "additionalProperties": False,

@@ -48,7 +48,8 @@ def plan_text(plan: Plan) -> str:
     for s in plan.subtasks[:MAX_LISTED]:
         after = f" (after {', '.join(s.depends_on[:5])}{'…' if len(s.depends_on) > 5 else ''})" if s.depends_on else ""
         size = f" ~{s.expected_output_tokens:,} tokens" if s.expected_output_tokens else ""
-        lines.append(f"- {s.id} [{s.role}]{after}{size}: {_one_line(s.instructions)}")
+        tier = f", {s.tier}" if s.tier else ""
+        lines.append(f"- {s.id} [{s.role}{tier}]{after}{size}: {_one_line(s.instructions)}")
     if len(plan.subtasks) > MAX_LISTED:
         lines.append(f"- … {len(plan.subtasks) - MAX_LISTED:,} more subtasks, in the structured result")
     if plan.estimate is not None:

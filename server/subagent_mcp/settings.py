@@ -15,6 +15,7 @@ from typing import Any, Literal, get_args
 from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 
+from .contracts import SubtaskTier
 from .core.caching import WRITE_MULTIPLIER
 from .core.pricing import DEFAULT_PRICES, ModelPrice
 from .errors import ConfigError
@@ -44,6 +45,9 @@ class Settings(BaseModel):
     synthesis_model: str = DEFAULT_SYNTHESIS_MODEL
     strong_subagent_model: str = Field(
         default=DEFAULT_STRONG_SUBAGENT_MODEL, description="Strong-tier roles (coder) and agent files' model: sonnet."
+    )
+    deep_model: str | None = Field(
+        default=None, description="Model for subtasks the plan marks tier 'deep'; None: the planner model."
     )
     role_models: dict[str, str] = Field(
         default_factory=dict[str, str], description="Per-role model override, e.g. {'coder': 'claude-sonnet-5-5'}."
@@ -146,14 +150,29 @@ class Settings(BaseModel):
         return value.rstrip("/") or None if value else None
 
     def model_for_role(
-        self, role: str, role_default_tier: Literal["fast", "strong"] = "fast", role_model: str | None = None
+        self,
+        role: str,
+        role_default_tier: Literal["fast", "strong"] = "fast",
+        role_model: str | None = None,
+        tier: SubtaskTier | None = None,
     ) -> str:
-        """The model a subagent of ``role`` uses: an explicit override, else the role's own, else its tier's."""
+        """The model a subagent of ``role`` uses, first match wins: SUBAGENT_MCP_ROLE_MODELS for the role,
+        the subtask's ``tier``, the role's own model (an agent file's), then the role's default tier's model."""
         if role in self.role_models:
             return self.role_models[role]
+        if tier is not None:
+            return self.model_for_tier(tier)
         if role_model is not None:
             return role_model
         return self.subagent_model if role_default_tier == "fast" else self.strong_subagent_model
+
+    def model_for_tier(self, tier: SubtaskTier) -> str:
+        """fast: the subagent model; balanced: the strong subagent model; deep: the deep model (else the planner's)."""
+        if tier == "fast":
+            return self.subagent_model
+        if tier == "balanced":
+            return self.strong_subagent_model
+        return self.deep_model or self.planner_model
 
     def require_api_key(self) -> SecretStr:
         """The API key, or a ``ConfigError`` that says which variable to set and where."""
