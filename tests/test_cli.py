@@ -65,6 +65,33 @@ def test_a_demo_run_prints_the_answer_then_runs_and_show_find_it(tmp_path: Path)
     assert "+ synthesis $" in shown.stdout
 
 
+def test_show_breaks_the_cost_down_per_subtask_and_per_model_then_planning_and_synthesis(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    run = cli(db, "run", "--demo", "--json", "Compare two databases")
+    assert run.returncode == 0, run.stderr
+    result = OrchestrateResult.model_validate_json(run.stdout)
+    shown = cli(db, "show", result.report.run_id)
+    assert shown.returncode == 0, shown.stderr
+    table = shown.stdout[shown.stdout.index("Cost breakdown:") :].splitlines()
+    assert table[1].split() == ["subtask", "model", "in", "out", "cache", "read", "cache", "write", "cost"]
+    for r in result.report.results:
+        row = next(line.split() for line in table if line.split()[:1] == [r.task_id])
+        u = r.usage
+        assert row[1:] == [
+            r.model, f"{u.input_tokens:,}", f"{u.output_tokens:,}", f"{u.cache_read_tokens:,}",
+            f"{u.cache_write_tokens:,}", f"${r.cost_usd:.4f}",
+        ]  # fmt: skip
+    models = {r.model for r in result.report.results}
+    assert {line.split()[0] for line in table if line.split()[:1] and line.split()[0] in models} == models
+    assert any(line.split()[:1] == ["planning"] for line in table)
+    assert any(line.split()[:1] == ["synthesis"] for line in table)
+    total = next(line.split() for line in table if line.split()[:1] == ["total"])
+    assert total[-1] == f"${result.total.cost_usd:.4f}"
+
+    as_json = json.loads(cli(db, "show", result.report.run_id, "--json").stdout)
+    assert as_json["cost_breakdown"]["total"]["cost_usd"] == pytest.approx(result.total.cost_usd)
+
+
 def test_a_demo_run_keeps_to_a_small_max_subtasks(tmp_path: Path) -> None:
     run = cli(tmp_path / "runs.db", "run", "--demo", "--json", "--max-subtasks", "2", "Compare two databases")
     assert run.returncode == 0, run.stderr

@@ -12,7 +12,7 @@ from mcp import Client, MCPError
 from mcp.types import TextResourceContents
 
 from subagent_mcp.backends.scripted import ScriptedBackend, sample_for_schema
-from subagent_mcp.contracts import CompletionRequest, JsonObject, RunReport
+from subagent_mcp.contracts import Completion, CompletionRequest, JsonObject, OrchestrateResult, RunReport, Usage
 from subagent_mcp.core.context import estimate_tokens
 from subagent_mcp.errors import ModelRequestError, ModelUnavailableError
 from subagent_mcp.mcp_server import create_server
@@ -204,3 +204,41 @@ async def test_a_result_stays_within_what_hosts_accept_at_any_plan_size_failures
     assert f"{report.results_omitted} result(s) were left out" in text_of(result)
     assert "1800 succeeded, 200 failed" in text_of(result)  # the text counts every result, listing only some
     assert "more subtasks (succeeded) not listed here" in text_of(result)
+
+
+async def test_the_run_resource_breaks_cost_down_per_subtask_and_model_summing_to_the_runs_total(
+    tmp_path: Path,
+) -> None:
+    draft = {
+        "summary": "one cheap part, one deep part",
+        "subtasks": [
+            {"id": "facts", "role": "researcher", "instructions": "list facts", "depends_on": [], "tier": "fast"},
+            {"id": "weigh", "role": "analyst", "instructions": "weigh them", "depends_on": ["facts"], "tier": "deep"},
+        ],
+    }
+
+    def reply(request: CompletionRequest) -> Any:
+        if request.label == "plan":
+            return draft
+        text = json.dumps(sample_for_schema(request.output_schema))
+        usage = Usage(input_tokens=400, output_tokens=100, cache_read_tokens=2_000 if request.label == "weigh" else 0)
+        return Completion(text=text, usage=usage, model=request.model)
+
+    settings = Settings.from_env({}, env_file=None, db_path=str(tmp_path / "runs.db"))
+    async with Client(create_server(settings, ScriptedBackend(reply))) as c:
+        done = await c.call_tool("orchestrate", {"task": "Decide"})
+        assert not done.is_error, text_of(done)
+        outcome = OrchestrateResult.model_validate(done.structured_content)
+        record = await read_json(c, f"subagent://runs/{outcome.report.run_id}")
+    breakdown = record["cost_breakdown"]
+    assert [(line["label"], line["model"]) for line in breakdown["subtasks"]] == [
+        ("facts", settings.subagent_model),
+        ("weigh", settings.planner_model),  # deep defaults to the planner model
+    ]
+    assert {line["model"] for line in breakdown["models"]} == {settings.subagent_model, settings.planner_model}
+    assert breakdown["planning"]["cost_usd"] == record["planning"]["cost_usd"] > 0
+    assert breakdown["synthesis"]["cost_usd"] == record["synthesis_spend"]["cost_usd"] > 0
+    assert breakdown["total"]["cost_usd"] == pytest.approx(outcome.total.cost_usd)
+    assert breakdown["total"]["usage"] == outcome.total.usage.model_dump()
+    assert breakdown["subtasks"][1]["usage"]["cache_read_tokens"] == 2_000
+    assert breakdown["total"]["cache_saved_usd"] == pytest.approx(2_000 * (5.0 - 0.5) / 1_000_000)  # opus: $5 / MTok

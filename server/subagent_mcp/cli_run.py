@@ -131,15 +131,20 @@ async def runs_command(settings: Settings, limit: int, *, as_json: bool) -> int:
 
 
 async def show_command(settings: Settings, run_id: str, *, as_json: bool) -> int:
-    """Print one stored run."""
+    """Print one stored run, with its cost per subtask and per model."""
     try:
         async with Service.open(settings) as service:
             plan, record = await service.get_run(run_id)
     except SubagentMCPError as exc:
         print(f"subagent-mcp: {exc}", file=sys.stderr)
         return 2
+    breakdown = render.record_breakdown(plan, record, settings.prices)
     if as_json:
-        print(record.model_dump_json(indent=2))
+        print(
+            json.dumps(
+                {**record.model_dump(mode="json"), "cost_breakdown": breakdown.model_dump(mode="json")}, indent=2
+            )
+        )
         return 0
     print(f"Task: {plan.task}\nPlan: {plan.plan_id}; run status: {record.status}")
     if record.report is not None:
@@ -149,6 +154,7 @@ async def show_command(settings: Settings, run_id: str, *, as_json: bool) -> int
         print(f"- {s.id} [{s.role}] {r.status if r else 'not run'}{': ' + (r.error or '') if r and r.error else ''}")
     if record.synthesis is not None:
         print(f"\nAnswer:\n{render.synthesis_text(record.synthesis)}\n")
+    print(render.breakdown_text(breakdown))
     print(render.total_text(record))
     return 0
 

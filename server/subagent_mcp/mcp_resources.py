@@ -12,8 +12,10 @@ from collections.abc import Callable
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 
+from .contracts import Plan
 from .errors import InputError, SubagentMCPError
 from .mcp_runs import RunList
+from .render import record_breakdown
 from .service import Service
 from .store import RunRecord
 
@@ -30,9 +32,12 @@ def register_runs(server: MCPServer[Service], current: Callable[[], Service]) ->
 
     @server.resource("subagent://runs/{run_id}", name="run", title="One run", mime_type=JSON)
     async def run(run_id: str) -> str:
-        """A run's report (or, for an interrupted run, its stored results) with usage of every attempt."""
+        """A run's report (or, for an interrupted run, its stored results) with usage of every attempt, and
+        its cost per subtask and per model (``cost_breakdown``)."""
         service = current()
-        record = (await _record(service, run_id)).model_dump(mode="json")
+        plan, stored = await _run(service, run_id)
+        record = stored.model_dump(mode="json")
+        record["cost_breakdown"] = record_breakdown(plan, stored, service.settings.prices).model_dump(mode="json")
         live = service.runs.get(run_id)
         if live is not None and not live.done.is_set():
             record["live"] = live.handle(f"wait_run(run_id={run_id!r})").model_dump(mode="json")
@@ -47,9 +52,9 @@ def register_runs(server: MCPServer[Service], current: Callable[[], Service]) ->
         return stored.model_dump_json(indent=1)
 
 
-async def _record(service: Service, run_id: str) -> RunRecord:
+async def _run(service: Service, run_id: str) -> tuple[Plan, RunRecord]:
     try:
-        return (await service.get_run(run_id))[1]
+        return await service.get_run(run_id)
     except InputError as exc:
         raise ResourceNotFoundError(str(exc)) from None
     except SubagentMCPError as exc:

@@ -7,7 +7,7 @@ the text stays a summary and long values are cut here, never in the structured c
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from .contracts import (
     JsonObject,
@@ -16,10 +16,13 @@ from .contracts import (
     RunCounts,
     RunHandle,
     RunReport,
+    Spend,
     SubagentResult,
     Synthesis,
     Usage,
 )
+from .core.breakdown import CostBreakdown, CostLine, cost_breakdown
+from .core.pricing import ModelPrice
 from .store.records import RunRecord, RunSummary
 
 TEXT_PREVIEW_CHARS = 1_500
@@ -164,6 +167,46 @@ def total_text(record: RunRecord) -> str:
     ]
     total = record.total
     return f"In all: {usage_line(total.usage, total.cost_usd)} ({' + '.join(shown)})"
+
+
+def record_breakdown(plan: Plan, record: RunRecord, prices: Mapping[str, ModelPrice]) -> CostBreakdown:
+    """A stored run's cost per subtask (in plan order) and per model, for ``show`` and the run resource."""
+    order = {s.id: i for i, s in enumerate(plan.subtasks)}
+    results = sorted(record.results.values(), key=lambda r: order.get(r.task_id, len(order)))
+    synthesis_model = record.synthesis.model if record.synthesis else None
+    subtasks = Spend(usage=record.usage, cost_usd=record.cost_usd)
+    return cost_breakdown(results, subtasks, (record.planning, None), (record.synthesis_spend, synthesis_model), prices)
+
+
+def breakdown_text(breakdown: CostBreakdown) -> str:
+    """Each subtask's model, tokens (in, out, cache read, cache write) and cost; then per model, planning, synthesis."""
+    rows = [["subtask", "model", "in", "out", "cache read", "cache write", "cost"]]
+    listed = breakdown.subtasks[:MAX_LISTED]
+    rows += [_row(line.label, line) for line in listed]
+    if breakdown.earlier_attempts is not None:
+        rows.append(_row("(earlier attempts)", breakdown.earlier_attempts))
+    rows.append(["by model", "", "", "", "", "", ""])
+    rows += [_row("", line) for line in breakdown.models]
+    rows += [_row(line.label, line) for line in (breakdown.planning, breakdown.synthesis) if line.usage.total_tokens]
+    rows.append(_row("total", breakdown.total))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["Cost breakdown:"]
+    for row in rows:
+        cells = [c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
+        lines.append("  " + "  ".join(cells).rstrip())
+    if len(breakdown.subtasks) > len(listed):
+        lines.insert(len(listed) + 2, f"  … {len(breakdown.subtasks) - len(listed):,} more subtasks, in --json")
+    if breakdown.total.cache_saved_usd:
+        lines.append(f"Cache reads saved ${breakdown.total.cache_saved_usd:.4f} against paying the full input price.")
+    return "\n".join(lines)
+
+
+def _row(label: str, line: CostLine) -> list[str]:
+    u = line.usage
+    return [
+        label, line.model or "", f"{u.input_tokens:,}", f"{u.output_tokens:,}", f"{u.cache_read_tokens:,}",
+        f"{u.cache_write_tokens:,}", f"${line.cost_usd:.4f}",
+    ]  # fmt: skip
 
 
 def _first_listed(results: Sequence[SubagentResult], key: Callable[[SubagentResult], bool]) -> list[SubagentResult]:
