@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from subagent_mcp.backends.scripted import ScriptedBackend, sample_for_schema
+from subagent_mcp.backends.scripted import ScriptedBackend, as_completion, sample_for_schema
 from subagent_mcp.contracts import CompletionRequest, JsonObject, Plan, RunReport
+from subagent_mcp.core.pricing import cost_usd
 from subagent_mcp.mcp_server import create_server
 from subagent_mcp.planning import planner_request
 from subagent_mcp.prompts import subtask_id_of
@@ -115,3 +116,52 @@ async def test_an_unknown_tier_is_refused_before_any_call() -> None:
     assert ran.is_error
     assert "tier" in text_of(ran)
     assert backend.seen == []
+
+
+def invalid_on(model: str) -> Any:
+    """A reply that breaks the schema on ``model`` (repair turn included) and is valid elsewhere."""
+
+    def reply(request: CompletionRequest) -> JsonObject:
+        if request.label == "plan":
+            return DRAFT
+        return {"nothing": "useful"} if request.model == model else sample_for_schema(request.output_schema)
+
+    return reply
+
+
+ONE_FAST_TASK: JsonObject = {
+    "plan_id": "p-esc",
+    "task": "t",
+    "subtasks": [{"id": "a", "role": "writer", "instructions": "x", "depends_on": [], "tier": "fast"}],
+}
+
+
+async def test_with_escalation_on_output_still_invalid_after_its_repair_is_tried_once_on_the_next_tier() -> None:
+    backend = ScriptedBackend(invalid_on("claude-haiku-test"))
+    async with Client(create_server(settings(SUBAGENT_MCP_ESCALATE="1"), backend)) as c:
+        ran = await c.call_tool("execute_plan", {"plan": ONE_FAST_TASK})
+    report = RunReport.model_validate(ran.structured_content)
+    (result,) = report.results
+    assert [r.model for r in backend.seen] == ["claude-haiku-test", "claude-haiku-test", "claude-sonnet-test"]
+    assert (result.status, result.model, result.escalated_from) == ("succeeded", "claude-sonnet-test",
+                                                                    "claude-haiku-test")  # fmt: skip
+    assert result.attempts == 3
+    reply = invalid_on("claude-haiku-test")
+    billed = [as_completion(reply(r), r).usage for r in backend.seen]
+    assert result.usage == billed[0] + billed[1] + billed[2]  # the failed tier's tokens still count
+    prices = settings().prices
+    each_at_its_price = cost_usd(billed[0] + billed[1], "claude-haiku-test", prices) + cost_usd(
+        billed[2], "claude-sonnet-test", prices
+    )
+    assert result.cost_usd == pytest.approx(each_at_its_price)
+    assert report.cost_usd == pytest.approx(result.cost_usd)
+
+
+async def test_without_escalation_or_for_a_pinned_role_invalid_output_fails_on_its_own_tier() -> None:
+    for env in ({}, {"SUBAGENT_MCP_ESCALATE": "1", "SUBAGENT_MCP_ROLE_MODELS": "writer=claude-haiku-test"}):
+        backend = ScriptedBackend(invalid_on("claude-haiku-test"))
+        async with Client(create_server(settings(**env), backend)) as c:
+            ran = await c.call_tool("execute_plan", {"plan": ONE_FAST_TASK})
+        (result,) = RunReport.model_validate(ran.structured_content).results
+        assert [r.model for r in backend.seen] == ["claude-haiku-test", "claude-haiku-test"], env
+        assert (result.status, result.escalated_from, result.attempts) == ("failed", None, 2)

@@ -265,7 +265,12 @@ class SubagentResult(BaseModel):
     attempts: int = Field(default=0, description="Model requests sent, retries and repair turns included.")
     usage: Usage = Field(default_factory=Usage)
     cost_usd: float = 0.0
-    model: str | None = None
+    model: str | None = Field(default=None, description="The model that answered (after an escalation, the last).")
+    escalated_from: str | None = Field(
+        default=None,
+        description="The model whose output stayed invalid after its repair turn, when the subtask was then tried "
+        "on the next tier's (SUBAGENT_MCP_ESCALATE); attempts, usage and cost include that try.",
+    )
     duration_s: float = 0.0
     started_at_s: float | None = Field(default=None, description="Seconds from run start; null outside a run.")
     finished_at_s: float | None = Field(default=None, description="Seconds from run start; null outside a run.")

@@ -30,7 +30,7 @@ from .core.context import build_context
 from .core.pricing import cost_usd
 from .core.run_state import OnEvent
 from .errors import InputError
-from .planning import check_runnable, check_schemas, reused_prefixes, subtask_request
+from .planning import check_runnable, check_schemas, escalation_model, reused_prefixes, subtask_request
 from .roles import Role
 from .runs import OnSpend, RunOptions, UsageLedger, execute_durably, new_run_id, run_budget
 from .settings import Settings
@@ -219,7 +219,8 @@ class Execution:
             context = build_context(plan.task, [deps[d] for d in subtask.depends_on], context_budget)
             text = context.render(include_task=False) if subtask.depends_on else None
             request = subtask_request(subtask, plan.task, text, self.settings, self.roles, reused=subtask.id in reused)
-            return await run_subtask(backend, subtask, request, self.settings.prices)
+            escalate_to = escalation_model(subtask, self.settings, self.roles)
+            return await run_subtask(backend, subtask, request, self.settings.prices, escalate_to)
 
         return await execute_durably(
             self.store,

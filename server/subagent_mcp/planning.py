@@ -11,7 +11,16 @@ from collections.abc import Iterable, Mapping
 
 from . import prompts
 from .backends.budgeted import request_input_tokens
-from .contracts import CompletionRequest, ModelMessage, Plan, PlanEstimate, Subtask, TaskEstimate, some_of
+from .contracts import (
+    SUBTASK_TIERS,
+    CompletionRequest,
+    ModelMessage,
+    Plan,
+    PlanEstimate,
+    Subtask,
+    TaskEstimate,
+    some_of,
+)
 from .core.caching import cached_prefix, marks_for
 from .core.context import estimate_tokens
 from .core.estimate import context_tokens, estimate_call, total
@@ -83,6 +92,17 @@ def subtask_model(subtask: Subtask, settings: Settings, roles: Mapping[str, Role
     """The model ``subtask`` runs on: its role's override, else its tier's, else its role's (``model_for_role``)."""
     role = get_role(subtask.role, dict(roles))
     return settings.model_for_role(role.name, role.tier, role.model, subtask.tier)
+
+
+def escalation_model(subtask: Subtask, settings: Settings, roles: Mapping[str, Role]) -> str | None:
+    """The next tier's model above the one ``subtask`` runs on, if escalation is on and its role is not pinned."""
+    role = get_role(subtask.role, dict(roles))
+    if not settings.escalate or role.name in settings.role_models:
+        return None
+    current = subtask_model(subtask, settings, roles)
+    ladder = [settings.model_for_tier(t) for t in SUBTASK_TIERS]
+    above = ladder[max(i for i, m in enumerate(ladder) if m == current) + 1 :] if current in ladder else []
+    return next((m for m in above if m != current), None)
 
 
 def prefix_key(subtask: Subtask, settings: Settings, roles: Mapping[str, Role]) -> tuple[str, str, str]:

@@ -69,6 +69,7 @@ def plan_text(plan: Plan) -> str:
 
 def result_text(result: SubagentResult) -> str:
     head = f"{result.task_id} [{result.role}] {result.status.upper()} on {result.model or 'no model'}"
+    head += f" (escalated from {result.escalated_from})" if result.escalated_from else ""
     head += f" after {result.attempts} request(s), {usage_line(result.usage, result.cost_usd)}"
     if result.status != "succeeded":
         return f"{head}\n{result.error or 'no error text'}"

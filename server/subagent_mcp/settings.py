@@ -53,6 +53,12 @@ class Settings(BaseModel):
         default_factory=dict[str, str], description="Per-role model override, e.g. {'coder': 'claude-sonnet-5-5'}."
     )
 
+    escalate: bool = Field(
+        default=False,
+        description="Try a subtask whose output stays invalid after its repair turn once more on the next tier's "
+        "model (fast, balanced, deep); a role pinned in role_models is never moved.",
+    )
+
     agent_dirs: list[str] | None = Field(
         default=None,
         description="Folders of Claude Code agent files (Markdown + YAML front matter), earlier ones winning; "
