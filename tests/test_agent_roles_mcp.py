@@ -61,7 +61,7 @@ def plan_with(role: str) -> JsonObject:
     }
 
 
-async def test_a_plan_step_with_a_file_role_sends_the_files_prompt_and_model(agents: Path) -> None:
+async def test_a_plan_step_with_a_file_role_sends_the_files_prompt_model_and_tools(agents: Path) -> None:
     async with serve_fake_anthropic(api_key=KEY) as fake:
         fake.enqueue(json_reply({"summary": "two bugs", "result": "line 3 and line 9"}))
         async with Client(create_server(settings_for(fake, agents))) as c:
@@ -74,6 +74,8 @@ async def test_a_plan_step_with_a_file_role_sends_the_files_prompt_and_model(age
     assert request.system_text.startswith(PROMPT)
     assert request.schema is not None
     assert set(request.schema["properties"]) == {"summary", "result"}
+    tools = request.body.get("tools") or []
+    assert [t["name"] for t in tools] == ["web_search"]  # WebSearch from the file; Read and Grep are not sent
 
 
 async def test_the_planner_is_offered_the_file_role_with_its_description_and_tools(agents: Path) -> None:
