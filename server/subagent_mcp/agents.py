@@ -20,7 +20,7 @@ import yaml
 
 from .contracts import SLUG_PATTERN, JsonObject
 from .errors import InputError
-from .role_catalog import AgentDir, RoleCatalog, SkippedFile, catalog_text, role_info, tool_info
+from .role_catalog import AgentDir, RoleCatalog, SkippedFile, role_info, tool_info
 from .roles import BUILTIN_ROLES, Role
 from .schemas import check_output_schema
 from .settings import Settings
@@ -323,10 +323,3 @@ def _schema_path(ref: object, agent_file: Path) -> Path:
     if not target.exists():
         raise AgentFileError(f"output_schema_file {ref!r} does not exist (looked for {target})")
     return target
-
-
-def roles_command(settings: Settings, *, as_json: bool) -> int:
-    """``subagent-mcp roles``: print what list_roles shows; exit 1 if an agent file was skipped (a lint for CI)."""
-    catalog = load_roles(settings).catalog
-    print(catalog.model_dump_json(indent=2) if as_json else catalog_text(catalog))
-    return 1 if catalog.skipped else 0

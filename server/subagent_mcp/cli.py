@@ -77,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configure_logging(settings)
     if args.command == "roles":
-        from .agents import roles_command
+        from .cli_run import roles_command
 
         return roles_command(settings, as_json=args.json)
     if args.command == "serve":

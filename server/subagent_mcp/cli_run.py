@@ -200,3 +200,13 @@ async def _report_interrupted(service: Service, run_id: str, progress: TerminalP
     progress.note(f"resume it with: subagent-mcp run --resume {report.run_id}")
     print(report.model_dump_json(indent=2) if as_json else render.report_text(report))
     return EXIT_INTERRUPTED
+
+
+def roles_command(settings: Settings, *, as_json: bool) -> int:
+    """``subagent-mcp roles``: print what list_roles shows; exit 1 if an agent file was skipped (a lint for CI)."""
+    from .agents import load_roles
+    from .role_catalog import catalog_text
+
+    catalog = load_roles(settings).catalog
+    print(catalog.model_dump_json(indent=2) if as_json else catalog_text(catalog))
+    return 1 if catalog.skipped else 0
