@@ -19,8 +19,9 @@ from pydantic import SecretStr
 
 from subagent_mcp import background
 from subagent_mcp.backends.scripted import sample_for_schema
-from subagent_mcp.contracts import JsonObject, OrchestrateResult, RunHandle, RunReport
+from subagent_mcp.contracts import JsonObject, OrchestrateResult, RunReport
 from subagent_mcp.demo import demo_plan_draft
+from subagent_mcp.handles import RunHandle
 from subagent_mcp.mcp_server import create_server
 from subagent_mcp.settings import Settings
 from subagent_mcp.testing import FakeAnthropic, FakeReply, FakeRequest, hang_reply, json_reply, serve_fake_anthropic

@@ -13,8 +13,9 @@ from mcp import Client
 
 from subagent_mcp.backends.scripted import ScriptedBackend
 from subagent_mcp.compact import MAX_RESULT_TOKENS, fit_for_host
-from subagent_mcp.contracts import RunHandle, TaskProgress, Usage
+from subagent_mcp.contracts import Usage
 from subagent_mcp.core.context import estimate_tokens
+from subagent_mcp.handles import RunHandle, TaskProgress
 from subagent_mcp.mcp_server import create_server
 from subagent_mcp.run_view import RUN_VIEW_URI, page_for, view_html
 from subagent_mcp.settings import Settings

@@ -24,8 +24,9 @@ from mcp.types import CallToolResult
 from playwright.async_api import ConsoleMessage, Frame, Page, Request, async_playwright, expect
 
 from subagent_mcp.backends.scripted import ScriptedBackend, sample_for_schema
-from subagent_mcp.contracts import CompletionRequest, JsonObject, RunHandle, RunReport
+from subagent_mcp.contracts import CompletionRequest, JsonObject, RunReport
 from subagent_mcp.errors import ModelRequestError
+from subagent_mcp.handles import RunHandle
 from subagent_mcp.mcp_server import create_server
 from subagent_mcp.run_view import view_html
 from subagent_mcp.settings import Settings

@@ -17,9 +17,10 @@ from typing import Literal
 import anyio
 from anyio.abc import TaskGroup
 
-from .contracts import OrchestrateResult, Plan, RunCounts, RunHandle, RunReport, Spend, SubagentResult, Subtask
+from .contracts import OrchestrateResult, Plan, RunReport, Spend, SubagentResult, Subtask
 from .core.run_state import Counts, ExecutorEvent, TaskFinished, TaskStarted, progress_of
 from .errors import SubagentMCPError
+from .handles import RunCounts, RunHandle
 
 log = logging.getLogger(__name__)
 

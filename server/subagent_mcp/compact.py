@@ -11,8 +11,9 @@ from typing import TypeVar
 
 from pydantic import BaseModel
 
-from .contracts import OrchestrateResult, RunHandle, RunReport, SubagentResult
+from .contracts import OrchestrateResult, RunReport, SubagentResult
 from .core.context import estimate_tokens, fit_results_for_synthesis
+from .handles import RunHandle
 
 MAX_RESULT_TOKENS = 18_000
 """Structured content budget; the text block (a summary) comes on top, staying under ~20k in all."""

@@ -16,8 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from . import render
 from .background import LiveRun, Outcome
-from .contracts import OrchestrateResult, RunHandle, RunReport
+from .contracts import OrchestrateResult, RunReport
 from .errors import InputError
+from .handles import RunHandle
 from .mcp_common import MODEL_CALLING, ServiceContext, service_of, structured, tool_errors
 from .mcp_progress import ProgressReporter
 from .run_view import UI_META

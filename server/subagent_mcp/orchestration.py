@@ -12,11 +12,12 @@ from .arguments import in_range, require_text
 from .backends.base import ModelBackend
 from .backends.budgeted import BudgetedBackend
 from .background import LiveRun, Outcome, Watcher
-from .contracts import OrchestrateResult, Plan, RunHandle, RunReport, Spend, SubagentResult, Synthesis
+from .contracts import OrchestrateResult, Plan, RunReport, Spend, SubagentResult, Synthesis
 from .core.budget import Budget, Limits
 from .core.run_state import progress_of
 from .errors import ModelError
 from .execution import Execution
+from .handles import RunHandle
 from .runs import RunOptions, new_run_id, stored_counts
 from .store import RunRecord
 

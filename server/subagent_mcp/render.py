@@ -9,20 +9,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 
-from .contracts import (
-    JsonObject,
-    OrchestrateResult,
-    Plan,
-    RunCounts,
-    RunHandle,
-    RunReport,
-    Spend,
-    SubagentResult,
-    Synthesis,
-    Usage,
-)
+from .contracts import JsonObject, OrchestrateResult, Plan, RunReport, Spend, SubagentResult, Synthesis, Usage
 from .core.breakdown import CostBreakdown, CostLine, cost_breakdown
 from .core.pricing import ModelPrice
+from .handles import RunCounts, RunHandle
 from .store.records import RunRecord, RunSummary
 
 TEXT_PREVIEW_CHARS = 1_500

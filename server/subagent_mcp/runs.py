@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 import anyio
 from pydantic import BaseModel, ConfigDict, Field
 
-from .contracts import Plan, PlanEstimate, RunCounts, RunReport, Spend, SubagentResult, Usage
+from .contracts import Plan, PlanEstimate, RunReport, Spend, SubagentResult, Usage
 from .core.budget import Budget, Limits
 from .core.estimate import expected_durations
 from .core.executor import RunTask, execute
 from .core.pricing import ModelPrice
 from .core.run_state import ExecutorEvent, OnEvent, RunState, TaskFinished
+from .handles import RunCounts
 from .store import RunRecord, Store, StoreError
 
 

@@ -10,7 +10,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..contracts import RunStatus, SubagentResult, Subtask, TaskProgress, TaskStatus
+from ..contracts import RunStatus, SubagentResult, Subtask, TaskStatus
+from ..handles import TaskProgress
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,8 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..contracts import JsonObject, RunHandle, RunReport, Spend, SubagentResult, Synthesis, TaskStatus, Usage
+from ..contracts import JsonObject, RunReport, Spend, SubagentResult, Synthesis, TaskStatus, Usage
 from ..errors import SubagentMCPError
+from ..handles import RunHandle
 
 DB_PATH_ENV = "SUBAGENT_MCP_DB_PATH"
 MOVE_ASIDE = f"Move the file aside (subagent-mcp never deletes or replaces it), or set {DB_PATH_ENV} to another file."
