@@ -1,7 +1,6 @@
 """Test machinery shipped with the package: a fake Messages API and result helpers."""
 
-from .fake_anthropic import (
-    FakeAnthropic,
+from .exchange import (
     FakeReply,
     FakeRequest,
     Handler,
@@ -12,10 +11,10 @@ from .fake_anthropic import (
     json_reply,
     oversized_reply,
     refusal_reply,
-    serve_fake_anthropic,
     text_reply,
     trickle_reply,
 )
+from .fake_anthropic import FakeAnthropic, serve_fake_anthropic
 from .search_replies import paused_reply, searched_reply
 
 __all__ = [

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from ._server_tools import search_blocks
-from .fake_anthropic import FakeReply
+from .exchange import FakeReply
 
 
 def searched_reply(obj: Any, *, searches: int = 1, query: str = "fake query") -> FakeReply:
