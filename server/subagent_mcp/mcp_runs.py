@@ -77,14 +77,12 @@ def next_step(run: LiveRun) -> str:
     )
 
 
-async def reply(ctx: ServiceContext, run: LiveRun, wait_s: float | None, *, owner: bool) -> CallToolResult:
-    """Wait up to ``wait_s`` for ``run``, with progress; its result, or a handle if it is still going.
+async def reply(ctx: ServiceContext, run: LiveRun, wait: float, *, owner: bool) -> CallToolResult:
+    """Wait up to ``wait`` seconds (checked by the tool) for ``run``, with progress; its result, or a handle.
 
     ``owner`` (the call that started the run): cancelling this call before it returned cancels the run.
     """
     service = service_of(ctx)
-    with tool_errors():
-        wait = service.wait_seconds(wait_s)
     try:
         ended = await service.runs.wait(run, wait, ProgressReporter(ctx).step)
     except anyio.get_cancelled_exc_class():
@@ -115,11 +113,12 @@ def register_run_tools(server: MCPServer[Service]) -> None:
         run alone.
         """
         service = service_of(ctx)
+        with tool_errors():
+            wait = service.wait_seconds(wait_s)
         run = service.runs.get(run_id)
         if run is not None:
-            return await reply(ctx, run, wait_s, owner=False)
+            return await reply(ctx, run, wait, owner=False)
         with tool_errors():
-            service.wait_seconds(wait_s)
             return outcome_result(await service.outcome(run_id))
 
     @server.tool(annotations=ToolAnnotations(destructive_hint=False, idempotent_hint=True, open_world_hint=False))
@@ -149,9 +148,9 @@ def register_run_tools(server: MCPServer[Service]) -> None:
         """Continue a stored run: succeeded subtasks are kept and never called again; all others run."""
         with tool_errors():
             service = service_of(ctx)
-            service.wait_seconds(wait_s)
+            wait = service.wait_seconds(wait_s)
             run = await service.start_resume(run_id, max_cost_usd=max_cost_usd, max_total_tokens=max_total_tokens)
-        return await reply(ctx, run, wait_s, owner=True)
+        return await reply(ctx, run, wait, owner=True)
 
     @server.tool(annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False))
     async def list_runs(

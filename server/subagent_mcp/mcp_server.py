@@ -132,11 +132,11 @@ def register_tools(server: MCPServer[Service]) -> None:
         """
         with tool_errors():
             service = service_of(ctx)
-            service.wait_seconds(wait_s)  # checked before anything starts
+            wait = service.wait_seconds(wait_s)  # checked before anything starts
             run = await service.start_execute(
                 plan, plan_id, max_concurrency, timeout_s, max_cost_usd=max_cost_usd, max_total_tokens=max_total_tokens
             )
-        return await reply(ctx, run, wait_s, owner=True)
+        return await reply(ctx, run, wait, owner=True)
 
     @server.tool(annotations=MODEL_CALLING)
     async def synthesize(
@@ -175,9 +175,9 @@ def register_tools(server: MCPServer[Service]) -> None:
         """
         with tool_errors():
             service = service_of(ctx)
-            service.wait_seconds(wait_s)
+            wait = service.wait_seconds(wait_s)
             run = await service.start_orchestrate(task, max_subtasks, max_concurrency)
-        return await reply(ctx, run, wait_s, owner=True)
+        return await reply(ctx, run, wait, owner=True)
 
 
 DELEGATE_PROMPT = """Delegate this task to a team of specialist subagents using the subagent-mcp tools:
