@@ -20,7 +20,7 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from subagent_mcp.backends.scripted import sample_for_schema
 from subagent_mcp.contracts import JsonObject, RunReport
-from subagent_mcp.testing import FakeReply, FakeRequest, hang_reply, json_reply, serve_fake_anthropic
+from subagent_mcp.testing import FakeAnthropic, FakeReply, FakeRequest, hang_reply, json_reply, serve_fake_anthropic
 from subagent_mcp.testing.results import text_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.subprocess]
@@ -37,6 +37,17 @@ PLAN: JsonObject = {
         {"id": "slow-d", "role": "writer", "instructions": "d", "depends_on": []},
     ],
 }
+
+
+def server_params(fake: FakeAnthropic, db: Path, cwd: Path) -> StdioServerParameters:
+    """The console script on stdio as a host starts it: a minimal env with the key, the fake and the database."""
+    env = {
+        "ANTHROPIC_API_KEY": KEY,
+        "ANTHROPIC_BASE_URL": fake.base_url,
+        "SUBAGENT_MCP_ALLOW_REMOTE_MODEL": "0",
+        "SUBAGENT_MCP_DB_PATH": str(db),
+    }
+    return StdioServerParameters(command=str(SCRIPT), args=[], env=env, cwd=str(cwd))
 
 
 def task_of(request: FakeRequest) -> str:
@@ -69,13 +80,7 @@ async def test_sigkill_mid_run_then_resume_requests_no_succeeded_task_again(tmp_
             fast_saved.set()
 
     async with serve_fake_anthropic(handler, api_key=KEY) as fake:
-        env = {
-            "ANTHROPIC_API_KEY": KEY,
-            "ANTHROPIC_BASE_URL": fake.base_url,
-            "SUBAGENT_MCP_ALLOW_REMOTE_MODEL": "0",
-            "SUBAGENT_MCP_DB_PATH": str(db),
-        }
-        params = StdioServerParameters(command=str(SCRIPT), args=[], env=env, cwd=str(tmp_path))
+        params = server_params(fake, db, tmp_path)
 
         async def call(client: Client) -> None:
             with contextlib.suppress(Exception):  # the server dies under this call
@@ -131,13 +136,7 @@ async def test_a_host_closing_stdio_mid_run_leaves_it_interrupted_and_resume_req
         return json_reply(sample_for_schema(request.schema or {}))
 
     async with serve_fake_anthropic(handler, api_key=KEY) as fake:
-        env = {
-            "ANTHROPIC_API_KEY": KEY,
-            "ANTHROPIC_BASE_URL": fake.base_url,
-            "SUBAGENT_MCP_ALLOW_REMOTE_MODEL": "0",
-            "SUBAGENT_MCP_DB_PATH": str(db),
-        }
-        params = StdioServerParameters(command=str(SCRIPT), args=[], env=env, cwd=str(tmp_path))
+        params = server_params(fake, db, tmp_path)
         with (tmp_path / "first.log").open("w") as errlog, anyio.fail_after(60):
             async with Client(stdio_client(params, errlog=errlog)) as client:
                 started = await client.call_tool("execute_plan", {"plan": PLAN, "wait_s": 0})
