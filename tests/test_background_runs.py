@@ -7,6 +7,7 @@ evidence of what was sent.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -18,11 +19,12 @@ from mcp import Client, MCPError
 from pydantic import SecretStr
 
 from subagent_mcp import background
-from subagent_mcp.backends.scripted import sample_for_schema
-from subagent_mcp.contracts import JsonObject, OrchestrateResult, RunReport
+from subagent_mcp.backends.scripted import ScriptedBackend, sample_for_schema
+from subagent_mcp.contracts import JsonObject, OrchestrateResult, Plan, RunReport
 from subagent_mcp.demo import demo_plan_draft
 from subagent_mcp.handles import RunHandle
 from subagent_mcp.mcp_server import create_server
+from subagent_mcp.service import Service
 from subagent_mcp.settings import Settings
 from subagent_mcp.testing import FakeAnthropic, FakeReply, FakeRequest, hang_reply, json_reply, serve_fake_anthropic
 from subagent_mcp.testing.results import text_of
@@ -277,3 +279,23 @@ async def test_a_waiting_call_hears_that_planning_started_and_a_heartbeat_while_
     assert heard[0] == "planning"
     assert any(m.endswith("synthesizing") for m in heard)
     assert heard[-1] == "synthesized"
+
+
+async def test_a_caller_that_stops_reading_progress_never_holds_the_run_up(tmp_path: Path) -> None:
+    """Progress is queued per waiting caller and told in its own task: a stuck caller delays only itself."""
+    stuck_forever = anyio.Event()
+
+    async def stuck(done: int, total: int | None, message: str, level: str) -> None:
+        await stuck_forever.wait()  # a client whose notifications never drain
+
+    settings = Settings.from_env({}, env_file=None, db_path=str(tmp_path / "runs.db"))
+    async with Service.open(settings, ScriptedBackend()) as service, anyio.create_task_group() as tg:
+        live = await service.start_execute(Plan.model_validate(plan("a", "b", "c", deps={"c": ["a"]})))
+        tg.start_soon(service.runs.wait, live, math.inf, stuck)
+        with anyio.fail_after(30):
+            outcome = await service.finish(live)
+        stored = await service.store.get_run(live.run_id)
+        assert RunReport.model_validate(outcome.model_dump()).status == "succeeded"
+        assert stored is not None
+        assert stored.status == "succeeded"  # every result committed, though the caller never read a step
+        tg.cancel_scope.cancel()  # the stuck caller is still waiting; the run is long done

@@ -6,9 +6,11 @@ SQLite's own limit on a database's size (``PRAGMA max_page_count``) makes the re
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from subagent_mcp.backends.scripted import ScriptedBackend
@@ -31,10 +33,10 @@ def plan(*ids: str) -> Plan:
 async def test_a_full_disk_stops_the_run_stores_it_interrupted_and_says_what_was_billed_but_not_stored(
     tmp_path: Path,
 ) -> None:
-    first_done = anyio.Event()
-    disk_full = anyio.Event()
+    watching, first_done, disk_full = anyio.Event(), anyio.Event(), anyio.Event()
 
     async def reply(request: CompletionRequest) -> JsonObject:
+        await watching.wait()
         if subtask_id_of(request.messages[0].content) != "a":
             await disk_full.wait()  # b and c finish only once the disk is full
         return {"summary": "s", "text": BIG}
@@ -47,8 +49,13 @@ async def test_a_full_disk_stops_the_run_stores_it_interrupted_and_says_what_was
             if message.startswith("a succeeded"):
                 first_done.set()
 
-        live.watchers.append(on_progress)
-        await first_done.wait()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(service.runs.wait, live, math.inf, on_progress)
+            while not live.inboxes:  # the waiting caller is listening before a can finish
+                await anyio.lowlevel.checkpoint()
+            watching.set()
+            await first_done.wait()
+            tg.cancel_scope.cancel()
         with service.store.sync._lock:  # the database may not grow any more
             (pages,) = service.store.sync._conn.execute("PRAGMA page_count").fetchone()
             service.store.sync._conn.execute(f"PRAGMA max_page_count = {pages}")

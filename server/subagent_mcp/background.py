@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -48,6 +48,16 @@ class RunStopped(SubagentMCPError):
 
 
 @dataclass(eq=False)
+class Inbox:
+    """One waiting caller's queue of progress steps, filled by the run and drained by the caller."""
+
+    items: deque[tuple[int, int | None, str, Level]] = field(
+        default_factory=lambda: deque[tuple[int, int | None, str, Level]]()
+    )
+    wake: anyio.Event = field(default_factory=anyio.Event)
+
+
+@dataclass(eq=False)
 class LiveRun:
     """One run going on in this server: its phase, progress, spend so far, and in the end its outcome."""
 
@@ -63,7 +73,7 @@ class LiveRun:
     error: SubagentMCPError | None = None
     stopped: StopReason | None = None
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
-    watchers: list[Watcher] = field(default_factory=list[Watcher])
+    inboxes: list[Inbox] = field(default_factory=lambda: list[Inbox]())
     last: tuple[int, int | None, str, Level] = (0, None, "starting", "info")
     subtasks: list[Subtask] = field(default_factory=list[Subtask])
     results: dict[str, SubagentResult] = field(default_factory=dict[str, SubagentResult])
@@ -91,11 +101,11 @@ class LiveRun:
         before, after = self.steps
         counts = self.counts
         if phase == "planning":
-            await self._tell(0, None, message)
+            self._tell(0, None, message)
         elif counts is not None:
             total = counts.total + before + after
             done = counts.done + before if phase == "running" else total - (0 if ended else after)
-            await self._tell(done, total, message)
+            self._tell(done, total, message)
 
     async def on_event(self, event: ExecutorEvent) -> None:
         """The executor's events, as progress for every watcher."""
@@ -114,15 +124,14 @@ class LiveRun:
             level = "warning" if r.status == "failed" else "info"
         else:
             message = f"run {event.status} ({counts})"
-        await self._tell(done, total, message, level)
+        self._tell(done, total, message, level)
 
-    async def _tell(self, done: int, total: int | None, message: str, level: Level = "info") -> None:
+    def _tell(self, done: int, total: int | None, message: str, level: Level = "info") -> None:
+        """Queue a step for every waiting caller; never awaits, so a slow caller cannot hold the run up."""
         self.last = (done, total, message, level)
-        for watcher in list(self.watchers):
-            try:
-                await watcher(done, total, message, level)
-            except Exception:  # a gone caller must never fail the run
-                log.debug("a watcher of run %s failed", self.run_id, exc_info=True)
+        for inbox in self.inboxes:
+            inbox.items.append(self.last)
+            inbox.wake.set()
 
     def handle(self, next_step: str) -> RunHandle:
         """What this run has done so far, as a handle a caller can come back with."""
@@ -187,6 +196,8 @@ class RunRegistry:
             what = "cancelled" if run.stopped == "cancel" else "interrupted by the server's shutdown"
             run.error = RunStopped(f"run {run.run_id} was {what} during {run.phase}")
         run.done.set()
+        for inbox in run.inboxes:
+            inbox.wake.set()
 
     async def wait(self, run: LiveRun, wait_s: float, watcher: Watcher | None = None) -> bool:
         """Wait up to ``wait_s`` for ``run`` to end, telling ``watcher`` of progress; True if it ended.
@@ -194,19 +205,25 @@ class RunRegistry:
         While nothing happens the watcher hears the latest progress again every ``HEARTBEAT_S``, so
         hosts that drop silent calls keep this one. Cancelling the wait leaves the run alone.
         """
-        if watcher is not None:
-            run.watchers.append(watcher)
+        inbox = Inbox()
+        run.inboxes.append(inbox)
         try:
             with anyio.move_on_after(wait_s):
-                while not run.done.is_set():
-                    with anyio.move_on_after(HEARTBEAT_S):
-                        await run.done.wait()
-                    if watcher is not None and not run.done.is_set():
+                while True:
+                    while inbox.items:  # told in the caller's own task: a slow client delays only itself
+                        step = inbox.items.popleft()
+                        if watcher is not None:
+                            await watcher(*step)
+                    if run.done.is_set():
+                        break
+                    inbox.wake = anyio.Event()
+                    with anyio.move_on_after(HEARTBEAT_S) as beat:
+                        await inbox.wake.wait()
+                    if beat.cancelled_caught and watcher is not None:
                         await watcher(*run.last)
             return run.done.is_set()
         finally:
-            if watcher is not None:
-                run.watchers.remove(watcher)
+            run.inboxes.remove(inbox)
 
     async def stop(self, run: LiveRun, reason: StopReason = "cancel") -> None:
         """Cancel ``run``'s in-flight calls and wait until it has stored what it has (never interrupted)."""
