@@ -18,6 +18,7 @@ import pytest
 from mcp import Client, MCPError
 from pydantic import SecretStr
 
+from executors import Executor
 from subagent_mcp import background
 from subagent_mcp.backends.scripted import ScriptedBackend, sample_for_schema
 from subagent_mcp.contracts import JsonObject, OrchestrateResult, Plan, RunReport
@@ -84,9 +85,13 @@ def handle_of(result: Any) -> RunHandle:
     return RunHandle.model_validate(result.structured_content)
 
 
-async def test_execute_plan_with_no_wait_hands_back_a_handle_and_wait_run_the_report() -> None:
+async def test_execute_plan_with_no_wait_hands_back_a_handle_and_wait_run_the_report(executor: Executor) -> None:
     gates = Gates()
-    async with serve_fake_anthropic(gates, api_key=KEY) as fake, Client(create_server(settings_for(fake))) as c:
+    async with (
+        serve_fake_anthropic(gates, api_key=KEY) as fake,
+        executor.serving(settings_for(fake)) as settings,
+        Client(create_server(settings)) as c,
+    ):
         started = await c.call_tool("execute_plan", {"plan": plan("a", "b", "c", deps={"c": ["a"]}), "wait_s": 0})
         handle = handle_of(started)
         assert (handle.status, handle.plan_id) == ("running", "p-a-b-c")

@@ -11,6 +11,7 @@ import logging
 import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -41,6 +42,14 @@ SHUTDOWN_GRACE_S = 10.0
 
 KEEP_FINISHED = 200
 """Finished runs remembered in memory (older ones are read back from the store)."""
+
+
+_driven: ContextVar[LiveRun | None] = ContextVar("driven_run", default=None)
+
+
+def driven_run() -> LiveRun | None:
+    """The run whose job is calling (set for the job's whole task by ``RunRegistry``), or None outside one."""
+    return _driven.get()
 
 
 class RunStopped(SubagentMCPError):
@@ -79,6 +88,10 @@ class LiveRun:
     results: dict[str, SubagentResult] = field(default_factory=dict[str, SubagentResult])
     running: dict[str, float] = field(default_factory=dict[str, float])
     """In-flight task ids -> start offset (seconds from the run's start), for the handle's ``tasks``."""
+    refresh: Callable[[], Awaitable[None]] | None = None
+    """Brings ``counts`` and ``results`` up to date from where the run executes (a Temporal workflow's query)."""
+    detached: bool = False
+    """The run goes on elsewhere (on Temporal's workers) after this server stopped following it."""
 
     @property
     def steps(self) -> tuple[int, int]:
@@ -184,6 +197,7 @@ class RunRegistry:
         return run
 
     async def _drive(self, run: LiveRun, job: Callable[[], Awaitable[Outcome]]) -> None:
+        _driven.set(run)
         with run.scope:
             try:
                 run.outcome = await job()
@@ -208,6 +222,8 @@ class RunRegistry:
         inbox = Inbox()
         run.inboxes.append(inbox)
         try:
+            if run.refresh is not None and not run.done.is_set():
+                await run.refresh()
             with anyio.move_on_after(wait_s):
                 while True:
                     while inbox.items:  # told in the caller's own task: a slow client delays only itself

@@ -1,4 +1,4 @@
-"""The ``subagent-mcp`` command: ``serve`` (stdio, or ``--http``), ``run``, ``runs``, ``show`` and ``roles``.
+"""The ``subagent-mcp`` command: ``serve`` (stdio, or ``--http``), ``run``, ``runs``, ``show``, ``roles``, ``worker``.
 
 In stdio mode stdout belongs to the protocol, so everything this module says goes to stderr.
 """
@@ -62,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument(
         "--html", metavar="FILE", help="write the run as one HTML page (graph, timeline, answer) that opens offline"
     )
+    commands.add_parser(
+        "worker",
+        parents=[common],
+        help="run a Temporal worker (SUBAGENT_MCP_EXECUTOR=temporal): the runs' scheduling and their model calls",
+    )
     roles = commands.add_parser("roles", help="list the roles (built-in and from agent files) and skipped files")
     roles.add_argument("--json", action="store_true", help="print JSON")
     parser.set_defaults(command="serve", http=False, host=None, port=None, allow_remote=False)
@@ -80,6 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .cli_run import roles_command
 
         return roles_command(settings, as_json=args.json)
+    if args.command == "worker":
+        return worker_main(settings)
     if args.command == "serve":
         from .mcp_server import create_server
 
@@ -129,6 +136,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_concurrency=args.max_concurrency,
         )
     )
+
+
+def worker_main(settings: Settings) -> int:
+    """``subagent-mcp worker``: a Temporal worker with this process's settings, backend and limit on calls in flight."""
+    from .temporal import require_temporalio
+
+    try:
+        require_temporalio()
+    except ConfigError as exc:
+        print(f"subagent-mcp: {exc}", file=sys.stderr)
+        return 2
+    problem = database_problem(settings)
+    if problem:
+        print(f"subagent-mcp: {problem}", file=sys.stderr)
+        return 2
+    import anyio
+
+    from .temporal.worker import worker_command
+
+    return anyio.run(worker_command, settings)
 
 
 def database_problem(settings: Settings) -> str | None:

@@ -27,6 +27,7 @@ from .contracts import (
 )
 from .core.budget import room_for
 from .core.context import build_context
+from .core.executor import RunTask
 from .core.pricing import cost_usd
 from .core.run_state import OnEvent
 from .errors import InputError
@@ -48,6 +49,23 @@ class _Run:
     estimate: PlanEstimate
     kept: Mapping[str, SubagentResult] = field(default_factory=dict[str, SubagentResult])
     spent: Spend = field(default_factory=Spend)
+
+
+def subtask_runner(
+    plan: Plan, kept: Mapping[str, SubagentResult], backend: ModelBackend, settings: Settings, roles: dict[str, Role]
+) -> RunTask:
+    """What runs one subtask of ``plan`` through ``backend``: its context, its request, the call (pure but the call)."""
+    to_run = [s for s in plan.subtasks if s.id not in kept]
+    reused = reused_prefixes(to_run, settings, roles)
+
+    async def run_task(subtask: Subtask, deps: Mapping[str, SubagentResult]) -> SubagentResult:
+        context = build_context(plan.task, [deps[d] for d in subtask.depends_on], settings.context_budget_tokens)
+        text = context.render(include_task=False) if subtask.depends_on else None
+        request = subtask_request(subtask, plan.task, text, settings, roles, reused=subtask.id in reused)
+        escalate_to = escalation_model(subtask, settings, roles)
+        return await run_subtask(backend, subtask, request, settings.prices, escalate_to)
+
+    return run_task
 
 
 class Execution:
@@ -200,6 +218,10 @@ class Execution:
 
     async def _run(self, run: _Run, on_event: OnEvent | None, on_spend: OnSpend | None = None) -> RunReport:
         """Execute a prepared run; ``on_spend`` hears of every finished call's cost as it ends."""
+        if self.settings.executor == "temporal":  # the same run as a workflow on Temporal's workers
+            from .temporal.client import run_on_temporal
+
+            return await run_on_temporal(self.settings, self.roles, run, on_event, on_spend)
         plan = run.plan
         budget = run_budget(run.options, run.spent, self.settings.prices)
         ledger = UsageLedger()
@@ -211,22 +233,11 @@ class Execution:
                 on_spend(Spend(usage=usage, cost_usd=cost))
 
         backend = BudgetedBackend(self.backend, budget, on_usage=note_usage)
-        context_budget = self.settings.context_budget_tokens
-        to_run = [s for s in plan.subtasks if s.id not in run.kept]
-        reused = reused_prefixes(to_run, self.settings, self.roles)
-
-        async def run_task(subtask: Subtask, deps: Mapping[str, SubagentResult]) -> SubagentResult:
-            context = build_context(plan.task, [deps[d] for d in subtask.depends_on], context_budget)
-            text = context.render(include_task=False) if subtask.depends_on else None
-            request = subtask_request(subtask, plan.task, text, self.settings, self.roles, reused=subtask.id in reused)
-            escalate_to = escalation_model(subtask, self.settings, self.roles)
-            return await run_subtask(backend, subtask, request, self.settings.prices, escalate_to)
-
         return await execute_durably(
             self.store,
             plan,
             run.run_id,
-            run_task,
+            subtask_runner(plan, run.kept, backend, self.settings, self.roles),
             run.options,
             ledger=ledger,
             estimate=run.estimate,

@@ -91,7 +91,7 @@ class Service(Orchestration):
     async def _shutdown(self) -> None:
         """Stop runs still going, store them ``interrupted`` (resumable), then close the model client."""
         cut = await self.runs.shutdown()
-        stopped = [run.run_id for run in cut if run.phase == "running"]
+        stopped = [run.run_id for run in cut if run.phase == "running" and not run.detached]
         if stopped:
             await self.store.interrupt_runs(stopped)
             log.warning("stopped at shutdown, resume them later: %s", ", ".join(stopped))

@@ -31,6 +31,9 @@ DEFAULT_STRONG_SUBAGENT_MODEL = "claude-sonnet-5-5"
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
+STANDARD_NAMES = ("TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE")
+"""Settings read under their ecosystem's own names, without the prefix."""
+
 
 class Settings(BaseModel):
     """Everything the server can be told; defaults are sensible for a single user on a laptop."""
@@ -122,6 +125,18 @@ class Settings(BaseModel):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8765, ge=0, le=65535)
 
+    # For teams (docs/scale-out.md): runs on Temporal; TEMPORAL_ADDRESS and TEMPORAL_NAMESPACE keep their own names.
+    executor: Literal["embedded", "temporal"] = Field(
+        default="embedded", description="Where runs execute: in this process, or as Temporal workflows on workers."
+    )
+    temporal_address: str = Field(default="localhost:7233", description="TEMPORAL_ADDRESS: the Temporal frontend.")
+    temporal_namespace: str = Field(default="default", description="TEMPORAL_NAMESPACE.")
+    temporal_task_queue: str = Field(default="subagent-mcp", min_length=1, description="Task queue of the workers.")
+    temporal_heartbeat_s: float = Field(
+        default=20.0, gt=0, le=600, description="A model call whose worker is silent this long is retried elsewhere."
+    )
+    temporal_connect_s: float = Field(default=10.0, gt=0, le=600, description="How long to try reaching Temporal.")
+
     @field_validator("prices")
     @classmethod
     def _price_cache_writes(cls, prices: dict[str, ModelPrice], info: ValidationInfo) -> dict[str, ModelPrice]:
@@ -206,13 +221,13 @@ class Settings(BaseModel):
         values.update(os.environ if environ is None else environ)
 
         data: dict[str, Any] = {}
-        for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"):
+        for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", *STANDARD_NAMES):
             if values.get(name):
                 data[name.lower()] = values[name]
         json_fields = {"role_models", "prices"}
         for field, info in cls.model_fields.items():
             raw = values.get(PREFIX + field.upper())
-            if raw is None or field.startswith("anthropic_"):
+            if raw is None or field.startswith("anthropic_") or field.upper() in STANDARD_NAMES:
                 continue
             if field in json_fields:
                 data[field] = _parse_json_setting(PREFIX + field.upper(), raw)

@@ -1,0 +1,238 @@
+"""The server's side of a run on Temporal: start its workflow, follow its progress, cancel it.
+
+The server keeps what the embedded executor gives a run's callers: a ``LiveRun`` fed with the same
+executor events (rebuilt from the workflow's ``progress`` query, polled every ``POLL_S`` and on every
+``wait_run``), the spend so far, and ``cancel_run`` (which cancels the workflow and waits until it has
+stored what it has). At shutdown the server only stops following: the workflow goes on on the workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import anyio
+
+from ..background import LiveRun, driven_run
+from ..contracts import Plan, RunReport, Spend, SubagentResult
+from ..core.run_state import Counts, ExecutorEvent, OnEvent, RunFinished, TaskFinished, TaskStarted
+from ..errors import ConfigError, InputError, SubagentMCPError
+from ..roles import Role
+from ..runs import OnSpend
+from ..settings import Settings
+from . import require_temporalio
+from .payloads import Progress, RunInput, public_settings
+
+if TYPE_CHECKING:
+    from temporalio.client import Client, WorkflowHandle
+
+    from ..execution import _Run
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.25
+"""How often a followed run's progress is read from its workflow (a query: no history, no cost)."""
+
+QUERY_S = 5.0
+"""How long one progress read may take (no worker answering) before it is skipped."""
+
+CANCEL_GRACE_S = 60.0
+"""How long ``cancel_run`` waits for a cancelled workflow to store its results."""
+
+_clients: dict[tuple[str, str, int], Client] = {}
+
+
+async def connect(settings: Settings) -> Client:
+    """A client of the configured Temporal namespace (one per event loop), reached within ``temporal_connect_s``.
+
+    Raises:
+        ConfigError: ``temporalio`` is not installed, or Temporal cannot be reached; the message says what to do.
+    """
+    require_temporalio()
+    from temporalio.client import Client
+    from temporalio.contrib.pydantic import pydantic_data_converter
+
+    key = (settings.temporal_address, settings.temporal_namespace, id(asyncio.get_running_loop()))
+    if key in _clients:
+        return _clients[key]
+    where = f"Temporal at {settings.temporal_address} (namespace {settings.temporal_namespace!r})"
+    try:
+        with anyio.fail_after(settings.temporal_connect_s):
+            client = await Client.connect(
+                settings.temporal_address,
+                namespace=settings.temporal_namespace,
+                data_converter=pydantic_data_converter,
+            )
+    except TimeoutError:
+        raise ConfigError(
+            f"{where} did not answer within {settings.temporal_connect_s:g} s. Start it (for a try: `temporal "
+            "server start-dev`), or point TEMPORAL_ADDRESS at it; SUBAGENT_MCP_EXECUTOR=embedded runs plans here."
+        ) from None
+    except Exception as exc:  # the SDK raises RuntimeError with the gRPC reason
+        raise ConfigError(
+            f"{where} could not be reached ({type(exc).__name__}: {str(exc)[:300]}). Start it, or point "
+            "TEMPORAL_ADDRESS at it; SUBAGENT_MCP_EXECUTOR=embedded runs plans in this process."
+        ) from None
+    _clients[key] = client
+    return client
+
+
+async def run_on_temporal(
+    settings: Settings, roles: Mapping[str, Role], run: _Run, on_event: OnEvent | None, on_spend: OnSpend | None
+) -> RunReport:
+    """Run a prepared run as workflow ``run.run_id`` and follow it to its report (events, spend) as the embedded one.
+
+    Raises:
+        ConfigError: Temporal is missing or unreachable.
+        InputError: a workflow of this run is still going (wait_run or cancel_run it).
+        SubagentMCPError: the workflow failed.
+    """
+    from temporalio.client import WorkflowFailureError
+    from temporalio.exceptions import WorkflowAlreadyStartedError
+    from temporalio.service import RPCError
+
+    from .workflow import RunWorkflow
+
+    client = await connect(settings)
+    payload = RunInput(
+        run_id=run.run_id,
+        plan=run.plan,
+        options=run.options,
+        estimate=run.estimate,
+        kept=dict(run.kept),
+        spent=run.spent,
+        settings=public_settings(settings),
+        roles=dict(roles),
+    )
+    try:
+        handle = await client.start_workflow(
+            RunWorkflow.run, payload, id=run.run_id, task_queue=settings.temporal_task_queue
+        )
+    except WorkflowAlreadyStartedError:
+        raise InputError(f"run {run.run_id!r} is still running on Temporal; wait_run or cancel_run it first") from None
+    except RPCError as exc:
+        raise ConfigError(f"Temporal at {settings.temporal_address} refused to start the run: {exc.message}") from None
+    follower = Follower(handle, run.plan, run.kept, on_event, on_spend)
+    live = driven_run()
+    if live is not None:
+        live.refresh = follower.refresh
+    report: RunReport | None = None
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(follower.poll)
+            report = await handle.result()
+            tg.cancel_scope.cancel()
+    except WorkflowFailureError as exc:
+        raise SubagentMCPError(f"run {run.run_id} failed on Temporal: {exc.cause or exc}") from None
+    except anyio.get_cancelled_exc_class():
+        with anyio.CancelScope(shield=True):
+            await _stop(handle, live)
+        raise
+    assert report is not None  # the task group ends only once the result is in (or raises)
+    await follower.finish(report)
+    return report
+
+
+async def _stop(handle: WorkflowHandle[RunWorkflow, RunReport], live: LiveRun | None) -> None:
+    """cancel_run: cancel the workflow and wait for it to store what it has. Shutdown: just stop following."""
+    if live is not None and live.stopped == "shutdown":
+        live.detached = True
+        log.info("run %s goes on on Temporal's workers; this server stops following it", handle.id)
+        return
+    try:
+        await handle.cancel()
+        with anyio.move_on_after(CANCEL_GRACE_S):
+            await handle.result()
+    except Exception as exc:  # a cancelled workflow ends in WorkflowFailureError: that is the point
+        log.debug("run %s ended after cancel: %s", handle.id, type(exc).__name__)
+
+
+if TYPE_CHECKING:
+    from .workflow import RunWorkflow
+
+
+class Follower:
+    """Turns the workflow's progress snapshots into the executor's events and spend, each told once."""
+
+    def __init__(
+        self,
+        handle: WorkflowHandle[RunWorkflow, RunReport],
+        plan: Plan,
+        kept: Mapping[str, SubagentResult],
+        on_event: OnEvent | None,
+        on_spend: OnSpend | None,
+    ) -> None:
+        self.handle, self.plan, self.on_event, self.on_spend = handle, plan, on_event, on_spend
+        self.started: set[str] = set(kept)
+        self.finished: set[str] = set(kept)
+        self.spent = Spend()
+        self.lock = anyio.Lock()
+
+    async def poll(self) -> None:
+        while True:
+            await self.refresh()
+            await anyio.sleep(POLL_S)
+
+    async def refresh(self) -> None:
+        """Read the workflow's progress once (skipped if no worker answers within ``QUERY_S``)."""
+        from .workflow import RunWorkflow
+
+        progress: Progress | None = None
+        with anyio.move_on_after(QUERY_S):
+            try:
+                progress = await self.handle.query(RunWorkflow.progress)
+            except Exception as exc:  # not started on a worker yet, or no worker: the next poll asks again
+                log.debug("progress of %s not readable: %s", self.handle.id, exc)
+        if progress is not None:
+            await self.apply(progress.results, progress.running, progress.spent)
+
+    async def apply(self, results: Mapping[str, SubagentResult], running: Mapping[str, float], spent: Spend) -> None:
+        async with self.lock:
+            counts = _counts(len(self.plan.subtasks), results, running)
+            for s in self.plan.subtasks:
+                if s.id in running and s.id not in self.started:
+                    self.started.add(s.id)
+                    await self._tell(TaskStarted(task_id=s.id, counts=counts, at_s=running[s.id]))
+            for s in self.plan.subtasks:
+                result = results.get(s.id)
+                if result is not None and s.id not in self.finished:
+                    self.finished.add(s.id)
+                    await self._tell(TaskFinished(result=result, counts=counts))
+            more = spent.usage.total_tokens - self.spent.usage.total_tokens
+            if more > 0 and self.on_spend is not None:
+                delta = Spend(
+                    usage=spent.usage.model_copy(
+                        update={
+                            name: getattr(spent.usage, name) - getattr(self.spent.usage, name)
+                            for name in type(spent.usage).model_fields
+                        }
+                    ),
+                    cost_usd=spent.cost_usd - self.spent.cost_usd,
+                )
+                self.on_spend(delta)
+            if more > 0:
+                self.spent = spent
+
+    async def finish(self, report: RunReport) -> None:
+        """The last events from the report itself (the last poll may have missed the end), then the run's end."""
+        await self.refresh()
+        results = {r.task_id: r for r in report.results}
+        await self.apply(results, {}, self.spent)
+        await self._tell(RunFinished(status=report.status, counts=_counts(len(self.plan.subtasks), results, {})))
+
+    async def _tell(self, event: ExecutorEvent) -> None:
+        if self.on_event is not None:
+            outcome = self.on_event(event)
+            if inspect.isawaitable(outcome):
+                await outcome
+
+
+def _counts(total: int, results: Mapping[str, SubagentResult], running: Mapping[str, float]) -> Counts:
+    tally = {status: 0 for status in ("succeeded", "failed", "skipped", "cancelled")}
+    for result in results.values():
+        tally[result.status] += 1
+    in_flight = len([task_id for task_id in running if task_id not in results])
+    return Counts(total, len(results), in_flight, **tally)

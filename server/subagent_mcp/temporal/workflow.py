@@ -1,0 +1,195 @@
+"""A run as a Temporal workflow: the core executor schedules the DAG on workflow time; each model call is an activity.
+
+The pure executor (``core/executor.py``) runs unchanged inside the workflow: anyio works on Temporal's
+deterministic asyncio loop (its asyncio backend is loaded outside the sandbox), ``clock`` is workflow
+time, ``anyio.move_on_after`` becomes a durable timer, and ``run_task`` is the embedded executor's own
+(``execution.subtask_runner``: context, request, repair turn, escalation) over a backend whose every
+call is an activity. So the cap, critical-path priority, skipped dependents and the budget
+(``BudgetedBackend``: reserve before each call, wait or refuse) are decided here, deterministically.
+Results are committed by an activity as each subtask ends; ``cancel`` (workflow cancellation) stores
+what was cut short and closes the run as ``cancelled``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
+
+with workflow.unsafe.imports_passed_through():
+    import anyio._backends._asyncio  # noqa: F401  # pyright: ignore[reportUnusedImport]  # anyio loads it lazily
+
+    from .. import errors
+    from ..backends.budgeted import BudgetedBackend
+    from ..contracts import Completion, CompletionRequest, RunReport, Spend, SubagentResult, Usage
+    from ..core.estimate import expected_durations
+    from ..core.executor import execute
+    from ..core.pricing import cost_usd
+    from ..core.run_state import ExecutorEvent, RunState, TaskFinished
+    from ..execution import subtask_runner
+    from ..runs import in_plan_order, run_budget
+    from ..settings import Settings
+    from .activities import Activities
+    from .payloads import CallFailure, CallInput, FinishInput, LoggedCall, Progress, RunInput, SaveInput
+
+STORE_TIMEOUT = timedelta(minutes=2)
+STORE_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
+"""A store write is retried until it lands (a database restarting); a run never goes on without its results."""
+
+
+def call_retry_policy(settings: Settings) -> RetryPolicy:
+    """The one retry layer for model calls: ``SUBAGENT_MCP_MAX_RETRIES`` after the first, backoff capped.
+
+    A worker lost mid-call (its heartbeat stops) uses one attempt too.
+    """
+    cap = max(settings.retry_max_wait_s, 0.01)
+    first = min(0.5, cap)
+    return RetryPolicy(
+        initial_interval=timedelta(seconds=first),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(seconds=cap),
+        maximum_attempts=settings.max_retries + 1,
+    )
+
+
+class ActivityBackend:
+    """A model backend whose every call is a ``complete`` activity; a failed one raises the ``ModelError`` it was."""
+
+    def __init__(self, run_id: str, settings: Settings) -> None:
+        self.run_id = run_id
+        self.retry = call_retry_policy(settings)
+        self.timeout = timedelta(seconds=settings.task_timeout_s)
+        self.heartbeat = timedelta(seconds=settings.temporal_heartbeat_s)
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        try:
+            return await workflow.execute_activity_method(
+                Activities.complete,
+                CallInput(run_id=self.run_id, request=request),
+                start_to_close_timeout=self.timeout,
+                heartbeat_timeout=self.heartbeat,
+                retry_policy=self.retry,
+                summary=request.label or request.model,
+            )
+        except ActivityError as exc:
+            raise model_error(exc, request) from None
+
+    async def aclose(self) -> None:
+        return None
+
+
+def model_error(exc: ActivityError, request: CompletionRequest) -> errors.ModelError:
+    """The ``ModelError`` an activity failed with (class, message, usage), or a timeout if its worker went silent."""
+    cause = exc.cause
+    if isinstance(cause, ApplicationError) and cause.details:
+        failure = CallFailure.model_validate(cause.details[0])
+        kind = getattr(errors, failure.kind, errors.ModelError)
+        error_class = kind if isinstance(kind, type) and issubclass(kind, errors.ModelError) else errors.ModelError
+        return error_class(
+            cause.message,
+            usage=failure.usage,
+            attempts=failure.attempts,
+            model=failure.model or request.model,
+            status_code=failure.status_code,
+            request_id=failure.request_id,
+        )
+    if isinstance(cause, TimeoutError):
+        return errors.ModelTimeoutError(
+            f"the model call's worker stopped answering ({cause.type.name if cause.type else 'timeout'}) on every "
+            "attempt; are the workers running (subagent-mcp worker)?",
+            model=request.model,
+        )
+    return errors.ModelError(f"the model call failed on Temporal: {cause or exc}", model=request.model)
+
+
+@workflow.defn(name="subagent_mcp.run")
+class RunWorkflow:
+    """One run: every subtask scheduled by the core executor, every model call an activity, every result stored."""
+
+    def __init__(self) -> None:
+        self.state = RunState()
+        self.spent = Spend()
+        self.total = 0
+        self.status: str | None = None
+
+    @workflow.query(name="progress")
+    def progress(self) -> Progress:
+        """Where the run stands: results so far, calls in flight, spend (``wait_run`` and progress read this)."""
+        return Progress(
+            total=self.total,
+            running=dict(self.state.running),
+            results=dict(self.state.results),
+            spent=self.spent,
+            status=self.state.status if self.status else None,
+        )
+
+    @workflow.run
+    async def run(self, run: RunInput) -> RunReport:
+        settings = Settings.model_validate(run.settings)
+        plan = run.plan
+        self.total = len(plan.subtasks)
+        pending: dict[str, list[LoggedCall]] = {}
+        saved = set(run.kept)
+
+        async def note_usage(request: CompletionRequest, model: str, usage: Usage) -> None:
+            cost = cost_usd(usage, model, settings.prices)
+            pending.setdefault(request.label, []).append(LoggedCall(model=model, usage=usage, cost_usd=cost))
+            self.spent += Spend(usage=usage, cost_usd=cost)
+
+        async def save(result: SubagentResult) -> None:
+            if result.task_id in saved:
+                return
+            calls = pending.pop(result.task_id, [])
+            await workflow.execute_activity_method(
+                Activities.save_result,
+                SaveInput(run_id=run.run_id, result=result, calls=calls),
+                start_to_close_timeout=STORE_TIMEOUT,
+                retry_policy=STORE_RETRY,
+            )
+            saved.add(result.task_id)
+
+        async def persist(event: ExecutorEvent) -> None:
+            if isinstance(event, TaskFinished):
+                await save(event.result)
+
+        budget = run_budget(run.options, run.spent, settings.prices)
+        backend = BudgetedBackend(ActivityBackend(run.run_id, settings), budget, on_usage=note_usage)
+        try:
+            await execute(
+                plan,
+                subtask_runner(plan, run.kept, backend, settings, run.roles),
+                max_concurrency=run.options.max_concurrency,
+                task_timeout_s=run.options.task_timeout_s,
+                run_timeout_s=run.options.run_timeout_s,
+                weights=None if run.estimate is None else expected_durations(run.estimate),
+                on_event=persist,
+                completed=run.kept,
+                state=self.state,
+                clock=workflow.time,
+            )
+        except asyncio.CancelledError:  # cancel_run: the executor marked what was cut short; store it, then end
+            await self.close(run, save)
+            raise
+        return await self.close(run, save)
+
+    async def close(self, run: RunInput, save: Callable[[SubagentResult], Awaitable[None]]) -> RunReport:
+        """Store the results events did not (cancelled ones), then the report; the run's last step."""
+        for result in list(self.state.results.values()):
+            await save(result)
+        self.status = self.state.status
+        finish = FinishInput(
+            run_id=run.run_id,
+            plan_id=run.plan.plan_id,
+            status=self.state.status,
+            results=in_plan_order(run.plan, self.state.results),
+            makespan_s=self.state.makespan_s,
+            estimate=run.estimate,
+            graph=run.plan.graph(),
+        )
+        return await workflow.execute_activity_method(
+            Activities.finish_run, finish, start_to_close_timeout=STORE_TIMEOUT, retry_policy=STORE_RETRY
+        )
