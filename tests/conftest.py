@@ -38,4 +38,6 @@ def private_agent_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: py
     monkeypatch.delenv("SUBAGENT_MCP_AGENT_DIRS", raising=False)
 
 
-from executors import executor, temporal_address  # noqa: E402, F401  # fixtures: each contract test on both executors
+from executors import executor, temporal_address  # noqa: E402  # fixtures: each contract test on both executors
+
+__all__ = ["executor", "temporal_address"]

@@ -22,6 +22,8 @@ from typing import Literal
 
 import pytest
 
+from subagent_mcp.backends.base import ModelBackend
+from subagent_mcp.backends.limited import limited
 from subagent_mcp.settings import Settings
 
 READY_S = 60.0
@@ -98,15 +100,18 @@ class Executor:
         )
 
     @asynccontextmanager
-    async def serving(self, settings: Settings) -> AsyncGenerator[Settings]:
-        """Settings to build the server with; on Temporal, with a worker polling for the block's duration."""
+    async def serving(self, settings: Settings, backend: ModelBackend | None = None) -> AsyncGenerator[Settings]:
+        """Settings to build the server with; on Temporal, with a worker polling for the block's duration.
+
+        A test's own ``backend`` (the server's) serves the worker too, behind a gate of its own as in a worker process.
+        """
         settings = self.settings(settings)
         if self.kind == "embedded":
             yield settings
             return
         from subagent_mcp.temporal.worker import running_worker
 
-        async with running_worker(settings):
+        async with running_worker(settings, None if backend is None else limited(backend, settings)):
             yield settings
 
 

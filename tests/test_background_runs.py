@@ -128,10 +128,14 @@ async def handle_when(c: Client, run_id: str, ready: Callable[[RunHandle], bool]
     raise AssertionError(f"after {tries} asks the handle is still {handle}")
 
 
-async def test_a_handle_carries_each_subtask_so_far_and_the_report_its_dependency_graph() -> None:
+async def test_a_handle_carries_each_subtask_so_far_and_the_report_its_dependency_graph(executor: Executor) -> None:
     """What a live view draws: every subtask in plan order, its dependencies, and how far it got."""
     gates = Gates()
-    async with serve_fake_anthropic(gates, api_key=KEY) as fake, Client(create_server(settings_for(fake))) as c:
+    async with (
+        serve_fake_anthropic(gates, api_key=KEY) as fake,
+        executor.serving(settings_for(fake)) as settings,
+        Client(create_server(settings)) as c,
+    ):
         started = await c.call_tool("execute_plan", {"plan": plan("a", "b", "c", deps={"c": ["a"]}), "wait_s": 0})
         run_id = handle_of(started).run_id
         await gates.arrived["a"].wait()
@@ -156,12 +160,14 @@ async def test_a_handle_carries_each_subtask_so_far_and_the_report_its_dependenc
 
 
 async def test_orchestrate_hands_back_a_handle_while_planning_and_wait_run_returns_synthesis_and_total(
-    tmp_path: Path,
+    tmp_path: Path, executor: Executor
 ) -> None:
     gates = Gates()
     db = str(tmp_path / "runs.db")
-    async with serve_fake_anthropic(gates, api_key=KEY) as fake:
-        settings = settings_for(fake, db_path=db)
+    async with (
+        serve_fake_anthropic(gates, api_key=KEY) as fake,
+        executor.serving(settings_for(fake, db_path=db)) as settings,
+    ):
         async with Client(create_server(settings)) as c:
             started = handle_of(await c.call_tool("orchestrate", {"task": "Pick a database", "wait_s": 0}))
             assert (started.status, started.phase, started.plan_id) == ("running", "planning", None)
@@ -183,9 +189,13 @@ async def test_orchestrate_hands_back_a_handle_while_planning_and_wait_run_retur
     assert len(fake.message_requests) == requests_before_restart  # nothing was paid for twice
 
 
-async def test_cancel_run_closes_the_in_flight_requests_and_stores_the_run_cancelled() -> None:
+async def test_cancel_run_closes_the_in_flight_requests_and_stores_the_run_cancelled(executor: Executor) -> None:
     gates = Gates(hold={"a", "b"})
-    async with serve_fake_anthropic(gates, api_key=KEY) as fake, Client(create_server(settings_for(fake))) as c:
+    async with (
+        serve_fake_anthropic(gates, api_key=KEY) as fake,
+        executor.serving(settings_for(fake)) as settings,
+        Client(create_server(settings)) as c,
+    ):
         handle = handle_of(await c.call_tool("execute_plan", {"plan": plan("a", "b", "c"), "wait_s": 0}))
         await gates.arrived["a"].wait()
         await gates.arrived["b"].wait()
@@ -218,7 +228,7 @@ async def test_a_cancelled_wait_run_leaves_the_run_going() -> None:
     assert [task_of(r) for r in fake.message_requests] == ["a"]
 
 
-async def test_two_runs_in_one_server_keep_their_own_results_within_one_process_wide_cap() -> None:
+async def test_two_runs_in_one_server_keep_their_own_results_within_one_process_wide_cap(executor: Executor) -> None:
     full = anyio.Event()
 
     async def at_most_two(request: FakeRequest) -> FakeReply:
@@ -231,7 +241,8 @@ async def test_two_runs_in_one_server_keep_their_own_results_within_one_process_
 
     async with (
         serve_fake_anthropic(at_most_two, api_key=KEY) as fake,
-        Client(create_server(settings_for(fake, max_concurrency=2))) as c,
+        executor.serving(settings_for(fake, max_concurrency=2)) as settings,  # a worker has the same cap
+        Client(create_server(settings)) as c,
     ):
         runs = [
             handle_of(await c.call_tool("execute_plan", {"plan": plan(*ids), "max_concurrency": 3, "wait_s": 0}))

@@ -16,6 +16,7 @@ import pytest
 from mcp import Client
 from pydantic import SecretStr
 
+from executors import Executor
 from subagent_mcp.backends.budgeted import reserved_prompt_tokens
 from subagent_mcp.backends.scripted import ScriptedBackend, as_completion, sample_for_schema
 from subagent_mcp.contracts import (
@@ -77,12 +78,14 @@ def long_answers(request: FakeRequest) -> FakeReply:
     return json_reply(sample_for_schema(request.schema or {}), usage=Usage(input_tokens=400, output_tokens=900))
 
 
-async def test_a_budget_below_the_plans_cost_stops_before_crossing_it_and_sends_nothing_it_refused() -> None:
+async def test_a_budget_below_the_plans_cost_stops_before_crossing_it_and_sends_nothing_it_refused(
+    executor: Executor,
+) -> None:
     async with serve_fake_anthropic(long_answers) as fake:
         settings = settings_for(fake)
         worst_one = estimate_plan(Plan.model_validate(PLAN), settings, BUILTIN_ROLES).tasks[0].max_cost_usd
         limit = worst_one * 1.5  # room for one call's worst case, not two
-        async with Client(create_server(settings)) as client:
+        async with executor.serving(settings) as settings, Client(create_server(settings)) as client:
             result = await client.call_tool("execute_plan", {"plan": PLAN, "max_cost_usd": limit, "max_concurrency": 1})
     report = RunReport.model_validate(result.structured_content)
     statuses = [r.status for r in report.results]
@@ -99,7 +102,9 @@ async def test_a_budget_below_the_plans_cost_stops_before_crossing_it_and_sends_
     assert "budget:" in text_of(result)
 
 
-async def test_subtasks_that_fit_only_after_the_calls_in_flight_wait_for_them_instead_of_being_skipped() -> None:
+async def test_subtasks_that_fit_only_after_the_calls_in_flight_wait_for_them_instead_of_being_skipped(
+    executor: Executor,
+) -> None:
     wide: JsonObject = {
         "plan_id": "p-wide",
         "task": "Survey a hundred options",
@@ -116,7 +121,7 @@ async def test_subtasks_that_fit_only_after_the_calls_in_flight_wait_for_them_in
         settings = settings_for(fake, max_subtasks=100, max_concurrency=1024)
         worst_one = estimate_plan(Plan.model_validate(wide), settings, BUILTIN_ROLES).tasks[0].max_cost_usd
         ceiling = 10 * worst_one  # room for ten worst cases at once, not a hundred
-        async with Client(create_server(settings)) as client:
+        async with executor.serving(settings) as settings, Client(create_server(settings)) as client:
             result = await client.call_tool(
                 "execute_plan", {"plan": wide, "max_concurrency": 1024, "max_cost_usd": ceiling}
             )

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
 import pytest
 from mcp import Client
 
+from executors import Executor
 from subagent_mcp.backends.scripted import ScriptedBackend, sample_for_schema
 from subagent_mcp.contracts import CompletionRequest, JsonObject, OrchestrateResult, RunReport, Synthesis
 from subagent_mcp.demo import demo_reply
@@ -24,6 +27,16 @@ def server(backend: ScriptedBackend, **overrides: Any) -> Any:
     return create_server(Settings.from_env({}, env_file=None, **overrides), backend)
 
 
+@asynccontextmanager
+async def client_on(executor: Executor, backend: ScriptedBackend, **overrides: Any) -> AsyncGenerator[Client]:
+    """A client of a server whose runs execute on ``executor`` (on Temporal, a worker calls ``backend``)."""
+    async with (
+        executor.serving(Settings.from_env({}, env_file=None, **overrides), backend) as settings,
+        Client(create_server(settings, backend)) as c,
+    ):
+        yield c
+
+
 def subtask(task_id: str, *deps: str, role: str = "writer") -> JsonObject:
     return {"id": task_id, "role": role, "instructions": f"do {task_id}", "depends_on": list(deps)}
 
@@ -36,10 +49,10 @@ def task_id_of(request: CompletionRequest) -> str:
     return subtask_id_of(request.messages[0].content)
 
 
-async def test_an_inline_plan_runs_and_reports_every_task_with_offsets_and_totals() -> None:
+async def test_an_inline_plan_runs_and_reports_every_task_with_offsets_and_totals(executor: Executor) -> None:
     backend = ScriptedBackend()
     plan = inline_plan(subtask("a"), subtask("b"), subtask("c", "a", "b"))
-    async with Client(server(backend)) as c:
+    async with client_on(executor, backend) as c:
         result = await c.call_tool("execute_plan", {"plan": plan})
     assert not result.is_error, text_of(result)
     report = RunReport.model_validate(result.structured_content)
@@ -54,24 +67,24 @@ async def test_an_inline_plan_runs_and_reports_every_task_with_offsets_and_total
     assert f"synthesize(run_id={report.run_id!r})" in text_of(result)  # the next step
 
 
-async def test_with_one_slot_the_subtask_expected_to_write_the_most_goes_first() -> None:
+async def test_with_one_slot_the_subtask_expected_to_write_the_most_goes_first(executor: Executor) -> None:
     backend = ScriptedBackend()
     brief = {**subtask("brief"), "expected_output_tokens": 100}
     report = {**subtask("report"), "expected_output_tokens": 3000}  # listed last, yet the longest call
-    async with Client(server(backend)) as c:
+    async with client_on(executor, backend) as c:
         result = await c.call_tool("execute_plan", {"plan": inline_plan(brief, report), "max_concurrency": 1})
     assert not result.is_error, text_of(result)
     assert [task_id_of(r) for r in backend.seen] == ["report", "brief"]
 
 
-async def test_a_failure_skips_its_dependents_and_says_so_while_independent_work_finishes() -> None:
+async def test_a_failure_skips_its_dependents_and_says_so_while_independent_work_finishes(executor: Executor) -> None:
     def reply(request: CompletionRequest) -> JsonObject:
         if task_id_of(request) == "fetch":
             raise ModelRequestError("Anthropic API rejected the request (400 invalid_request_error): nope")
         return sample_for_schema(request.output_schema)
 
     plan = inline_plan(subtask("fetch"), subtask("use", "fetch"), subtask("other"))
-    async with Client(server(ScriptedBackend(reply))) as c:
+    async with client_on(executor, ScriptedBackend(reply)) as c:
         result = await c.call_tool("execute_plan", {"plan": plan})
     report = RunReport.model_validate(result.structured_content)
     statuses = {r.task_id: r.status for r in report.results}
@@ -82,14 +95,14 @@ async def test_a_failure_skips_its_dependents_and_says_so_while_independent_work
     assert "- use [writer] skipped: depends on 'fetch', which failed" in text_of(result).splitlines()
 
 
-async def test_progress_notifications_arrive_for_every_task_and_only_rise() -> None:
+async def test_progress_notifications_arrive_for_every_task_and_only_rise(executor: Executor) -> None:
     seen: list[tuple[float, float | None, str | None]] = []
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
         seen.append((progress, total, message))
 
     plan = inline_plan(subtask("a"), subtask("b", "a"), subtask("c", "a"))
-    async with Client(server(ScriptedBackend())) as c:
+    async with client_on(executor, ScriptedBackend()) as c:
         await c.call_tool("execute_plan", {"plan": plan}, progress_callback=on_progress)
     values = [p for p, _, _ in seen]
     assert values == sorted(values)
@@ -213,14 +226,14 @@ async def test_synthesis_states_plainly_what_failed_or_was_skipped() -> None:
     assert text_of(result).startswith("INCOMPLETE")
 
 
-async def test_orchestrate_plans_runs_and_synthesizes_with_progress_to_the_end() -> None:
+async def test_orchestrate_plans_runs_and_synthesizes_with_progress_to_the_end(executor: Executor) -> None:
     seen: list[float] = []
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
         seen.append(progress)
 
     backend = ScriptedBackend(demo_reply)
-    async with Client(server(backend)) as c:
+    async with client_on(executor, backend) as c:
         result = await c.call_tool("orchestrate", {"task": "Pick a database"}, progress_callback=on_progress)
     assert not result.is_error, text_of(result)
     out = OrchestrateResult.model_validate(result.structured_content)

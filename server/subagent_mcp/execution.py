@@ -189,6 +189,7 @@ class Execution:
             orchestrated=keep_for_synthesis,
         )
         _ = self.backend  # a missing key fails here, before the run is created
+        await self._executor_ready()
         run_id = run_id or new_run_id()
         await self.store.create_run(run_id, plan.plan_id, options.model_dump())
         return _Run(plan, run_id, options, estimate)
@@ -197,6 +198,7 @@ class Execution:
         """Mark a stored run as running here, with what it kept and spent and its (maybe raised) ceilings."""
         check_ceilings(max_cost_usd, max_total_tokens)
         _ = self.backend  # a missing key fails here, before the run is taken over
+        await self._executor_ready()
         stored = await self.store.get_run(run_id)
         if stored is not None:  # its plan may predate the schema policy; refuse before taking the run over
             check_schemas(await self._stored_plan(stored.plan_id))
@@ -244,6 +246,13 @@ class Execution:
             on_event=on_event,
             completed=run.kept,
         )
+
+    async def _executor_ready(self) -> None:
+        """On Temporal, reach it before a run is created or taken over: if it cannot be, the call fails, not a run."""
+        if self.settings.executor == "temporal":
+            from .temporal.client import connect
+
+            await connect(self.settings)
 
     async def _plan_to_run(self, plan: Plan | None, plan_id: str | None) -> Plan:
         """The plan given inline (saved under a fresh id if edited) or by id, checked for this server."""

@@ -35,17 +35,19 @@ class Activities:
     @activity.defn(name="subagent_mcp.complete")
     async def complete(self, call: CallInput) -> Completion:
         """One model call, heartbeating while it waits; its failure as an ``ApplicationError`` the workflow reads."""
-        completion: Completion | None = None
-        async with anyio.create_task_group() as tg:
+        outcome: Completion | ModelError | None = None
+        async with anyio.create_task_group() as tg:  # raise outside it: a task group wraps what leaves it
             tg.start_soon(self._heartbeat)
             try:
-                completion = await self.backend.complete(call.request)
+                outcome = await self.backend.complete(call.request)
             except ModelError as exc:
-                raise _application_error(exc) from None
+                outcome = exc
             finally:
                 tg.cancel_scope.cancel()
-        assert completion is not None  # the group ends once the call returned (or raised)
-        return completion
+        if isinstance(outcome, ModelError):
+            raise _application_error(outcome) from None
+        assert outcome is not None  # the group ends once the call returned (or raised)
+        return outcome
 
     async def _heartbeat(self) -> None:
         while True:

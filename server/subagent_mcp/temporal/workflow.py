@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -35,6 +36,8 @@ with workflow.unsafe.imports_passed_through():
     from ..settings import Settings
     from .activities import Activities
     from .payloads import CallFailure, CallInput, FinishInput, LoggedCall, Progress, RunInput, SaveInput
+
+T = TypeVar("T")
 
 STORE_TIMEOUT = timedelta(minutes=2)
 STORE_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
@@ -66,20 +69,44 @@ class ActivityBackend:
         self.heartbeat = timedelta(seconds=settings.temporal_heartbeat_s)
 
     async def complete(self, request: CompletionRequest) -> Completion:
+        handle = workflow.start_activity_method(
+            Activities.complete,
+            CallInput(run_id=self.run_id, request=request),
+            start_to_close_timeout=self.timeout,
+            heartbeat_timeout=self.heartbeat,
+            retry_policy=self.retry,
+            summary=request.label or request.model,
+        )
         try:
-            return await workflow.execute_activity_method(
-                Activities.complete,
-                CallInput(run_id=self.run_id, request=request),
-                start_to_close_timeout=self.timeout,
-                heartbeat_timeout=self.heartbeat,
-                retry_policy=self.retry,
-                summary=request.label or request.model,
-            )
+            return await settled(handle, cancel=True)
         except ActivityError as exc:
             raise model_error(exc, request) from None
 
     async def aclose(self) -> None:
         return None
+
+
+async def settled(handle: workflow.ActivityHandle[T], *, cancel: bool) -> T:
+    """``handle``'s result; if the caller is cancelled, it leaves at once (and the activity is asked to stop).
+
+    anyio delivers a cancellation again on every loop turn until the task ends, while an activity's
+    cancellation resolves only in a later workflow activation: a task waiting on the handle itself
+    would spin the workflow's loop forever (Temporal's deadlock detector). Waiting through a shield
+    lets the task end at once.
+    """
+    try:
+        return await asyncio.shield(handle)
+    except asyncio.CancelledError:
+        if cancel:
+            handle.cancel()
+        handle.add_done_callback(_retrieved)
+        raise
+
+
+def _retrieved(handle: asyncio.Future[Any]) -> None:
+    """Read a left handle's outcome, so asyncio does not log it as never retrieved."""
+    if not handle.cancelled():
+        handle.exception()
 
 
 def model_error(exc: ActivityError, request: CompletionRequest) -> errors.ModelError:
@@ -133,7 +160,7 @@ class RunWorkflow:
         plan = run.plan
         self.total = len(plan.subtasks)
         pending: dict[str, list[LoggedCall]] = {}
-        saved = set(run.kept)
+        saving: dict[str, workflow.ActivityHandle[None]] = {}
 
         async def note_usage(request: CompletionRequest, model: str, usage: Usage) -> None:
             cost = cost_usd(usage, model, settings.prices)
@@ -141,16 +168,19 @@ class RunWorkflow:
             self.spent += Spend(usage=usage, cost_usd=cost)
 
         async def save(result: SubagentResult) -> None:
-            if result.task_id in saved:
-                return
-            calls = pending.pop(result.task_id, [])
-            await workflow.execute_activity_method(
-                Activities.save_result,
-                SaveInput(run_id=run.run_id, result=result, calls=calls),
-                start_to_close_timeout=STORE_TIMEOUT,
-                retry_policy=STORE_RETRY,
-            )
-            saved.add(result.task_id)
+            """Commit ``result`` once: a save cut short by a cancel is awaited again by ``close``, never repeated."""
+            handle = saving.get(result.task_id)
+            if handle is None:
+                if result.task_id in run.kept:
+                    return
+                calls = pending.pop(result.task_id, [])
+                handle = saving[result.task_id] = workflow.start_activity_method(
+                    Activities.save_result,
+                    SaveInput(run_id=run.run_id, result=result, calls=calls),
+                    start_to_close_timeout=STORE_TIMEOUT,
+                    retry_policy=STORE_RETRY,
+                )
+            await settled(handle, cancel=False)
 
         async def persist(event: ExecutorEvent) -> None:
             if isinstance(event, TaskFinished):
