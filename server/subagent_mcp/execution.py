@@ -223,7 +223,7 @@ class Execution:
         if self.settings.executor == "temporal":  # the same run as a workflow on Temporal's workers
             from .temporal.client import run_on_temporal
 
-            return await run_on_temporal(self.settings, self.roles, run, on_event, on_spend)
+            return await run_on_temporal(self.settings, self.roles, self.store, run, (on_event, on_spend))
         plan = run.plan
         budget = run_budget(run.options, run.spent, self.settings.prices)
         ledger = UsageLedger()

@@ -23,6 +23,7 @@ from ..errors import ConfigError, InputError, SubagentMCPError
 from ..roles import Role
 from ..runs import OnSpend
 from ..settings import Settings
+from ..store import Store
 from . import require_temporalio
 from .payloads import Progress, RunInput, public_settings
 
@@ -81,15 +82,20 @@ async def connect(settings: Settings) -> Client:
 
 
 async def run_on_temporal(
-    settings: Settings, roles: Mapping[str, Role], run: _Run, on_event: OnEvent | None, on_spend: OnSpend | None
+    settings: Settings,
+    roles: Mapping[str, Role],
+    store: Store,
+    run: _Run,
+    listeners: tuple[OnEvent | None, OnSpend | None],
 ) -> RunReport:
     """Run a prepared run as workflow ``run.run_id`` and follow it to its report (events, spend) as the embedded one.
 
     Raises:
         ConfigError: Temporal is missing or unreachable.
         InputError: a workflow of this run is still going (wait_run or cancel_run it).
-        SubagentMCPError: the workflow failed.
+        SubagentMCPError: the workflow failed or was terminated: the run is stored ``interrupted`` (resumable).
     """
+    on_event, on_spend = listeners
     from temporalio.client import WorkflowFailureError
     from temporalio.exceptions import WorkflowAlreadyStartedError
     from temporalio.service import RPCError
@@ -119,21 +125,28 @@ async def run_on_temporal(
     live = driven_run()
     if live is not None:
         live.refresh = follower.refresh
-    report: RunReport | None = None
+    outcome: RunReport | WorkflowFailureError | None = None
     try:
-        async with anyio.create_task_group() as tg:
+        async with anyio.create_task_group() as tg:  # its errors leave it wrapped: keep the outcome instead
             tg.start_soon(follower.poll)
-            report = await handle.result()
+            try:
+                outcome = await handle.result()
+            except WorkflowFailureError as exc:
+                outcome = exc
             tg.cancel_scope.cancel()
-    except WorkflowFailureError as exc:
-        raise SubagentMCPError(f"run {run.run_id} failed on Temporal: {exc.cause or exc}") from None
     except anyio.get_cancelled_exc_class():
         with anyio.CancelScope(shield=True):
             await _stop(handle, live)
         raise
-    assert report is not None  # the task group ends only once the result is in (or raises)
-    await follower.finish(report)
-    return report
+    if isinstance(outcome, WorkflowFailureError):
+        await store.interrupt_runs([run.run_id])
+        raise SubagentMCPError(
+            f"run {run.run_id} stopped on Temporal ({outcome.cause or outcome}); what finished is stored, and "
+            f"resume_run(run_id={run.run_id!r}) runs the rest"
+        )
+    assert outcome is not None  # the task group ends only once the result is in
+    await follower.finish(outcome)
+    return outcome
 
 
 async def _stop(handle: WorkflowHandle[RunWorkflow, RunReport], live: LiveRun | None) -> None:

@@ -1,0 +1,205 @@
+"""Runs on Temporal: a killed worker loses nothing, a stopped workflow resumes, cancel_run cancels the workflow.
+
+A real Temporal dev server (``executors.temporal_address``), real workers (an OS process running
+``subagent-mcp worker`` where one is killed, else in-process), the real server through an MCP client,
+and the fake Messages API on 127.0.0.1, whose request log is the evidence of what was sent.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections import Counter
+from collections.abc import AsyncGenerator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from anyio.abc import Process
+from mcp import Client
+from pydantic import SecretStr
+from temporalio.client import WorkflowExecutionStatus
+
+from executors import free_port
+from subagent_mcp.backends.scripted import sample_for_schema
+from subagent_mcp.contracts import JsonObject, RunReport
+from subagent_mcp.handles import RunHandle
+from subagent_mcp.mcp_server import create_server
+from subagent_mcp.settings import Settings
+from subagent_mcp.temporal.client import connect
+from subagent_mcp.temporal.worker import running_worker
+from subagent_mcp.testing import FakeAnthropic, FakeReply, FakeRequest, hang_reply, json_reply, serve_fake_anthropic
+from subagent_mcp.testing.results import text_of
+
+pytestmark = [pytest.mark.anyio, pytest.mark.temporal]
+
+KEY = "sk-ant-test-temporal"
+SCRIPT = Path(sys.executable).with_name("subagent-mcp")
+PLAN: JsonObject = {
+    "plan_id": "p-temporal",
+    "task": "Two parts, then a write-up",
+    "subtasks": [
+        {"id": "quick", "role": "writer", "instructions": "the quick part", "depends_on": []},
+        {"id": "slow", "role": "writer", "instructions": "the slow part", "depends_on": []},
+        {"id": "write-up", "role": "writer", "instructions": "both together", "depends_on": ["quick", "slow"]},
+    ],
+}
+
+
+class Gates:
+    """Replies at once, except that the first request of each subtask the test names hangs until its client leaves."""
+
+    def __init__(self, *hang_first: str) -> None:
+        self.hang_first = set(hang_first)
+        self.arrived: dict[tuple[str, int], anyio.Event] = {}
+        self.seen: Counter[str] = Counter()
+
+    def arrival(self, task: str, nth: int = 1) -> anyio.Event:
+        """Set when the ``nth`` request of ``task`` has arrived."""
+        return self.arrived.setdefault((task, nth), anyio.Event())
+
+    async def __call__(self, request: FakeRequest) -> FakeReply:
+        task = request.subtask_id
+        self.seen[task] += 1
+        self.arrival(task, self.seen[task]).set()
+        if task in self.hang_first and self.seen[task] == 1:
+            return hang_reply()  # the fake records the request as abandoned when its connection closes
+        return json_reply(sample_for_schema(request.schema or {}))
+
+
+def settings_for(fake: FakeAnthropic, address: str, tmp_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "anthropic_api_key": SecretStr(KEY),
+        "anthropic_base_url": fake.base_url,
+        "db_path": str(tmp_path / "runs.db"),
+        "retry_max_wait_s": 0,
+        "executor": "temporal",
+        "temporal_address": address,
+        "temporal_task_queue": f"q-{tmp_path.name}"[:60],
+        "temporal_heartbeat_s": 2.0,
+    }
+    return Settings(**{**values, **overrides})
+
+
+def requests_per_task(fake: FakeAnthropic) -> Counter[str]:
+    return Counter(r.subtask_id for r in fake.message_requests)
+
+
+def handle_of(result: Any) -> RunHandle:
+    assert not result.is_error, text_of(result)
+    return RunHandle.model_validate(result.structured_content)
+
+
+async def succeeded(c: Client, run_id: str, count: int) -> None:
+    """Ask wait_run until ``count`` subtasks succeeded (each answer is a read of the workflow's progress)."""
+    for _ in range(10_000):
+        if handle_of(await c.call_tool("wait_run", {"run_id": run_id, "wait_s": 0})).counts.succeeded >= count:
+            return
+    raise AssertionError(f"{count} subtasks never succeeded")
+
+
+@asynccontextmanager
+async def worker_process(settings: Settings, log: Path) -> AsyncGenerator[Process]:
+    """``subagent-mcp worker`` as an OS process with ``settings`` in its environment; killed at the end."""
+    assert settings.anthropic_api_key is not None
+    env = {
+        **os.environ,
+        "ANTHROPIC_API_KEY": settings.anthropic_api_key.get_secret_value(),
+        "ANTHROPIC_BASE_URL": str(settings.anthropic_base_url),
+        "SUBAGENT_MCP_DB_PATH": str(settings.db_path),
+        "SUBAGENT_MCP_EXECUTOR": "temporal",
+        "TEMPORAL_ADDRESS": settings.temporal_address,
+        "SUBAGENT_MCP_TEMPORAL_TASK_QUEUE": settings.temporal_task_queue,
+        "SUBAGENT_MCP_TEMPORAL_HEARTBEAT_S": str(settings.temporal_heartbeat_s),
+        "SUBAGENT_MCP_RETRY_MAX_WAIT_S": "0",
+    }
+    with log.open("ab") as out:
+        process = await anyio.open_process([str(SCRIPT), "worker"], env=env, stdout=out, stderr=out)
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+
+
+async def test_a_worker_killed_mid_run_loses_nothing_and_no_finished_subtask_is_requested_again(
+    temporal_address: str, tmp_path: Path
+) -> None:
+    gates = Gates("slow")
+    async with serve_fake_anthropic(gates, api_key=KEY) as fake:
+        settings = settings_for(fake, temporal_address, tmp_path)
+        async with Client(create_server(settings)) as c:  # a server with no worker of its own
+            async with worker_process(settings, tmp_path / "worker-1.log") as first:
+                run_id = handle_of(await c.call_tool("execute_plan", {"plan": PLAN, "wait_s": 0})).run_id
+                await succeeded(c, run_id, 1)  # quick is done and stored
+                await gates.arrival("slow").wait()  # slow is in flight on the first worker
+                first.send_signal(signal.SIGKILL)
+                await first.wait()
+            with anyio.fail_after(10):
+                await fake.wait_abandoned(1)  # the dead worker's connection is gone
+            assert requests_per_task(fake) == {"quick": 1, "slow": 1}
+            async with worker_process(settings, tmp_path / "worker-2.log"):
+                done = await c.call_tool("wait_run", {"run_id": run_id, "wait_s": 120})
+    report = RunReport.model_validate(done.structured_content)
+    assert report.status == "succeeded", text_of(done)
+    assert requests_per_task(fake) == {"quick": 1, "slow": 2, "write-up": 1}  # only the lost call again
+    assert report.usage == fake.billed_usage  # every answered call is on record, none twice
+
+
+async def test_resume_run_of_a_terminated_workflow_starts_a_new_one_seeded_with_what_succeeded(
+    temporal_address: str, tmp_path: Path
+) -> None:
+    gates = Gates("slow")
+    async with serve_fake_anthropic(gates, api_key=KEY) as fake:
+        settings = settings_for(fake, temporal_address, tmp_path)
+        async with running_worker(settings), Client(create_server(settings)) as c:
+            run_id = handle_of(await c.call_tool("execute_plan", {"plan": PLAN, "wait_s": 0})).run_id
+            await succeeded(c, run_id, 1)
+            await gates.arrival("slow").wait()
+            temporal = await connect(settings)
+            await temporal.get_workflow_handle(run_id).terminate("an operator stopped it")
+            stopped = await c.call_tool("wait_run", {"run_id": run_id, "wait_s": 60})
+            with anyio.fail_after(10):
+                await fake.wait_abandoned(1)  # the terminated workflow's call was cancelled on its worker
+            resumed = await c.call_tool("resume_run", {"run_id": run_id, "wait_s": 60})
+    assert stopped.is_error
+    assert f"resume_run(run_id={run_id!r}) runs the rest" in text_of(stopped)
+    report = RunReport.model_validate(resumed.structured_content)
+    assert report.status == "succeeded", text_of(resumed)
+    assert requests_per_task(fake) == {"quick": 1, "slow": 2, "write-up": 1}
+    assert report.usage == fake.billed_usage  # both workflows of the run, every answered call
+
+
+async def test_cancel_run_cancels_the_workflow_and_its_calls(temporal_address: str, tmp_path: Path) -> None:
+    gates = Gates("quick", "slow")
+    async with serve_fake_anthropic(gates, api_key=KEY) as fake:
+        settings = settings_for(fake, temporal_address, tmp_path)
+        async with running_worker(settings), Client(create_server(settings)) as c:
+            run_id = handle_of(await c.call_tool("execute_plan", {"plan": PLAN, "wait_s": 0})).run_id
+            await gates.arrival("quick").wait()
+            await gates.arrival("slow").wait()
+            cancelled = await c.call_tool("cancel_run", {"run_id": run_id})
+            description = await (await connect(settings)).get_workflow_handle(run_id).describe()
+            with anyio.fail_after(10):
+                await fake.wait_abandoned(2)
+    assert RunReport.model_validate(cancelled.structured_content).status == "cancelled"
+    assert description.status == WorkflowExecutionStatus.CANCELED
+    assert requests_per_task(fake) == {"quick": 1, "slow": 1}
+
+
+async def test_an_unreachable_temporal_is_a_clear_tool_error_and_creates_no_run(tmp_path: Path) -> None:
+    async with serve_fake_anthropic(Gates(), api_key=KEY) as fake:
+        settings = settings_for(fake, f"127.0.0.1:{free_port()}", tmp_path, temporal_connect_s=3.0)
+        async with Client(create_server(settings)) as c:
+            with anyio.fail_after(30):
+                result = await c.call_tool("execute_plan", {"plan": PLAN})
+            runs = await c.call_tool("list_runs", {})
+    assert result.is_error
+    assert f"Temporal at {settings.temporal_address}" in text_of(result)
+    assert "TEMPORAL_ADDRESS" in text_of(result)
+    assert runs.structured_content == {"runs": []}
+    assert fake.message_requests == []
