@@ -102,9 +102,7 @@ async def test_a_budget_below_the_plans_cost_stops_before_crossing_it_and_sends_
     assert "budget:" in text_of(result)
 
 
-async def test_subtasks_that_fit_only_after_the_calls_in_flight_wait_for_them_instead_of_being_skipped(
-    executor: Executor,
-) -> None:
+async def test_subtasks_that_fit_only_after_the_calls_in_flight_wait_for_them_instead_of_being_skipped() -> None:
     wide: JsonObject = {
         "plan_id": "p-wide",
         "task": "Survey a hundred options",
@@ -121,7 +119,7 @@ async def test_subtasks_that_fit_only_after_the_calls_in_flight_wait_for_them_in
         settings = settings_for(fake, max_subtasks=100, max_concurrency=1024)
         worst_one = estimate_plan(Plan.model_validate(wide), settings, BUILTIN_ROLES).tasks[0].max_cost_usd
         ceiling = 10 * worst_one  # room for ten worst cases at once, not a hundred
-        async with executor.serving(settings) as settings, Client(create_server(settings)) as client:
+        async with Client(create_server(settings)) as client:
             result = await client.call_tool(
                 "execute_plan", {"plan": wide, "max_concurrency": 1024, "max_cost_usd": ceiling}
             )

@@ -11,6 +11,7 @@ import logging
 import signal
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 import anyio
 from temporalio.client import Client
@@ -68,6 +69,8 @@ async def running_worker(
             workflows=[RunWorkflow],
             activities=[activities.complete, activities.save_result, activities.finish_run],
             max_concurrent_activities=4 * settings.max_concurrency + 8,  # model calls wait in the gate, heartbeating
+            # a run's next step waits this long for a lost worker that held the run in its cache, then goes elsewhere
+            sticky_queue_schedule_to_start_timeout=timedelta(seconds=min(settings.temporal_heartbeat_s, 10.0)),
             workflow_runner=SandboxedWorkflowRunner(
                 restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSED_THROUGH)
             ),
