@@ -1,8 +1,9 @@
-"""``python -m benchmarks [--median SECONDS] [--service | --rate-limits | --cost]``: the executor's figures, then the
-whole stack's.
+"""``python -m benchmarks [--median SECONDS] [--service | --rate-limits | --cost | --temporal]``: the executor's
+figures, then the whole stack's.
 
 ``--rate-limits`` runs only adaptive against fixed concurrency under a rate-limiting fake (``rate_limits.py``);
-``--cost`` only the bill against a tutorial-style pipeline (``cost.py``).
+``--cost`` only the bill against a tutorial-style pipeline (``cost.py``); ``--temporal`` only runs on Temporal
+against runs in the server (``temporal.py``).
 """
 
 from __future__ import annotations
@@ -31,12 +32,22 @@ def main() -> None:
     parser.add_argument(
         "--cost", action="store_true", help="only the cost table against a tutorial-style pipeline (a few seconds)"
     )
+    parser.add_argument(
+        "--temporal",
+        action="store_true",
+        help="only runs on Temporal against runs in the server (starts a Temporal dev server; ~3 min)",
+    )
     args = parser.parse_args()
     if args.rate_limits:
         rate_limits.main()
         return
     if args.cost:
         cost.main()
+        return
+    if args.temporal:
+        from . import temporal
+
+        temporal.main()
         return
     median = float(args.median)
     if not args.service:

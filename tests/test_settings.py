@@ -104,3 +104,23 @@ def test_a_blank_key_counts_as_no_key() -> None:
     assert s.anthropic_api_key is None
     with pytest.raises(ConfigError, match="ANTHROPIC_API_KEY is not set"):
         s.require_api_key()
+
+
+def test_temporal_is_reached_through_its_standard_variables_and_runs_stay_embedded_by_default() -> None:
+    default = Settings.from_env({}, env_file=None)
+    assert (default.executor, default.temporal_address, default.temporal_namespace) == (
+        "embedded", "localhost:7233", "default",
+    )  # fmt: skip
+    assert default.temporal_task_queue == "subagent-mcp"
+    team = Settings.from_env(
+        {
+            "SUBAGENT_MCP_EXECUTOR": "temporal",
+            "TEMPORAL_ADDRESS": "temporal.internal:7233",
+            "TEMPORAL_NAMESPACE": "agents",
+            "SUBAGENT_MCP_TEMPORAL_TASK_QUEUE": "subagents",
+        },
+        env_file=None,
+    )
+    assert (team.executor, team.temporal_address, team.temporal_namespace, team.temporal_task_queue) == (
+        "temporal", "temporal.internal:7233", "agents", "subagents",
+    )  # fmt: skip
