@@ -203,3 +203,35 @@ async def test_an_unreachable_temporal_is_a_clear_tool_error_and_creates_no_run(
     assert "TEMPORAL_ADDRESS" in text_of(result)
     assert runs.structured_content == {"runs": []}
     assert fake.message_requests == []
+
+
+async def test_without_the_temporal_sdk_a_run_is_a_tool_error_that_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "temporalio", None)  # how Python sees a package that is not installed
+    async with serve_fake_anthropic(Gates(), api_key=KEY) as fake:
+        settings = settings_for(fake, "127.0.0.1:7233", tmp_path)
+        async with Client(create_server(settings)) as c:
+            result = await c.call_tool("execute_plan", {"plan": PLAN})
+            runs = await c.call_tool("list_runs", {})
+    assert result.is_error
+    assert 'pip install "subagent-mcp[scale]"' in text_of(result)
+    assert runs.structured_content == {"runs": []}
+    assert fake.message_requests == []
+
+
+async def test_a_worker_that_cannot_reach_temporal_says_so_and_exits_2(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "ANTHROPIC_API_KEY": KEY,
+        "SUBAGENT_MCP_DB_PATH": str(tmp_path / "runs.db"),
+        "TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
+        "SUBAGENT_MCP_TEMPORAL_CONNECT_S": "3",
+    }
+    with anyio.fail_after(30):
+        done = await anyio.run_process([str(SCRIPT), "worker"], env=env, check=False)
+    stderr = done.stderr.decode()
+    assert done.returncode == 2, stderr
+    assert f"Temporal at {env['TEMPORAL_ADDRESS']}" in stderr
+    assert "Traceback" not in stderr
+    assert KEY not in stderr

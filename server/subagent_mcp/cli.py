@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -155,7 +156,13 @@ def worker_main(settings: Settings) -> int:
 
     from .temporal.worker import worker_command
 
-    return anyio.run(worker_command, settings)
+    code = anyio.run(worker_command, settings)
+    # The Temporal SDK's Rust runtime keeps threads that can crash CPython's finalization (SIGSEGV/SIGABRT,
+    # temporalio/sdk-python#300): everything is closed and flushed by now, so leave without finalizing.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def database_problem(settings: Settings) -> str | None:

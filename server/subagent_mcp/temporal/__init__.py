@@ -17,10 +17,10 @@ def require_temporalio() -> None:
     Raises:
         ConfigError: ``temporalio`` is not installed.
     """
-    import importlib.util
-
-    if importlib.util.find_spec("temporalio") is None:
+    try:
+        import temporalio  # noqa: F401  # pyright: ignore[reportUnusedImport]  # only asks whether it imports
+    except ImportError:
         raise ConfigError(
             f"SUBAGENT_MCP_EXECUTOR=temporal needs the Temporal SDK, which is not installed: {INSTALL_HINT} "
             "(or set SUBAGENT_MCP_EXECUTOR=embedded to run plans in this process)"
-        )
+        ) from None

@@ -13,6 +13,7 @@ import inspect
 import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
+from weakref import WeakKeyDictionary
 
 import anyio
 
@@ -43,7 +44,8 @@ QUERY_S = 5.0
 CANCEL_GRACE_S = 60.0
 """How long ``cancel_run`` waits for a cancelled workflow to store its results."""
 
-_clients: dict[tuple[str, str, int], Client] = {}
+_clients: WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], Client]] = WeakKeyDictionary()
+"""One client per event loop and namespace, reused by every run the loop starts."""
 
 
 async def connect(settings: Settings) -> Client:
@@ -56,9 +58,10 @@ async def connect(settings: Settings) -> Client:
     from temporalio.client import Client
     from temporalio.contrib.pydantic import pydantic_data_converter
 
-    key = (settings.temporal_address, settings.temporal_namespace, id(asyncio.get_running_loop()))
-    if key in _clients:
-        return _clients[key]
+    clients = _clients.setdefault(asyncio.get_running_loop(), {})
+    key = (settings.temporal_address, settings.temporal_namespace)
+    if key in clients:
+        return clients[key]
     where = f"Temporal at {settings.temporal_address} (namespace {settings.temporal_namespace!r})"
     try:
         with anyio.fail_after(settings.temporal_connect_s):
@@ -77,7 +80,7 @@ async def connect(settings: Settings) -> Client:
             f"{where} could not be reached ({type(exc).__name__}: {str(exc)[:300]}). Start it, or point "
             "TEMPORAL_ADDRESS at it; SUBAGENT_MCP_EXECUTOR=embedded runs plans in this process."
         ) from None
-    _clients[key] = client
+    clients[key] = client
     return client
 
 
