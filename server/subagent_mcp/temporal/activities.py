@@ -66,8 +66,11 @@ class Activities:
             await self.store.log_usage(save.run_id, result.task_id, call.model, call.usage, call.cost_usd)
 
     @activity.defn(name="subagent_mcp.finish_run")
-    async def finish_run(self, finish: FinishInput) -> RunReport:
-        """Record the run's report, its usage and cost read from the store (every attempt, every session)."""
+    async def finish_run(self, finish: FinishInput) -> None:
+        """Record the run's report, its usage and cost read from the store (every attempt, every session).
+
+        The report stays in the store, not in Temporal's history: the server reads it from there.
+        """
         record = await self.store.get_run(finish.run_id)
         if record is None:
             raise ApplicationError(f"run {finish.run_id} is not in the database", non_retryable=True)
@@ -83,7 +86,6 @@ class Activities:
             graph=finish.graph,
         )
         await self.store.finish_run(finish.run_id, report)
-        return report
 
 
 def _application_error(exc: ModelError) -> ApplicationError:

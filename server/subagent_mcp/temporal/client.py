@@ -128,7 +128,7 @@ async def run_on_temporal(
     live = driven_run()
     if live is not None:
         live.refresh = follower.refresh
-    outcome: RunReport | WorkflowFailureError | None = None
+    outcome: str | WorkflowFailureError | None = None
     try:
         async with anyio.create_task_group() as tg:  # its errors leave it wrapped: keep the outcome instead
             tg.start_soon(follower.poll)
@@ -147,12 +147,14 @@ async def run_on_temporal(
             f"run {run.run_id} stopped on Temporal ({outcome.cause or outcome}); what finished is stored, and "
             f"resume_run(run_id={run.run_id!r}) runs the rest"
         )
-    assert outcome is not None  # the task group ends only once the result is in
-    await follower.finish(outcome)
-    return outcome
+    record = await store.get_run(run.run_id)
+    if record is None or record.report is None:  # the workflow stored it before it ended
+        raise SubagentMCPError(f"run {run.run_id} ended {outcome} on Temporal, but its report is not in the store")
+    await follower.finish(record.report)
+    return record.report
 
 
-async def _stop(handle: WorkflowHandle[RunWorkflow, RunReport], live: LiveRun | None) -> None:
+async def _stop(handle: WorkflowHandle[RunWorkflow, str], live: LiveRun | None) -> None:
     """cancel_run: cancel the workflow and wait for it to store what it has. Shutdown: just stop following."""
     if live is not None and live.stopped == "shutdown":
         live.detached = True
@@ -175,7 +177,7 @@ class Follower:
 
     def __init__(
         self,
-        handle: WorkflowHandle[RunWorkflow, RunReport],
+        handle: WorkflowHandle[RunWorkflow, str],
         plan: Plan,
         kept: Mapping[str, SubagentResult],
         on_event: OnEvent | None,

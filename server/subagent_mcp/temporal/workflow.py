@@ -26,7 +26,7 @@ with workflow.unsafe.imports_passed_through():
 
     from .. import errors
     from ..backends.budgeted import BudgetedBackend
-    from ..contracts import Completion, CompletionRequest, RunReport, Spend, SubagentResult, Usage
+    from ..contracts import Completion, CompletionRequest, RunStatus, Spend, SubagentResult, Usage
     from ..core.estimate import expected_durations
     from ..core.executor import execute
     from ..core.pricing import cost_usd
@@ -145,17 +145,19 @@ class RunWorkflow:
 
     @workflow.query(name="progress")
     def progress(self) -> Progress:
-        """Where the run stands: results so far, calls in flight, spend (``wait_run`` and progress read this)."""
+        """Where the run stands: results so far (their outputs left out: those are in the store), calls in
+        flight, spend (``wait_run`` and progress notifications read this)."""
         return Progress(
             total=self.total,
             running=dict(self.state.running),
-            results=dict(self.state.results),
+            results={task_id: r.model_copy(update={"output": None}) for task_id, r in self.state.results.items()},
             spent=self.spent,
             status=self.state.status if self.status else None,
         )
 
     @workflow.run
-    async def run(self, run: RunInput) -> RunReport:
+    async def run(self, run: RunInput) -> RunStatus:
+        """Execute the run; its report goes to the store (outputs stay out of Temporal's history), its status here."""
         settings = Settings.model_validate(run.settings)
         plan = run.plan
         self.total = len(plan.subtasks)
@@ -206,7 +208,7 @@ class RunWorkflow:
             raise
         return await self.close(run, save)
 
-    async def close(self, run: RunInput, save: Callable[[SubagentResult], Awaitable[None]]) -> RunReport:
+    async def close(self, run: RunInput, save: Callable[[SubagentResult], Awaitable[None]]) -> RunStatus:
         """Store the results events did not (cancelled ones), then the report; the run's last step."""
         for result in list(self.state.results.values()):
             await save(result)
@@ -220,6 +222,7 @@ class RunWorkflow:
             estimate=run.estimate,
             graph=run.plan.graph(),
         )
-        return await workflow.execute_activity_method(
+        await workflow.execute_activity_method(
             Activities.finish_run, finish, start_to_close_timeout=STORE_TIMEOUT, retry_policy=STORE_RETRY
         )
+        return self.state.status
