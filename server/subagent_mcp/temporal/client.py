@@ -18,7 +18,7 @@ from weakref import WeakKeyDictionary
 import anyio
 
 from ..background import LiveRun, driven_run
-from ..contracts import Plan, RunReport, Spend, SubagentResult
+from ..contracts import Plan, RunReport, Spend, SubagentResult, Usage
 from ..core.run_state import Counts, ExecutorEvent, OnEvent, RunFinished, TaskFinished, TaskStarted
 from ..errors import ConfigError, InputError, SubagentMCPError
 from ..roles import Role
@@ -30,19 +30,37 @@ from .payloads import Progress, RunInput, public_settings
 
 if TYPE_CHECKING:
     from temporalio.client import Client, WorkflowHandle
+    from temporalio.runtime import Runtime
 
     from ..execution import _Run
+    from .workflow import RunWorkflow
 
 log = logging.getLogger(__name__)
 
-POLL_S = 0.25
-"""How often a followed run's progress is read from its workflow (a query: no history, no cost)."""
+POLL_S = 1.0
+"""How often a followed run's progress is read from its workflow (a query: no history, but a worker answers it);
+every wait_run reads it too, so a caller sees the latest progress whatever this is."""
 
 QUERY_S = 5.0
 """How long one progress read may take (no worker answering) before it is skipped."""
 
 CANCEL_GRACE_S = 60.0
 """How long ``cancel_run`` waits for a cancelled workflow to store its results."""
+
+_runtime: Runtime | None = None
+
+
+def _quiet_runtime() -> Runtime:
+    """The SDK's runtime with its Rust core's log lines sent to Python logging (stderr), never to stdout.
+
+    By default the core prints warnings to stdout, which in stdio mode belongs to the protocol.
+    """
+    from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
+
+    forward = LogForwardingConfig(logger=logging.getLogger("temporalio.core"))
+    quiet = LoggingConfig(filter=TelemetryFilter(core_level="WARN", other_level="ERROR"), forwarding=forward)
+    return Runtime(telemetry=TelemetryConfig(logging=quiet))
+
 
 _clients: WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], Client]] = WeakKeyDictionary()
 """One client per event loop and namespace, reused by every run the loop starts."""
@@ -62,6 +80,9 @@ async def connect(settings: Settings) -> Client:
     key = (settings.temporal_address, settings.temporal_namespace)
     if key in clients:
         return clients[key]
+    global _runtime
+    if _runtime is None:
+        _runtime = _quiet_runtime()
     where = f"Temporal at {settings.temporal_address} (namespace {settings.temporal_namespace!r})"
     try:
         with anyio.fail_after(settings.temporal_connect_s):
@@ -69,6 +90,7 @@ async def connect(settings: Settings) -> Client:
                 settings.temporal_address,
                 namespace=settings.temporal_namespace,
                 data_converter=pydantic_data_converter,
+                runtime=_runtime,
             )
     except TimeoutError:
         raise ConfigError(
@@ -168,10 +190,6 @@ async def _stop(handle: WorkflowHandle[RunWorkflow, str], live: LiveRun | None) 
         log.debug("run %s ended after cancel: %s", handle.id, type(exc).__name__)
 
 
-if TYPE_CHECKING:
-    from .workflow import RunWorkflow
-
-
 class Follower:
     """Turns the workflow's progress snapshots into the executor's events and spend, each told once."""
 
@@ -219,24 +237,13 @@ class Follower:
                 if result is not None and s.id not in self.finished:
                     self.finished.add(s.id)
                     await self._tell(TaskFinished(result=result, counts=counts))
-            more = spent.usage.total_tokens - self.spent.usage.total_tokens
-            if more > 0 and self.on_spend is not None:
-                delta = Spend(
-                    usage=spent.usage.model_copy(
-                        update={
-                            name: getattr(spent.usage, name) - getattr(self.spent.usage, name)
-                            for name in type(spent.usage).model_fields
-                        }
-                    ),
-                    cost_usd=spent.cost_usd - self.spent.cost_usd,
-                )
-                self.on_spend(delta)
-            if more > 0:
+            if spent.usage.total_tokens > self.spent.usage.total_tokens:
+                if self.on_spend is not None:
+                    self.on_spend(_minus(spent, self.spent))
                 self.spent = spent
 
     async def finish(self, report: RunReport) -> None:
         """The last events from the report itself (the last poll may have missed the end), then the run's end."""
-        await self.refresh()
         results = {r.task_id: r for r in report.results}
         await self.apply(results, {}, self.spent)
         await self._tell(RunFinished(status=report.status, counts=_counts(len(self.plan.subtasks), results, {})))
@@ -254,3 +261,9 @@ def _counts(total: int, results: Mapping[str, SubagentResult], running: Mapping[
         tally[result.status] += 1
     in_flight = len([task_id for task_id in running if task_id not in results])
     return Counts(total, len(results), in_flight, **tally)
+
+
+def _minus(total: Spend, before: Spend) -> Spend:
+    """What ``total`` adds to ``before``."""
+    usage = {name: getattr(total.usage, name) - getattr(before.usage, name) for name in type(total.usage).model_fields}
+    return Spend(usage=Usage(**usage), cost_usd=total.cost_usd - before.cost_usd)
