@@ -235,3 +235,30 @@ async def test_a_worker_that_cannot_reach_temporal_says_so_and_exits_2(tmp_path:
     assert f"Temporal at {env['TEMPORAL_ADDRESS']}" in stderr
     assert "Traceback" not in stderr
     assert KEY not in stderr
+
+
+async def test_a_run_started_through_one_server_is_waited_on_and_cancelled_through_another(
+    temporal_address: str, tmp_path: Path
+) -> None:
+    release = anyio.Event()
+
+    async def slow_waits(request: FakeRequest) -> FakeReply:
+        if request.subtask_id == "slow":
+            await release.wait()
+        return json_reply(sample_for_schema(request.schema or {}))
+
+    async with serve_fake_anthropic(slow_waits, api_key=KEY) as fake:
+        settings = settings_for(fake, temporal_address, tmp_path)
+        async with (
+            running_worker(settings),
+            Client(create_server(settings)) as first,
+            Client(create_server(settings)) as second,  # another replica on the same store and Temporal
+        ):
+            waited = handle_of(await first.call_tool("execute_plan", {"plan": PLAN, "wait_s": 0})).run_id
+            cancelled = handle_of(await first.call_tool("execute_plan", {"plan": PLAN, "wait_s": 0})).run_id
+            await succeeded(second, waited, 1)  # progress through the second server
+            stopped = await second.call_tool("cancel_run", {"run_id": cancelled})
+            release.set()
+            done = await second.call_tool("wait_run", {"run_id": waited, "wait_s": 60})
+    assert RunReport.model_validate(done.structured_content).status == "succeeded", text_of(done)
+    assert RunReport.model_validate(stopped.structured_content).status == "cancelled", text_of(stopped)

@@ -17,6 +17,7 @@ from .background import LiveRun, RunRegistry
 from .contracts import (
     MAX_PLAN_ID_CHARS,
     CompletionRequest,
+    OrchestrateResult,
     Plan,
     PlanEstimate,
     RunReport,
@@ -31,6 +32,7 @@ from .core.executor import RunTask
 from .core.pricing import cost_usd
 from .core.run_state import OnEvent
 from .errors import InputError
+from .handles import RunHandle
 from .planning import check_runnable, check_schemas, escalation_model, reused_prefixes, subtask_request
 from .roles import Role
 from .runs import OnSpend, RunOptions, UsageLedger, execute_durably, new_run_id, run_budget
@@ -81,6 +83,8 @@ class Execution:
         def backend(self) -> ModelBackend: ...
 
         def estimate(self, plan: Plan) -> PlanEstimate: ...
+
+        async def outcome(self, run_id: str) -> RunReport | OrchestrateResult | RunHandle: ...
 
     async def execute_plan(
         self,
@@ -246,6 +250,27 @@ class Execution:
             on_event=on_event,
             completed=run.kept,
         )
+
+    async def live_run(self, run_id: str) -> LiveRun | None:
+        """The run as this server knows it; on Temporal also one another server started, followed from here.
+
+        Raises:
+            ConfigError: Temporal cannot be reached.
+        """
+        live = self.runs.get(run_id)
+        if live is not None or self.settings.executor != "temporal":
+            return live
+        record = await self.store.get_run(run_id)
+        if record is None or record.status not in ("running", "interrupted"):
+            return None
+        from .temporal.client import follow_elsewhere
+
+        async def outcome(report: RunReport) -> RunReport | OrchestrateResult:
+            stored = await self.outcome(run_id)  # an orchestration's, with its synthesis if it has one by now
+            return report if isinstance(stored, RunHandle) else stored
+
+        found = (await self._stored_plan(record.plan_id), record)
+        return await follow_elsewhere(self.settings, self.store, self.runs, found, outcome)
 
     async def _executor_ready(self) -> None:
         """On Temporal, reach it before a run is created or taken over: if it cannot be, the call fails, not a run."""

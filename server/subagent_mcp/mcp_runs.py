@@ -115,7 +115,7 @@ def register_run_tools(server: MCPServer[Service]) -> None:
         service = service_of(ctx)
         with tool_errors():
             wait = service.wait_seconds(wait_s)
-        run = service.runs.get(run_id)
+            run = await service.live_run(run_id)
         if run is not None:
             return await reply(ctx, run, wait, owner=False)
         with tool_errors():
@@ -125,8 +125,8 @@ def register_run_tools(server: MCPServer[Service]) -> None:
     async def cancel_run(run_id: RunId, ctx: ServiceContext) -> Annotated[CallToolResult, ReportOrHandle]:
         """Stop a running run: in-flight subagent calls are cancelled, what finished is kept (resume_run continues)."""
         service = service_of(ctx)
-        run = service.runs.get(run_id)
         with tool_errors():
+            run = await service.live_run(run_id)
             if run is None or run.done.is_set():
                 raise InputError(f"run {run_id!r} is not running in this server: {await service.where(run_id)}")
             await service.runs.stop(run)

@@ -11,20 +11,20 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
 from weakref import WeakKeyDictionary
 
 import anyio
 
-from ..background import LiveRun, driven_run
+from ..background import LiveRun, Outcome, RunRegistry, driven_run
 from ..contracts import Plan, RunReport, Spend, SubagentResult, Usage
 from ..core.run_state import Counts, ExecutorEvent, OnEvent, RunFinished, TaskFinished, TaskStarted
 from ..errors import ConfigError, InputError, SubagentMCPError
 from ..roles import Role
 from ..runs import OnSpend
 from ..settings import Settings
-from ..store import Store
+from ..store import RunRecord, Store
 from . import require_temporalio
 from .payloads import Progress, RunInput, public_settings
 
@@ -120,8 +120,6 @@ async def run_on_temporal(
         InputError: a workflow of this run is still going (wait_run or cancel_run it).
         SubagentMCPError: the workflow failed or was terminated: the run is stored ``interrupted`` (resumable).
     """
-    on_event, on_spend = listeners
-    from temporalio.client import WorkflowFailureError
     from temporalio.exceptions import WorkflowAlreadyStartedError
     from temporalio.service import RPCError
 
@@ -146,7 +144,55 @@ async def run_on_temporal(
         raise InputError(f"run {run.run_id!r} is still running on Temporal; wait_run or cancel_run it first") from None
     except RPCError as exc:
         raise ConfigError(f"Temporal at {settings.temporal_address} refused to start the run: {exc.message}") from None
-    follower = Follower(handle, run.plan, run.kept, on_event, on_spend)
+    return await _follow(handle, store, run.plan, run.kept, listeners)
+
+
+async def follow_elsewhere(
+    settings: Settings,
+    store: Store,
+    runs: RunRegistry,
+    found: tuple[Plan, RunRecord],
+    outcome: Callable[[RunReport], Awaitable[Outcome]],
+) -> LiveRun | None:
+    """Follow a run another server started on Temporal, as if it were this server's (None if it is not running).
+
+    ``wait_run`` and ``cancel_run`` then work through any server: the workflow is the run, not its starter.
+    ``outcome`` turns the report into what the run's tool returns (an orchestration's, read from the store).
+    """
+    plan, record = found
+    from temporalio.client import WorkflowExecutionStatus
+    from temporalio.service import RPCError
+
+    from .workflow import RunWorkflow
+
+    handle = (await connect(settings)).get_workflow_handle_for(RunWorkflow.run, record.run_id)
+    try:
+        if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+            return None
+    except RPCError:  # no such workflow: a run of the embedded executor, or one Temporal no longer keeps
+        return None
+    kept = {task_id: record.results[task_id] for task_id in record.succeeded_ids()}
+    live = LiveRun(record.run_id, "execute", spent=record.total)
+    live.expect(plan, kept)
+
+    async def job() -> Outcome:
+        return await outcome(await _follow(handle, store, plan, kept, (live.on_event, live.note_spend)))
+
+    return runs.launch(live, job)
+
+
+async def _follow(
+    handle: WorkflowHandle[RunWorkflow, str],
+    store: Store,
+    plan: Plan,
+    kept: Mapping[str, SubagentResult],
+    listeners: tuple[OnEvent | None, OnSpend | None],
+) -> RunReport:
+    """Follow a run's workflow to its end: progress as events, cancel on cancel_run, its report from the store."""
+    from temporalio.client import WorkflowFailureError
+
+    run_id = handle.id
+    follower = Follower(handle, plan, kept, *listeners)
     live = driven_run()
     if live is not None:
         live.refresh = follower.refresh
@@ -164,14 +210,14 @@ async def run_on_temporal(
             await _stop(handle, live)
         raise
     if isinstance(outcome, WorkflowFailureError):
-        await store.interrupt_runs([run.run_id])
+        await store.interrupt_runs([run_id])
         raise SubagentMCPError(
-            f"run {run.run_id} stopped on Temporal ({outcome.cause or outcome}); what finished is stored, and "
-            f"resume_run(run_id={run.run_id!r}) runs the rest"
+            f"run {run_id} stopped on Temporal ({outcome.cause or outcome}); what finished is stored, and "
+            f"resume_run(run_id={run_id!r}) runs the rest"
         )
-    record = await store.get_run(run.run_id)
+    record = await store.get_run(run_id)
     if record is None or record.report is None:  # the workflow stored it before it ended
-        raise SubagentMCPError(f"run {run.run_id} ended {outcome} on Temporal, but its report is not in the store")
+        raise SubagentMCPError(f"run {run_id} ended {outcome} on Temporal, but its report is not in the store")
     await follower.finish(record.report)
     return record.report
 
