@@ -40,8 +40,11 @@ with workflow.unsafe.imports_passed_through():
 T = TypeVar("T")
 
 STORE_TIMEOUT = timedelta(minutes=2)
-STORE_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
-"""A store write is retried until it lands (a database restarting); a run never goes on without its results."""
+STORE_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10), maximum_attempts=30
+)
+"""A store write is retried for about five minutes (a database restarting), then the workflow fails: the server
+says so and resume_run continues the run. A run never goes on without its results."""
 
 
 def call_retry_policy(settings: Settings) -> RetryPolicy:
