@@ -209,13 +209,15 @@ async def _follow(
         with anyio.CancelScope(shield=True):
             await _stop(handle, live)
         raise
-    if isinstance(outcome, WorkflowFailureError):
+    record = await store.get_run(run_id)
+    closed = record is not None and record.report is not None and record.status != "running"
+    if isinstance(outcome, WorkflowFailureError) and not closed:  # failed or terminated before closing the run
         await store.interrupt_runs([run_id])
         raise SubagentMCPError(
             f"run {run_id} stopped on Temporal ({outcome.cause or outcome}); what finished is stored, and "
             f"resume_run(run_id={run_id!r}) runs the rest"
         )
-    record = await store.get_run(run_id)
+    # cancelled (through any server, or by an operator): the workflow closed the run, so it ended like any other
     if record is None or record.report is None:  # the workflow stored it before it ended
         raise SubagentMCPError(f"run {run_id} ended {outcome} on Temporal, but its report is not in the store")
     await follower.finish(record.report)
