@@ -16,7 +16,6 @@ from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 
 from .contracts import SubtaskTier
-from .core.caching import WRITE_MULTIPLIER
 from .core.pricing import DEFAULT_PRICES, ModelPrice
 from .errors import ConfigError
 
@@ -125,15 +124,9 @@ class Settings(BaseModel):
     @field_validator("prices")
     @classmethod
     def _price_cache_writes(cls, prices: dict[str, ModelPrice], info: ValidationInfo) -> dict[str, ModelPrice]:
-        """Cache writes cost more with the 1-hour TTL; an explicit ``cache_write`` price stays as given."""
+        """Cache writes cost more with the 1-hour TTL: price them at each model's 1-hour rate."""
         ttl = info.data.get("prompt_cache_ttl", "5m")
-        if ttl == "5m":  # ModelPrice's own default
-            return prices
-        multiplier = WRITE_MULTIPLIER[ttl]
-        return {
-            model: p if p.cache_write is not None else p.model_copy(update={"cache_write": p.input * multiplier})
-            for model, p in prices.items()
-        }
+        return {model: p.for_ttl(ttl) for model, p in prices.items()}
 
     @field_validator("anthropic_api_key", mode="before")
     @classmethod
