@@ -153,7 +153,8 @@ def estimate_plan(plan: Plan, settings: Settings, roles: Mapping[str, Role]) -> 
             tool_uses=worst_case_uses(request.server_tools),
         )
     calls = list(by_id.values())
-    base = estimate_tokens(prompts.SYNTHESIS_SYSTEM + plan.task + json.dumps(prompts.SYNTHESIS_SCHEMA))
+    shown = prompts.synthesis_task(plan.task)
+    base = estimate_tokens(prompts.SYNTHESIS_SYSTEM + shown + json.dumps(prompts.SYNTHESIS_SCHEMA))
     synthesis = estimate_call(
         "synthesis",
         settings.synthesis_model,

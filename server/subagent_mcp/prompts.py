@@ -110,6 +110,22 @@ def subtask_id_of(text: str) -> str:
     return head[: head.index("):")]
 
 
+SYNTHESIS_TASK_CHARS = 8_000
+"""How much of the task the synthesizer reads: it answers from the results, so a long document in the
+task (which every subtask read whole) is shown only up to here, with a note saying so."""
+
+
+def synthesis_task(task: str) -> str:
+    """The task as the synthesizer sees it: whole up to ``SYNTHESIS_TASK_CHARS``, else its head and a note."""
+    if len(task) <= SYNTHESIS_TASK_CHARS:
+        return task
+    rest = len(task) - SYNTHESIS_TASK_CHARS
+    return (
+        f"{task[:SYNTHESIS_TASK_CHARS]}\n[... the task's last {rest:,} characters are left out here; the subtasks "
+        "read the task whole, so rely on their results for what it says]"
+    )
+
+
 def synthesis_user(task: str, results_json: str, missing: list[str]) -> str:
     """The synthesizer's user turn: the task, every result (budgeted), and what did not succeed."""
     parts = [f"Task:\n{task}", f"Results (JSON):\n{results_json}"]
