@@ -5,6 +5,7 @@ Kept apart from the code that sends it, so prompts can be read and tuned in one 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from .contracts import SUBTASK_TIERS, JsonObject
@@ -46,12 +47,29 @@ SYNTHESIS_SCHEMA: JsonObject = {
 }
 
 
+ROLE_BLURB_CHARS = 300
+"""The most of a role's description the planner reads: every planner call (top tier) pays for the list."""
+
+_EXAMPLES = re.compile(r"<(example|commentary)>.*?(</\1>|$)", re.IGNORECASE | re.DOTALL)
+_DANGLING = re.compile(r"\s*(examples?|for example|e\.g\.)\s*:?\s*$", re.IGNORECASE)
+
+
+def role_blurb(description: str) -> str:
+    """A role's description as the planner reads it: Claude Code's ``<example>`` blocks out, one line, capped."""
+    description = description.replace("\\n", "\n")  # Claude Code's one-line descriptions carry literal \n
+    text = " ".join(_EXAMPLES.sub(" ", description).split())
+    text = _DANGLING.sub("", text) or " ".join(description.split())
+    if len(text) <= ROLE_BLURB_CHARS:
+        return text
+    head = text[: ROLE_BLURB_CHARS - 1]
+    return (head.rsplit(" ", 1)[0] if " " in head else head) + "…"
+
+
 def planner_system(
     roles: Iterable[Role], max_subtasks: int, max_output_tokens: int, *, server_tools: bool = True
 ) -> str:
     listing = "\n".join(
-        f"- {r.name}: {' '.join(r.description.split())}{planner_tools_note(r, server_tools=server_tools)}"
-        for r in roles
+        f"- {r.name}: {role_blurb(r.description)}{planner_tools_note(r, server_tools=server_tools)}" for r in roles
     )
     return PLANNER_SYSTEM.format(max_subtasks=max_subtasks, roles=listing, max_output_tokens=max_output_tokens)
 
