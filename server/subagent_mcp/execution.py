@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from opentelemetry import context as otel_context
+
 from .arguments import check_ceilings, in_range
 from .backends.base import ModelBackend
 from .backends.budgeted import BudgetedBackend
@@ -36,6 +38,7 @@ from .runs import OnSpend, RunOptions, UsageLedger, execute_durably, new_run_id,
 from .settings import Settings
 from .store import Store
 from .subagent import run_subtask
+from .telemetry import Telemetry, agent_result
 
 
 @dataclass
@@ -58,6 +61,7 @@ class Execution:
         store: Store
         runs: RunRegistry
         roles: dict[str, Role]
+        telemetry: Telemetry
 
         @property
         def backend(self) -> ModelBackend: ...
@@ -214,13 +218,17 @@ class Execution:
         context_budget = self.settings.context_budget_tokens
         to_run = [s for s in plan.subtasks if s.id not in run.kept]
         reused = reused_prefixes(to_run, self.settings, self.roles)
+        run_span = otel_context.get_current()  # each subtask's span is the run's child, whichever task starts it
 
         async def run_task(subtask: Subtask, deps: Mapping[str, SubagentResult]) -> SubagentResult:
             context = build_context(plan.task, [deps[d] for d in subtask.depends_on], context_budget)
             text = context.render(include_task=False) if subtask.depends_on else None
             request = subtask_request(subtask, plan.task, text, self.settings, self.roles, reused=subtask.id in reused)
             escalate_to = escalation_model(subtask, self.settings, self.roles)
-            return await run_subtask(backend, subtask, request, self.settings.prices, escalate_to)
+            with self.telemetry.agent(subtask.role, subtask.id, request.model, run_span) as span:
+                result = await run_subtask(backend, subtask, request, self.settings.prices, escalate_to)
+                agent_result(span, result)
+            return result
 
         return await execute_durably(
             self.store,
