@@ -27,6 +27,7 @@ from .mcp_runs import OrchestrateOrHandle, ReportOrHandle, WaitS, register_run_t
 from .run_view import UI_META, run_view_extension
 from .service import Service
 from .settings import Settings
+from .telemetry import Telemetry
 
 INSTRUCTIONS = """Delegates work to a team of Claude subagents.
 For a whole task call `orchestrate`. To stay in control: `plan_task` returns a plan you can edit,
@@ -37,14 +38,19 @@ status "running" with a run_id, call `wait_run(run_id)` (again, until it returns
 `cancel_run(run_id)` stops one."""
 
 
-def create_server(settings: Settings, backend: ModelBackend | None = None) -> MCPServer[Service]:
-    """Build the server; nothing is opened until a client connects and the lifespan runs."""
+def create_server(
+    settings: Settings, backend: ModelBackend | None = None, telemetry: Telemetry | None = None
+) -> MCPServer[Service]:
+    """Build the server; nothing is opened until a client connects and the lifespan runs.
+
+    ``telemetry`` (default: the global OpenTelemetry providers') is where its spans and metrics go.
+    """
 
     live: list[Service] = []
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[Service]) -> AsyncGenerator[Service]:
-        async with Service.open(settings, backend) as service:
+        async with Service.open(settings, backend, telemetry) as service:
             live.append(service)
             try:
                 yield service
