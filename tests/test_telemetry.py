@@ -245,6 +245,8 @@ async def test_a_background_run_stays_under_the_call_that_started_it_and_ends_af
     assert call.end_time is not None
     assert workflow.end_time > call.end_time
     assert [s.name for s in children(finished, workflow)] == ["invoke_agent researcher"]
+    (link,) = one(finished, "tools/call wait_run").links  # the caller waiting elsewhere can find the run
+    assert link.context == workflow.context
 
 
 def test_without_an_sdk_a_span_records_nothing() -> None:

@@ -17,6 +17,7 @@ from typing import Literal
 import anyio
 from anyio.abc import TaskGroup
 from opentelemetry import context as otel_context
+from opentelemetry.trace import SpanContext
 
 from .contracts import OrchestrateResult, Plan, RunReport, Spend, SubagentResult, Subtask
 from .core.run_state import Counts, ExecutorEvent, TaskFinished, TaskStarted, progress_of
@@ -81,6 +82,8 @@ class LiveRun:
     results: dict[str, SubagentResult] = field(default_factory=dict[str, SubagentResult])
     running: dict[str, float] = field(default_factory=dict[str, float])
     """In-flight task ids -> start offset (seconds from the run's start), for the handle's ``tasks``."""
+    span: SpanContext | None = None
+    """The run's trace span, once it started (``wait_run`` calls link to it)."""
 
     @property
     def steps(self) -> tuple[int, int]:
@@ -192,6 +195,7 @@ class RunRegistry:
 
     async def _drive(self, run: LiveRun, job: Callable[[], Awaitable[Outcome]], caller: otel_context.Context) -> None:
         with self._telemetry.workflow(run.kind, run.run_id, caller) as span:
+            run.span = span.get_span_context()
             await self._settle(run, job)
             outcome = run.outcome
             if isinstance(outcome, OrchestrateResult):

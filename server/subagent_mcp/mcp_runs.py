@@ -24,6 +24,7 @@ from .mcp_progress import ProgressReporter
 from .run_view import UI_META
 from .service import Service
 from .store import RunSummary
+from .telemetry import link_to_run
 
 WaitS = Annotated[
     float | None,
@@ -117,6 +118,7 @@ def register_run_tools(server: MCPServer[Service]) -> None:
             wait = service.wait_seconds(wait_s)
         run = service.runs.get(run_id)
         if run is not None:
+            link_to_run(run.span, run.run_id)  # the run's spans are in the trace of the call that started it
             return await reply(ctx, run, wait, owner=False)
         with tool_errors():
             return outcome_result(await service.outcome(run_id))

@@ -27,7 +27,7 @@ import anyio
 from opentelemetry import metrics, trace
 from opentelemetry.context import Context
 from opentelemetry.metrics import Histogram, MeterProvider
-from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer, TracerProvider
+from opentelemetry.trace import Span, SpanContext, SpanKind, StatusCode, Tracer, TracerProvider
 from opentelemetry.util.types import AttributeValue
 
 from . import __version__
@@ -201,3 +201,10 @@ def spent(span: Span, usage: Usage, cost: float) -> None:
     """A step's billed tokens (every call under it) and their cost, on its span."""
     if span.is_recording():
         span.set_attributes({**usage_attributes(usage), "subagent_mcp.cost_usd": cost})
+
+
+def link_to_run(run: SpanContext | None, run_id: str) -> None:
+    """Link the current span (a ``wait_run`` call, often a trace of its own) to the run it waits on."""
+    current = trace.get_current_span()
+    if run is not None and current.is_recording():
+        current.add_link(run, {"subagent_mcp.run.id": run_id})
