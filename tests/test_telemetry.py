@@ -89,6 +89,11 @@ def plan_then_samples(request: FakeRequest) -> FakeReply:
     return json_reply(sample_for_schema(request.schema or {}))
 
 
+def one_task_plan(role: str) -> Plan:
+    subtask = {"id": "a", "role": role, "instructions": "Look into it."}
+    return Plan.model_validate({"plan_id": f"p-{role}", "task": "Pick a database", "subtasks": [subtask]})
+
+
 def named(finished: Sequence[ReadableSpan], name: str) -> list[ReadableSpan]:
     return [s for s in finished if s.name == name]
 
@@ -220,13 +225,7 @@ async def test_a_background_run_stays_under_the_call_that_started_it_and_ends_af
         await release.wait()
         return json_reply(sample_for_schema(request.schema or {}))
 
-    plan = Plan.model_validate(
-        {
-            "plan_id": "p-otel",
-            "task": "Pick a database",
-            "subtasks": [{"id": "a", "role": "researcher", "instructions": "Look"}],
-        }
-    )
+    plan = one_task_plan("researcher")
     async with (
         serve_fake_anthropic(held, api_key=KEY) as fake,
         Client(create_server(settings_for(fake), telemetry=telemetry_to(spans, InMemoryMetricReader()))) as c,
@@ -247,6 +246,29 @@ async def test_a_background_run_stays_under_the_call_that_started_it_and_ends_af
     assert [s.name for s in children(finished, workflow)] == ["invoke_agent researcher"]
     (link,) = one(finished, "tools/call wait_run").links  # the caller waiting elsewhere can find the run
     assert link.context == workflow.context
+
+
+async def test_a_cancelled_run_ends_its_spans_as_cancelled(spans: InMemorySpanExporter) -> None:
+    arrived, never = anyio.Event(), anyio.Event()
+
+    async def held(request: FakeRequest) -> FakeReply:
+        arrived.set()
+        await never.wait()
+        return json_reply({})
+
+    plan = one_task_plan("writer")
+    async with (
+        serve_fake_anthropic(held, api_key=KEY) as fake,
+        Client(create_server(settings_for(fake), telemetry=telemetry_to(spans, InMemoryMetricReader()))) as c,
+    ):
+        started = await c.call_tool("execute_plan", {"plan": plan.model_dump(mode="json"), "wait_s": 0})
+        await arrived.wait()  # the subtask's call is in flight
+        await c.call_tool("cancel_run", {"run_id": (started.structured_content or {})["run_id"]})
+    finished = spans.get_finished_spans()
+    for name in ("invoke_workflow execute", "invoke_agent writer", f"chat {HAIKU}"):
+        span = one(finished, name)
+        assert span.status.status_code == StatusCode.ERROR, name
+        assert (span.attributes or {})["error.type"] == "cancelled", name
 
 
 def test_without_an_sdk_a_span_records_nothing() -> None:

@@ -23,7 +23,7 @@ from .contracts import OrchestrateResult, Plan, RunReport, Spend, SubagentResult
 from .core.run_state import Counts, ExecutorEvent, TaskFinished, TaskStarted, progress_of
 from .errors import SubagentMCPError
 from .handles import RunCounts, RunHandle
-from .telemetry import Telemetry, fail, spent
+from .telemetry import Telemetry, run_ended
 
 log = logging.getLogger(__name__)
 
@@ -197,15 +197,7 @@ class RunRegistry:
         with self._telemetry.workflow(run.kind, run.run_id, caller) as span:
             run.span = span.get_span_context()
             await self._settle(run, job)
-            outcome = run.outcome
-            if isinstance(outcome, OrchestrateResult):
-                spent(span, outcome.total.usage, outcome.total.cost_usd)
-                span.set_attribute("subagent_mcp.run.status", outcome.report.status)
-            elif outcome is not None:
-                spent(span, outcome.usage, outcome.cost_usd)
-                span.set_attribute("subagent_mcp.run.status", outcome.status)
-            else:
-                fail(span, run.stopped or type(run.error).__name__)
+            run_ended(span, run.outcome, run.stopped, run.error)
         run.done.set()
         for inbox in run.inboxes:
             inbox.wake.set()

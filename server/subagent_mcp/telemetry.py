@@ -31,7 +31,7 @@ from opentelemetry.trace import Span, SpanContext, SpanKind, StatusCode, Tracer,
 from opentelemetry.util.types import AttributeValue
 
 from . import __version__
-from .contracts import SubagentResult, Usage
+from .contracts import OrchestrateResult, RunReport, SubagentResult, Usage
 from .errors import ModelError
 
 SCOPE = "subagent_mcp"
@@ -208,3 +208,19 @@ def link_to_run(run: SpanContext | None, run_id: str) -> None:
     current = trace.get_current_span()
     if run is not None and current.is_recording():
         current.add_link(run, {"subagent_mcp.run.id": run_id})
+
+
+def run_ended(
+    span: Span, outcome: RunReport | OrchestrateResult | None, stopped: str | None, error: Exception | None
+) -> None:
+    """How a run ended, on its span: status, usage and cost of everything in it; else why it has no outcome."""
+    if isinstance(outcome, OrchestrateResult):
+        spent(span, outcome.total.usage, outcome.total.cost_usd)
+        span.set_attribute("subagent_mcp.run.status", outcome.report.status)
+    elif outcome is not None:
+        spent(span, outcome.usage, outcome.cost_usd)
+        span.set_attribute("subagent_mcp.run.status", outcome.status)
+    elif stopped is not None:
+        fail(span, "cancelled" if stopped == "cancel" else "interrupted")
+    elif error is not None:
+        fail(span, error_type(error))
