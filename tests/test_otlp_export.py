@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
@@ -10,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx2
 import pytest
-from anyio.abc import SocketAttribute, SocketStream, TaskStatus
+from anyio.abc import ByteReceiveStream, SocketAttribute, SocketStream, TaskStatus
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -129,6 +133,47 @@ async def test_the_stdio_server_sends_its_spans_and_metrics_to_the_collector_as_
     assert all(resource["service.name"] == "subagent-mcp" for resource in otlp.resources)
     assert {"gen_ai.client.token.usage", "gen_ai.client.operation.duration"} <= otlp.metric_names
     assert KEY not in (tmp_path / "stderr.log").read_text()
+
+
+async def banner_url(stderr: ByteReceiveStream) -> str:
+    """The MCP URL ``serve --http`` prints on stderr once it listens."""
+    seen = b""
+    while b"/mcp" not in seen or not seen.endswith(b"\n"):
+        seen += await stderr.receive()
+    return next(word for word in seen.decode().split() if word.startswith("http://127.0.0.1:"))
+
+
+async def test_the_http_server_stopped_by_ctrl_c_sends_its_spans_too(tmp_path: Path) -> None:
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    async with collector() as otlp:
+        env = {
+            **keep,
+            "SUBAGENT_MCP_DB_PATH": str(tmp_path / "runs.db"),
+            ENDPOINT: otlp.endpoint,
+            "OTEL_SERVICE_NAME": "team-orchestrator",
+            "OTEL_BSP_SCHEDULE_DELAY": "600000",
+        }
+        command = [str(SCRIPT), "serve", "--demo", "--http", "--port", "0"]
+        async with await anyio.open_process(command, env=env, cwd=tmp_path) as process:
+            assert process.stderr is not None
+            with anyio.fail_after(20):
+                url = await banner_url(process.stderr)
+            async with (
+                httpx2.AsyncClient(timeout=10) as http,
+                Client(streamable_http_client(url, http_client=http)) as client,
+            ):
+                with anyio.fail_after(20):
+                    result = await client.call_tool("run_subagent", {"role": "writer", "instructions": "Write it"})
+            assert otlp.spans == []
+            process.send_signal(signal.SIGINT)
+            with anyio.fail_after(20):
+                await otlp.traced.wait()
+                assert await process.wait() == 0
+    assert not result.is_error, text_of(result)
+    names = {span.name for span in otlp.spans}
+    assert {"tools/call run_subagent", "invoke_agent writer"} <= names
+    assert any(name.startswith("chat ") for name in names)
+    assert all(resource["service.name"] == "team-orchestrator" for resource in otlp.resources)  # OTEL_* honoured
 
 
 def test_with_an_endpoint_but_without_the_sdk_the_server_says_so_once_and_serves_on(
