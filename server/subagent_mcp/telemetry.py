@@ -1,7 +1,7 @@
 """OpenTelemetry spans and metrics of runs, plans, subagents and model calls, after the GenAI semantic conventions.
 
 Only ``opentelemetry-api`` (which the MCP SDK already needs): with no SDK configured, every tracer
-and meter is a no-op and a span costs a few attribute checks. ``otel_export.py`` installs the SDK
+and meter is a no-op (a span costs microseconds: ``benchmarks/telemetry.py``). ``otel_export.py`` installs the SDK
 when asked to. The tree a run leaves under the SDK's own ``tools/call`` span::
 
     tools/call orchestrate                     (mcp, SERVER)
