@@ -143,7 +143,7 @@ class Orchestration(Execution):
         if record.status == "running" or report is None:
             progress, tasks = stored_counts(plan, record), progress_of(plan.subtasks, record.results)
             if record.status == "running":
-                where = f"its server process (pid {record.pid}) is running it; wait_run there, or list_runs later"
+                where = f"another server ({record.owner or record.pid}) runs it; wait_run(run_id={run_id!r}) waits here"
                 return RunHandle(run_id=run_id, status="running", plan_id=plan.plan_id, counts=progress,
                                  spent=record.total, next=where, tasks=tasks)  # fmt: skip
             return RunHandle(run_id=run_id, status="interrupted", plan_id=plan.plan_id, counts=progress,

@@ -38,12 +38,13 @@ from .core.pricing import cost_usd
 from .errors import InputError, ModelError
 from .orchestration import Orchestration
 from .planning import estimate_plan, planner_request, subtask_request
+from .replicas import keep_leases, store_location
 from .role_catalog import RoleCatalog, role_info
 from .roles import BUILTIN_ROLES, Role, get_role
 from .runs import in_plan_order
 from .schemas import check_output_schema
 from .settings import Settings
-from .store import RunRecord, RunSummary, Store, default_db_path
+from .store import RunRecord, RunSummary, Store
 from .structured import complete_json
 from .subagent import run_subtask
 from .synthesis import synthesize
@@ -79,7 +80,8 @@ class Service(Orchestration):
         """
         failure: Exception | None = None
         loaded = await anyio.to_thread.run_sync(load_roles, settings)  # a bad agent file is logged and skipped
-        async with Store.open(settings.db_path or default_db_path()) as store, anyio.create_task_group() as tg:
+        location = store_location(settings)
+        async with Store.open(location, lease_s=settings.lease_s) as store, anyio.create_task_group() as tg:
             interrupted = await store.mark_interrupted()
             if interrupted:
                 log.warning("runs interrupted by a previous process (resume them): %s", ", ".join(interrupted))
@@ -88,6 +90,8 @@ class Service(Orchestration):
                 settings, store, RunRegistry(tg, telemetry), backend, roles=loaded.roles, role_catalog=loaded.catalog,
                 telemetry=telemetry,
             )  # fmt: skip
+            leases = anyio.CancelScope()  # renews this server's run leases; another server's runs are left alone
+            tg.start_soon(keep_leases, store, service.runs, leases)
             try:
                 yield service
             except Exception as exc:  # raised below, unwrapped: the task group would make it an ExceptionGroup
@@ -95,6 +99,7 @@ class Service(Orchestration):
             finally:
                 with anyio.CancelScope(shield=True):
                     await service._shutdown()
+                leases.cancel()
         if failure is not None:
             raise failure
 

@@ -110,6 +110,17 @@ class Settings(BaseModel):
     db_path: str | None = Field(
         default=None, description="SQLite file for plans and runs (':memory:' for none); default: user data dir."
     )
+    db_url: SecretStr | None = Field(
+        default=None,
+        description="postgresql://user:password@host:port/db: keep runs in PostgreSQL (several servers share it; "
+        'needs pip install "subagent-mcp[scale]"); overrides db_path.',
+    )
+    lease_s: float = Field(
+        default=30.0,
+        ge=0.3,
+        le=3600,
+        description="A run is its server's while heartbeats renew this lease; past it, another server may resume it.",
+    )
     prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(DEFAULT_PRICES), validate_default=True)
     log_level: LogLevel = "INFO"
     log_format: Literal["text", "json"] = Field(default="text", description="stderr log lines as text or JSON.")

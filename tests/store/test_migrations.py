@@ -43,7 +43,9 @@ def test_migrations_are_uniquely_numbered_in_order() -> None:
 
 
 def test_blank_database_gets_exactly_the_current_schema(db: sqlite3.Connection) -> None:
-    assert migrate(db) == ["m001_initial", "m002_syntheses", "m003_planning_log", "m004_server_tool_uses"]
+    assert migrate(db) == [
+        "m001_initial", "m002_syntheses", "m003_planning_log", "m004_server_tool_uses", "m005_leases",
+    ]  # fmt: skip
 
     tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
     assert tables == ["_migrations", "planning_log", "plans", "runs", "syntheses", "task_results", "usage_log"]
@@ -65,6 +67,9 @@ def test_blank_database_gets_exactly_the_current_schema(db: sqlite3.Connection) 
         ("options_json", "TEXT", True, 0),
         ("estimate_json", "TEXT", False, 0),
         ("report_json", "TEXT", False, 0),
+        ("owner", "TEXT", False, 0),
+        ("lease_until", "TEXT", False, 0),
+        ("cancel_requested_at", "TEXT", False, 0),
     ]
     assert columns(db, "task_results") == [
         ("run_id", "TEXT", True, 1),
@@ -115,9 +120,25 @@ def test_a_database_at_the_first_schema_gains_the_syntheses_table_and_keeps_its_
     db.execute("INSERT INTO runs (run_id, plan_id, status, pid, created_at, updated_at, options_json)"
                " VALUES ('r', 'p', 'succeeded', 1, 'then', 'then', '{}')")  # fmt: skip
 
-    assert migrate(db) == ["m002_syntheses", "m003_planning_log", "m004_server_tool_uses"]
+    assert migrate(db) == ["m002_syntheses", "m003_planning_log", "m004_server_tool_uses", "m005_leases"]
     assert db.execute("SELECT run_id FROM runs").fetchall() == [("r",)]
     assert db.execute("SELECT COUNT(*) FROM syntheses").fetchone() == (0,)
+
+
+@pytest.mark.parametrize("version", range(1, len(MIGRATIONS)))
+def test_a_database_at_each_earlier_version_migrates_to_the_current_one_keeping_its_rows(
+    db: sqlite3.Connection, version: int
+) -> None:
+    assert migrate(db, upto=version) == [fn.__name__ for fn in MIGRATIONS[:version]]
+    db.execute("INSERT INTO plans VALUES ('p', 't', 'then', '{}')")
+    db.execute("INSERT INTO runs (run_id, plan_id, status, pid, created_at, updated_at, options_json)"
+               " VALUES ('r', 'p', 'running', 1, 'then', 'then', '{}')")  # fmt: skip
+
+    assert migrate(db) == [fn.__name__ for fn in MIGRATIONS[version:]]
+    assert db.execute("SELECT run_id, status, owner, lease_until FROM runs").fetchall() == [
+        ("r", "running", None, None)
+    ]
+    assert applied_migrations(db) == [fn.__name__ for fn in MIGRATIONS]
 
 
 def test_migrating_again_changes_nothing(db: sqlite3.Connection) -> None:

@@ -1,0 +1,71 @@
+"""What both store adapters share: owner ids, lease rules, and the shaping of stored rows into records."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import uuid
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from ..redact import all_forms, redact, url_password
+from .records import RunState
+
+LEASE_S = 30.0
+"""How long a run stays its owner's without a heartbeat; past it, another server may take it over."""
+
+TASK_PREVIEW_CHARS = 80
+PG_SCHEMES = ("postgresql://", "postgres://")
+
+
+def new_owner_id() -> str:
+    """A server's identity in the store: host and pid (for people) plus a nonce (two stores in one process differ)."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def is_postgres_url(location: str) -> bool:
+    return location.startswith(PG_SCHEMES)
+
+
+def shown_url(url: str) -> str:
+    """``url`` with its password replaced, as every message and log line shows it."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        netloc = parts.netloc.rsplit("@", 1)
+        user = netloc[0].split(":", 1)[0]
+        return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
+    except ValueError:  # an unparsable URL is shown as its scheme only
+        return url.split("://", 1)[0] + "://***"
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` (e.g. a driver's error) without ``url`` or its password in any form."""
+    text = text.replace(url, shown_url(url))
+    password = url_password(url)
+    return redact(text, all_forms([password])) if password else text
+
+
+def effective_status(status: RunState, lease_until: datetime | None, now: datetime) -> RunState:
+    """A ``running`` run whose lease expired is interrupted (its server is gone), whatever the row still says."""
+    if status == "running" and lease_until is not None and lease_until <= now:
+        return "interrupted"
+    return status
+
+
+def preview(task: str) -> str:
+    line = " ".join(task.split())
+    return line if len(line) <= TASK_PREVIEW_CHARS else line[: TASK_PREVIEW_CHARS - 1] + "…"
+
+
+def planning_cost(options_json: str) -> float:
+    """What planning cost, from the stored run options (an orchestrated run's ``prior_spend``)."""
+    prior = json.loads(options_json).get("prior_spend") or {}
+    return float(prior.get("cost_usd", 0.0))
+
+
+def loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
