@@ -7,6 +7,7 @@ database rely on (a run is its owner's while heartbeats renew its lease; past it
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import pytest
 
 from subagent_mcp.contracts import Plan, RunReport, Spend, SubagentResult, Subtask, Synthesis, TaskStatus, Usage
 from subagent_mcp.store import Store, StoreError
+from subagent_mcp.store.rows import this_machine
 
 pytestmark = pytest.mark.anyio
 
@@ -311,3 +313,15 @@ async def test_interrupting_at_shutdown_marks_only_this_servers_runs(store: Stor
 
     assert await status_of(store, "run-1") == "interrupted"
     assert (await store.resume_run("run-1")).status == "running"
+
+
+async def test_a_run_whose_owner_process_on_this_machine_died_is_free_at_once(opener: Opener) -> None:
+    child = await anyio.run_process([sys.executable, "-c", "import os; print(os.getpid())"])
+    pid = int(child.stdout)  # exited and reaped: no process has this pid now (barring reuse)
+    async with opener(f"{this_machine()}:{pid}:deadbeef") as crashed:
+        await started(crashed)
+
+    async with opener("server-b") as other:
+        assert await status_of(other, "run-1") == "interrupted"  # no need to wait out the lease
+        assert await other.mark_interrupted() == ["run-1"]
+        assert (await other.resume_run("run-1")).owner == "server-b"

@@ -19,7 +19,7 @@ from ..arguments import first_error
 from ..contracts import JsonObject, Plan, RunReport, Spend, SubagentResult, Synthesis, Usage
 from .pg_migrations import migrate
 from .records import DB_URL_ENV, Heartbeat, RunRecord, RunSummary, StoreError
-from .rows import effective_status, loads, planning_cost, preview, scrub, shown_url
+from .rows import effective_status, held, loads, planning_cost, preview, scrub, shown_url
 
 if TYPE_CHECKING:
     import asyncpg
@@ -173,7 +173,7 @@ class PostgresStore:
                 ours = row["owner"] == self.owner
                 if ours and not not_running_here:
                     raise StoreError(f"Run {run_id!r} is still running in this server ({self.owner}).", self.path)
-                if not ours and row["lease_until"] is not None and row["lease_until"] > now:
+                if not ours and held(row["lease_until"], row["owner"], now):
                     raise StoreError(
                         f"Run {run_id!r} is still running in server {row['owner']} (its lease is renewed while "
                         "it runs); wait_run or cancel_run it instead.",
@@ -350,7 +350,7 @@ class PostgresStore:
         return RunRecord(
             run_id=row["run_id"],
             plan_id=row["plan_id"],
-            status=effective_status(row["status"], row["lease_until"], now),
+            status=effective_status(row["status"], row["lease_until"], row["owner"], now),
             pid=row["pid"],
             owner=row["owner"],
             lease_until=row["lease_until"],
@@ -374,8 +374,9 @@ class PostgresStore:
         async def go(db: asyncpg.Connection) -> tuple[list[Any], list[Any]]:
             rows = await db.fetch(
                 "SELECT r.run_id, r.plan_id, p.task, r.status, r.created_at, r.finished_at, r.options_json,"
-                " r.lease_until, (SELECT COALESCE(SUM(u.cost_usd), 0.0) FROM usage_log u WHERE u.run_id = r.run_id)"
-                " AS cost_usd, (SELECT COALESCE(SUM((s.spend_json::jsonb ->> 'cost_usd')::double precision), 0.0)"
+                " r.lease_until, r.owner,"
+                " (SELECT COALESCE(SUM(u.cost_usd), 0.0) FROM usage_log u WHERE u.run_id = r.run_id) AS cost_usd,"
+                " (SELECT COALESCE(SUM((s.spend_json::jsonb ->> 'cost_usd')::double precision), 0.0)"
                 " FROM syntheses s WHERE s.run_id = r.run_id) AS synthesis_cost_usd"
                 " FROM runs r JOIN plans p ON p.plan_id = r.plan_id ORDER BY r.created_at DESC, r.run_id DESC"
                 " LIMIT $1",
@@ -397,7 +398,7 @@ class PostgresStore:
             RunSummary.model_validate(
                 {
                     **dict(r),
-                    "status": effective_status(r["status"], r["lease_until"], now),
+                    "status": effective_status(r["status"], r["lease_until"], r["owner"], now),
                     "task": preview(r["task"]),
                     "counts": counts[r["run_id"]],
                     "total_cost_usd": round(
@@ -412,11 +413,13 @@ class PostgresStore:
         async def go(db: asyncpg.Connection) -> list[str]:
             now = self._now()
             rows = await db.fetch(
-                "UPDATE runs SET status = 'interrupted', updated_at = $1 WHERE status = 'running'"
-                " AND (lease_until IS NULL OR lease_until <= $1) RETURNING run_id, created_at",
-                now,
+                "SELECT run_id, owner, lease_until FROM runs WHERE status = 'running' ORDER BY created_at FOR UPDATE"
             )
-            return [r["run_id"] for r in sorted(rows, key=lambda r: r["created_at"])]
+            gone = [r["run_id"] for r in rows if not held(r["lease_until"], r["owner"], now)]
+            await db.execute(
+                "UPDATE runs SET status = 'interrupted', updated_at = $1 WHERE run_id = ANY($2::text[])", now, gone
+            )
+            return gone
 
         return await self._tx("mark interrupted runs", go)
 

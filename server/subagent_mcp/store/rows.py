@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ..redact import all_forms, redact, url_password
+from .paths import pid_alive
 from .records import RunState
 
 LEASE_S = 30.0
@@ -20,9 +21,26 @@ TASK_PREVIEW_CHARS = 80
 PG_SCHEMES = ("postgresql://", "postgres://")
 
 
+def this_machine() -> str:
+    """This host's name plus its pid namespace where there is one: two containers sharing a hostname still differ."""
+    try:
+        namespace = f"/{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        namespace = ""
+    return f"{socket.gethostname()[:40].replace(':', '-')}{namespace}"
+
+
 def new_owner_id() -> str:
-    """A server's identity in the store: host and pid (for people) plus a nonce (two stores in one process differ)."""
-    return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """A server's identity in the store: machine and pid (so a restart here sees a dead owner at once) and a nonce."""
+    return f"{this_machine()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def owner_gone(owner: str | None) -> bool:
+    """Whether ``owner`` was a process on this machine that no longer exists (its runs need not wait for the lease)."""
+    parts = (owner or "").rsplit(":", 2)
+    if len(parts) != 3 or parts[0] != this_machine() or not parts[1].isdigit():
+        return False
+    return not pid_alive(int(parts[1]))
 
 
 def is_postgres_url(location: str) -> bool:
@@ -49,9 +67,14 @@ def scrub(text: str, url: str) -> str:
     return redact(text, all_forms([password])) if password else text
 
 
-def effective_status(status: RunState, lease_until: datetime | None, now: datetime) -> RunState:
-    """A ``running`` run whose lease expired is interrupted (its server is gone), whatever the row still says."""
-    if status == "running" and lease_until is not None and lease_until <= now:
+def held(lease_until: datetime | None, owner: str | None, now: datetime) -> bool:
+    """Whether a ``running`` row's server still holds it: its lease is current and its process is not known dead."""
+    return lease_until is not None and lease_until > now and not owner_gone(owner)
+
+
+def effective_status(status: RunState, lease_until: datetime | None, owner: str | None, now: datetime) -> RunState:
+    """A ``running`` run no server holds any more is interrupted (its server is gone), whatever the row still says."""
+    if status == "running" and lease_until is not None and not held(lease_until, owner, now):
         return "interrupted"
     return status
 

@@ -22,7 +22,7 @@ from ..arguments import first_error
 from ..contracts import JsonObject, Plan, RunReport, Spend, SubagentResult, Synthesis, Usage
 from .paths import MEMORY, connect, pid_alive
 from .records import Heartbeat, RunRecord, RunSummary, StoreError
-from .rows import LEASE_S, effective_status, loads, new_owner_id, planning_cost, preview
+from .rows import LEASE_S, effective_status, held, loads, new_owner_id, planning_cost, preview
 
 
 def _utcnow() -> datetime:
@@ -308,7 +308,7 @@ class SqliteStore:
         """Whether a ``running`` row's server still holds it: by lease, or (rows from before leases) by a live pid."""
         if row["lease_until"] is None:
             return pid_alive(row["pid"])
-        return datetime.fromisoformat(row["lease_until"]) > now
+        return held(_time(row["lease_until"]), row["owner"], now)
 
     def get_run(self, run_id: str) -> RunRecord | None:
         with self._tx(f"read run {run_id}", write=False) as db:
@@ -346,7 +346,7 @@ class SqliteStore:
         return RunRecord(
             run_id=row["run_id"],
             plan_id=row["plan_id"],
-            status=effective_status(row["status"], lease_until, now),
+            status=effective_status(row["status"], lease_until, row["owner"], now),
             pid=row["pid"],
             owner=row["owner"],
             lease_until=lease_until,
@@ -372,7 +372,7 @@ class SqliteStore:
         with self._tx("list runs", write=False) as db:
             rows = db.execute(
                 "SELECT r.run_id, r.plan_id, p.task, r.status, r.created_at, r.finished_at, r.options_json,"
-                " r.lease_until,"
+                " r.lease_until, r.owner,"
                 " (SELECT COALESCE(SUM(u.cost_usd), 0.0) FROM usage_log u WHERE u.run_id = r.run_id) AS cost_usd,"
                 " (SELECT COALESCE(SUM(json_extract(s.spend_json, '$.cost_usd')), 0.0) FROM syntheses s"
                 "  WHERE s.run_id = r.run_id) AS synthesis_cost_usd"
@@ -390,7 +390,7 @@ class SqliteStore:
             RunSummary.model_validate(
                 {
                     **dict(r),
-                    "status": effective_status(r["status"], _time(r["lease_until"]), now),
+                    "status": effective_status(r["status"], _time(r["lease_until"]), r["owner"], now),
                     "task": preview(r["task"]),
                     "counts": counts[r["run_id"]],
                     "total_cost_usd": round(
@@ -410,7 +410,7 @@ class SqliteStore:
         stamp = now.astimezone(UTC).isoformat()
         with self._tx("mark interrupted runs") as db:
             rows = db.execute(
-                "SELECT run_id, pid, lease_until FROM runs WHERE status = 'running' ORDER BY rowid"
+                "SELECT run_id, pid, owner, lease_until FROM runs WHERE status = 'running' ORDER BY rowid"
             ).fetchall()
             gone = [r["run_id"] for r in rows if not self._held(r, now)]
             db.executemany(
