@@ -137,10 +137,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def database_problem(settings: Settings) -> str | None:
     """Why the configured database cannot be used (named, with what to do), or None if it can."""
-    from .store import SqliteStore, StoreError, default_db_path
+    import anyio
+
+    from .replicas import store_location
+    from .store import Store, StoreError
+
+    async def check() -> None:
+        async with Store.open(store_location(settings)):
+            pass
 
     try:
-        SqliteStore.open(settings.db_path or default_db_path()).close()
+        anyio.run(check)
     except StoreError as exc:
         return str(exc)
     return None

@@ -10,7 +10,10 @@ from collections.abc import AsyncIterator
 import anyio
 import asyncpg
 import pytest
+from pydantic import SecretStr
 
+from subagent_mcp.cli import database_problem
+from subagent_mcp.settings import Settings
 from subagent_mcp.store import Store, StoreError
 from subagent_mcp.store.migrations import MIGRATIONS
 from subagent_mcp.store.migrations import migrate as migrate_sqlite
@@ -168,3 +171,12 @@ async def test_without_the_driver_the_error_says_which_extra_to_install(monkeypa
     with pytest.raises(StoreError, match=r'pip install "subagent-mcp\[scale\]"'):
         async with Store.open("postgresql://bob:hunter2-hunter2@127.0.0.1/runs"):
             pass
+
+
+def test_serve_names_an_unreachable_database_in_one_line_without_its_password() -> None:
+    url = "postgresql://alice:correct-horse-battery@127.0.0.1:1/runs"
+    problem = database_problem(Settings(db_url=SecretStr(url)))
+
+    assert problem is not None
+    assert "correct-horse-battery" not in problem
+    assert "postgresql://alice:***@127.0.0.1:1/runs could not be reached" in problem
