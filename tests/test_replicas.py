@@ -1,7 +1,8 @@
 """Several servers on one database (a SQLite file, or PostgreSQL): a run started through one is listed, read,
 waited for, cancelled and resumed through another.
 
-Real MCP clients: two in-process servers, and two stdio server processes (one SIGKILLed mid-run). The model
+Real MCP clients: two servers in the test's process, or a stdio server process (SIGKILLed mid-run) beside
+one in the test's process: two OS processes on one database. The model
 is the fake Messages API on 127.0.0.1, whose replies are held until the test lets them go; its request log
 (and which connections were abandoned) is the evidence of what each server did.
 """
@@ -11,12 +12,14 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sqlite3
 import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import anyio
+import asyncpg
 import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
@@ -160,6 +163,43 @@ async def test_cancel_run_on_another_server_cancels_the_run_where_it_runs(db_loc
     assert "it ended cancelled" in text_of(again)
 
 
+async def hand_over(location: str, run_id: str, owner: str) -> None:
+    """Make ``owner`` the run's owner in the database, as a server that resumed it after a lapsed lease would."""
+    if location.startswith("postgresql://"):
+        conn = await asyncpg.connect(location)
+        try:
+            await conn.execute("UPDATE runs SET owner = $1 WHERE run_id = $2", owner, run_id)
+        finally:
+            await conn.close()
+        return
+    with contextlib.closing(sqlite3.connect(location, timeout=5)) as conn, conn:
+        conn.execute("UPDATE runs SET owner = ? WHERE run_id = ?", (owner, run_id))
+
+
+async def test_a_server_whose_run_was_taken_over_stops_it_and_leaves_the_new_owners_record_alone(
+    db_location: str,
+) -> None:
+    gates = Gates(hold={"x", "y"})
+    async with (
+        serve_fake_anthropic(gates, api_key=KEY) as fake,
+        Client(create_server(settings_for(fake, db_location))) as a,
+    ):
+        handle = handle_of(await a.call_tool("execute_plan", {"plan": plan("x", "y"), "wait_s": 0}))
+        await gates.arrived["x"].wait()
+        await gates.arrived["y"].wait()
+
+        await hand_over(db_location, handle.run_id, "another-server")
+        with anyio.fail_after(10):
+            await fake.wait_abandoned(2)  # A's heartbeat learnt it and stopped its calls
+        on_a = await a.call_tool("wait_run", {"run_id": handle.run_id, "wait_s": 10})
+        async with Store.open(db_location) as store:
+            record = await store.get_run(handle.run_id)
+
+    assert handle_of(on_a).status == "cancelled"  # A's run ended (stopped); its ending was not recorded
+    assert record is not None
+    assert (record.status, record.owner, record.report) == ("running", "another-server", None)
+
+
 def stdio_params(fake: FakeAnthropic, location: str, cwd: Path) -> StdioServerParameters:
     """The console script on stdio, as a host starts it, on the shared database with short leases."""
     db = (
@@ -197,8 +237,8 @@ async def test_two_server_processes_share_a_run_and_the_survivor_resumes_it_afte
 
     async with serve_fake_anthropic(gates, api_key=KEY) as fake:
         params = stdio_params(fake, db_location, tmp_path)
-        with (tmp_path / "a.log").open("w") as a_log, (tmp_path / "b.log").open("w") as b_log, anyio.fail_after(60):
-            async with Client(stdio_client(params, errlog=b_log)) as b:
+        with (tmp_path / "a.log").open("w") as a_log, anyio.fail_after(60):
+            async with Client(create_server(settings_for(fake, db_location))) as b:  # in this test's process
                 async with anyio.create_task_group() as tg:
                     with contextlib.suppress(Exception):  # A dies under its client, which then reaps it
                         async with Client(stdio_client(params, errlog=a_log)) as a:
