@@ -26,7 +26,8 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from pydantic import SecretStr
 
 from subagent_mcp.backends.scripted import sample_for_schema
-from subagent_mcp.contracts import JsonObject, RunReport
+from subagent_mcp.contracts import JsonObject, OrchestrateResult, RunReport
+from subagent_mcp.demo import demo_plan_draft
 from subagent_mcp.handles import RunHandle
 from subagent_mcp.mcp_server import create_server
 from subagent_mcp.settings import Settings
@@ -161,6 +162,54 @@ async def test_cancel_run_on_another_server_cancels_the_run_where_it_runs(db_loc
     assert handle_of(on_a).status == "cancelled"  # as A answers for a run it was told to stop
     assert again.is_error
     assert "it ended cancelled" in text_of(again)
+
+
+def role_of(request: FakeRequest) -> str:
+    """The planner, the synthesis, or the subtask a request is for."""
+    if "Plan the user's task" in request.system_text:
+        return "(planner)"
+    if request.schema is not None and "answer" in request.schema.get("properties", {}):
+        return "(synthesis)"
+    return request.subtask_id
+
+
+async def test_wait_run_on_another_server_returns_the_orchestration_once_its_owner_has_synthesized_it(
+    db_location: str,
+) -> None:
+    synthesis_arrived, synthesis_may_answer = anyio.Event(), anyio.Event()
+    done: dict[str, Any] = {}
+
+    async def handler(request: FakeRequest) -> FakeReply:
+        if role_of(request) == "(planner)":
+            return json_reply(demo_plan_draft())
+        if role_of(request) == "(synthesis)":
+            synthesis_arrived.set()
+            await synthesis_may_answer.wait()
+        return json_reply(sample_for_schema(request.schema or {}))
+
+    async with (
+        serve_fake_anthropic(handler, api_key=KEY) as fake,
+        Client(create_server(settings_for(fake, db_location))) as a,
+        Client(create_server(settings_for(fake, db_location))) as b,
+    ):
+        run_id = handle_of(await a.call_tool("orchestrate", {"task": "Compare two databases", "wait_s": 0})).run_id
+        await synthesis_arrived.wait()  # the subtasks are done and stored; A is synthesizing
+        meanwhile = handle_of(await b.call_tool("wait_run", {"run_id": run_id, "wait_s": 0}))
+
+        async def wait_on_b() -> None:
+            done["b"] = await b.call_tool("wait_run", {"run_id": run_id, "wait_s": 30})
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wait_on_b)
+            synthesis_may_answer.set()
+        done["a"] = await a.call_tool("wait_run", {"run_id": run_id})
+
+    assert (meanwhile.status, meanwhile.phase) == ("running", "synthesizing")
+    on_b = OrchestrateResult.model_validate(done["b"].structured_content)
+    assert on_b.synthesis is not None
+    assert on_b.synthesis == OrchestrateResult.model_validate(done["a"].structured_content).synthesis
+    assert on_b.total == OrchestrateResult.model_validate(done["a"].structured_content).total
+    assert sorted(role_of(r) for r in fake.message_requests).count("(synthesis)") == 1
 
 
 async def hand_over(location: str, run_id: str, owner: str) -> None:

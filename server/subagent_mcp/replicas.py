@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from .background import HEARTBEAT_S, Outcome, RunRegistry, Watcher
+from .core.run_state import progress_of
 from .errors import InputError
 from .handles import RunHandle
 from .runs import RunOptions, stored_counts
@@ -95,6 +96,13 @@ async def wait_elsewhere(service: Service, run_id: str, wait_s: float, watcher: 
             await anyio.sleep(delay)
             quiet += delay
             delay = min(delay * 2, POLL_S[1])
+    plan, record = await service.get_run(run_id)
+    if record.status != "running" and not _ended(record):  # its subtasks are done; its owner is synthesizing
+        return RunHandle(
+            run_id=run_id, status="running", phase="synthesizing", plan_id=plan.plan_id,
+            counts=stored_counts(plan, record), spent=record.total, tasks=progress_of(plan.subtasks, record.results),
+            next=f"its server is synthesizing the answer; wait_run(run_id={run_id!r}) returns it",
+        )  # fmt: skip
     return await service.outcome(run_id)
 
 
