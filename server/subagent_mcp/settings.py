@@ -154,6 +154,16 @@ class Settings(BaseModel):
             )
         return SecretStr(key) if key else None
 
+    @field_validator("db_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        """Only PostgreSQL URLs: anything else would be taken for a SQLite file name."""
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if not value.get_secret_value().strip().startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a postgresql://user:password@host:port/database URL (SQLite: use DB_PATH)")
+        return SecretStr(value.get_secret_value().strip())
+
     @field_validator("anthropic_base_url")
     @classmethod
     def _strip_base_url(cls, value: str | None) -> str | None:

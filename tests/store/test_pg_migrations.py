@@ -13,6 +13,7 @@ import pytest
 from pydantic import SecretStr
 
 from subagent_mcp.cli import database_problem
+from subagent_mcp.errors import ConfigError
 from subagent_mcp.settings import Settings
 from subagent_mcp.store import Store, StoreError
 from subagent_mcp.store.migrations import MIGRATIONS
@@ -180,3 +181,11 @@ def test_serve_names_an_unreachable_database_in_one_line_without_its_password() 
     assert problem is not None
     assert "correct-horse-battery" not in problem
     assert "postgresql://alice:***@127.0.0.1:1/runs could not be reached" in problem
+
+
+def test_a_database_url_that_is_not_postgresql_is_refused_by_name_without_echoing_it() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"SUBAGENT_MCP_DB_URL": "mysql://root:Sekrit-Pass-99@db/runs"}, env_file=None)
+
+    assert "SUBAGENT_MCP_DB_URL: Value error, must be a postgresql://" in str(caught.value)
+    assert "Sekrit-Pass-99" not in str(caught.value)
