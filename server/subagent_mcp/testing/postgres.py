@@ -51,8 +51,11 @@ def _as_cluster_user(argv: list[str]) -> list[str]:
 
 
 @contextmanager
-def throwaway_cluster(bin_dir: Path) -> Generator[str]:
-    """Start a trust-auth cluster on a free loopback port; yield its superuser URL; stop it and delete it."""
+def throwaway_cluster(bin_dir: Path, *, fsync: bool = False) -> Generator[str]:
+    """Start a trust-auth cluster on a free loopback port; yield its superuser URL; stop it and delete it.
+
+    Without ``fsync`` (tests) commits do not wait for the disk; benchmarks turn it on to be fair to SQLite.
+    """
     root = Path(tempfile.mkdtemp(prefix="subagent-mcp-pg-"))
     data, log = root / "data", root / "server.log"
     if os.name == "posix" and os.geteuid() == 0:
@@ -64,7 +67,7 @@ def throwaway_cluster(bin_dir: Path) -> Generator[str]:
             check=True,
             capture_output=True,
         )
-        options = f"-p {port} -c listen_addresses=127.0.0.1 -k {root} -F"
+        options = f"-p {port} -c listen_addresses=127.0.0.1 -k {root}" + ("" if fsync else " -F")
         subprocess.run(
             _as_cluster_user([str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(log), "-w", "start"]),
             check=True,
