@@ -58,6 +58,9 @@ async def keep_leases(store: Store, runs: RunRegistry, scope: anyio.CancelScope)
                 except StoreError as exc:  # a database that is briefly away must not stop the server
                     log.warning("could not renew the run leases: %s", exc)
                     continue
+                except Exception:  # a bug here must not take the server (and every run in it) down either
+                    log.exception("could not renew the run leases")
+                    continue
                 for run_id in dict.fromkeys([*beat.cancel, *beat.lost]):
                     live = runs.get(run_id)
                     if live is not None and not live.done.is_set() and live.stopped is None:
