@@ -2,7 +2,8 @@
 whole stack's.
 
 ``--rate-limits`` runs only adaptive against fixed concurrency under a rate-limiting fake (``rate_limits.py``);
-``--cost`` only the bill against a tutorial-style pipeline (``cost.py``).
+``--cost`` only the bill against a tutorial-style pipeline (``cost.py``); ``--batch-cost`` only batch mode's bill
+against the same work run live (``batch_cost.py``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import argparse
 
 import anyio
 
-from . import cost, rate_limits, service, stack_makespan
+from . import batch_cost, cost, rate_limits, service, stack_makespan
 from .scheduler import run_all
 
 
@@ -31,7 +32,13 @@ def main() -> None:
     parser.add_argument(
         "--cost", action="store_true", help="only the cost table against a tutorial-style pipeline (a few seconds)"
     )
+    parser.add_argument(
+        "--batch-cost", action="store_true", help="only batch mode's bill against the same work run live (seconds)"
+    )
     args = parser.parse_args()
+    if args.batch_cost:
+        batch_cost.main()
+        return
     if args.rate_limits:
         rate_limits.main()
         return

@@ -15,7 +15,17 @@ from opentelemetry import context as otel_context
 from .arguments import check_ceilings, in_range
 from .backends.base import ModelBackend
 from .backends.budgeted import BudgetedBackend
+from .backends.traced import TracedBackend
 from .background import LiveRun, RunRegistry
+from .batch_runs import (
+    batch_backend,
+    batch_cap,
+    batch_mode,
+    batch_timeout,
+    cancel_batches,
+    check_batch_backend,
+    note_batch_discount,
+)
 from .contracts import (
     MAX_PLAN_ID_CHARS,
     CompletionRequest,
@@ -29,10 +39,17 @@ from .contracts import (
 )
 from .core.budget import room_for
 from .core.context import build_context
-from .core.pricing import cost_usd
+from .core.pricing import batch_prices, cost_usd
 from .core.run_state import OnEvent
 from .errors import InputError
-from .planning import check_runnable, check_schemas, escalation_model, reused_prefixes, subtask_request
+from .planning import (
+    check_runnable,
+    check_schemas,
+    escalation_model,
+    estimate_plan,
+    reused_prefixes,
+    subtask_request,
+)
 from .roles import Role
 from .runs import OnSpend, RunOptions, UsageLedger, execute_durably, new_run_id, run_budget
 from .settings import Settings
@@ -62,6 +79,7 @@ class Execution:
         runs: RunRegistry
         roles: dict[str, Role]
         telemetry: Telemetry
+        backend_override: ModelBackend | None
 
         @property
         def backend(self) -> ModelBackend: ...
@@ -81,6 +99,7 @@ class Execution:
         prior_spend: Spend | None = None,
         keep_for_synthesis: bool = False,
         on_spend: OnSpend | None = None,
+        batch: bool = False,
     ) -> RunReport:
         """Run every subtask as soon as its dependencies succeed, committing each result as it ends.
 
@@ -88,6 +107,7 @@ class Execution:
         interrupted find its own run afterwards. ``prior_spend`` (e.g. the plan's planning) counts
         toward the run's ceilings, now and on resume, but not in its usage. ``keep_for_synthesis``
         holds the synthesis's worst case free, so a run within its ceilings can still be synthesized.
+        ``batch``: subtasks go through the Message Batches API at half price (``batching.py``).
 
         Raises:
             InputError, PlanError: the plan or an argument is unusable (checked before any token is spent).
@@ -95,7 +115,7 @@ class Execution:
         """
         run = await self._prepare(
             plan, plan_id, (max_concurrency, timeout_s), (max_cost_usd, max_total_tokens), run_id, prior_spend,
-            keep_for_synthesis,
+            keep_for_synthesis, batch,
         )  # fmt: skip
         return await self._run(run, on_event, on_spend)
 
@@ -107,13 +127,15 @@ class Execution:
         timeout_s: float | None = None,
         max_cost_usd: float | None = None,
         max_total_tokens: int | None = None,
+        batch: bool = False,
     ) -> LiveRun:
         """Check and create the run like :meth:`execute_plan`, then run it in the background; returns its handle.
 
         Raises:
             InputError, PlanError, ConfigError: as ``execute_plan``, before anything runs.
         """
-        run = await self._prepare(plan, plan_id, (max_concurrency, timeout_s), (max_cost_usd, max_total_tokens))
+        shape, ceilings = (max_concurrency, timeout_s), (max_cost_usd, max_total_tokens)
+        run = await self._prepare(plan, plan_id, shape, ceilings, batch=batch)
         live = LiveRun(run.run_id, "execute")
         live.expect(run.plan)
         return self.runs.launch(live, lambda: self._run(run, live.on_event, live.note_spend))
@@ -146,6 +168,10 @@ class Execution:
         live.expect(run.plan, run.kept)
         return self.runs.launch(live, lambda: self._run(run, live.on_event, live.note_spend))
 
+    async def cancel_batches(self, run_id: str) -> list[str]:
+        """Cancel the Message Batches a stopped run still has in flight (cancel_run); their ids."""
+        return await cancel_batches(self.settings, self.store, run_id)
+
     async def _prepare(
         self,
         plan: Plan | None,
@@ -155,24 +181,29 @@ class Execution:
         run_id: str | None = None,
         prior_spend: Spend | None = None,
         keep_for_synthesis: bool = False,
+        batch: bool = False,
     ) -> _Run:
         """Check a plan and the run's arguments (nothing is spent on bad input), then create the run."""
         (max_concurrency, timeout_s), (max_cost_usd, max_total_tokens) = shape, ceilings
+        if batch:
+            check_batch_backend(self.settings, self.backend_override)
         plan = await self._plan_to_run(plan, plan_id)
         in_range("max_concurrency", max_concurrency, 1, 1024)
         in_range("timeout_s", timeout_s, 1e-3, 86_400.0)
         check_ceilings(max_cost_usd, max_total_tokens)
-        estimate = self.estimate(plan)
+        estimate = estimate_plan(plan, self.settings, self.roles, batch=batch)
         synthesis = estimate.synthesis if keep_for_synthesis else None
+        layers = estimate.critical_path_subtasks
         options = RunOptions(
-            max_concurrency=max_concurrency or self.settings.max_concurrency,
-            task_timeout_s=self.settings.task_timeout_s,
-            run_timeout_s=timeout_s or self.settings.run_timeout_s,
+            max_concurrency=max_concurrency or batch_cap(batch, plan, self.settings.max_concurrency),
+            task_timeout_s=batch_timeout(batch, self.settings.task_timeout_s),
+            run_timeout_s=timeout_s or batch_timeout(batch, self.settings.run_timeout_s, layers),
             max_cost_usd=max_cost_usd or self.settings.max_run_cost_usd,
             max_total_tokens=max_total_tokens or self.settings.max_run_tokens,
             prior_spend=prior_spend or Spend(),
             held_back=Spend() if synthesis is None else room_for(synthesis, self.settings.prices),
             orchestrated=keep_for_synthesis,
+            batch=batch,
         )
         _ = self.backend  # a missing key fails here, before the run is created
         run_id = run_id or new_run_id()
@@ -186,6 +217,8 @@ class Execution:
         stored = await self.store.get_run(run_id)
         if stored is not None:  # its plan may predate the schema policy; refuse before taking the run over
             check_schemas(await self._stored_plan(stored.plan_id))
+            if RunOptions.model_validate(stored.options).batch:
+                check_batch_backend(self.settings, self.backend_override)
         live = self.runs.get(run_id)
         if live is not None and not live.done.is_set():
             raise InputError(f"run {run_id!r} is still running in this server; wait_run or cancel_run it first")
@@ -200,21 +233,25 @@ class Execution:
         )
         kept = {task_id: record.results[task_id] for task_id in record.succeeded_ids()}
         spent = Spend(usage=record.usage, cost_usd=record.cost_usd)
-        return _Run(plan, run_id, options, self.estimate(plan), kept, spent)
+        estimate = estimate_plan(plan, self.settings, self.roles, batch=options.batch)
+        return _Run(plan, run_id, options, estimate, kept, spent)
 
     async def _run(self, run: _Run, on_event: OnEvent | None, on_spend: OnSpend | None = None) -> RunReport:
         """Execute a prepared run; ``on_spend`` hears of every finished call's cost as it ends."""
         plan = run.plan
-        budget = run_budget(run.options, run.spent, self.settings.prices)
+        prices = batch_prices(self.settings.prices) if run.options.batch else self.settings.prices
+        budget = run_budget(run.options, run.spent, prices)
         ledger = UsageLedger()
 
         async def note_usage(request: CompletionRequest, model: str, usage: Usage) -> None:
-            cost = cost_usd(usage, model, self.settings.prices)
+            cost = cost_usd(usage, model, prices)
             ledger.note(request.label, model, usage, cost)
             if on_spend is not None:
                 on_spend(Spend(usage=usage, cost_usd=cost))
 
-        backend = BudgetedBackend(self.backend, budget, on_usage=note_usage)
+        batcher = batch_backend(self.settings, self.store, run.run_id) if run.options.batch else None
+        inner = self.backend if batcher is None else TracedBackend(batcher, self.telemetry, prices)  # chat spans
+        backend = BudgetedBackend(inner, budget, on_usage=note_usage)
         context_budget = self.settings.context_budget_tokens
         to_run = [s for s in plan.subtasks if s.id not in run.kept]
         reused = reused_prefixes(to_run, self.settings, self.roles)
@@ -226,21 +263,25 @@ class Execution:
             request = subtask_request(subtask, plan.task, text, self.settings, self.roles, reused=subtask.id in reused)
             escalate_to = escalation_model(subtask, self.settings, self.roles)
             with self.telemetry.agent(subtask.role, subtask.id, request.model, run_span) as span:
-                result = await run_subtask(backend, subtask, request, self.settings.prices, escalate_to)
+                result = await run_subtask(backend, subtask, request, prices, escalate_to)
                 agent_result(span, result)
             return result
 
-        return await execute_durably(
-            self.store,
-            plan,
-            run.run_id,
-            run_task,
-            run.options,
-            ledger=ledger,
-            estimate=run.estimate,
-            on_event=on_event,
-            completed=run.kept,
-        )
+        async with batch_mode(batcher):
+            report = await execute_durably(
+                self.store,
+                plan,
+                run.run_id,
+                batcher.track(run_task) if batcher else run_task,
+                run.options,
+                ledger=ledger,
+                estimate=run.estimate,
+                on_event=on_event,
+                completed=run.kept,
+            )
+        if batcher is not None:
+            report = await note_batch_discount(self.store, report, self.settings.prices)
+        return report
 
     async def _plan_to_run(self, plan: Plan | None, plan_id: str | None) -> Plan:
         """The plan given inline (saved under a fresh id if edited) or by id, checked for this server."""

@@ -27,6 +27,14 @@ from .service import Service
 from .store import RunSummary
 from .telemetry import link_to_run
 
+BatchFlag = Annotated[
+    bool,
+    Field(
+        description="Send the subtasks through the Message Batches API at half price: slower (minutes, up to 24 h), "
+        "so the run goes on in the server and wait_run returns it; planning and synthesis stay live calls."
+    ),
+]
+
 WaitS = Annotated[
     float | None,
     Field(
@@ -135,6 +143,7 @@ def register_run_tools(server: MCPServer[Service]) -> None:
             if run.done.is_set():
                 raise InputError(f"run {run_id!r} is not running in this server: {await service.where(run_id)}")
             await service.runs.stop(run)
+            await service.cancel_batches(run_id)
             outcome = await service.outcome(run_id) if run.phase != "planning" else None
         if outcome is None:
             return outcome_result(run.handle("it was cancelled while planning; nothing ran. Start it again."))

@@ -132,6 +132,16 @@ class Settings(BaseModel):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8765, ge=0, le=65535)
 
+    batch_poll_s: float = Field(
+        default=30.0, gt=0, le=3600, description="Batch mode: how often a Message Batch in flight is polled."
+    )
+    batch_gather_s: float = Field(
+        default=2.0,
+        ge=0,
+        le=600,
+        description="Batch mode: most seconds a ready subtask waits for others to join its batch.",
+    )
+
     @field_validator("prices")
     @classmethod
     def _price_cache_writes(cls, prices: dict[str, ModelPrice], info: ValidationInfo) -> dict[str, ModelPrice]:

@@ -59,7 +59,8 @@ async def test_a_blank_database_gets_every_step_and_the_same_columns_as_sqlite(c
     assert await migrate(conn, "db") == NAMES
 
     assert await tables(conn) == [
-        "planning_log", "plans", "runs", "schema_version", "syntheses", "task_results", "usage_log",
+        "batch_requests", "batches", "planning_log", "plans", "runs", "schema_version", "syntheses", "task_results",
+        "usage_log",
     ]  # fmt: skip
     assert await columns(conn, "runs") == [
         ("run_id", "text", True),
@@ -78,7 +79,16 @@ async def test_a_blank_database_gets_every_step_and_the_same_columns_as_sqlite(c
     ]
     lite = sqlite3.connect(":memory:", isolation_level=None)
     migrate_sqlite(lite)
-    for table in ("plans", "runs", "task_results", "usage_log", "syntheses", "planning_log"):
+    for table in (
+        "plans",
+        "runs",
+        "task_results",
+        "usage_log",
+        "syntheses",
+        "planning_log",
+        "batches",
+        "batch_requests",
+    ):
         in_sqlite = [r[1] for r in lite.execute(f"PRAGMA table_info({table})")]
         in_postgres = [c[0] for c in await columns(conn, table) if c[0] != "ord"]  # ord: SQLite's rowid
         assert in_postgres == in_sqlite, table

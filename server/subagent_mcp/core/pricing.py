@@ -103,3 +103,32 @@ def cost_usd(usage: Usage, model: str | None, table: Mapping[str, ModelPrice]) -
     """Price ``usage`` for ``model``; 0.0 when the model has no price (the caller may warn)."""
     price = price_for(model, table) if model else None
     return price.cost(usage) if price else 0.0
+
+
+BATCH_PRICE_FACTOR = 0.5
+"""The Message Batches API bills every kind of token at half the Messages price (cache reads and writes too);
+per-use server-tool fees are not discounted."""
+
+
+def batch_price(price: ModelPrice) -> ModelPrice:
+    """``price`` as the Message Batches API bills it: each token rate halved (unset cache rates derived first),
+    a long-prompt band too; the web-search fee unchanged."""
+    half = BATCH_PRICE_FACTOR
+    cache_read = price.input * 0.1 if price.cache_read is None else price.cache_read
+    cache_write = price.input * 1.25 if price.cache_write is None else price.cache_write
+    cache_write_1h = price.input * 2.0 if price.cache_write_1h is None else price.cache_write_1h
+    return price.model_copy(
+        update={
+            "input": price.input * half,
+            "output": price.output * half,
+            "cache_read": cache_read * half,
+            "cache_write": cache_write * half,
+            "cache_write_1h": cache_write_1h * half,
+            "long_prompt": None if price.long_prompt is None else batch_price(price.long_prompt),
+        }
+    )
+
+
+def batch_prices(table: Mapping[str, ModelPrice]) -> dict[str, ModelPrice]:
+    """A price table for calls sent through the Message Batches API (see ``BATCH_PRICE_FACTOR``)."""
+    return {model: batch_price(price) for model, price in table.items()}

@@ -17,6 +17,7 @@ import anyio
 import anyio.to_thread
 
 from ..contracts import JsonObject, Plan, RunReport, Spend, SubagentResult, Synthesis, Usage
+from .batches import BatchEntry, BatchRecord, BatchState
 from .migrations import MIGRATIONS, migrate
 from .paths import MEMORY, default_db_path, pid_alive
 from .records import DB_PATH_ENV, DB_URL_ENV, Heartbeat, RunRecord, RunState, RunSummary, StoreError
@@ -32,6 +33,9 @@ __all__ = [
     "LEASE_S",
     "MEMORY",
     "MIGRATIONS",
+    "BatchEntry",
+    "BatchRecord",
+    "BatchState",
     "Heartbeat",
     "RunRecord",
     "RunState",
@@ -209,6 +213,31 @@ class Store:
         if isinstance(self._impl, SqliteStore):
             return await self._thread(lambda s: s.request_cancel(run_id))
         return await self._impl.request_cancel(run_id)
+
+    async def record_batch(self, run_id: str, batch_id: str, entries: list[BatchEntry]) -> None:
+        if isinstance(self._impl, SqliteStore):
+            return await self._thread(lambda s: s.record_batch(run_id, batch_id, entries))
+        await self._impl.record_batch(run_id, batch_id, entries)
+
+    async def open_batch_request(self, run_id: str, digest: str) -> BatchEntry | None:
+        if isinstance(self._impl, SqliteStore):
+            return await self._thread(lambda s: s.open_batch_request(run_id, digest))
+        return await self._impl.open_batch_request(run_id, digest)
+
+    async def consume_batch_requests(self, batch_id: str, custom_ids: list[str]) -> None:
+        if isinstance(self._impl, SqliteStore):
+            return await self._thread(lambda s: s.consume_batch_requests(batch_id, custom_ids))
+        await self._impl.consume_batch_requests(batch_id, custom_ids)
+
+    async def end_batch(self, batch_id: str, status: BatchState) -> None:
+        if isinstance(self._impl, SqliteStore):
+            return await self._thread(lambda s: s.end_batch(batch_id, status))
+        await self._impl.end_batch(batch_id, status)
+
+    async def run_batches(self, run_id: str) -> list[BatchRecord]:
+        if isinstance(self._impl, SqliteStore):
+            return await self._thread(lambda s: s.run_batches(run_id))
+        return await self._impl.run_batches(run_id)
 
     async def _thread(self, fn: Callable[[SqliteStore], T]) -> T:
         sync = self._impl

@@ -136,6 +136,34 @@ def m005_leases(db: sqlite3.Connection) -> None:
         db.execute(f"ALTER TABLE runs ADD COLUMN {column} TEXT")
 
 
+@migration
+def m006_batches(db: sqlite3.Connection) -> None:
+    """Message Batches a run sent and which request of which subtask each carries, so a restart re-attaches."""
+    db.execute(
+        """
+        CREATE TABLE batches (
+            batch_id TEXT PRIMARY KEY,
+            run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+            status TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            ended_at TEXT
+        )"""
+    )
+    db.execute("CREATE INDEX batches_by_run ON batches(run_id)")
+    db.execute(
+        """
+        CREATE TABLE batch_requests (
+            batch_id TEXT NOT NULL REFERENCES batches(batch_id) ON DELETE CASCADE,
+            custom_id TEXT NOT NULL,
+            task_id TEXT NOT NULL,
+            digest TEXT NOT NULL,
+            consumed_at TEXT,
+            PRIMARY KEY (batch_id, custom_id)
+        )"""
+    )
+    db.execute("CREATE INDEX batch_requests_by_digest ON batch_requests(digest)")
+
+
 def applied_migrations(db: sqlite3.Connection) -> list[str]:
     """Names recorded in ``_migrations``, oldest first; empty for a blank database."""
     if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_migrations'").fetchone() is None:

@@ -75,6 +75,20 @@ PG_MIGRATIONS: list[tuple[str, tuple[str, ...]]] = [
             "ALTER TABLE runs ADD COLUMN cancel_requested_at TIMESTAMPTZ",
         ),
     ),
+    (
+        "m006_batches",
+        (
+            # ord keeps the order batches were sent (SQLite's rowid)
+            "CREATE TABLE batches (batch_id TEXT PRIMARY KEY,"
+            " run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE, status TEXT NOT NULL,"
+            " created_at TIMESTAMPTZ NOT NULL, ended_at TIMESTAMPTZ, ord BIGINT GENERATED ALWAYS AS IDENTITY)",
+            "CREATE INDEX batches_by_run ON batches(run_id)",
+            "CREATE TABLE batch_requests (batch_id TEXT NOT NULL REFERENCES batches(batch_id) ON DELETE CASCADE,"
+            " custom_id TEXT NOT NULL, task_id TEXT NOT NULL, digest TEXT NOT NULL, consumed_at TIMESTAMPTZ,"
+            " PRIMARY KEY (batch_id, custom_id))",
+            "CREATE INDEX batch_requests_by_digest ON batch_requests(digest)",
+        ),
+    ),
 ]
 
 

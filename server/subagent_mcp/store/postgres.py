@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from ..arguments import first_error
 from ..contracts import JsonObject, Plan, RunReport, Spend, SubagentResult, Synthesis, Usage
+from .pg_batches import PostgresBatches
 from .pg_leases import PostgresLeases
 from .pg_migrations import migrate
 from .records import DB_URL_ENV, RunRecord, RunSummary, StoreError
@@ -45,7 +46,7 @@ def _driver() -> Any:
     return asyncpg
 
 
-class PostgresStore(PostgresLeases):
+class PostgresStore(PostgresLeases, PostgresBatches):
     """Plans, runs and task results in PostgreSQL; each method is one transaction, committed on return."""
 
     def __init__(self, pool: asyncpg.Pool, url: str, *, owner: str, lease_s: float, now: Callable[[], datetime]):

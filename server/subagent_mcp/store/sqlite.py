@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from ..arguments import first_error
 from ..contracts import JsonObject, Plan, RunReport, Spend, SubagentResult, Synthesis, Usage
+from .batches import BatchRecords
 from .paths import MEMORY, connect
 from .records import RunRecord, RunSummary, StoreError
 from .rows import LEASE_S, effective_status, loads, new_owner_id, planning_cost, preview
@@ -30,7 +31,7 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class SqliteStore(SqliteLeases):
+class SqliteStore(SqliteLeases, BatchRecords):
     """Plans, runs and task results in one SQLite file; each method is one transaction, committed on return.
 
     Thread-safe (an internal lock serialises calls), so the async ``Store`` can run it in worker threads.
