@@ -1,9 +1,10 @@
-"""``python -m benchmarks [--median SECONDS] [--service | --rate-limits | --cost | --temporal]``: the executor's
-figures, then the whole stack's.
+"""``python -m benchmarks [--median SECONDS] [--service | --rate-limits | --cost | --batch-cost |
+--temporal]``: the executor's figures, then the whole stack's.
 
 ``--rate-limits`` runs only adaptive against fixed concurrency under a rate-limiting fake (``rate_limits.py``);
-``--cost`` only the bill against a tutorial-style pipeline (``cost.py``); ``--temporal`` only runs on Temporal
-against runs in the server (``temporal.py``).
+``--cost`` only the bill against a tutorial-style pipeline (``cost.py``); ``--batch-cost`` only batch mode's bill
+against the same work run live (``batch_cost.py``); ``--temporal`` only runs on Temporal against runs in the
+server (``temporal.py``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import argparse
 
 import anyio
 
-from . import cost, rate_limits, service, stack_makespan
+from . import batch_cost, cost, rate_limits, service, stack_makespan
 from .scheduler import run_all
 
 
@@ -33,11 +34,17 @@ def main() -> None:
         "--cost", action="store_true", help="only the cost table against a tutorial-style pipeline (a few seconds)"
     )
     parser.add_argument(
+        "--batch-cost", action="store_true", help="only batch mode's bill against the same work run live (seconds)"
+    )
+    parser.add_argument(
         "--temporal",
         action="store_true",
         help="only runs on Temporal against runs in the server (starts a Temporal dev server; ~3 min)",
     )
     args = parser.parse_args()
+    if args.batch_cost:
+        batch_cost.main()
+        return
     if args.rate_limits:
         rate_limits.main()
         return

@@ -20,6 +20,7 @@ from typing import Any
 from anthropic import AsyncAnthropic
 from pydantic import SecretStr
 
+from subagent_mcp import prompts
 from subagent_mcp.contracts import Subtask, Usage
 from subagent_mcp.core.pricing import DEFAULT_PRICES, cost_usd
 from subagent_mcp.roles import BUILTIN_ROLES
@@ -155,7 +156,8 @@ def _bill(pipeline: str, job: Job, replies: Replies, answered: Sequence[tuple[Fa
         if "subtasks" in props or request.system_text == tutorial.PLANNER_SYSTEM:
             kind, essential = "planner", len(job.task)
         elif "gaps" in props or request.system_text == tutorial.SYNTHESIS_SYSTEM:
-            kind, essential = "synthesis", len(job.task) + sum(len(replies.text(s.id)) for s in job.subtasks)
+            task = job.task if request.schema is None else prompts.synthesis_task(job.task)  # the task it reads
+            kind, essential = "synthesis", len(task) + sum(len(replies.text(s.id)) for s in job.subtasks)
         else:
             task_id = replies.which(request)
             assert task_id is not None

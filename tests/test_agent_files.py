@@ -64,6 +64,19 @@ def test_a_claude_code_agent_file_becomes_a_role_beside_the_built_ins(tmp_path: 
     assert loaded.catalog.skipped == []
 
 
+def test_a_one_line_description_with_user_colon_examples_loads_as_claude_code_reads_it(tmp_path: Path) -> None:
+    # YAML refuses `description: ... user: "..."` (a colon in a plain value); Claude Code writes and reads it
+    description = r'Use when code changed. Examples:\n<example>user: "review this" assistant: "on it"</example>'
+    agent(tmp_path, "cc.md", f"name: cc\ndescription: {description}\nmodel: sonnet\ntools: WebSearch")
+    agent(tmp_path, "quoted.md", "name: quoted\ndescription: 'A: quoted value'\nextra: x: y")
+    loaded = load_roles(settings(tmp_path))
+    assert loaded.catalog.skipped == []
+    assert loaded.roles["cc"].description == description
+    assert loaded.roles["cc"].model == Settings().strong_subagent_model
+    assert [t.name for t in by_name(loaded.catalog)["cc"].tools] == ["WebSearch"]
+    assert loaded.roles["quoted"].description == "A: quoted value"
+
+
 @pytest.mark.parametrize(
     ("model", "expected"),
     [

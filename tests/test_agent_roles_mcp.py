@@ -15,6 +15,7 @@ from pydantic import SecretStr
 
 from subagent_mcp.contracts import JsonObject, Plan, RunReport
 from subagent_mcp.mcp_server import create_server
+from subagent_mcp.prompts import ROLE_BLURB_CHARS
 from subagent_mcp.role_catalog import RoleCatalog
 from subagent_mcp.settings import Settings
 from subagent_mcp.testing import FakeAnthropic, json_reply, serve_fake_anthropic
@@ -93,6 +94,36 @@ async def test_the_planner_is_offered_the_file_role_with_its_description_and_too
     assert "- researcher: " in request.system_text
     assert request.schema is not None
     assert "code-reviewer" in request.schema["properties"]["subtasks"]["items"]["properties"]["role"]["enum"]
+
+
+CLAUDE_CODE_STYLE = (  # as Claude Code's /agents writes it: one line, literal \\n, `user: "..."` that YAML refuses
+    "---\n"
+    "name: test-writer\n"
+    r"description: Use this agent when code needs tests. Examples:\n\n<example>\nContext: The user added a parser."
+    r'\nuser: "Write tests for it"\nassistant: "I will use the test-writer agent."\n<commentary>New code needs tests.'
+    r'</commentary>\n</example>\n\n<example>\nContext: A bug was fixed.\nuser: "Add a regression test"\n</example>'
+    "\ntools: Read, Write\n"
+    "---\n"
+    "You write tests.\n"
+)
+
+
+async def test_the_planner_reads_a_file_roles_description_without_its_examples_and_capped(agents: Path) -> None:
+    (agents / "test-writer.md").write_text(CLAUDE_CODE_STYLE, encoding="utf-8")
+    wordy = "Reviews prose. " + "It checks every sentence for clarity and tone. " * 20
+    (agents / "prose.md").write_text(f"---\nname: prose\ndescription: {wordy}\n---\nYou review.\n", encoding="utf-8")
+    async with serve_fake_anthropic(api_key=KEY) as fake:
+        fake.enqueue(json_reply({"summary": "tests", "subtasks": plan_with("test-writer")["subtasks"]}))
+        async with Client(create_server(settings_for(fake, agents))) as c:
+            result = await c.call_tool("plan_task", {"task": "Test the parser"})
+    assert not result.is_error, text_of(result)
+    (request,) = fake.message_requests
+    lines = {line.split(":", 1)[0]: line for line in request.system_text.splitlines() if line.startswith("- ")}
+    assert lines["- test-writer"].startswith("- test-writer: Use this agent when code needs tests. Tools it lists")
+    assert "<example>" not in request.system_text
+    assert lines["- prose"].startswith("- prose: Reviews prose. It checks every sentence")
+    assert lines["- prose"].endswith("…")
+    assert len(lines["- prose"]) <= len("- prose: ") + ROLE_BLURB_CHARS
 
 
 async def test_a_plan_naming_an_unknown_role_is_refused_before_any_call(agents: Path) -> None:

@@ -85,3 +85,22 @@ def test_a_key_with_a_trailing_newline_is_redacted_in_every_form_a_library_print
     assert "sk-ant" not in text
     assert text.count("[redacted]") == 5
     assert "Illegal header value b'Bearer [redacted]'" in text
+
+
+def test_the_database_urls_password_is_redacted_on_every_root_handler() -> None:
+    from pydantic import SecretStr
+
+    from subagent_mcp.logs import install_redaction
+    from subagent_mcp.settings import Settings
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        install_redaction(Settings(db_url=SecretStr("postgresql://runs:pg-Pass-w0rd-42@db.internal:5432/runs")))
+        logging.getLogger("test.redact.db").warning("driver said: password pg-Pass-w0rd-42 rejected")
+    finally:
+        root.removeHandler(handler)
+    assert "pg-Pass-w0rd-42" not in stream.getvalue()
+    assert "password [redacted] rejected" in stream.getvalue()

@@ -241,4 +241,6 @@ async def test_the_run_resource_breaks_cost_down_per_subtask_and_model_summing_t
     assert breakdown["total"]["cost_usd"] == pytest.approx(outcome.total.cost_usd)
     assert breakdown["total"]["usage"] == outcome.total.usage.model_dump()
     assert breakdown["subtasks"][1]["usage"]["cache_read_tokens"] == 2_000
-    assert breakdown["total"]["cache_saved_usd"] == pytest.approx(2_000 * (5.0 - 0.5) / 1_000_000)  # opus: $5 / MTok
+    assert breakdown["total"]["cache_saved_usd"] == pytest.approx(
+        2_000 * (4.0 - 0.2) / 1_000_000
+    )  # Opus 5.5: $4 input, $0.20 read

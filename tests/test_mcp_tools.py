@@ -311,6 +311,7 @@ async def test_every_tools_arguments_are_pinned() -> None:
             },
             "execute_plan": {
                 "args": [
+                    "batch",
                     "max_concurrency",
                     "max_cost_usd",
                     "max_total_tokens",
@@ -322,7 +323,10 @@ async def test_every_tools_arguments_are_pinned() -> None:
                 "required": [],
             },
             "synthesize": {"args": ["force", "results", "run_id", "task"], "required": []},
-            "orchestrate": {"args": ["max_concurrency", "max_subtasks", "task", "wait_s"], "required": ["task"]},
+            "orchestrate": {
+                "args": ["batch", "max_concurrency", "max_subtasks", "task", "wait_s"],
+                "required": ["task"],
+            },
             "wait_run": {"args": ["run_id", "wait_s"], "required": ["run_id"]},
             "cancel_run": {"args": ["run_id"], "required": ["run_id"]},
             "list_runs": {"args": ["limit"], "required": []},

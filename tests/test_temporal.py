@@ -29,6 +29,7 @@ from subagent_mcp.contracts import JsonObject, RunReport
 from subagent_mcp.handles import RunHandle
 from subagent_mcp.mcp_server import create_server
 from subagent_mcp.settings import Settings
+from subagent_mcp.store import Store, temporal_owner
 from subagent_mcp.temporal.client import connect
 from subagent_mcp.temporal.worker import running_worker
 from subagent_mcp.testing import FakeAnthropic, FakeReply, FakeRequest, hang_reply, json_reply, serve_fake_anthropic
@@ -82,6 +83,13 @@ def settings_for(fake: FakeAnthropic, address: str, tmp_path: Path, **overrides:
         "temporal_heartbeat_s": 2.0,
     }
     return Settings(**{**values, **overrides})
+
+
+def database(location: str) -> dict[str, Any]:
+    """Settings for the servers and workers to share ``location``: a SQLite file or a PostgreSQL URL."""
+    if location.startswith("postgresql://"):
+        return {"db_url": location, "db_path": None}
+    return {"db_path": location}
 
 
 def requests_per_task(fake: FakeAnthropic) -> Counter[str]:
@@ -238,7 +246,7 @@ async def test_a_worker_that_cannot_reach_temporal_says_so_and_exits_2(tmp_path:
 
 
 async def test_a_run_started_through_one_server_is_waited_on_and_cancelled_through_another(
-    temporal_address: str, tmp_path: Path
+    temporal_address: str, tmp_path: Path, db_location: str
 ) -> None:
     release = anyio.Event()
 
@@ -248,7 +256,7 @@ async def test_a_run_started_through_one_server_is_waited_on_and_cancelled_throu
         return json_reply(sample_for_schema(request.schema or {}))
 
     async with serve_fake_anthropic(slow_waits, api_key=KEY) as fake:
-        settings = settings_for(fake, temporal_address, tmp_path)
+        settings = settings_for(fake, temporal_address, tmp_path, **database(db_location))
         async with (
             running_worker(settings),
             Client(create_server(settings)) as first,
@@ -262,3 +270,68 @@ async def test_a_run_started_through_one_server_is_waited_on_and_cancelled_throu
             done = await second.call_tool("wait_run", {"run_id": waited, "wait_s": 60})
     assert RunReport.model_validate(done.structured_content).status == "succeeded", text_of(done)
     assert RunReport.model_validate(stopped.structured_content).status == "cancelled", text_of(stopped)
+
+
+async def test_a_run_on_temporal_outlives_its_server_and_is_its_workflows_not_interrupted(
+    temporal_address: str, tmp_path: Path
+) -> None:
+    release = anyio.Event()
+
+    async def slow_waits(request: FakeRequest) -> FakeReply:
+        if request.subtask_id == "slow":
+            await release.wait()
+        return json_reply(sample_for_schema(request.schema or {}))
+
+    async with serve_fake_anthropic(slow_waits, api_key=KEY) as fake:
+        settings = settings_for(fake, temporal_address, tmp_path)
+        async with running_worker(settings):
+            async with Client(create_server(settings)) as first:
+                run_id = handle_of(await first.call_tool("execute_plan", {"plan": PLAN, "wait_s": 0})).run_id
+                await succeeded(first, run_id, 1)
+            # the first server has shut down while its run was going: the run is still the workflow's
+            async with Client(create_server(settings)) as second:
+                listed = await second.call_tool("list_runs", {})
+                release.set()
+                done = await second.call_tool("wait_run", {"run_id": run_id, "wait_s": 60})
+    owner = temporal_owner(settings.temporal_namespace, settings.temporal_task_queue)
+    assert [(r["run_id"], r["status"]) for r in (listed.structured_content or {})["runs"]] == [(run_id, "running")]
+    report = RunReport.model_validate(done.structured_content)
+    assert report.status == "succeeded", text_of(done)
+    assert requests_per_task(fake) == {"quick": 1, "slow": 1, "write-up": 1}
+    async with Store.open(str(settings.db_path)) as store:
+        record = await store.get_run(run_id)
+    assert record is not None
+    assert record.owner == owner  # held by Temporal, not by the server that started it
+
+
+async def test_batch_mode_on_temporal_is_a_clear_tool_error_and_creates_no_run(tmp_path: Path) -> None:
+    async with serve_fake_anthropic(Gates(), api_key=KEY) as fake:
+        settings = settings_for(fake, f"127.0.0.1:{free_port()}", tmp_path)  # refused before Temporal is reached
+        async with Client(create_server(settings)) as c:
+            result = await c.call_tool("execute_plan", {"plan": PLAN, "batch": True})
+            runs = await c.call_tool("list_runs", {})
+    assert result.is_error
+    assert "batch=true is not available with SUBAGENT_MCP_EXECUTOR=temporal" in text_of(result)
+    assert runs.structured_content == {"runs": []}
+    assert fake.message_requests == []
+
+
+async def test_a_workflow_terminated_while_no_server_follows_it_is_found_by_the_next_wait_run_and_resumed(
+    temporal_address: str, tmp_path: Path
+) -> None:
+    gates = Gates("slow")
+    async with serve_fake_anthropic(gates, api_key=KEY) as fake:
+        settings = settings_for(fake, temporal_address, tmp_path)
+        async with running_worker(settings):
+            async with Client(create_server(settings)) as first:
+                run_id = handle_of(await first.call_tool("execute_plan", {"plan": PLAN, "wait_s": 0})).run_id
+                await succeeded(first, run_id, 1)
+                await gates.arrival("slow").wait()
+            await (await connect(settings)).get_workflow_handle(run_id).terminate("an operator stopped it")
+            async with Client(create_server(settings)) as second:
+                waited = await second.call_tool("wait_run", {"run_id": run_id, "wait_s": 0})
+                resumed = await second.call_tool("resume_run", {"run_id": run_id, "wait_s": 60})
+    assert handle_of(waited).status == "interrupted", text_of(waited)
+    report = RunReport.model_validate(resumed.structured_content)
+    assert report.status == "succeeded", text_of(resumed)
+    assert requests_per_task(fake) == {"quick": 1, "slow": 2, "write-up": 1}  # what succeeded is never asked again

@@ -171,10 +171,52 @@ def split_front_matter(text: str) -> tuple[dict[str, Any], str]:
     end = next((i for i in range(1, len(lines)) if lines[i].strip() == "---"), None)
     if end is None:
         raise AgentFileError("its front matter is not closed by a '---' line")
-    meta = _yaml("\n".join(lines[1:end]), "front matter", first_line=2)
+    front = "\n".join(lines[1:end])
+    try:
+        meta = _yaml(front, "front matter", first_line=2)
+    except _ColonInValue:
+        meta = _key_lines(lines[1:end])  # Claude Code's own files: `description: ... user: "..."` on one line
+        if meta is None:
+            raise
     if not isinstance(meta, dict):
         raise AgentFileError("its front matter must be a mapping (name: ..., description: ...)")
     return meta, "\n".join(lines[end + 1 :])
+
+
+_COLON_IN_VALUE = "mapping values are not allowed here"
+
+
+class _ColonInValue(AgentFileError):
+    """YAML refused a ``key: value`` line because its value holds ``: `` too (Claude Code writes such lines)."""
+
+
+_KEY_LINE = re.compile(r"^([A-Za-z_][A-Za-z0-9_-]*):(?:\s+(.*))?$")
+
+
+def _key_lines(lines: list[str]) -> dict[str, Any] | None:
+    """Front matter read as Claude Code reads it when it is not valid YAML: one ``key: value`` a line.
+
+    Claude Code writes descriptions with ``user: "..."`` examples inside a plain scalar, which YAML
+    refuses; a value runs to the end of its line (indented lines continue it). None if a line fits neither.
+    """
+    meta: dict[str, Any] = {}
+    key: str | None = None
+    for line in lines:
+        found = _KEY_LINE.match(line)
+        if found:
+            key = str(found.group(1))
+            meta[key] = _unquote((found.group(2) or "").strip())
+        elif line[:1] in (" ", "\t") and key is not None:
+            meta[key] = f"{meta[key]} {line.strip()}".strip()
+        elif line.strip() and not line.lstrip().startswith("#"):
+            return None
+    return meta or None
+
+
+def _unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    return value
 
 
 def _read_text(path: Path) -> str:
@@ -204,7 +246,8 @@ def _yaml(text: str, what: str, first_line: int = 1) -> Any:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f" at line {mark.line + first_line}" if mark is not None else ""
-        raise AgentFileError(f"its {what} is not valid YAML{where}: {exc.problem or exc}") from None
+        error = _ColonInValue if exc.problem == _COLON_IN_VALUE else AgentFileError
+        raise error(f"its {what} is not valid YAML{where}: {exc.problem or exc}") from None
     except yaml.YAMLError as exc:
         raise AgentFileError(f"its {what} is not valid YAML: {exc}") from None
     except RecursionError:

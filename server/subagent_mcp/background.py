@@ -17,11 +17,14 @@ from typing import Literal
 
 import anyio
 from anyio.abc import TaskGroup
+from opentelemetry import context as otel_context
+from opentelemetry.trace import SpanContext
 
 from .contracts import OrchestrateResult, Plan, RunReport, Spend, SubagentResult, Subtask
 from .core.run_state import Counts, ExecutorEvent, TaskFinished, TaskStarted, progress_of
 from .errors import SubagentMCPError
 from .handles import RunCounts, RunHandle
+from .telemetry import Telemetry, run_ended
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +95,8 @@ class LiveRun:
     """Brings ``counts`` and ``results`` up to date from where the run executes (a Temporal workflow's query)."""
     detached: bool = False
     """The run goes on elsewhere (on Temporal's workers) after this server stopped following it."""
+    span: SpanContext | None = None
+    """The run's trace span, once it started (``wait_run`` calls link to it)."""
 
     @property
     def steps(self) -> tuple[int, int]:
@@ -178,8 +183,9 @@ class LiveRun:
 class RunRegistry:
     """The runs of one server process: started in its task group, found by id, stopped on shutdown."""
 
-    def __init__(self, task_group: TaskGroup) -> None:
+    def __init__(self, task_group: TaskGroup, telemetry: Telemetry | None = None) -> None:
         self._tg = task_group
+        self._telemetry = telemetry or Telemetry.of()
         self._runs: OrderedDict[str, LiveRun] = OrderedDict()
 
     def get(self, run_id: str) -> LiveRun | None:
@@ -190,14 +196,28 @@ class RunRegistry:
         return [r for r in self._runs.values() if not r.done.is_set()]
 
     def launch(self, run: LiveRun, job: Callable[[], Awaitable[Outcome]]) -> LiveRun:
-        """Start ``job`` as ``run`` in the server's task group; it no longer depends on any caller."""
+        """Start ``job`` as ``run`` in the server's task group; it no longer depends on any caller.
+
+        Its trace span is a child of the caller's current span (the ``tools/call`` that started it),
+        taken here, not from the task group, which belongs to the server.
+        """
         self._runs[run.run_id] = run
         self._forget_old()
-        self._tg.start_soon(self._drive, run, job, name=f"run {run.run_id}")
+        self._tg.start_soon(self._drive, run, job, otel_context.get_current(), name=f"run {run.run_id}")
         return run
 
-    async def _drive(self, run: LiveRun, job: Callable[[], Awaitable[Outcome]]) -> None:
+    async def _drive(self, run: LiveRun, job: Callable[[], Awaitable[Outcome]], caller: otel_context.Context) -> None:
         _driven.set(run)
+        with self._telemetry.workflow(run.kind, run.run_id, caller) as span:
+            run.span = span.get_span_context()
+            await self._settle(run, job)
+            run_ended(span, run.outcome, run.stopped, run.error)
+        run.done.set()
+        for inbox in run.inboxes:
+            inbox.wake.set()
+
+    async def _settle(self, run: LiveRun, job: Callable[[], Awaitable[Outcome]]) -> None:
+        """Run ``job`` to its outcome or error; a stop or a bug becomes an error too (the run never raises)."""
         with run.scope:
             try:
                 run.outcome = await job()
@@ -209,9 +229,6 @@ class RunRegistry:
         if run.outcome is None and run.error is None:
             what = "cancelled" if run.stopped == "cancel" else "interrupted by the server's shutdown"
             run.error = RunStopped(f"run {run.run_id} was {what} during {run.phase}")
-        run.done.set()
-        for inbox in run.inboxes:
-            inbox.wake.set()
 
     async def wait(self, run: LiveRun, wait_s: float, watcher: Watcher | None = None) -> bool:
         """Wait up to ``wait_s`` for ``run`` to end, telling ``watcher`` of progress; True if it ended.

@@ -96,10 +96,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"subagent-mcp: {problem}", file=sys.stderr)
             return 2
 
+        from .otel_export import otlp_export
+
         if args.http:
             from .http_app import run_http_command
 
-            return run_http_command(settings, args.host, args.port, allow_remote=args.allow_remote)
+            with otlp_export():  # traces and metrics leave over OTLP if OTEL_EXPORTER_OTLP_ENDPOINT says where
+                return run_http_command(settings, args.host, args.port, allow_remote=args.allow_remote)
         if args.host is not None or args.port is not None or args.allow_remote:
             print("subagent-mcp: --host, --port and --allow-remote only apply with --http", file=sys.stderr)
             return 2
@@ -109,7 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         from .stdio import serve_stdio
 
-        return anyio.run(serve_stdio, create_server(settings))
+        with otlp_export():
+            return anyio.run(serve_stdio, create_server(settings))
     import anyio
 
     from . import cli_run
@@ -167,10 +171,17 @@ def worker_main(settings: Settings) -> int:
 
 def database_problem(settings: Settings) -> str | None:
     """Why the configured database cannot be used (named, with what to do), or None if it can."""
-    from .store import SqliteStore, StoreError, default_db_path
+    import anyio
+
+    from .replicas import store_location
+    from .store import Store, StoreError
+
+    async def check() -> None:
+        async with Store.open(store_location(settings)):
+            pass
 
     try:
-        SqliteStore.open(settings.db_path or default_db_path()).close()
+        anyio.run(check)
     except StoreError as exc:
         return str(exc)
     return None

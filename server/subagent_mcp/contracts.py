@@ -140,6 +140,12 @@ class PlanEstimate(BaseModel):
     cost_usd: float
     max_cost_usd: float
     critical_path_subtasks: int = Field(description="Subtasks on the longest dependency chain.")
+    batch: bool = Field(
+        default=False, description="Subtasks priced for batch mode (Message Batches, half price); synthesis live."
+    )
+    batch_cost_usd: float | None = Field(
+        default=None, description="Expected cost if the subtasks ran in batch mode (execute_plan(batch=true))."
+    )
     method: str = Field(
         default="prompt sizes by ~3.5 chars/token; output at each subtask's expected length, else its role's "
         "typical length; a cached prefix written by the first subtask sharing it and read by the others; "
@@ -296,6 +302,11 @@ class RunReport(BaseModel):
         default_factory=dict[str, list[str]],
         description="Each subtask's depends_on, in plan order, so the run can be drawn without its plan "
         "(empty in reports stored before it was added).",
+    )
+    batch_saved_usd: float | None = Field(
+        default=None,
+        description="Batch mode only: what the Message Batches discount (half price) saved on these results "
+        "against running them live.",
     )
 
 

@@ -10,10 +10,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from opentelemetry import context as otel_context
+
 from .arguments import check_ceilings, in_range
 from .backends.base import ModelBackend
 from .backends.budgeted import BudgetedBackend
+from .backends.traced import TracedBackend
 from .background import LiveRun, RunRegistry
+from .batch_runs import (
+    batch_backend,
+    batch_cap,
+    batch_mode,
+    batch_timeout,
+    cancel_batches,
+    check_batch_backend,
+    note_batch_discount,
+)
 from .contracts import (
     MAX_PLAN_ID_CHARS,
     CompletionRequest,
@@ -29,16 +41,24 @@ from .contracts import (
 from .core.budget import room_for
 from .core.context import build_context
 from .core.executor import RunTask
-from .core.pricing import cost_usd
+from .core.pricing import batch_prices, cost_usd
 from .core.run_state import OnEvent
 from .errors import InputError
 from .handles import RunHandle
-from .planning import check_runnable, check_schemas, escalation_model, reused_prefixes, subtask_request
+from .planning import (
+    check_runnable,
+    check_schemas,
+    escalation_model,
+    estimate_plan,
+    reused_prefixes,
+    subtask_request,
+)
 from .roles import Role
 from .runs import OnSpend, RunOptions, UsageLedger, execute_durably, new_run_id, run_budget
 from .settings import Settings
-from .store import Store
+from .store import Store, temporal_owner
 from .subagent import run_subtask
+from .telemetry import Telemetry, agent_result
 
 
 @dataclass
@@ -78,6 +98,8 @@ class Execution:
         store: Store
         runs: RunRegistry
         roles: dict[str, Role]
+        telemetry: Telemetry
+        backend_override: ModelBackend | None
 
         @property
         def backend(self) -> ModelBackend: ...
@@ -99,6 +121,7 @@ class Execution:
         prior_spend: Spend | None = None,
         keep_for_synthesis: bool = False,
         on_spend: OnSpend | None = None,
+        batch: bool = False,
     ) -> RunReport:
         """Run every subtask as soon as its dependencies succeed, committing each result as it ends.
 
@@ -106,6 +129,7 @@ class Execution:
         interrupted find its own run afterwards. ``prior_spend`` (e.g. the plan's planning) counts
         toward the run's ceilings, now and on resume, but not in its usage. ``keep_for_synthesis``
         holds the synthesis's worst case free, so a run within its ceilings can still be synthesized.
+        ``batch``: subtasks go through the Message Batches API at half price (``batching.py``).
 
         Raises:
             InputError, PlanError: the plan or an argument is unusable (checked before any token is spent).
@@ -113,7 +137,7 @@ class Execution:
         """
         run = await self._prepare(
             plan, plan_id, (max_concurrency, timeout_s), (max_cost_usd, max_total_tokens), run_id, prior_spend,
-            keep_for_synthesis,
+            keep_for_synthesis, batch,
         )  # fmt: skip
         return await self._run(run, on_event, on_spend)
 
@@ -125,13 +149,15 @@ class Execution:
         timeout_s: float | None = None,
         max_cost_usd: float | None = None,
         max_total_tokens: int | None = None,
+        batch: bool = False,
     ) -> LiveRun:
         """Check and create the run like :meth:`execute_plan`, then run it in the background; returns its handle.
 
         Raises:
             InputError, PlanError, ConfigError: as ``execute_plan``, before anything runs.
         """
-        run = await self._prepare(plan, plan_id, (max_concurrency, timeout_s), (max_cost_usd, max_total_tokens))
+        shape, ceilings = (max_concurrency, timeout_s), (max_cost_usd, max_total_tokens)
+        run = await self._prepare(plan, plan_id, shape, ceilings, batch=batch)
         live = LiveRun(run.run_id, "execute")
         live.expect(run.plan)
         return self.runs.launch(live, lambda: self._run(run, live.on_event, live.note_spend))
@@ -164,6 +190,10 @@ class Execution:
         live.expect(run.plan, run.kept)
         return self.runs.launch(live, lambda: self._run(run, live.on_event, live.note_spend))
 
+    async def cancel_batches(self, run_id: str) -> list[str]:
+        """Cancel the Message Batches a stopped run still has in flight (cancel_run); their ids."""
+        return await cancel_batches(self.settings, self.store, run_id)
+
     async def _prepare(
         self,
         plan: Plan | None,
@@ -173,29 +203,34 @@ class Execution:
         run_id: str | None = None,
         prior_spend: Spend | None = None,
         keep_for_synthesis: bool = False,
+        batch: bool = False,
     ) -> _Run:
         """Check a plan and the run's arguments (nothing is spent on bad input), then create the run."""
         (max_concurrency, timeout_s), (max_cost_usd, max_total_tokens) = shape, ceilings
+        if batch:
+            self._check_batch()
         plan = await self._plan_to_run(plan, plan_id)
         in_range("max_concurrency", max_concurrency, 1, 1024)
         in_range("timeout_s", timeout_s, 1e-3, 86_400.0)
         check_ceilings(max_cost_usd, max_total_tokens)
-        estimate = self.estimate(plan)
+        estimate = estimate_plan(plan, self.settings, self.roles, batch=batch)
         synthesis = estimate.synthesis if keep_for_synthesis else None
+        layers = estimate.critical_path_subtasks
         options = RunOptions(
-            max_concurrency=max_concurrency or self.settings.max_concurrency,
-            task_timeout_s=self.settings.task_timeout_s,
-            run_timeout_s=timeout_s or self.settings.run_timeout_s,
+            max_concurrency=max_concurrency or batch_cap(batch, plan, self.settings.max_concurrency),
+            task_timeout_s=batch_timeout(batch, self.settings.task_timeout_s),
+            run_timeout_s=timeout_s or batch_timeout(batch, self.settings.run_timeout_s, layers),
             max_cost_usd=max_cost_usd or self.settings.max_run_cost_usd,
             max_total_tokens=max_total_tokens or self.settings.max_run_tokens,
             prior_spend=prior_spend or Spend(),
             held_back=Spend() if synthesis is None else room_for(synthesis, self.settings.prices),
             orchestrated=keep_for_synthesis,
+            batch=batch,
         )
         _ = self.backend  # a missing key fails here, before the run is created
         await self._executor_ready()
         run_id = run_id or new_run_id()
-        await self.store.create_run(run_id, plan.plan_id, options.model_dump())
+        await self.run_store().create_run(run_id, plan.plan_id, options.model_dump())
         return _Run(plan, run_id, options, estimate)
 
     async def _take_over(self, run_id: str, max_cost_usd: float | None, max_total_tokens: int | None) -> _Run:
@@ -206,10 +241,17 @@ class Execution:
         stored = await self.store.get_run(run_id)
         if stored is not None:  # its plan may predate the schema policy; refuse before taking the run over
             check_schemas(await self._stored_plan(stored.plan_id))
+            if RunOptions.model_validate(stored.options).batch:
+                self._check_batch()
         live = self.runs.get(run_id)
         if live is not None and not live.done.is_set():
             raise InputError(f"run {run_id!r} is still running in this server; wait_run or cancel_run it first")
-        record = await self.store.resume_run(run_id, not_running_here=True)
+        if self.settings.executor == "temporal":
+            from .temporal.client import workflow_running
+
+            if await workflow_running(self.settings, run_id):
+                raise InputError(f"run {run_id!r} is still running on Temporal; wait_run or cancel_run it first")
+        record = await self.run_store().resume_run(run_id, not_running_here=True)
         plan = await self._stored_plan(record.plan_id)
         options = RunOptions.model_validate(record.options)
         options = options.model_copy(
@@ -220,39 +262,65 @@ class Execution:
         )
         kept = {task_id: record.results[task_id] for task_id in record.succeeded_ids()}
         spent = Spend(usage=record.usage, cost_usd=record.cost_usd)
-        return _Run(plan, run_id, options, self.estimate(plan), kept, spent)
+        estimate = estimate_plan(plan, self.settings, self.roles, batch=options.batch)
+        return _Run(plan, run_id, options, estimate, kept, spent)
 
     async def _run(self, run: _Run, on_event: OnEvent | None, on_spend: OnSpend | None = None) -> RunReport:
         """Execute a prepared run; ``on_spend`` hears of every finished call's cost as it ends."""
         if self.settings.executor == "temporal":  # the same run as a workflow on Temporal's workers
             from .temporal.client import run_on_temporal
 
-            return await run_on_temporal(self.settings, self.roles, self.store, run, (on_event, on_spend))
+            return await run_on_temporal(self.settings, self.roles, self.run_store(), run, (on_event, on_spend))
         plan = run.plan
-        budget = run_budget(run.options, run.spent, self.settings.prices)
+        prices = batch_prices(self.settings.prices) if run.options.batch else self.settings.prices
+        budget = run_budget(run.options, run.spent, prices)
         ledger = UsageLedger()
 
         async def note_usage(request: CompletionRequest, model: str, usage: Usage) -> None:
-            cost = cost_usd(usage, model, self.settings.prices)
+            cost = cost_usd(usage, model, prices)
             ledger.note(request.label, model, usage, cost)
             if on_spend is not None:
                 on_spend(Spend(usage=usage, cost_usd=cost))
 
-        backend = BudgetedBackend(self.backend, budget, on_usage=note_usage)
-        return await execute_durably(
-            self.store,
-            plan,
-            run.run_id,
-            subtask_runner(plan, run.kept, backend, self.settings, self.roles),
-            run.options,
-            ledger=ledger,
-            estimate=run.estimate,
-            on_event=on_event,
-            completed=run.kept,
-        )
+        batcher = batch_backend(self.settings, self.store, run.run_id) if run.options.batch else None
+        inner = self.backend if batcher is None else TracedBackend(batcher, self.telemetry, prices)  # chat spans
+        backend = BudgetedBackend(inner, budget, on_usage=note_usage)
+        context_budget = self.settings.context_budget_tokens
+        to_run = [s for s in plan.subtasks if s.id not in run.kept]
+        reused = reused_prefixes(to_run, self.settings, self.roles)
+        run_span = otel_context.get_current()  # each subtask's span is the run's child, whichever task starts it
+
+        async def run_task(subtask: Subtask, deps: Mapping[str, SubagentResult]) -> SubagentResult:
+            context = build_context(plan.task, [deps[d] for d in subtask.depends_on], context_budget)
+            text = context.render(include_task=False) if subtask.depends_on else None
+            request = subtask_request(subtask, plan.task, text, self.settings, self.roles, reused=subtask.id in reused)
+            escalate_to = escalation_model(subtask, self.settings, self.roles)
+            with self.telemetry.agent(subtask.role, subtask.id, request.model, run_span) as span:
+                result = await run_subtask(backend, subtask, request, prices, escalate_to)
+                agent_result(span, result)
+            return result
+
+        async with batch_mode(batcher):
+            report = await execute_durably(
+                self.store,
+                plan,
+                run.run_id,
+                batcher.track(run_task) if batcher else run_task,
+                run.options,
+                ledger=ledger,
+                estimate=run.estimate,
+                on_event=on_event,
+                completed=run.kept,
+            )
+        if batcher is not None:
+            report = await note_batch_discount(self.store, report, self.settings.prices)
+        return report
 
     async def live_run(self, run_id: str) -> LiveRun | None:
         """The run as this server knows it; on Temporal also one another server started, followed from here.
+
+        A run held by Temporal whose workflow is gone (failed, terminated) is marked ``interrupted`` here, so
+        ``wait_run`` says so and ``resume_run`` takes it over.
 
         Raises:
             ConfigError: Temporal cannot be reached.
@@ -261,7 +329,7 @@ class Execution:
         if live is not None or self.settings.executor != "temporal":
             return live
         record = await self.store.get_run(run_id)
-        if record is None or record.status not in ("running", "interrupted"):
+        if record is None or record.status != "running" or record.owner != self.run_store().owner:
             return None
         from .temporal.client import follow_elsewhere
 
@@ -270,7 +338,27 @@ class Execution:
             return report if isinstance(stored, RunHandle) else stored
 
         found = (await self._stored_plan(record.plan_id), record)
-        return await follow_elsewhere(self.settings, self.store, self.runs, found, outcome)
+        followed = await follow_elsewhere(self.settings, self.run_store(), self.runs, found, outcome)
+        if followed is None:  # its workflow ended; a workflow closes its run before it ends, so read it again
+            record = await self.store.get_run(run_id)
+            if record is not None and record.status == "running":  # failed or terminated: free it for resume_run
+                await self.run_store().interrupt_runs([run_id])
+        return followed
+
+    def run_store(self) -> Store:
+        """The store as the owner of this server's new runs: on Temporal, Temporal's (its workers finish them)."""
+        if self.settings.executor != "temporal":
+            return self.store
+        return self.store.as_owner(temporal_owner(self.settings.temporal_namespace, self.settings.temporal_task_queue))
+
+    def _check_batch(self) -> None:
+        """Batch mode needs a batch-capable backend in this server; runs on Temporal have none."""
+        if self.settings.executor == "temporal":
+            raise InputError(
+                "batch=true is not available with SUBAGENT_MCP_EXECUTOR=temporal (a run's calls are Temporal "
+                "activities, not Message Batches); call again without batch, or on a server with the embedded executor"
+            )
+        check_batch_backend(self.settings, self.backend_override)
 
     async def _executor_ready(self) -> None:
         """On Temporal, reach it before a run is created or taken over: if it cannot be, the call fails, not a run."""

@@ -9,7 +9,7 @@ import json
 import logging
 import sys
 
-from .redact import all_forms, redact
+from .redact import all_forms, redact, url_password
 from .settings import Settings
 
 
@@ -72,6 +72,8 @@ def configure_logging(settings: Settings) -> None:
 def install_redaction(settings: Settings) -> None:
     """Attach the filter redacting the API key and HTTP token to every handler of the root logger (idempotent)."""
     secrets = [s.get_secret_value() for s in (settings.anthropic_api_key, settings.http_token) if s is not None]
+    if settings.db_url is not None:  # the database URL's password, in every form
+        secrets += [p for p in [url_password(settings.db_url.get_secret_value())] if p]
     for handler in logging.getLogger().handlers:
         handler.filters = [f for f in handler.filters if not isinstance(f, RedactSecrets)]
         handler.addFilter(RedactSecrets(secrets))

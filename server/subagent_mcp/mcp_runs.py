@@ -21,9 +21,19 @@ from .errors import InputError
 from .handles import RunHandle
 from .mcp_common import MODEL_CALLING, ServiceContext, service_of, structured, tool_errors
 from .mcp_progress import ProgressReporter
+from .replicas import cancel_elsewhere, wait_elsewhere
 from .run_view import UI_META
 from .service import Service
 from .store import RunSummary
+from .telemetry import link_to_run
+
+BatchFlag = Annotated[
+    bool,
+    Field(
+        description="Send the subtasks through the Message Batches API at half price: slower (minutes, up to 24 h), "
+        "so the run goes on in the server and wait_run returns it; planning and synthesis stay live calls."
+    ),
+]
 
 WaitS = Annotated[
     float | None,
@@ -117,19 +127,23 @@ def register_run_tools(server: MCPServer[Service]) -> None:
             wait = service.wait_seconds(wait_s)
             run = await service.live_run(run_id)
         if run is not None:
+            link_to_run(run.span, run.run_id)  # the run's spans are in the trace of the call that started it
             return await reply(ctx, run, wait, owner=False)
-        with tool_errors():
-            return outcome_result(await service.outcome(run_id))
+        with tool_errors():  # another server runs it (or ran it): read it from the store until it ends
+            return outcome_result(await wait_elsewhere(service, run_id, wait, ProgressReporter(ctx).step))
 
     @server.tool(annotations=ToolAnnotations(destructive_hint=False, idempotent_hint=True, open_world_hint=False))
     async def cancel_run(run_id: RunId, ctx: ServiceContext) -> Annotated[CallToolResult, ReportOrHandle]:
         """Stop a running run: in-flight subagent calls are cancelled, what finished is kept (resume_run continues)."""
         service = service_of(ctx)
         with tool_errors():
-            run = await service.live_run(run_id)
-            if run is None or run.done.is_set():
+            run = await service.live_run(run_id)  # on Temporal: its workflow, followed from here
+            if run is None:  # another server may run it: ask it to stop, through the store
+                return outcome_result(await cancel_elsewhere(service, run_id))
+            if run.done.is_set():
                 raise InputError(f"run {run_id!r} is not running in this server: {await service.where(run_id)}")
             await service.runs.stop(run)
+            await service.cancel_batches(run_id)
             outcome = await service.outcome(run_id) if run.phase != "planning" else None
         if outcome is None:
             return outcome_result(run.handle("it was cancelled while planning; nothing ran. Start it again."))

@@ -23,10 +23,11 @@ from .mcp_base import SubagentServer
 from .mcp_common import MODEL_CALLING, ServiceContext, service_of, structured, tool_errors
 from .mcp_resources import register_runs
 from .mcp_roles import register_roles
-from .mcp_runs import OrchestrateOrHandle, ReportOrHandle, WaitS, register_run_tools, reply
+from .mcp_runs import BatchFlag, OrchestrateOrHandle, ReportOrHandle, WaitS, register_run_tools, reply
 from .run_view import UI_META, run_view_extension
 from .service import Service
 from .settings import Settings
+from .telemetry import Telemetry
 
 INSTRUCTIONS = """Delegates work to a team of Claude subagents.
 For a whole task call `orchestrate`. To stay in control: `plan_task` returns a plan you can edit,
@@ -37,14 +38,19 @@ status "running" with a run_id, call `wait_run(run_id)` (again, until it returns
 `cancel_run(run_id)` stops one."""
 
 
-def create_server(settings: Settings, backend: ModelBackend | None = None) -> MCPServer[Service]:
-    """Build the server; nothing is opened until a client connects and the lifespan runs."""
+def create_server(
+    settings: Settings, backend: ModelBackend | None = None, telemetry: Telemetry | None = None
+) -> MCPServer[Service]:
+    """Build the server; nothing is opened until a client connects and the lifespan runs.
+
+    ``telemetry`` (default: the global OpenTelemetry providers') is where its spans and metrics go.
+    """
 
     live: list[Service] = []
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[Service]) -> AsyncGenerator[Service]:
-        async with Service.open(settings, backend) as service:
+        async with Service.open(settings, backend, telemetry) as service:
             live.append(service)
             try:
                 yield service
@@ -123,6 +129,7 @@ def register_tools(server: MCPServer[Service]) -> None:
         ] = None,
         max_total_tokens: Annotated[int | None, Field(description="Likewise, a ceiling on total tokens.")] = None,
         wait_s: WaitS = None,
+        batch: BatchFlag = False,
     ) -> Annotated[CallToolResult, ReportOrHandle]:
         """Run a plan: each subtask starts as soon as its dependencies succeed, within a concurrency cap.
 
@@ -134,8 +141,9 @@ def register_tools(server: MCPServer[Service]) -> None:
             service = service_of(ctx)
             wait = service.wait_seconds(wait_s)  # checked before anything starts
             run = await service.start_execute(
-                plan, plan_id, max_concurrency, timeout_s, max_cost_usd=max_cost_usd, max_total_tokens=max_total_tokens
-            )
+                plan, plan_id, max_concurrency, timeout_s, max_cost_usd=max_cost_usd, max_total_tokens=max_total_tokens,
+                batch=batch,
+            )  # fmt: skip
         return await reply(ctx, run, wait, owner=True)
 
     @server.tool(annotations=MODEL_CALLING)
@@ -167,6 +175,7 @@ def register_tools(server: MCPServer[Service]) -> None:
         max_subtasks: Annotated[int | None, Field(description="At most this many subtasks.")] = None,
         max_concurrency: Annotated[int | None, Field(description="Subagents in flight at once.")] = None,
         wait_s: WaitS = None,
+        batch: BatchFlag = False,
     ) -> Annotated[CallToolResult, OrchestrateOrHandle]:
         """Plan, run and synthesize a whole task, with progress; says what is incomplete.
 
@@ -176,7 +185,7 @@ def register_tools(server: MCPServer[Service]) -> None:
         with tool_errors():
             service = service_of(ctx)
             wait = service.wait_seconds(wait_s)
-            run = await service.start_orchestrate(task, max_subtasks, max_concurrency)
+            run = await service.start_orchestrate(task, max_subtasks, max_concurrency, batch=batch)
         return await reply(ctx, run, wait, owner=True)
 
 

@@ -12,6 +12,7 @@ from .arguments import in_range, require_text
 from .backends.base import ModelBackend
 from .backends.budgeted import BudgetedBackend
 from .background import LiveRun, Outcome, Watcher
+from .batch_runs import check_batch_backend
 from .contracts import OrchestrateResult, Plan, RunReport, Spend, SubagentResult, Synthesis
 from .core.budget import Budget, Limits
 from .core.run_state import progress_of
@@ -60,9 +61,11 @@ class Orchestration(Execution):
         return outcome
 
     async def start_orchestrate(
-        self, task: str, max_subtasks: int | None = None, max_concurrency: int | None = None
+        self, task: str, max_subtasks: int | None = None, max_concurrency: int | None = None, batch: bool = False
     ) -> LiveRun:
         """Check the arguments, then plan, run and synthesize in the background; returns the run's handle.
+
+        ``batch``: the subtasks go through the Message Batches API (half price); planning and synthesis stay live.
 
         Raises:
             InputError, ConfigError: before anything runs.
@@ -70,6 +73,8 @@ class Orchestration(Execution):
         task = require_text(task, "task")
         self._subtask_limit(max_subtasks)
         in_range("max_concurrency", max_concurrency, 1, 1024)
+        if batch:
+            check_batch_backend(self.settings, self.backend_override)
         _ = self.backend  # a missing key fails now, not in the background
         live = LiveRun(new_run_id(), "orchestrate", phase="planning")
 
@@ -87,6 +92,7 @@ class Orchestration(Execution):
                 prior_spend=plan.planning,
                 keep_for_synthesis=True,
                 on_spend=live.note_spend,
+                batch=batch,
             )
             await live.enter("synthesizing", f"run {report.status}; synthesizing")
             result = await self.conclude(plan, report)
@@ -143,7 +149,7 @@ class Orchestration(Execution):
         if record.status == "running" or report is None:
             progress, tasks = stored_counts(plan, record), progress_of(plan.subtasks, record.results)
             if record.status == "running":
-                where = f"its server process (pid {record.pid}) is running it; wait_run there, or list_runs later"
+                where = f"another server ({record.owner or record.pid}) runs it; wait_run(run_id={run_id!r}) waits here"
                 return RunHandle(run_id=run_id, status="running", plan_id=plan.plan_id, counts=progress,
                                  spent=record.total, next=where, tasks=tasks)  # fmt: skip
             return RunHandle(run_id=run_id, status="interrupted", plan_id=plan.plan_id, counts=progress,

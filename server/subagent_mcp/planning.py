@@ -23,8 +23,9 @@ from .contracts import (
 )
 from .core.caching import cached_prefix, marks_for
 from .core.context import estimate_tokens
-from .core.estimate import context_tokens, estimate_call, total
+from .core.estimate import context_tokens, estimate_call, total, with_batch_cost
 from .core.graph import topological_order
+from .core.pricing import batch_prices
 from .errors import InputError, PlanError
 from .roles import Role, get_role
 from .schemas import check_output_schema
@@ -120,8 +121,11 @@ def reused_prefixes(subtasks: Iterable[Subtask], settings: Settings, roles: Mapp
     return {task_id for ids in groups.values() if len(ids) > 1 for task_id in ids}
 
 
-def estimate_plan(plan: Plan, settings: Settings, roles: Mapping[str, Role]) -> PlanEstimate:
+def estimate_plan(plan: Plan, settings: Settings, roles: Mapping[str, Role], *, batch: bool = False) -> PlanEstimate:
     """Expected and worst-case cost of running ``plan`` and synthesizing it, priced like the budget.
+
+    ``batch``: the subtasks priced as Message Batches (half price); the synthesis stays a live call.
+    Either way ``batch_cost_usd`` says what batch mode is expected to cost.
 
     A subtask whose prefix is marked for the cache is expected to write it if it is the first of its
     group (in topological order) and to read it otherwise; its worst case writes it.
@@ -148,12 +152,13 @@ def estimate_plan(plan: Plan, settings: Settings, roles: Mapping[str, Role]) -> 
             ),
             subtask.expected_output_tokens or roles[subtask.role].expected_output_tokens,
             request.max_tokens,
-            settings.prices,
+            batch_prices(settings.prices) if batch else settings.prices,
             cached=(0, cached) if first else (cached, 0),
             tool_uses=worst_case_uses(request.server_tools),
         )
     calls = list(by_id.values())
-    base = estimate_tokens(prompts.SYNTHESIS_SYSTEM + plan.task + json.dumps(prompts.SYNTHESIS_SCHEMA))
+    shown = prompts.synthesis_task(plan.task)
+    base = estimate_tokens(prompts.SYNTHESIS_SYSTEM + shown + json.dumps(prompts.SYNTHESIS_SCHEMA))
     synthesis = estimate_call(
         "synthesis",
         settings.synthesis_model,
@@ -165,7 +170,8 @@ def estimate_plan(plan: Plan, settings: Settings, roles: Mapping[str, Role]) -> 
         SYNTHESIS_MAX_TOKENS,
         settings.prices,
     )
-    return total([by_id[s.id] for s in plan.subtasks], plan.graph(), synthesis)
+    estimate = total([by_id[s.id] for s in plan.subtasks], plan.graph(), synthesis)
+    return with_batch_cost(estimate, settings.prices, batch)
 
 
 def check_runnable(plan: Plan, settings: Settings, roles: Mapping[str, Role]) -> None:

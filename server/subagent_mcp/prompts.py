@@ -5,6 +5,7 @@ Kept apart from the code that sends it, so prompts can be read and tuned in one 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from .contracts import SUBTASK_TIERS, JsonObject
@@ -46,12 +47,29 @@ SYNTHESIS_SCHEMA: JsonObject = {
 }
 
 
+ROLE_BLURB_CHARS = 300
+"""The most of a role's description the planner reads: every planner call (top tier) pays for the list."""
+
+_EXAMPLES = re.compile(r"<(example|commentary)>.*?(</\1>|$)", re.IGNORECASE | re.DOTALL)
+_DANGLING = re.compile(r"\s*(examples?|for example|e\.g\.)\s*:?\s*$", re.IGNORECASE)
+
+
+def role_blurb(description: str) -> str:
+    """A role's description as the planner reads it: Claude Code's ``<example>`` blocks out, one line, capped."""
+    description = description.replace("\\n", "\n")  # Claude Code's one-line descriptions carry literal \n
+    text = " ".join(_EXAMPLES.sub(" ", description).split())
+    text = _DANGLING.sub("", text) or " ".join(description.split())
+    if len(text) <= ROLE_BLURB_CHARS:
+        return text
+    head = text[: ROLE_BLURB_CHARS - 1]
+    return (head.rsplit(" ", 1)[0] if " " in head else head) + "…"
+
+
 def planner_system(
     roles: Iterable[Role], max_subtasks: int, max_output_tokens: int, *, server_tools: bool = True
 ) -> str:
     listing = "\n".join(
-        f"- {r.name}: {' '.join(r.description.split())}{planner_tools_note(r, server_tools=server_tools)}"
-        for r in roles
+        f"- {r.name}: {role_blurb(r.description)}{planner_tools_note(r, server_tools=server_tools)}" for r in roles
     )
     return PLANNER_SYSTEM.format(max_subtasks=max_subtasks, roles=listing, max_output_tokens=max_output_tokens)
 
@@ -108,6 +126,22 @@ def subtask_id_of(text: str) -> str:
     """The subtask id a ``subagent_user`` text was written for (tests and benchmarks find requests by it)."""
     head = text[text.rindex(f"{SUBTASK_HEADING} (") + len(SUBTASK_HEADING) + 2 :]
     return head[: head.index("):")]
+
+
+SYNTHESIS_TASK_CHARS = 8_000
+"""How much of the task the synthesizer reads: it answers from the results, so a long document in the
+task (which every subtask read whole) is shown only up to here, with a note saying so."""
+
+
+def synthesis_task(task: str) -> str:
+    """The task as the synthesizer sees it: whole up to ``SYNTHESIS_TASK_CHARS``, else its head and a note."""
+    if len(task) <= SYNTHESIS_TASK_CHARS:
+        return task
+    rest = len(task) - SYNTHESIS_TASK_CHARS
+    return (
+        f"{task[:SYNTHESIS_TASK_CHARS]}\n[... the task's last {rest:,} characters are left out here; the subtasks "
+        "read the task whole, so rely on their results for what it says]"
+    )
 
 
 def synthesis_user(task: str, results_json: str, missing: list[str]) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from urllib.parse import urlsplit
 
 REDACTED = "[redacted]"
 MIN_SECRET_CHARS = 8
@@ -36,3 +37,11 @@ def redact(text: str, forms: list[str]) -> str:
         if form in text:
             text = text.replace(form, REDACTED)
     return text
+
+
+def url_password(url: str) -> str | None:
+    """The password in a URL such as ``postgresql://user:password@host/db``, if it has one."""
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None

@@ -51,6 +51,8 @@ def plan_text(plan: Plan) -> str:
             f"Estimate: ~${e.cost_usd:.4f} (worst case ${e.max_cost_usd:.4f}), ~{e.input_tokens + e.output_tokens:,} "
             f"tokens incl. synthesis; critical path {e.critical_path_subtasks} subtask(s)."
         )
+        if e.batch_cost_usd is not None:
+            lines.append(f"In batch mode (execute_plan with batch=true: half price, slower): ~${e.batch_cost_usd:.4f}.")
     if plan.planning is not None:
         lines.append(f"Planning took {usage_line(plan.planning.usage, plan.planning.cost_usd)}.")
     lines.append("Run it with execute_plan, passing this plan (edit it first if you like).")
@@ -82,6 +84,8 @@ def report_text(report: RunReport, *, synthesized: bool = False) -> str:
         lines.append(
             f"Subtasks estimated beforehand: ~${expected:.4f} (worst case ${worst:.4f}); actual ${report.cost_usd:.4f}."
         )
+    if report.batch_saved_usd is not None:
+        lines.append(batch_line(report.batch_saved_usd))
     listed = _first_listed(report.results, key=lambda r: r.status == "succeeded")
     for r in listed:
         detail = _one_line(r.error or "", 200) if r.status != "succeeded" else _output_gist(r.output)
@@ -166,7 +170,10 @@ def record_breakdown(plan: Plan, record: RunRecord, prices: Mapping[str, ModelPr
     results = sorted(record.results.values(), key=lambda r: order.get(r.task_id, len(order)))
     synthesis_model = record.synthesis.model if record.synthesis else None
     subtasks = Spend(usage=record.usage, cost_usd=record.cost_usd)
-    return cost_breakdown(results, subtasks, (record.planning, None), (record.synthesis_spend, synthesis_model), prices)
+    batch = bool(record.options.get("batch"))
+    return cost_breakdown(
+        results, subtasks, (record.planning, None), (record.synthesis_spend, synthesis_model), prices, batch=batch
+    )
 
 
 def breakdown_text(breakdown: CostBreakdown) -> str:
@@ -189,7 +196,17 @@ def breakdown_text(breakdown: CostBreakdown) -> str:
         lines.insert(len(listed) + 2, f"  … {len(breakdown.subtasks) - len(listed):,} more subtasks, in --json")
     if breakdown.total.cache_saved_usd:
         lines.append(f"Cache reads saved ${breakdown.total.cache_saved_usd:.4f} against paying the full input price.")
+    if breakdown.batch_saved_usd is not None:
+        lines.append(batch_line(breakdown.batch_saved_usd))
     return "\n".join(lines)
+
+
+def batch_line(saved_usd: float) -> str:
+    """What batch mode saved, said the same way in reports and ``show``."""
+    return (
+        f"Batch mode: subtasks went through the Message Batches API at half price; the discount saved "
+        f"${saved_usd:.4f} against running them live (planning and synthesis are live calls)."
+    )
 
 
 def _row(label: str, line: CostLine) -> list[str]:

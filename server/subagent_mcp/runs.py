@@ -47,6 +47,8 @@ class RunOptions(BaseModel):
     """Kept free for the synthesis that follows (an orchestration), so the subtasks cannot use it up."""
     orchestrated: bool = False
     """Made by an orchestration (orchestrate, ``subagent-mcp run``): its result includes a synthesis."""
+    batch: bool = False
+    """Batch mode: subtask calls go through the Message Batches API at half price (``batching.py``)."""
 
 
 OnSpend = Callable[[Spend], None]

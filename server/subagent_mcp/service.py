@@ -21,6 +21,7 @@ from .backends.base import ModelBackend
 from .backends.budgeted import BudgetedBackend
 from .backends.cache_warmup import CacheWarmupBackend
 from .backends.limited import limited
+from .backends.traced import TracedBackend
 from .background import RunRegistry
 from .contracts import (
     JsonObject,
@@ -37,15 +38,17 @@ from .core.pricing import cost_usd
 from .errors import InputError, ModelError
 from .orchestration import Orchestration
 from .planning import estimate_plan, planner_request, subtask_request
+from .replicas import keep_leases, store_location
 from .role_catalog import RoleCatalog, role_info
 from .roles import BUILTIN_ROLES, Role, get_role
 from .runs import in_plan_order
 from .schemas import check_output_schema
 from .settings import Settings
-from .store import RunRecord, RunSummary, Store, default_db_path
+from .store import RunRecord, RunSummary, Store
 from .structured import complete_json
 from .subagent import run_subtask
 from .synthesis import synthesize
+from .telemetry import Telemetry, agent_result, spent
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +64,15 @@ class Service(Orchestration):
     roles: dict[str, Role] = field(default_factory=lambda: dict(BUILTIN_ROLES))
     role_catalog: RoleCatalog | None = None
     """What list_roles shows: set when agent files are read (``open``); else the roles, listed plainly."""
+    telemetry: Telemetry = field(default_factory=Telemetry.of)
+    """Spans and metrics (``telemetry.py``): the global providers' unless a test passes its own."""
     _backend: ModelBackend | None = None
 
     @classmethod
     @asynccontextmanager
-    async def open(cls, settings: Settings, backend: ModelBackend | None = None) -> AsyncGenerator[Service]:
+    async def open(
+        cls, settings: Settings, backend: ModelBackend | None = None, telemetry: Telemetry | None = None
+    ) -> AsyncGenerator[Service]:
         """Open the store (flagging runs a dead process left running) and close everything on exit.
 
         Raises:
@@ -73,11 +80,18 @@ class Service(Orchestration):
         """
         failure: Exception | None = None
         loaded = await anyio.to_thread.run_sync(load_roles, settings)  # a bad agent file is logged and skipped
-        async with Store.open(settings.db_path or default_db_path()) as store, anyio.create_task_group() as tg:
+        location = store_location(settings)
+        async with Store.open(location, lease_s=settings.lease_s) as store, anyio.create_task_group() as tg:
             interrupted = await store.mark_interrupted()
             if interrupted:
                 log.warning("runs interrupted by a previous process (resume them): %s", ", ".join(interrupted))
-            service = cls(settings, store, RunRegistry(tg), backend, roles=loaded.roles, role_catalog=loaded.catalog)
+            telemetry = telemetry or Telemetry.of()
+            service = cls(
+                settings, store, RunRegistry(tg, telemetry), backend, roles=loaded.roles, role_catalog=loaded.catalog,
+                telemetry=telemetry,
+            )  # fmt: skip
+            leases = anyio.CancelScope()  # renews this server's run leases; another server's runs are left alone
+            tg.start_soon(keep_leases, store, service.runs, leases)
             try:
                 yield service
             except Exception as exc:  # raised below, unwrapped: the task group would make it an ExceptionGroup
@@ -85,6 +99,7 @@ class Service(Orchestration):
             finally:
                 with anyio.CancelScope(shield=True):
                     await service._shutdown()
+                leases.cancel()
         if failure is not None:
             raise failure
 
@@ -106,7 +121,8 @@ class Service(Orchestration):
             ConfigError: no API key is configured (and neither a test backend nor demo mode).
         """
         if self._backend is None:  # one adaptive cap on model calls in flight for every run of this process
-            self._backend = CacheWarmupBackend(limited(self._make_backend(), self.settings))
+            traced = TracedBackend(limited(self._make_backend(), self.settings), self.telemetry, self.settings.prices)
+            self._backend = CacheWarmupBackend(traced)
         return self._backend
 
     def _make_backend(self) -> ModelBackend:
@@ -161,10 +177,12 @@ class Service(Orchestration):
         backend = self.backend
         if limits is not None:  # a planner call whose worst case could cross the ceilings is not sent
             backend = BudgetedBackend(backend, Budget(limits, self.settings.prices))
-        try:
-            result = await complete_json(backend, request, check)
-        except ModelError as exc:
-            raise await self._planner_failed(exc, run_id) from None
+        with self.telemetry.plan() as span:
+            try:
+                result = await complete_json(backend, request, check)
+            except ModelError as exc:
+                raise await self._planner_failed(exc, run_id) from None
+            spent(span, result.usage, cost_usd(result.usage, result.model, self.settings.prices))
         plan = Plan.model_validate({"plan_id": plan_id, "task": task, **result.output}, context={"max_subtasks": limit})
         await self.store.save_plan(plan)
         planning = Spend(usage=result.usage, cost_usd=cost_usd(result.usage, result.model, self.settings.prices))
@@ -227,7 +245,10 @@ class Service(Orchestration):
         if model is not None and not model.strip():
             raise InputError("model must be a model id such as 'claude-haiku-5-5', or omitted")
         request = subtask_request(subtask, None, context, self.settings, self.roles, model)
-        return await run_subtask(self.backend, subtask, request, self.settings.prices)
+        with self.telemetry.agent(subtask.role, subtask.id, request.model) as span:
+            result = await run_subtask(self.backend, subtask, request, self.settings.prices)
+            agent_result(span, result)
+        return result
 
     # --- execute_plan and resume ------------------------------------------------------------------
 
@@ -302,7 +323,9 @@ class Service(Orchestration):
     ) -> Synthesis:
         """Synthesize, keeping the answer (or a failure's spend) with the run, if there is one."""
         try:
-            synthesis = await synthesize(backend, self.settings, task, results)
+            with self.telemetry.agent("synthesizer", "synthesis", self.settings.synthesis_model) as span:
+                synthesis = await synthesize(backend, self.settings, task, results)
+                spent(span, synthesis.usage, synthesis.cost_usd)
         except ModelError as exc:
             if run_id is not None:
                 spend = Spend(usage=exc.usage, cost_usd=self._cost(exc.usage, exc.model))

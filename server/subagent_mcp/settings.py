@@ -16,7 +16,6 @@ from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 
 from .contracts import SubtaskTier
-from .core.caching import WRITE_MULTIPLIER
 from .core.pricing import DEFAULT_PRICES, ModelPrice
 from .errors import ConfigError
 
@@ -114,6 +113,17 @@ class Settings(BaseModel):
     db_path: str | None = Field(
         default=None, description="SQLite file for plans and runs (':memory:' for none); default: user data dir."
     )
+    db_url: SecretStr | None = Field(
+        default=None,
+        description="postgresql://user:password@host:port/db: keep runs in PostgreSQL (several servers share it; "
+        'needs pip install "subagent-mcp[scale]"); overrides db_path.',
+    )
+    lease_s: float = Field(
+        default=30.0,
+        ge=0.3,
+        le=3600,
+        description="A run is its server's while heartbeats renew this lease; past it, another server may resume it.",
+    )
     prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(DEFAULT_PRICES), validate_default=True)
     log_level: LogLevel = "INFO"
     log_format: Literal["text", "json"] = Field(default="text", description="stderr log lines as text or JSON.")
@@ -136,19 +146,22 @@ class Settings(BaseModel):
         default=20.0, gt=0, le=600, description="A model call whose worker is silent this long is retried elsewhere."
     )
     temporal_connect_s: float = Field(default=10.0, gt=0, le=600, description="How long to try reaching Temporal.")
+    batch_poll_s: float = Field(
+        default=30.0, gt=0, le=3600, description="Batch mode: how often a Message Batch in flight is polled."
+    )
+    batch_gather_s: float = Field(
+        default=2.0,
+        ge=0,
+        le=600,
+        description="Batch mode: most seconds a ready subtask waits for others to join its batch.",
+    )
 
     @field_validator("prices")
     @classmethod
     def _price_cache_writes(cls, prices: dict[str, ModelPrice], info: ValidationInfo) -> dict[str, ModelPrice]:
-        """Cache writes cost more with the 1-hour TTL; an explicit ``cache_write`` price stays as given."""
+        """Cache writes cost more with the 1-hour TTL: price them at each model's 1-hour rate."""
         ttl = info.data.get("prompt_cache_ttl", "5m")
-        if ttl == "5m":  # ModelPrice's own default
-            return prices
-        multiplier = WRITE_MULTIPLIER[ttl]
-        return {
-            model: p if p.cache_write is not None else p.model_copy(update={"cache_write": p.input * multiplier})
-            for model, p in prices.items()
-        }
+        return {model: p.for_ttl(ttl) for model, p in prices.items()}
 
     @field_validator("anthropic_api_key", mode="before")
     @classmethod
@@ -164,6 +177,16 @@ class Settings(BaseModel):
                 "character inside it; copy the key again from the Anthropic Console and set it once more"
             )
         return SecretStr(key) if key else None
+
+    @field_validator("db_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        """Only PostgreSQL URLs: anything else would be taken for a SQLite file name."""
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if not value.get_secret_value().strip().startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a postgresql://user:password@host:port/database URL (SQLite: use DB_PATH)")
+        return SecretStr(value.get_secret_value().strip())
 
     @field_validator("anthropic_base_url")
     @classmethod

@@ -42,12 +42,13 @@ async def synthesize(
             complete=False,
             missing=missing,
         )
-    view = fit_results_for_synthesis(task, results, settings.context_budget_tokens)
+    shown = prompts.synthesis_task(task)  # the results carry the work; a long document in the task is cut here
+    view = fit_results_for_synthesis(shown, results, settings.context_budget_tokens)
     request = CompletionRequest(
         model=settings.synthesis_model,
         system=prompts.SYNTHESIS_SYSTEM,
         messages=[
-            ModelMessage(role="user", content=prompts.synthesis_user(task, view.render(include_task=False), missing))
+            ModelMessage(role="user", content=prompts.synthesis_user(shown, view.render(include_task=False), missing))
         ],
         output_schema=prompts.SYNTHESIS_SCHEMA,
         max_tokens=SYNTHESIS_MAX_TOKENS,

@@ -64,10 +64,10 @@ def test_attempts_a_later_one_replaced_get_their_own_line_so_the_total_still_add
 
 
 def test_cache_reads_save_the_difference_between_full_input_price_and_the_read_price() -> None:
-    # haiku: $1 / MTok input, cache reads at 0.1x: a million tokens read from the cache save $0.90
-    assert cache_saved(Usage(cache_read_tokens=1_000_000), HAIKU, DEFAULT_PRICES) == pytest.approx(0.9)
+    # Sonnet 5.5: $2 / MTok input, cache reads $0.10: a million tokens read from the cache save $1.90
+    assert cache_saved(Usage(cache_read_tokens=1_000_000), SONNET, DEFAULT_PRICES) == pytest.approx(1.9)
     assert cache_saved(Usage(cache_write_tokens=1_000_000), HAIKU, DEFAULT_PRICES) == 0.0  # writes save nothing
     assert cache_saved(Usage(cache_read_tokens=1_000_000), "unpriced-model", DEFAULT_PRICES) == 0.0
     b = cost_breakdown(RESULTS, SUBTASKS, (PLANNING, OPUS), (SYNTHESIS, OPUS), DEFAULT_PRICES)
-    assert b.subtasks[1].cache_saved_usd == pytest.approx(4_000 * 0.9 / 1_000_000)
+    assert b.subtasks[1].cache_saved_usd == pytest.approx(4_000 * (0.10 - 0.01) / 1_000_000)  # Haiku 5.5
     assert b.total.cache_saved_usd == b.subtasks[1].cache_saved_usd

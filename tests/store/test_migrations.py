@@ -43,10 +43,16 @@ def test_migrations_are_uniquely_numbered_in_order() -> None:
 
 
 def test_blank_database_gets_exactly_the_current_schema(db: sqlite3.Connection) -> None:
-    assert migrate(db) == ["m001_initial", "m002_syntheses", "m003_planning_log", "m004_server_tool_uses"]
+    assert migrate(db) == [
+        "m001_initial", "m002_syntheses", "m003_planning_log", "m004_server_tool_uses", "m005_leases",
+        "m006_batches",
+    ]  # fmt: skip
 
     tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
-    assert tables == ["_migrations", "planning_log", "plans", "runs", "syntheses", "task_results", "usage_log"]
+    assert tables == [
+        "_migrations", "batch_requests", "batches", "planning_log", "plans", "runs", "syntheses", "task_results",
+        "usage_log",
+    ]  # fmt: skip
     assert columns(db, "_migrations") == [("name", "TEXT", False, 1), ("applied_at", "TEXT", True, 0)]
     assert columns(db, "plans") == [
         ("plan_id", "TEXT", False, 1),
@@ -65,6 +71,9 @@ def test_blank_database_gets_exactly_the_current_schema(db: sqlite3.Connection) 
         ("options_json", "TEXT", True, 0),
         ("estimate_json", "TEXT", False, 0),
         ("report_json", "TEXT", False, 0),
+        ("owner", "TEXT", False, 0),
+        ("lease_until", "TEXT", False, 0),
+        ("cancel_requested_at", "TEXT", False, 0),
     ]
     assert columns(db, "task_results") == [
         ("run_id", "TEXT", True, 1),
@@ -99,12 +108,31 @@ def test_blank_database_gets_exactly_the_current_schema(db: sqlite3.Connection) 
         "id", "plan_id", "run_id", "model", "input_tokens", "output_tokens", "cache_read_tokens",
         "cache_write_tokens", "cost_usd", "error", "at",
     ]  # fmt: skip
+    assert columns(db, "batches") == [
+        ("batch_id", "TEXT", False, 1),
+        ("run_id", "TEXT", True, 0),
+        ("status", "TEXT", True, 0),
+        ("created_at", "TEXT", True, 0),
+        ("ended_at", "TEXT", False, 0),
+    ]
+    assert columns(db, "batch_requests") == [
+        ("batch_id", "TEXT", True, 1),
+        ("custom_id", "TEXT", True, 2),
+        ("task_id", "TEXT", True, 0),
+        ("digest", "TEXT", True, 0),
+        ("consumed_at", "TEXT", False, 0),
+    ]
+    assert foreign_keys(db, "batches") == [("run_id", "runs", "run_id", "CASCADE")]
+    assert foreign_keys(db, "batch_requests") == [("batch_id", "batches", "batch_id", "CASCADE")]
     assert foreign_keys(db, "runs") == [("plan_id", "plans", "plan_id", "NO ACTION")]
     assert foreign_keys(db, "syntheses") == [("run_id", "runs", "run_id", "CASCADE")]
     assert foreign_keys(db, "task_results") == [("run_id", "runs", "run_id", "CASCADE")]
     assert foreign_keys(db, "usage_log") == [("run_id", "runs", "run_id", "CASCADE")]
     indexes = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")]
-    assert sorted(indexes) == ["runs_by_created_at", "runs_by_status", "syntheses_by_run", "usage_log_by_run"]
+    assert sorted(indexes) == [
+        "batch_requests_by_digest", "batches_by_run", "runs_by_created_at", "runs_by_status", "syntheses_by_run",
+        "usage_log_by_run",
+    ]  # fmt: skip
 
 
 def test_a_database_at_the_first_schema_gains_the_syntheses_table_and_keeps_its_runs(db: sqlite3.Connection) -> None:
@@ -115,9 +143,27 @@ def test_a_database_at_the_first_schema_gains_the_syntheses_table_and_keeps_its_
     db.execute("INSERT INTO runs (run_id, plan_id, status, pid, created_at, updated_at, options_json)"
                " VALUES ('r', 'p', 'succeeded', 1, 'then', 'then', '{}')")  # fmt: skip
 
-    assert migrate(db) == ["m002_syntheses", "m003_planning_log", "m004_server_tool_uses"]
+    assert migrate(db) == [
+        "m002_syntheses", "m003_planning_log", "m004_server_tool_uses", "m005_leases", "m006_batches",
+    ]  # fmt: skip
     assert db.execute("SELECT run_id FROM runs").fetchall() == [("r",)]
     assert db.execute("SELECT COUNT(*) FROM syntheses").fetchone() == (0,)
+
+
+@pytest.mark.parametrize("version", range(1, len(MIGRATIONS)))
+def test_a_database_at_each_earlier_version_migrates_to_the_current_one_keeping_its_rows(
+    db: sqlite3.Connection, version: int
+) -> None:
+    assert migrate(db, upto=version) == [fn.__name__ for fn in MIGRATIONS[:version]]
+    db.execute("INSERT INTO plans VALUES ('p', 't', 'then', '{}')")
+    db.execute("INSERT INTO runs (run_id, plan_id, status, pid, created_at, updated_at, options_json)"
+               " VALUES ('r', 'p', 'running', 1, 'then', 'then', '{}')")  # fmt: skip
+
+    assert migrate(db) == [fn.__name__ for fn in MIGRATIONS[version:]]
+    assert db.execute("SELECT run_id, status, owner, lease_until FROM runs").fetchall() == [
+        ("r", "running", None, None)
+    ]
+    assert applied_migrations(db) == [fn.__name__ for fn in MIGRATIONS]
 
 
 def test_migrating_again_changes_nothing(db: sqlite3.Connection) -> None:
@@ -177,3 +223,20 @@ def test_a_newer_database_file_is_refused_by_name_and_left_untouched(tmp_path: P
     assert "Upgrade subagent-mcp, or set SUBAGENT_MCP_DB_PATH" in message
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["runs.db"]
+
+
+def test_a_database_at_the_fifth_schema_gains_the_batch_tables_and_keeps_its_runs(db: sqlite3.Connection) -> None:
+    db.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+    for fn in MIGRATIONS[:5]:
+        fn(db)
+        db.execute("INSERT INTO _migrations VALUES (?, 'then')", (fn.__name__,))
+    db.execute("INSERT INTO plans VALUES ('p', 't', 'then', '{}')")
+    db.execute("INSERT INTO runs (run_id, plan_id, status, pid, created_at, updated_at, options_json)"
+               " VALUES ('r', 'p', 'interrupted', 1, 'then', 'then', '{}')")  # fmt: skip
+
+    assert migrate(db) == ["m006_batches"]
+    assert db.execute("SELECT run_id, status FROM runs").fetchall() == [("r", "interrupted")]
+    db.execute("INSERT INTO batches (batch_id, run_id, status, created_at) VALUES ('b1', 'r', 'in_progress', 'now')")
+    db.execute("INSERT INTO batch_requests (batch_id, custom_id, task_id, digest) VALUES ('b1', 'r0', 'a', 'd')")
+    db.execute("DELETE FROM runs WHERE run_id = 'r'")  # a run's batches go with it
+    assert db.execute("SELECT COUNT(*) FROM batch_requests").fetchone() == (0,)

@@ -39,6 +39,7 @@ from anthropic.types import (
     TextBlockParam,
     ToolUnionParam,
 )
+from anthropic.types.message_create_params import MessageCreateParamsNonStreaming
 from pydantic import ValidationError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
@@ -319,6 +320,42 @@ class AnthropicBackend:
         return redact(text, self._key_forms)
 
 
+def message_params(request: CompletionRequest) -> MessageCreateParamsNonStreaming:
+    """The Messages API parameters ``complete`` sends for ``request``: what a Message Batches request carries.
+
+    Raises:
+        InputError: the output schema cannot be sent to the API.
+    """
+    try:
+        schema = transform_schema(request.output_schema)
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"the output schema cannot be sent to the Anthropic API: {exc}") from None
+    messages = [_message_param(m) for m in request.messages]
+    if request.cache is not None and request.cache.first_user_chars and messages:
+        messages[0] = _split_first(request.messages[0], request.cache)
+    params: MessageCreateParamsNonStreaming = {
+        "model": request.model,
+        "max_tokens": request.max_tokens,
+        "messages": messages,
+        "output_config": {"format": {"type": "json_schema", "schema": schema}},
+    }
+    system = _system_param(request)
+    if not isinstance(system, Omit):
+        params["system"] = system
+    if request.server_tools:
+        params["tools"] = tool_params(request.server_tools)
+    return params
+
+
+def completion_of(message: Message) -> Completion:
+    """Our ``Completion`` of one message a batch returned (one attempt), checked like a live reply.
+
+    Raises:
+        UnusableReplyError: the message is malformed or reports impossible usage.
+    """
+    return _completion(message, attempts=1)
+
+
 def _is_transient(exc: BaseException) -> bool:
     if isinstance(exc, APIStatusError):
         return is_transient_status(exc.status_code, exc.response.headers.get("x-should-retry"))
@@ -389,7 +426,7 @@ def _completion(message: Message, *, attempts: int) -> Completion:
             usage=_usage(message),
             model=message.model,
             attempts=attempts,
-            request_id=message._request_id,
+            request_id=getattr(message, "_request_id", None),  # absent on a message a batch returned
             refusal=_refusal_text(message),
         )
     except (AttributeError, TypeError, ValidationError) as exc:

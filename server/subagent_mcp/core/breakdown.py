@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from pydantic import BaseModel, Field
 
 from ..contracts import Spend, SubagentResult, Usage
-from .pricing import ModelPrice, price_for
+from .pricing import BATCH_PRICE_FACTOR, ModelPrice, batch_prices, cost_usd, price_for
 
 
 class CostLine(BaseModel):
@@ -36,6 +36,11 @@ class CostBreakdown(BaseModel):
     planning: CostLine
     synthesis: CostLine
     total: CostLine
+    batch_saved_usd: float | None = Field(
+        default=None,
+        description=f"Batch mode only: what the Message Batches discount ({1 - BATCH_PRICE_FACTOR:.0%} off every "
+        "token) saved against running the subtasks live; planning and synthesis are live calls at full price.",
+    )
 
 
 def cache_saved(usage: Usage, model: str | None, prices: Mapping[str, ModelPrice]) -> float:
@@ -60,12 +65,17 @@ def cost_breakdown(
     planning: tuple[Spend, str | None],
     synthesis: tuple[Spend, str | None],
     prices: Mapping[str, ModelPrice],
+    *,
+    batch: bool = False,
 ) -> CostBreakdown:
     """Split a run's cost: ``results`` are each subtask's latest, ``subtasks`` every attempt's spend summed.
 
     Whatever ``subtasks`` holds beyond the results (attempts a later one replaced) is its own line, so the
     parts always add up to the total. ``planning`` and ``synthesis`` pair a spend with its model, if known.
+    ``batch``: the subtasks ran in batch mode, billed at batch prices; the discount is reported.
     """
+    live = prices
+    prices = batch_prices(prices) if batch else prices  # what the subtasks' cache reads saved, at their price
     lines = [_line(r.task_id, r.model, Spend(usage=r.usage, cost_usd=r.cost_usd), prices) for r in results]
     latest = sum((Spend(usage=r.usage, cost_usd=r.cost_usd) for r in results), Spend())
     rest = Spend(usage=_minus(subtasks.usage, latest.usage), cost_usd=round(subtasks.cost_usd - latest.cost_usd, 8))
@@ -80,8 +90,8 @@ def cost_breakdown(
     parts = [
         *lines,
         *([earlier] if earlier else []),
-        _line("planning", planning[1], planning[0], prices),
-        _line("synthesis", synthesis[1], synthesis[0], prices),
+        _line("planning", planning[1], planning[0], live),
+        _line("synthesis", synthesis[1], synthesis[0], live),
     ]
     total = CostLine(
         label="total",
@@ -89,9 +99,11 @@ def cost_breakdown(
         cost_usd=round(sum(p.cost_usd for p in parts), 8),
         cache_saved_usd=round(sum(p.cache_saved_usd for p in parts), 8),
     )
+    saved = sum(max(0.0, cost_usd(line.usage, line.model, live) - line.cost_usd) for line in lines) if batch else None
     return CostBreakdown(
-        subtasks=lines, earlier_attempts=earlier, models=models, planning=parts[-2], synthesis=parts[-1], total=total
-    )
+        subtasks=lines, earlier_attempts=earlier, models=models, planning=parts[-2], synthesis=parts[-1], total=total,
+        batch_saved_usd=None if saved is None else round(saved, 8),
+    )  # fmt: skip
 
 
 def _minus(a: Usage, b: Usage) -> Usage:

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 
 from ..contracts import PlanEstimate, TaskEstimate, Usage
 from .graph import critical_path_length
-from .pricing import ModelPrice, cost_usd
+from .pricing import ModelPrice, batch_prices, cost_usd
 
 DEPENDENCY_OVERHEAD_TOKENS = 40
 """Tokens per dependency entry besides its output: id, role, status and JSON punctuation."""
@@ -94,4 +94,26 @@ def total(
         cost_usd=round(sum(c.cost_usd for c in calls), 6),
         max_cost_usd=round(sum(c.max_cost_usd for c in calls), 6),
         critical_path_subtasks=int(critical_path_length(graph)),
+    )
+
+
+def with_batch_cost(estimate: PlanEstimate, prices: Mapping[str, ModelPrice], batch: bool) -> PlanEstimate:
+    """``estimate`` with the expected cost of its subtasks in batch mode (half price) beside it, synthesis live.
+
+    ``batch``: the estimate's own subtask figures are already batch prices (a batch run's estimate).
+    """
+    discounted = batch_prices(prices)
+    tasks = sum(cost_usd(_expected_usage(t), t.model, discounted) for t in estimate.tasks)
+    synthesis = estimate.synthesis.cost_usd if estimate.synthesis is not None else 0.0
+    return estimate.model_copy(update={"batch": batch, "batch_cost_usd": round(tasks + synthesis, 6)})
+
+
+def _expected_usage(task: TaskEstimate) -> Usage:
+    """The usage ``estimate_call`` priced as a call's expected cost."""
+    fresh = task.input_tokens - task.cache_read_tokens - task.cache_write_tokens
+    return Usage(
+        input_tokens=max(0, fresh),
+        output_tokens=task.output_tokens,
+        cache_read_tokens=task.cache_read_tokens,
+        cache_write_tokens=task.cache_write_tokens,
     )

@@ -129,6 +129,41 @@ def m004_server_tool_uses(db: sqlite3.Connection) -> None:
         db.execute(f"ALTER TABLE usage_log ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
 
 
+@migration
+def m005_leases(db: sqlite3.Connection) -> None:
+    """Run ownership by server, not pid: the owner's id, its lease (renewed by heartbeat), a cancel request."""
+    for column in ("owner", "lease_until", "cancel_requested_at"):
+        db.execute(f"ALTER TABLE runs ADD COLUMN {column} TEXT")
+
+
+@migration
+def m006_batches(db: sqlite3.Connection) -> None:
+    """Message Batches a run sent and which request of which subtask each carries, so a restart re-attaches."""
+    db.execute(
+        """
+        CREATE TABLE batches (
+            batch_id TEXT PRIMARY KEY,
+            run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+            status TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            ended_at TEXT
+        )"""
+    )
+    db.execute("CREATE INDEX batches_by_run ON batches(run_id)")
+    db.execute(
+        """
+        CREATE TABLE batch_requests (
+            batch_id TEXT NOT NULL REFERENCES batches(batch_id) ON DELETE CASCADE,
+            custom_id TEXT NOT NULL,
+            task_id TEXT NOT NULL,
+            digest TEXT NOT NULL,
+            consumed_at TEXT,
+            PRIMARY KEY (batch_id, custom_id)
+        )"""
+    )
+    db.execute("CREATE INDEX batch_requests_by_digest ON batch_requests(digest)")
+
+
 def applied_migrations(db: sqlite3.Connection) -> list[str]:
     """Names recorded in ``_migrations``, oldest first; empty for a blank database."""
     if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_migrations'").fetchone() is None:
@@ -152,8 +187,10 @@ def check_known(db: sqlite3.Connection) -> None:
         )
 
 
-def migrate(db: sqlite3.Connection) -> list[str]:
+def migrate(db: sqlite3.Connection, upto: int | None = None) -> list[str]:
     """Apply every registered migration not yet recorded, each in its own transaction; return their names.
+
+    ``upto`` stops after that many migrations (tests build a database at an earlier version with it).
 
     ``db`` must be in autocommit mode (``isolation_level=None``). Safe to call again, also from another
     process at the same time: each step re-checks ``_migrations`` inside its write transaction.
@@ -166,7 +203,7 @@ def migrate(db: sqlite3.Connection) -> list[str]:
     check_known(db)
     db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
     applied: list[str] = []
-    for fn in MIGRATIONS:
+    for fn in MIGRATIONS[:upto]:
         db.execute("BEGIN IMMEDIATE")
         try:
             if db.execute("SELECT 1 FROM _migrations WHERE name = ?", (fn.__name__,)).fetchone() is None:

@@ -12,12 +12,13 @@ from ..errors import SubagentMCPError
 from ..handles import RunHandle
 
 DB_PATH_ENV = "SUBAGENT_MCP_DB_PATH"
+DB_URL_ENV = "SUBAGENT_MCP_DB_URL"
 MOVE_ASIDE = f"Move the file aside (subagent-mcp never deletes or replaces it), or set {DB_PATH_ENV} to another file."
 FIX_PERMISSIONS = f"Fix its permissions, or set {DB_PATH_ENV} to another file."
 
 RunState = Literal["running", "interrupted", "succeeded", "partial", "failed", "cancelled"]
-"""A stored run's status: ``running`` while a process owns it, ``interrupted`` once that process is gone,
-else the finished run's ``RunStatus``."""
+"""A stored run's status: ``running`` while a server holds its lease, ``interrupted`` once that server is gone
+(its lease expired) or stopped it, else the finished run's ``RunStatus``."""
 
 
 class StoreError(SubagentMCPError):
@@ -60,7 +61,15 @@ class RunRecord(BaseModel):
     run_id: str
     plan_id: str
     status: RunState
-    pid: int = Field(description="The process that owns (or last owned) the run.")
+    pid: int = Field(description="The process that owns (or last owned) the run, on the owner's machine.")
+    owner: str | None = Field(default=None, description="The server (host:pid:nonce) holding the run's lease.")
+    lease_until: datetime | None = Field(
+        default=None, description="Until when the owner's last heartbeat holds the run; past it, the run is free."
+    )
+    cancel_requested: bool = Field(default=False, description="Another server asked the owner to cancel the run.")
+    concluded: bool = Field(
+        default=False, description="A synthesis was stored (or failed) since the run last finished."
+    )
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
@@ -81,6 +90,21 @@ class RunRecord(BaseModel):
         """Planning, every subtask attempt and every synthesis: what the run cost in all."""
         return self.planning + Spend(usage=self.usage, cost_usd=self.cost_usd) + self.synthesis_spend
 
+    def lease_live(self, now: datetime) -> bool:
+        """Whether a server still holds this run (its lease has not expired at ``now``)."""
+        return self.lease_until is not None and self.lease_until > now
+
     def succeeded_ids(self) -> set[str]:
         """Task ids whose latest result succeeded: what a resume keeps instead of re-running."""
         return {task_id for task_id, r in self.results.items() if r.status == "succeeded"}
+
+
+class Heartbeat(BaseModel):
+    """What a server's heartbeat learns about the runs it owns: which to cancel, which another server took."""
+
+    model_config = ConfigDict(frozen=True)
+
+    cancel: list[str] = Field(default_factory=list[str], description="Runs another server asked this one to cancel.")
+    lost: list[str] = Field(
+        default_factory=list[str], description="Runs this server runs that another server owns now."
+    )

@@ -11,41 +11,59 @@ import sqlite3
 import threading
 from collections.abc import Callable, Generator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
 from pydantic import ValidationError
 
 from ..arguments import first_error
 from ..contracts import JsonObject, Plan, RunReport, Spend, SubagentResult, Synthesis, Usage
-from .paths import MEMORY, connect, pid_alive
+from .batches import BatchRecords
+from .paths import MEMORY, connect
 from .records import RunRecord, RunSummary, StoreError
-
-TASK_PREVIEW_CHARS = 80
+from .rows import LEASE_S, effective_status, loads, new_owner_id, planning_cost, preview
+from .sqlite_leases import SqliteLeases
 
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class SqliteStore:
+class SqliteStore(SqliteLeases, BatchRecords):
     """Plans, runs and task results in one SQLite file; each method is one transaction, committed on return.
 
     Thread-safe (an internal lock serialises calls), so the async ``Store`` can run it in worker threads.
+    Runs it creates or resumes are ``owner``'s, held for ``lease_s`` past each heartbeat.
     """
 
-    def __init__(self, conn: sqlite3.Connection, *, now: Callable[[], datetime] = _utcnow) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        *,
+        now: Callable[[], datetime] = _utcnow,
+        owner: str | None = None,
+        lease_s: float = LEASE_S,
+    ) -> None:
         self._conn = conn
         self._now = now
         self._lock = threading.Lock()
         self.path = _database_file(conn)
+        self.owner = owner or new_owner_id()
+        self.lease_s = lease_s
 
     @classmethod
-    def open(cls, path: str | Path, *, now: Callable[[], datetime] = _utcnow) -> SqliteStore:
+    def open(
+        cls,
+        path: str | Path,
+        *,
+        now: Callable[[], datetime] = _utcnow,
+        owner: str | None = None,
+        lease_s: float = LEASE_S,
+    ) -> SqliteStore:
         """Open (creating if missing) and migrate the database at ``path``; see ``connect`` for what is refused."""
-        return cls(connect(path), now=now)
+        return cls(connect(path), now=now, owner=owner, lease_s=lease_s)
 
     def close(self) -> None:
         with self._lock:
@@ -77,6 +95,9 @@ class SqliteStore:
 
     def _stamp(self) -> str:
         return self._now().astimezone(UTC).isoformat()
+
+    def _lease(self, now: datetime) -> str:
+        return (now + timedelta(seconds=self.lease_s)).astimezone(UTC).isoformat()
 
     def _touch_run(self, db: sqlite3.Connection, run_id: str, stamp: str) -> None:
         if db.execute("UPDATE runs SET updated_at = ? WHERE run_id = ?", (stamp, run_id)).rowcount == 0:
@@ -119,42 +140,17 @@ class SqliteStore:
             ) from None
 
     def create_run(self, run_id: str, plan_id: str, options: JsonObject) -> None:
-        """Record a new run of a saved plan as ``running``, owned by this process."""
-        stamp = self._stamp()
+        """Record a new run of a saved plan as ``running``, owned (leased) by this store's owner."""
+        now = self._now()
+        stamp = now.astimezone(UTC).isoformat()
         with self._tx(f"create run {run_id}") as db:
             if db.execute("SELECT 1 FROM plans WHERE plan_id = ?", (plan_id,)).fetchone() is None:
                 raise StoreError(f"No plan {plan_id!r} is stored in {self.path}; save the plan first.", self.path)
             db.execute(
-                "INSERT INTO runs (run_id, plan_id, status, pid, created_at, updated_at, options_json)"
-                " VALUES (?, ?, 'running', ?, ?, ?, ?)",
-                (run_id, plan_id, os.getpid(), stamp, stamp, json.dumps(options)),
+                "INSERT INTO runs (run_id, plan_id, status, pid, created_at, updated_at, options_json, owner,"
+                " lease_until) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?)",
+                (run_id, plan_id, os.getpid(), stamp, stamp, json.dumps(options), self.owner, self._lease(now)),
             )
-
-    def resume_run(self, run_id: str, *, not_running_here: bool = False) -> RunRecord:
-        """Take over a run that is not running (interrupted, failed, ...): mark it ``running`` here, return it.
-
-        ``not_running_here``: the caller knows this process runs no such run, so a ``running`` row owned
-        by this process (left so by a store failure) may be taken over too.
-
-        Raises:
-            StoreError: no such run, or a live process (this one included) is still running it.
-        """
-        stamp = self._stamp()
-        with self._tx(f"resume run {run_id}") as db:
-            row = db.execute("SELECT status, pid FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-            if row is None:
-                raise StoreError(f"No run {run_id!r} is stored in {self.path}.", self.path)
-            ours = not_running_here and row["pid"] == os.getpid()
-            if row["status"] == "running" and pid_alive(row["pid"]) and not ours:
-                raise StoreError(f"Run {run_id!r} is still running in process {row['pid']}.", self.path)
-            db.execute(
-                "UPDATE runs SET status = 'running', pid = ?, updated_at = ?, finished_at = NULL, report_json = NULL"
-                " WHERE run_id = ?",
-                (os.getpid(), stamp, run_id),
-            )
-            record = self._read_run(db, run_id)
-        assert record is not None
-        return record
 
     def save_result(self, run_id: str, result: SubagentResult, *, record_usage: bool = True) -> None:
         """Commit ``result`` as its task's latest and, in the same transaction, log its usage.
@@ -181,16 +177,23 @@ class SqliteStore:
             _insert_usage(db, run_id, task_id, model, usage, cost_usd, stamp)
 
     def finish_run(self, run_id: str, report: RunReport) -> None:
-        """Record how the run ended: its status becomes ``report.status`` and the report is kept."""
+        """Record how the run ended: its status becomes ``report.status`` and the report is kept.
+
+        Raises:
+            StoreError: no such run, or another server took it over (its own ending will be recorded).
+        """
         if report.run_id != run_id:
             raise ValueError(f"report is for run {report.run_id!r}, not {run_id!r}")
         stamp = self._stamp()
         with self._tx(f"finish run {run_id}") as db:
             self._touch_run(db, run_id, stamp)
-            db.execute(
-                "UPDATE runs SET status = ?, report_json = ?, finished_at = ? WHERE run_id = ?",
-                (report.status, report.model_dump_json(), stamp, run_id),
+            done = db.execute(
+                "UPDATE runs SET status = ?, report_json = ?, finished_at = ?, cancel_requested_at = NULL"
+                " WHERE run_id = ? AND (owner = ? OR owner IS NULL)",
+                (report.status, report.model_dump_json(), stamp, run_id, self.owner),
             )
+            if done.rowcount == 0:
+                raise StoreError(f"Run {run_id!r} was taken over by another server; its ending is not ours.", self.path)
 
     def set_estimate(self, run_id: str, estimate: JsonObject) -> None:
         """Attach a cost or time estimate (any JSON object) to a run."""
@@ -231,16 +234,6 @@ class SqliteStore:
             ).fetchone()
         return Spend(usage=Usage(input_tokens=row[0], output_tokens=row[1]), cost_usd=row[2])
 
-    def interrupt_runs(self, run_ids: list[str]) -> None:
-        """Mark runs this process stopped at shutdown ``interrupted`` (resumable, as after a crash)."""
-        stamp = self._stamp()
-        with self._tx("mark runs interrupted") as db:
-            db.executemany(
-                "UPDATE runs SET status = 'interrupted', report_json = NULL, finished_at = NULL, updated_at = ?"
-                " WHERE run_id = ? AND pid = ?",
-                [(stamp, run_id, os.getpid()) for run_id in run_ids],
-            )
-
     def get_run(self, run_id: str) -> RunRecord | None:
         with self._tx(f"read run {run_id}", write=False) as db:
             return self._read_run(db, run_id)
@@ -249,6 +242,7 @@ class SqliteStore:
         row = db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         if row is None:
             return None
+        now = self._now()
         rows = db.execute("SELECT task_id, json FROM task_results WHERE run_id = ? ORDER BY rowid", (run_id,))
         results = {r["task_id"]: SubagentResult.model_validate_json(r["json"]) for r in rows}
         totals = db.execute(
@@ -267,21 +261,26 @@ class SqliteStore:
             web_fetch_requests=totals[6],
         )
         options = json.loads(row["options_json"])
-        synthesis, synthesis_spend = None, Spend()
+        synthesis, synthesis_spend, concluded = None, Spend(), False
         for s in db.execute("SELECT json, spend_json, at FROM syntheses WHERE run_id = ? ORDER BY id", (run_id,)):
             synthesis_spend += Spend.model_validate_json(s["spend_json"])
-            current = row["finished_at"] is not None and s["at"] >= row["finished_at"]
-            synthesis = Synthesis.model_validate_json(s["json"]) if current and s["json"] else None
+            concluded = row["finished_at"] is not None and s["at"] >= row["finished_at"]
+            synthesis = Synthesis.model_validate_json(s["json"]) if concluded and s["json"] else None
+        lease_until = None if row["lease_until"] is None else datetime.fromisoformat(row["lease_until"])
         return RunRecord(
             run_id=row["run_id"],
             plan_id=row["plan_id"],
-            status=row["status"],
+            status=effective_status(row["status"], lease_until, row["owner"], now),
             pid=row["pid"],
+            owner=row["owner"],
+            lease_until=lease_until,
+            cancel_requested=row["cancel_requested_at"] is not None,
+            concluded=concluded,
             created_at=row["created_at"],
             updated_at=row["updated_at"],
             finished_at=row["finished_at"],
             options=options,
-            estimate=_loads(row["estimate_json"]),
+            estimate=loads(row["estimate_json"]),
             report=None if row["report_json"] is None else RunReport.model_validate_json(row["report_json"]),
             results=results,
             usage=usage,
@@ -293,9 +292,11 @@ class SqliteStore:
 
     def list_runs(self, limit: int = 20) -> list[RunSummary]:
         """The ``limit`` newest runs, newest first, with result counts per status and cost so far."""
+        now = self._now()
         with self._tx("list runs", write=False) as db:
             rows = db.execute(
                 "SELECT r.run_id, r.plan_id, p.task, r.status, r.created_at, r.finished_at, r.options_json,"
+                " r.lease_until, r.owner,"
                 " (SELECT COALESCE(SUM(u.cost_usd), 0.0) FROM usage_log u WHERE u.run_id = r.run_id) AS cost_usd,"
                 " (SELECT COALESCE(SUM(json_extract(s.spend_json, '$.cost_usd')), 0.0) FROM syntheses s"
                 "  WHERE s.run_id = r.run_id) AS synthesis_cost_usd"
@@ -313,27 +314,16 @@ class SqliteStore:
             RunSummary.model_validate(
                 {
                     **dict(r),
-                    "task": _preview(r["task"]),
+                    "status": effective_status(r["status"], _time(r["lease_until"]), r["owner"], now),
+                    "task": preview(r["task"]),
                     "counts": counts[r["run_id"]],
-                    "total_cost_usd": round(r["cost_usd"] + r["synthesis_cost_usd"] + _planning_cost(r), 8),
+                    "total_cost_usd": round(
+                        r["cost_usd"] + r["synthesis_cost_usd"] + planning_cost(r["options_json"]), 8
+                    ),
                 }
             )
             for r in rows
         ]
-
-    def mark_interrupted(self) -> list[str]:
-        """Mark ``interrupted`` every ``running`` run whose owning process is gone; return their ids.
-
-        Runs owned by a live process (this one, or another server sharing the file) are left alone.
-        """
-        stamp = self._stamp()
-        with self._tx("mark interrupted runs") as db:
-            rows = db.execute("SELECT run_id, pid FROM runs WHERE status = 'running' ORDER BY rowid").fetchall()
-            gone = [r["run_id"] for r in rows if not pid_alive(r["pid"])]
-            db.executemany(
-                "UPDATE runs SET status = 'interrupted', updated_at = ? WHERE run_id = ?", [(stamp, g) for g in gone]
-            )
-        return gone
 
 
 def _insert_usage(
@@ -348,19 +338,8 @@ def _insert_usage(
     )  # fmt: skip
 
 
-def _planning_cost(row: sqlite3.Row) -> float:
-    """What planning cost, from the stored run options (an orchestrated run's ``prior_spend``)."""
-    prior = json.loads(row["options_json"]).get("prior_spend") or {}
-    return float(prior.get("cost_usd", 0.0))
-
-
-def _loads(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
-
-
-def _preview(task: str) -> str:
-    line = " ".join(task.split())
-    return line if len(line) <= TASK_PREVIEW_CHARS else line[: TASK_PREVIEW_CHARS - 1] + "…"
+def _time(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
 
 
 def _database_file(conn: sqlite3.Connection) -> str:

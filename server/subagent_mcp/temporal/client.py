@@ -160,17 +160,11 @@ async def follow_elsewhere(
     ``outcome`` turns the report into what the run's tool returns (an orchestration's, read from the store).
     """
     plan, record = found
-    from temporalio.client import WorkflowExecutionStatus
-    from temporalio.service import RPCError
-
     from .workflow import RunWorkflow
 
-    handle = (await connect(settings)).get_workflow_handle_for(RunWorkflow.run, record.run_id)
-    try:
-        if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
-            return None
-    except RPCError:  # no such workflow: a run of the embedded executor, or one Temporal no longer keeps
+    if not await workflow_running(settings, record.run_id):
         return None
+    handle = (await connect(settings)).get_workflow_handle_for(RunWorkflow.run, record.run_id)
     kept = {task_id: record.results[task_id] for task_id in record.succeeded_ids()}
     live = LiveRun(record.run_id, "execute", spent=record.total)
     live.expect(plan, kept)
@@ -179,6 +173,18 @@ async def follow_elsewhere(
         return await outcome(await _follow(handle, store, plan, kept, (live.on_event, live.note_spend)))
 
     return runs.launch(live, job)
+
+
+async def workflow_running(settings: Settings, run_id: str) -> bool:
+    """Whether run ``run_id``'s workflow is running on Temporal (not one that ended, or never started there)."""
+    from temporalio.client import WorkflowExecutionStatus
+    from temporalio.service import RPCError
+
+    handle = (await connect(settings)).get_workflow_handle(run_id)
+    try:
+        return (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+    except RPCError:  # no such workflow: a run of the embedded executor, or one Temporal no longer keeps
+        return False
 
 
 async def _follow(

@@ -9,8 +9,9 @@ from ..roles import Role
 from ..runs import RunOptions
 from ..settings import Settings
 
-SECRETS = frozenset({"anthropic_api_key", "http_token"})
-"""Settings that never go into a workflow's input: workers read their own from their environment."""
+SECRETS = frozenset(name for name, field in Settings.model_fields.items() if "SecretStr" in str(field.annotation))
+"""Settings that never go into a workflow's input (the API key, the HTTP token, the database URL with its
+password): workers read their own from their environment."""
 
 
 def public_settings(settings: Settings) -> JsonObject:

@@ -22,8 +22,9 @@ from ..backends.base import ModelBackend
 from ..backends.cache_warmup import CacheWarmupBackend
 from ..backends.limited import limited
 from ..errors import SubagentMCPError
+from ..replicas import store_location
 from ..settings import Settings
-from ..store import Store, default_db_path
+from ..store import Store, temporal_owner
 from .activities import Activities
 from .client import connect
 from .workflow import RunWorkflow
@@ -61,7 +62,8 @@ async def running_worker(
     """A worker polling the configured task queue until the block exits (then it finishes what it holds)."""
     client = client or await connect(settings)
     backend = backend or worker_backend(settings)
-    async with Store.open(settings.db_path or default_db_path()) as store:
+    owner = temporal_owner(settings.temporal_namespace, settings.temporal_task_queue)  # runs on Temporal are its own
+    async with Store.open(store_location(settings), owner=owner, lease_s=settings.lease_s) as store:
         activities = Activities(store, backend, settings.temporal_heartbeat_s)
         worker = Worker(
             client,

@@ -25,6 +25,8 @@ from anyio.abc import SocketAttribute, SocketStream, TaskStatus
 
 from ..backends.scripted import sample_for_schema
 from ..contracts import JsonObject, Usage
+from ._batches import PREFIX as BATCHES_PREFIX
+from ._batches import FakeBatches
 from ._billing import Bill, bill, check_breakpoints, count_tokens
 from ._bodies import send_padded, trickle
 from ._http11 import CLOSED, parse_json_object, read_request, response_head
@@ -84,6 +86,8 @@ class FakeAnthropic:
         self._connections = 0
         self.cached: set[str] = set()
         """Prompt prefixes written to the cache (per model), readable by later requests."""
+        self.batches = FakeBatches(self._batch_message)
+        """The Message Batches endpoints (``_batches``): batches created, held, and what they billed."""
 
     def enqueue(self, *replies: FakeReply) -> None:
         """Answer the next ``/v1/messages`` requests with ``replies``, in order, before the handler."""
@@ -129,6 +133,11 @@ class FakeAnthropic:
                 return
 
     async def _respond(self, stream: SocketStream, request: FakeRequest) -> bool:
+        if request.path.startswith(BATCHES_PREFIX):
+            status, data = await self.batches.respond(request, self.base_url, self.api_key)
+            head = response_head(status, {"request-id": f"req_fake_{request.index + 1:04d}"}, len(data), close=False)
+            await stream.send(head + data)
+            return True
         counted = request.path == "/v1/messages"
         if counted and self.rate_limit_above is not None and self.admitted >= self.rate_limit_above:
             self.rate_limited.append(request)
@@ -226,6 +235,16 @@ class FakeAnthropic:
         except Exception as exc:  # surfaced when the server stops; the client sees a plain 500
             self.handler_errors.append(exc)
             return error_reply(500, f"the fake's handler raised {type(exc).__name__}", should_retry=False)
+
+    async def _batch_message(self, request: FakeRequest) -> tuple[FakeReply, JsonObject | None, Usage | None]:
+        """One batch request answered as ``/v1/messages`` answers it: the reply, and its message and usage if billed."""
+        prompt = bill(request.body, self.cached)
+        reply = await self._choose(request)
+        if reply.status >= 400 or reply.action != "answer":
+            return reply, None, None
+        usage = reply.usage or _usage(prompt, reply)
+        self.cached.update(prompt.writes)
+        return reply, _message(request, reply, usage, prompt.write_ttl), usage
 
 
 @asynccontextmanager

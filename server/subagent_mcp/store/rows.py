@@ -1,0 +1,112 @@
+"""What both store adapters share: owner ids, lease rules, and the shaping of stored rows into records."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import uuid
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from ..redact import all_forms, redact, url_password
+from .paths import pid_alive
+from .records import RunState
+
+LEASE_S = 30.0
+"""How long a run stays its owner's without a heartbeat; past it, another server may take it over."""
+
+TASK_PREVIEW_CHARS = 80
+PG_SCHEMES = ("postgresql://", "postgres://")
+
+
+def this_machine() -> str:
+    """This host's name plus its pid namespace where there is one: two containers sharing a hostname still differ."""
+    try:
+        namespace = f"/{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        namespace = ""
+    return f"{socket.gethostname()[:40].replace(':', '-')}{namespace}"
+
+
+def new_owner_id() -> str:
+    """A server's identity in the store: machine and pid (so a restart here sees a dead owner at once) and a nonce."""
+    return f"{this_machine()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+TEMPORAL_OWNER_PREFIX = "temporal:"
+"""Owner ids of runs Temporal executes: held by their durable workflow, not by any server's lease."""
+
+
+def temporal_owner(namespace: str, task_queue: str) -> str:
+    """The owner of runs on Temporal's ``task_queue``: the servers that start them and the workers that run them."""
+    return f"{TEMPORAL_OWNER_PREFIX}{namespace}/{task_queue}"
+
+
+def is_temporal_owner(owner: str | None) -> bool:
+    return owner is not None and owner.startswith(TEMPORAL_OWNER_PREFIX)
+
+
+def owner_gone(owner: str | None) -> bool:
+    """Whether ``owner`` was a process on this machine that no longer exists (its runs need not wait for the lease)."""
+    parts = (owner or "").rsplit(":", 2)
+    if len(parts) != 3 or parts[0] != this_machine() or not parts[1].isdigit():
+        return False
+    return not pid_alive(int(parts[1]))
+
+
+def is_postgres_url(location: str) -> bool:
+    return location.startswith(PG_SCHEMES)
+
+
+def shown_url(url: str) -> str:
+    """``url`` with its password replaced, as every message and log line shows it."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        netloc = parts.netloc.rsplit("@", 1)
+        user = netloc[0].split(":", 1)[0]
+        return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
+    except ValueError:  # an unparsable URL is shown as its scheme only
+        return url.split("://", 1)[0] + "://***"
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` (e.g. a driver's error) without ``url`` or its password in any form."""
+    text = text.replace(url, shown_url(url))
+    password = url_password(url)
+    return redact(text, all_forms([password])) if password else text
+
+
+def held(lease_until: datetime | None, owner: str | None, now: datetime) -> bool:
+    """Whether a ``running`` row's server still holds it: its lease is current and its process is not known dead.
+
+    A run on Temporal is always held (its workflow is durable; a server that finds the workflow gone frees it).
+    """
+    if is_temporal_owner(owner):
+        return True
+    return lease_until is not None and lease_until > now and not owner_gone(owner)
+
+
+def effective_status(status: RunState, lease_until: datetime | None, owner: str | None, now: datetime) -> RunState:
+    """A ``running`` run no server holds any more is interrupted (its server is gone), whatever the row still says."""
+    if status == "running" and lease_until is not None and not held(lease_until, owner, now):
+        return "interrupted"
+    return status
+
+
+def preview(task: str) -> str:
+    line = " ".join(task.split())
+    return line if len(line) <= TASK_PREVIEW_CHARS else line[: TASK_PREVIEW_CHARS - 1] + "…"
+
+
+def planning_cost(options_json: str) -> float:
+    """What planning cost, from the stored run options (an orchestrated run's ``prior_spend``)."""
+    prior = json.loads(options_json).get("prior_spend") or {}
+    return float(prior.get("cost_usd", 0.0))
+
+
+def loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)

@@ -1,0 +1,72 @@
+"""The synthesizer answers from the results: a long task (a pasted document) reaches it cut, with a note."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from subagent_mcp.contracts import Plan
+from subagent_mcp.planning import estimate_plan
+from subagent_mcp.prompts import SYNTHESIS_TASK_CHARS, synthesis_task
+from subagent_mcp.roles import BUILTIN_ROLES
+from subagent_mcp.service import Service
+from subagent_mcp.settings import Settings
+from subagent_mcp.testing import FakeRequest, serve_fake_anthropic
+
+pytestmark = pytest.mark.anyio
+
+DOCUMENT = "".join(f"Paragraph {i}: the report says revenue grew in region {i}.\n" for i in range(600))
+
+
+def plan(task: str) -> Plan:
+    subtasks = [{"id": f"part-{i}", "role": "reviewer", "instructions": f"Review part {i}.", "depends_on": []}
+                for i in range(2)]  # fmt: skip
+    return Plan.model_validate({"plan_id": "p-synth", "task": task, "subtasks": subtasks})
+
+
+def settings(base_url: str, tmp_path: Path) -> Settings:
+    return Settings(anthropic_api_key=SecretStr("k"), anthropic_base_url=base_url, db_path=str(tmp_path / "r.db"))
+
+
+def user_text(request: FakeRequest) -> str:
+    content = request.body["messages"][0]["content"]
+    return content if isinstance(content, str) else "".join(b["text"] for b in content)
+
+
+def is_synthesis(request: FakeRequest) -> bool:
+    return "gaps" in (request.schema or {}).get("properties", {})
+
+
+async def test_subtasks_read_a_long_task_whole_and_the_synthesizer_reads_its_head_and_a_note(tmp_path: Path) -> None:
+    task = f"Review the document below.\n\n{DOCUMENT}"
+    assert len(task) > 2 * SYNTHESIS_TASK_CHARS
+    async with serve_fake_anthropic() as fake, Service.open(settings(fake.base_url, tmp_path)) as service:
+        report = await service.execute_plan(plan(task))
+        synthesis = await service.synthesize(run_id=report.run_id)
+    assert synthesis.answer
+    [synth] = [r for r in fake.message_requests if is_synthesis(r)]
+    workers = [r for r in fake.message_requests if not is_synthesis(r)]
+    assert len(workers) == 2
+    assert all(task in user_text(r) for r in workers)  # every subtask reads the document whole
+    text = user_text(synth)
+    assert task[:SYNTHESIS_TASK_CHARS] in text
+    assert DOCUMENT[-200:] not in text
+    assert f"the task's last {len(task) - SYNTHESIS_TASK_CHARS:,} characters are left out" in text
+
+
+def test_a_task_up_to_the_limit_reaches_the_synthesizer_whole() -> None:
+    task = "x" * SYNTHESIS_TASK_CHARS
+    assert synthesis_task(task) == task
+    assert synthesis_task(task + "y").startswith(task)
+    assert synthesis_task(task + "y") != task + "y"
+
+
+def test_the_estimate_prices_the_synthesis_on_the_task_it_will_read() -> None:
+    long, short = plan(f"Review the document below.\n\n{DOCUMENT}"), plan("Review the document below.")
+    grows, base = (estimate_plan(p, Settings(), BUILTIN_ROLES).synthesis for p in (long, short))
+    assert grows is not None
+    assert base is not None
+    # the document's head, not its 45k characters
+    assert grows.input_tokens - base.input_tokens <= SYNTHESIS_TASK_CHARS // 3
