@@ -25,7 +25,7 @@ from temporalio.client import WorkflowExecutionStatus
 
 from executors import free_port
 from subagent_mcp.backends.scripted import sample_for_schema
-from subagent_mcp.contracts import JsonObject, RunReport
+from subagent_mcp.contracts import JsonObject, Plan, RunReport
 from subagent_mcp.handles import RunHandle
 from subagent_mcp.mcp_server import create_server
 from subagent_mcp.settings import Settings
@@ -304,14 +304,18 @@ async def test_a_run_on_temporal_outlives_its_server_and_is_its_workflows_not_in
     assert record.owner == owner  # held by Temporal, not by the server that started it
 
 
-async def test_batch_mode_on_temporal_is_a_clear_tool_error_and_creates_no_run(tmp_path: Path) -> None:
+async def test_batch_mode_on_temporal_is_a_clear_tool_error_before_anything_is_planned_or_run(tmp_path: Path) -> None:
     async with serve_fake_anthropic(Gates(), api_key=KEY) as fake:
         settings = settings_for(fake, f"127.0.0.1:{free_port()}", tmp_path)  # refused before Temporal is reached
         async with Client(create_server(settings)) as c:
-            result = await c.call_tool("execute_plan", {"plan": PLAN, "batch": True})
+            results = [
+                await c.call_tool("execute_plan", {"plan": PLAN, "batch": True}),
+                await c.call_tool("orchestrate", {"task": "Two parts, then a write-up", "batch": True}),
+            ]
             runs = await c.call_tool("list_runs", {})
-    assert result.is_error
-    assert "batch=true is not available with SUBAGENT_MCP_EXECUTOR=temporal" in text_of(result)
+    for result in results:
+        assert result.is_error
+        assert "batch=true is not available with SUBAGENT_MCP_EXECUTOR=temporal" in text_of(result)
     assert runs.structured_content == {"runs": []}
     assert fake.message_requests == []
 
@@ -335,3 +339,19 @@ async def test_a_workflow_terminated_while_no_server_follows_it_is_found_by_the_
     report = RunReport.model_validate(resumed.structured_content)
     assert report.status == "succeeded", text_of(resumed)
     assert requests_per_task(fake) == {"quick": 1, "slow": 2, "write-up": 1}  # what succeeded is never asked again
+
+
+async def test_cancel_run_of_a_run_on_temporal_through_a_server_without_temporal_says_where_to_cancel_it(
+    tmp_path: Path,
+) -> None:
+    async with serve_fake_anthropic(Gates(), api_key=KEY) as fake:
+        settings = settings_for(fake, f"127.0.0.1:{free_port()}", tmp_path)
+        async with Store.open(str(settings.db_path)) as store:  # a run as a Temporal server creates it
+            temporal = store.as_owner(temporal_owner(settings.temporal_namespace, settings.temporal_task_queue))
+            await temporal.save_plan(Plan.model_validate(PLAN))
+            await temporal.create_run("run-on-temporal", "p-temporal", {})
+        async with Client(create_server(settings.model_copy(update={"executor": "embedded"}))) as c:
+            result = await c.call_tool("cancel_run", {"run_id": "run-on-temporal"})
+    assert result.is_error
+    assert "runs on Temporal" in text_of(result)
+    assert "SUBAGENT_MCP_EXECUTOR=temporal" in text_of(result)

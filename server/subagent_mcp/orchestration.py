@@ -12,7 +12,6 @@ from .arguments import in_range, require_text
 from .backends.base import ModelBackend
 from .backends.budgeted import BudgetedBackend
 from .background import LiveRun, Outcome, Watcher
-from .batch_runs import check_batch_backend
 from .contracts import OrchestrateResult, Plan, RunReport, Spend, SubagentResult, Synthesis
 from .core.budget import Budget, Limits
 from .core.run_state import progress_of
@@ -20,7 +19,7 @@ from .errors import ModelError
 from .execution import Execution
 from .handles import RunHandle
 from .runs import RunOptions, new_run_id, stored_counts
-from .store import RunRecord
+from .store import RunRecord, is_temporal_owner
 
 
 class Orchestration(Execution):
@@ -74,7 +73,7 @@ class Orchestration(Execution):
         self._subtask_limit(max_subtasks)
         in_range("max_concurrency", max_concurrency, 1, 1024)
         if batch:
-            check_batch_backend(self.settings, self.backend_override)
+            self._check_batch()  # on Temporal too, before planning spends anything
         _ = self.backend  # a missing key fails now, not in the background
         live = LiveRun(new_run_id(), "orchestrate", phase="planning")
 
@@ -149,7 +148,10 @@ class Orchestration(Execution):
         if record.status == "running" or report is None:
             progress, tasks = stored_counts(plan, record), progress_of(plan.subtasks, record.results)
             if record.status == "running":
-                where = f"another server ({record.owner or record.pid}) runs it; wait_run(run_id={run_id!r}) waits here"
+                runner = f"another server ({record.owner or record.pid})"
+                if is_temporal_owner(record.owner):
+                    runner = f"Temporal ({record.owner})"
+                where = f"{runner} runs it; wait_run(run_id={run_id!r}) waits here"
                 return RunHandle(run_id=run_id, status="running", plan_id=plan.plan_id, counts=progress,
                                  spent=record.total, next=where, tasks=tasks)  # fmt: skip
             return RunHandle(run_id=run_id, status="interrupted", plan_id=plan.plan_id, counts=progress,

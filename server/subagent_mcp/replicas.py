@@ -20,7 +20,7 @@ from .errors import InputError
 from .handles import RunHandle
 from .runs import RunOptions, stored_counts
 from .settings import Settings
-from .store import RunRecord, Store, StoreError, default_db_path
+from .store import RunRecord, Store, StoreError, default_db_path, is_temporal_owner
 
 if TYPE_CHECKING:
     from .service import Service
@@ -117,6 +117,12 @@ async def cancel_elsewhere(service: Service, run_id: str) -> Outcome | RunHandle
     Raises:
         InputError: no such run, or it is not running anywhere.
     """
+    held = await service.store.get_run(run_id)
+    if held is not None and held.status == "running" and is_temporal_owner(held.owner):  # no server's heartbeat
+        raise InputError(
+            f"run {run_id!r} runs on Temporal ({held.owner}); cancel it through a server with "
+            "SUBAGENT_MCP_EXECUTOR=temporal on that namespace and task queue"
+        )
     record = await service.store.request_cancel(run_id)
     if record is None or record.status != "running":
         raise InputError(f"run {run_id!r} is not running in this server: {await service.where(run_id)}")

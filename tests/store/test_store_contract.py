@@ -343,6 +343,10 @@ async def test_a_run_on_temporal_is_held_by_its_workflow_and_ended_by_a_worker_n
         assert await other.mark_interrupted() == []
         with pytest.raises(StoreError, match="still running in server temporal:default/subagent-mcp"):
             await other.resume_run("run-1")
+    await store.heartbeat(["run-1"])  # the server following it (or synthesizing its answer) says so
+    run = await store.get_run("run-1")
+    assert run is not None
+    assert run.lease_live(clock.now)  # so a server waiting on an orchestration waits for its synthesis
     async with opener(temporal.owner) as worker:  # what a worker opens
         await worker.save_result("run-1", result("a"))
         await worker.finish_run("run-1", RunReport(run_id="run-1", plan_id="plan-1", status="succeeded", results=[]))

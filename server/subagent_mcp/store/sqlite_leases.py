@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from .paths import pid_alive
 from .records import Heartbeat, RunRecord, StoreError
-from .rows import held, is_temporal_owner
+from .rows import TEMPORAL_OWNER_PREFIX, held, is_temporal_owner
 
 
 class SqliteLeases:
@@ -84,9 +84,9 @@ class SqliteLeases:
             db.execute(
                 "UPDATE runs SET lease_until = ? WHERE owner = ? AND status = 'running'", (self._lease(now), self.owner)
             )
-            db.executemany(
-                "UPDATE runs SET lease_until = ? WHERE owner = ? AND run_id = ?",
-                [(self._lease(now), self.owner, run_id) for run_id in live],
+            db.executemany(  # a run on Temporal too, while this server follows it or synthesizes its answer
+                "UPDATE runs SET lease_until = ? WHERE (owner = ? OR owner LIKE ?) AND run_id = ?",
+                [(self._lease(now), self.owner, TEMPORAL_OWNER_PREFIX + "%", run_id) for run_id in live],
             )
             cancel = db.execute(
                 "SELECT run_id FROM runs WHERE owner = ? AND status = 'running' AND cancel_requested_at IS NOT NULL",
