@@ -15,7 +15,15 @@ from .errors import InputError
 def in_range(name: str, value: float | None, low: float, high: float) -> None:
     """Refuse ``value`` outside ``[low, high]``, saying the range; None means "not given" and passes."""
     if value is not None and not low <= value <= high:
-        raise InputError(f"{name} must be between {low:g} and {high:g}, got {value:g}")
+        raise InputError(f"{name} must be between {low:g} and {high:g}, got {_shown(value)}")
+
+
+def _shown(value: float) -> str:
+    """``value`` for a message: ``:g``, except an integer too large for a float, which is described instead."""
+    try:
+        return f"{value:g}"
+    except OverflowError:
+        return f"a number of about {int(int(value).bit_length() * 0.30103) + 1:,} digits"
 
 
 def check_ceilings(max_cost_usd: float | None, max_total_tokens: int | None) -> None:

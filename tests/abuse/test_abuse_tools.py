@@ -380,5 +380,21 @@ async def test_a_lone_surrogate_in_any_string_argument_is_named_in_a_tool_error(
         assert f"- {name}: holds U+DCFF, a lone surrogate that is not valid Unicode text" in text_of(result)
 
 
+@pytest.mark.parametrize("tool", TOOLS)
+async def test_a_number_too_large_for_a_float_gets_a_readable_tool_error(served: Served, tool: str) -> None:
+    """``10**400`` is a valid JSON integer; formatting it as a float used to raise OverflowError mid-check."""
+    schema = served.schemas[tool]
+    numbers = [name for name, sub in schema["properties"].items() if number_allowed(resolve(sub, schema))]
+    required = {name: "x" for name in schema.get("required", [])}
+    for name in numbers:
+        result = await call_and_check(served, tool, {**required, name: 10**400})  # no bare crash, no hang
+        assert result.is_error
+
+
+def number_allowed(schema: dict[str, Any]) -> bool:
+    kinds = {schema.get("type"), *(o.get("type") for o in schema.get("anyOf", []))}
+    return bool(kinds & {"integer", "number"})
+
+
 def string_allowed(schema: dict[str, Any]) -> bool:
     return schema.get("type") == "string" or any(o.get("type") == "string" for o in schema.get("anyOf", []))
