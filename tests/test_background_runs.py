@@ -118,14 +118,21 @@ async def test_execute_plan_with_no_wait_hands_back_a_handle_and_wait_run_the_re
     assert RunReport.model_validate(again.structured_content) == report
 
 
-async def handle_when(c: Client, run_id: str, ready: Callable[[RunHandle], bool], tries: int = 5_000) -> RunHandle:
-    """Ask wait_run(wait_s=0) until ``ready`` holds: a result reaches the handle after its store commit, not at once."""
+async def handle_when(c: Client, run_id: str, ready: Callable[[RunHandle], bool], within_s: float = 30) -> RunHandle:
+    """Ask wait_run until ``ready`` holds: a result reaches the handle after its store commit, not at once.
+
+    Each ask lets the server wait a moment (wait_s=0.01), so the commit's worker thread is not starved by a
+    loop of instant asks on a loaded machine; the bound is on the whole, not on a count of asks.
+    """
     handle = None
-    for _ in range(tries):
-        handle = handle_of(await c.call_tool("wait_run", {"run_id": run_id, "wait_s": 0}))
-        if ready(handle):
-            return handle
-    raise AssertionError(f"after {tries} asks the handle is still {handle}")
+    try:
+        with anyio.fail_after(within_s):
+            while True:
+                handle = handle_of(await c.call_tool("wait_run", {"run_id": run_id, "wait_s": 0.01}))
+                if ready(handle):
+                    return handle
+    except TimeoutError:
+        raise AssertionError(f"after {within_s} s the handle is still {handle}") from None
 
 
 async def test_a_handle_carries_each_subtask_so_far_and_the_report_its_dependency_graph(executor: Executor) -> None:
