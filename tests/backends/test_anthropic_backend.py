@@ -11,7 +11,8 @@ import anyio
 import pytest
 from pydantic import SecretStr
 
-from subagent_mcp.backends.anthropic import AnthropicBackend, is_loopback_url
+from subagent_mcp.backends.anthropic import AnthropicBackend
+from subagent_mcp.backends.anthropic_client import is_loopback_url
 from subagent_mcp.contracts import CompletionRequest, ModelMessage, Usage
 from subagent_mcp.errors import (
     ConfigError,

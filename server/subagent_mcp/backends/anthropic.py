@@ -11,13 +11,10 @@ reports 429/529 to it, so a retry waits without a slot and the whole pool slows 
 
 from __future__ import annotations
 
-import ipaddress
 import logging
-import os
 from collections.abc import Mapping
 from types import TracebackType
 from typing import cast
-from urllib.parse import urlsplit
 
 import anyio
 import httpx2
@@ -45,7 +42,6 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 
 from ..contracts import CacheMarks, Completion, CompletionRequest, ModelMessage, Usage
 from ..errors import (
-    ConfigError,
     InputError,
     ModelError,
     ModelReplyError,
@@ -53,10 +49,10 @@ from ..errors import (
     ModelTimeoutError,
     ModelUnavailableError,
 )
-from ..redact import all_forms, redact
 from ..settings import Settings
+from .anthropic_client import LazyClient
 from .anthropic_tools import assistant_content, server_tool_counts, tool_params
-from .http_guard import UnusableReplyError, guarded_http_client
+from .http_guard import UnusableReplyError
 from .limited import OVERLOAD_STATUSES, AdaptiveLimiter, GatedCall
 from .retry import Sleep, WaitRetryAfterOrBackoff, is_transient_status, retry_after_s
 
@@ -64,10 +60,6 @@ logger = logging.getLogger(__name__)
 
 MAX_PLAUSIBLE_TOKENS = 10_000_000
 """More tokens than any context window holds: a count above it (or below 0) is a broken reply, not a bill."""
-
-ALLOW_REMOTE_MODEL_ENV = "SUBAGENT_MCP_ALLOW_REMOTE_MODEL"
-ALLOW_REMOTE_MODEL: bool | None = None
-"""Like pydantic-ai's ``ALLOW_MODEL_REQUESTS``: True/False wins; None reads the env var (default allowed)."""
 
 MAX_CONTINUATIONS = 5
 """Most times a ``pause_turn`` reply is sent back to be continued before the call fails."""
@@ -87,32 +79,13 @@ _STATUS_WORDS = {
 }
 
 
-def remote_model_allowed() -> bool:
-    """Whether requests may go to a non-loopback API (the flag, else ``SUBAGENT_MCP_ALLOW_REMOTE_MODEL``)."""
-    if ALLOW_REMOTE_MODEL is not None:
-        return ALLOW_REMOTE_MODEL
-    return os.environ.get(ALLOW_REMOTE_MODEL_ENV, "1").strip().lower() not in {"0", "false", "no", "off"}
-
-
-def is_loopback_url(url: str) -> bool:
-    """True for ``localhost``, 127.0.0.0/8 and ``::1`` base URLs: the fake API, never a billed one."""
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 class AnthropicBackend:
     """A ``ModelBackend`` over ``AsyncAnthropic``; the client is built on first use, never at import."""
 
     def __init__(self, settings: Settings, *, sleep: Sleep | None = None) -> None:
         self._settings = settings
         self._sleep: Sleep = sleep or anyio.sleep
-        self._client: AsyncAnthropic | None = None
-        self._key_forms: list[str] = []
+        self._client = LazyClient(settings)
         self._gate = AdaptiveLimiter.open()
 
     def use_gate(self, gate: AdaptiveLimiter) -> None:
@@ -129,9 +102,7 @@ class AnthropicBackend:
 
     async def aclose(self) -> None:
         """Close the HTTP client and its pooled connections."""
-        client, self._client = self._client, None
-        if client is not None:
-            await client.close()
+        await self._client.aclose()
 
     async def complete(self, request: CompletionRequest) -> Completion:
         """Send ``request`` (retrying transient failures) and return the raw reply.
@@ -141,7 +112,7 @@ class AnthropicBackend:
             ModelRequestError, ModelUnavailableError, ModelTimeoutError: the request failed for good.
             ModelReplyError: the reply was refused (past the size cap, malformed, impossible usage).
         """
-        client = self._client_for_call()
+        client = self._client.get()
         try:
             schema = transform_schema(request.output_schema)
         except (ValueError, TypeError) as exc:
@@ -244,26 +215,6 @@ class AnthropicBackend:
                 model=request.model,
             ) from exc
 
-    def _client_for_call(self) -> AsyncAnthropic:
-        if self._client is None:
-            key = self._settings.require_api_key().get_secret_value()
-            self._key_forms = all_forms([key])
-            self._client = AsyncAnthropic(
-                api_key=key,
-                base_url=self._settings.anthropic_base_url,
-                max_retries=0,
-                timeout=self._settings.request_timeout_s,
-                http_client=guarded_http_client(),
-            )
-        base_url = str(self._client.base_url)
-        if not remote_model_allowed() and not is_loopback_url(base_url):
-            raise ConfigError(
-                f"remote model requests are disabled ({ALLOW_REMOTE_MODEL_ENV} is off) and the Anthropic base URL "
-                f"{base_url} is not loopback; point ANTHROPIC_BASE_URL at the fake API on 127.0.0.1, or set "
-                f"{ALLOW_REMOTE_MODEL_ENV}=1 to allow real (billed) requests"
-            )
-        return self._client
-
     def _log_retry(self, request: CompletionRequest, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome is not None else None
         status = exc.status_code if isinstance(exc, APIStatusError) else None
@@ -317,7 +268,7 @@ class AnthropicBackend:
 
     def _redact(self, text: str) -> str:
         """``text`` without the key in any form it can take (as sent, repr- or bytes-escaped)."""
-        return redact(text, self._key_forms)
+        return self._client.redact(text)
 
 
 def message_params(request: CompletionRequest) -> MessageCreateParamsNonStreaming:

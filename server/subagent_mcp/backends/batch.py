@@ -15,17 +15,17 @@ from typing import TypeVar
 
 import anyio
 import httpx2
-from anthropic import APIConnectionError, APIError, APIStatusError, AsyncAnthropic
+from anthropic import APIConnectionError, APIError, APIStatusError
 from anthropic.types.messages import MessageBatchIndividualResponse
 from anthropic.types.messages.batch_create_params import Request
 from pydantic import ValidationError
 
 from ..contracts import Completion, CompletionRequest
-from ..errors import ConfigError, ModelError, ModelReplyError, ModelRequestError, ModelUnavailableError
-from ..redact import all_forms, redact
+from ..errors import ModelError, ModelReplyError, ModelRequestError, ModelUnavailableError
 from ..settings import Settings
-from .anthropic import ALLOW_REMOTE_MODEL_ENV, completion_of, is_loopback_url, message_params, remote_model_allowed
-from .http_guard import UnusableReplyError, guarded_http_client
+from .anthropic import completion_of, message_params
+from .anthropic_client import LazyClient
+from .http_guard import UnusableReplyError
 from .retry import is_transient_status
 
 MAX_RESULTS_BYTES = 256 * 1024 * 1024
@@ -42,13 +42,10 @@ class AnthropicBatches:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._client: AsyncAnthropic | None = None
-        self._key_forms: list[str] = []
+        self._client = LazyClient(settings, MAX_RESULTS_BYTES)
 
     async def aclose(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await client.close()
+        await self._client.aclose()
 
     async def submit(self, requests: Sequence[tuple[str, CompletionRequest]]) -> str:
         """Send ``(custom_id, request)`` pairs as one batch; returns its id.
@@ -58,19 +55,19 @@ class AnthropicBatches:
             InputError: a request's schema cannot be sent.
         """
         body: list[Request] = [{"custom_id": cid, "params": message_params(r)} for cid, r in requests]
-        client = self._client_for_call()
+        client = self._client.get()
         batch = await self._call("create a batch", lambda: client.messages.batches.create(requests=body))
         return batch.id
 
     async def ended(self, batch_id: str) -> bool:
         """Whether the batch has ended (every request succeeded, errored, expired or was canceled)."""
-        client = self._client_for_call()
+        client = self._client.get()
         batch = await self._call(f"poll batch {batch_id}", lambda: client.messages.batches.retrieve(batch_id))
         return batch.processing_status == "ended"
 
     async def cancel(self, batch_id: str) -> None:
         """Ask the API to cancel the batch (requests already processed are still billed)."""
-        client = self._client_for_call()
+        client = self._client.get()
         await self._call(f"cancel batch {batch_id}", lambda: client.messages.batches.cancel(batch_id))
 
     async def results(self, batch_id: str, expected: Mapping[str, str]) -> dict[str, Outcome]:
@@ -80,7 +77,7 @@ class AnthropicBatches:
             ModelReplyError: the results file is not JSON Lines of results; nothing of it is used.
             ModelError: the file could not be fetched or read whole (ModelUnavailableError: try again later).
         """
-        client = self._client_for_call()
+        client = self._client.get()
         decoder = await self._call(
             f"fetch the results of batch {batch_id}", lambda: client.messages.batches.results(batch_id)
         )
@@ -133,27 +130,8 @@ class AnthropicBatches:
         why = "no response in time" if isinstance(exc, TimeoutError) else "unreachable"
         return ModelUnavailableError(f"Anthropic API: could not {what}: {why}{tried}", attempts=attempts)
 
-    def _client_for_call(self) -> AsyncAnthropic:
-        if self._client is None:
-            key = self._settings.require_api_key().get_secret_value()
-            self._key_forms = all_forms([key])
-            self._client = AsyncAnthropic(
-                api_key=key,
-                base_url=self._settings.anthropic_base_url,
-                max_retries=0,
-                timeout=self._settings.request_timeout_s,
-                http_client=guarded_http_client(MAX_RESULTS_BYTES),
-            )
-        base_url = str(self._client.base_url)
-        if not remote_model_allowed() and not is_loopback_url(base_url):
-            raise ConfigError(
-                f"remote model requests are disabled ({ALLOW_REMOTE_MODEL_ENV} is off) and the Anthropic base URL "
-                f"{base_url} is not loopback"
-            )
-        return self._client
-
     def _redact(self, text: str) -> str:
-        return redact(text, self._key_forms)
+        return self._client.redact(text)
 
 
 def _outcome(line: str, expected: Mapping[str, str]) -> tuple[str, Outcome]:
