@@ -21,7 +21,7 @@ from .pg_batches import PostgresBatches
 from .pg_leases import PostgresLeases
 from .pg_migrations import migrate
 from .records import DB_URL_ENV, RunRecord, RunSummary, StoreError
-from .rows import effective_status, loads, planning_cost, preview, scrub, shown_url
+from .rows import effective_status, planning_cost, preview, run_record, scrub, shown_url
 
 if TYPE_CHECKING:
     import asyncpg
@@ -265,42 +265,8 @@ class PostgresStore(PostgresLeases, PostgresBatches):
             run_id,
         )
         assert totals is not None
-        usage = Usage(
-            input_tokens=totals[0],
-            output_tokens=totals[1],
-            cache_read_tokens=totals[2],
-            cache_write_tokens=totals[3],
-            web_search_requests=totals[5],
-            web_fetch_requests=totals[6],
-        )
-        options = json.loads(row["options_json"])
-        synthesis, synthesis_spend, concluded = None, Spend(), False
-        for s in await db.fetch("SELECT json, spend_json, at FROM syntheses WHERE run_id = $1 ORDER BY id", run_id):
-            synthesis_spend += Spend.model_validate_json(s["spend_json"])
-            concluded = row["finished_at"] is not None and s["at"] >= row["finished_at"]
-            synthesis = Synthesis.model_validate_json(s["json"]) if concluded and s["json"] else None
-        return RunRecord(
-            run_id=row["run_id"],
-            plan_id=row["plan_id"],
-            status=effective_status(row["status"], row["lease_until"], row["owner"], now),
-            pid=row["pid"],
-            owner=row["owner"],
-            lease_until=row["lease_until"],
-            cancel_requested=row["cancel_requested_at"] is not None,
-            concluded=concluded,
-            created_at=row["created_at"],
-            updated_at=row["updated_at"],
-            finished_at=row["finished_at"],
-            options=options,
-            estimate=loads(row["estimate_json"]),
-            report=None if row["report_json"] is None else RunReport.model_validate_json(row["report_json"]),
-            results=results,
-            usage=usage,
-            cost_usd=totals[4],
-            planning=Spend.model_validate(options.get("prior_spend") or {}),
-            synthesis=synthesis,
-            synthesis_spend=synthesis_spend,
-        )
+        syntheses = await db.fetch("SELECT json, spend_json, at FROM syntheses WHERE run_id = $1 ORDER BY id", run_id)
+        return run_record(row, row["lease_until"], now, results, totals, syntheses)
 
     async def list_runs(self, limit: int = 20) -> list[RunSummary]:
         async def go(db: asyncpg.Connection) -> tuple[list[Any], list[Any]]:

@@ -6,13 +6,15 @@ import json
 import os
 import socket
 import uuid
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from ..contracts import RunReport, Spend, SubagentResult, Synthesis, Usage
 from ..redact import all_forms, redact, url_password
 from .paths import pid_alive
-from .records import RunState
+from .records import RunRecord, RunState
 
 LEASE_S = 30.0
 """How long a run stays its owner's without a heartbeat; past it, another server may take it over."""
@@ -110,3 +112,54 @@ def planning_cost(options_json: str) -> float:
 
 def loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
+
+
+def run_record(
+    row: Mapping[str, Any],
+    lease_until: datetime | None,
+    now: datetime,
+    results: dict[str, SubagentResult],
+    totals: Sequence[Any],
+    syntheses: Iterable[Mapping[str, Any]],
+) -> RunRecord:
+    """A run as both adapters read it: its ``runs`` row, its results, its usage totals and its syntheses.
+
+    ``totals``: the sums of usage_log's input, output, cache read, cache write tokens, cost, web searches and
+    fetches, in that order; ``syntheses``: its syntheses rows (json, spend_json, at), oldest first.
+    """
+    usage = Usage(
+        input_tokens=totals[0],
+        output_tokens=totals[1],
+        cache_read_tokens=totals[2],
+        cache_write_tokens=totals[3],
+        web_search_requests=totals[5],
+        web_fetch_requests=totals[6],
+    )
+    options = json.loads(row["options_json"])
+    synthesis, synthesis_spend, concluded = None, Spend(), False
+    for s in syntheses:
+        synthesis_spend += Spend.model_validate_json(s["spend_json"])
+        concluded = row["finished_at"] is not None and s["at"] >= row["finished_at"]
+        synthesis = Synthesis.model_validate_json(s["json"]) if concluded and s["json"] else None
+    return RunRecord(
+        run_id=row["run_id"],
+        plan_id=row["plan_id"],
+        status=effective_status(row["status"], lease_until, row["owner"], now),
+        pid=row["pid"],
+        owner=row["owner"],
+        lease_until=lease_until,
+        cancel_requested=row["cancel_requested_at"] is not None,
+        concluded=concluded,
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        finished_at=row["finished_at"],
+        options=options,
+        estimate=loads(row["estimate_json"]),
+        report=None if row["report_json"] is None else RunReport.model_validate_json(row["report_json"]),
+        results=results,
+        usage=usage,
+        cost_usd=totals[4],
+        planning=Spend.model_validate(options.get("prior_spend") or {}),
+        synthesis=synthesis,
+        synthesis_spend=synthesis_spend,
+    )

@@ -23,7 +23,7 @@ from ..contracts import JsonObject, Plan, RunReport, Spend, SubagentResult, Synt
 from .batches import BatchRecords
 from .paths import MEMORY, connect
 from .records import RunRecord, RunSummary, StoreError
-from .rows import LEASE_S, effective_status, loads, new_owner_id, planning_cost, preview
+from .rows import LEASE_S, effective_status, new_owner_id, planning_cost, preview, run_record
 from .sqlite_leases import SqliteLeases
 
 
@@ -252,43 +252,9 @@ class SqliteStore(SqliteLeases, BatchRecords):
             " FROM usage_log WHERE run_id = ?",
             (run_id,),
         ).fetchone()
-        usage = Usage(
-            input_tokens=totals[0],
-            output_tokens=totals[1],
-            cache_read_tokens=totals[2],
-            cache_write_tokens=totals[3],
-            web_search_requests=totals[5],
-            web_fetch_requests=totals[6],
-        )
-        options = json.loads(row["options_json"])
-        synthesis, synthesis_spend, concluded = None, Spend(), False
-        for s in db.execute("SELECT json, spend_json, at FROM syntheses WHERE run_id = ? ORDER BY id", (run_id,)):
-            synthesis_spend += Spend.model_validate_json(s["spend_json"])
-            concluded = row["finished_at"] is not None and s["at"] >= row["finished_at"]
-            synthesis = Synthesis.model_validate_json(s["json"]) if concluded and s["json"] else None
+        syntheses = db.execute("SELECT json, spend_json, at FROM syntheses WHERE run_id = ? ORDER BY id", (run_id,))
         lease_until = None if row["lease_until"] is None else datetime.fromisoformat(row["lease_until"])
-        return RunRecord(
-            run_id=row["run_id"],
-            plan_id=row["plan_id"],
-            status=effective_status(row["status"], lease_until, row["owner"], now),
-            pid=row["pid"],
-            owner=row["owner"],
-            lease_until=lease_until,
-            cancel_requested=row["cancel_requested_at"] is not None,
-            concluded=concluded,
-            created_at=row["created_at"],
-            updated_at=row["updated_at"],
-            finished_at=row["finished_at"],
-            options=options,
-            estimate=loads(row["estimate_json"]),
-            report=None if row["report_json"] is None else RunReport.model_validate_json(row["report_json"]),
-            results=results,
-            usage=usage,
-            cost_usd=totals[4],
-            planning=Spend.model_validate(options.get("prior_spend") or {}),
-            synthesis=synthesis,
-            synthesis_spend=synthesis_spend,
-        )
+        return run_record(row, lease_until, now, results, totals, syntheses)
 
     def list_runs(self, limit: int = 20) -> list[RunSummary]:
         """The ``limit`` newest runs, newest first, with result counts per status and cost so far."""
