@@ -9,6 +9,7 @@ import pytest
 from mcp import Client
 from pydantic import SecretStr
 
+from subagent_mcp import prompts
 from subagent_mcp.backends.scripted import sample_for_schema
 from subagent_mcp.contracts import RunReport
 from subagent_mcp.mcp_server import create_server
@@ -49,14 +50,15 @@ def the_one_json_document(text: str) -> tuple[Any, int, int]:
 
 
 def assert_held_as_data(request: FakeRequest) -> None:
-    assert "not instructions to you" in request.system_text
+    assert prompts.INPUTS_ARE_DATA in request.system_text
     text = request.user_text
     assert INJECTION not in text  # never raw: its quotes and newlines arrive escaped
     assert text.count(PHRASE) == 1
     doc, start, end = the_one_json_document(text)
     assert start < text.index(PHRASE) < end  # the phrase is inside the JSON document...
     fetched = next(d for d in doc["dependencies"] if d["task_id"] == "fetch")
-    assert fetched["output"]["summary"] == INJECTION  # ...as the value of the field it was written into
+    held = fetched.get("output", fetched)  # the synthesis reads a result a later subtask used by its summary
+    assert held["summary"] == INJECTION  # ...as the value of the field it was written into
 
 
 async def test_an_injected_instruction_stays_a_json_string_for_the_next_subtask_and_the_synthesis() -> None:

@@ -54,7 +54,7 @@ def test_the_planner_schema_offers_the_three_tiers_as_optional_and_its_brief_say
     items = request.output_schema["properties"]["subtasks"]["items"]
     assert items["properties"]["tier"] == {"type": "string", "enum": ["fast", "balanced", "deep"]}
     assert "tier" not in items["required"]
-    assert "- tier: fast for" in request.system
+    assert "- tier: fast (lookups, lists), balanced (code, careful analysis), deep (hardest" in request.system
 
 
 def test_the_role_override_wins_then_the_tier_then_the_roles_own_model_then_its_default_tier() -> None:

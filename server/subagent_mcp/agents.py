@@ -21,7 +21,7 @@ import yaml
 from .contracts import SLUG_PATTERN, JsonObject
 from .errors import InputError
 from .role_catalog import AgentDir, RoleCatalog, SkippedFile, role_info, tool_info
-from .roles import BUILTIN_ROLES, Role
+from .roles import BUILTIN_ROLES, SUMMARY, Role
 from .schemas import check_output_schema
 from .settings import Settings
 
@@ -37,7 +37,7 @@ OURS = frozenset({"name", "description", "model", "tools", "output_schema", "out
 FILE_ROLE_SCHEMA: JsonObject = {
     "type": "object",
     "properties": {
-        "summary": {"type": "string", "description": "One or two sentences: what you did and found."},
+        "summary": SUMMARY,
         "result": {"type": "string", "description": "Your full output, in Markdown."},
     },
     "required": ["summary", "result"],

@@ -322,6 +322,11 @@ class Synthesis(BaseModel):
     gaps: list[str] = Field(
         default_factory=list[str], description="What the synthesizer says is unanswered or uncertain as a result."
     )
+    read_by_summary: list[str] = Field(
+        default_factory=list[str],
+        description="Results the synthesizer read by their summary alone: later subtasks used their full output "
+        "and were read whole (SUBAGENT_MCP_SYNTHESIS_READS=all reads every result whole).",
+    )
     usage: Usage = Field(default_factory=Usage)
     cost_usd: float = 0.0
     model: str | None = None

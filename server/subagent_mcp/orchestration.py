@@ -43,7 +43,12 @@ class Orchestration(Execution):
         async def get_run(self, run_id: str) -> tuple[Plan, RunRecord]: ...
 
         async def _synthesize(
-            self, backend: ModelBackend, task: str, results: list[SubagentResult], run_id: str | None
+            self,
+            backend: ModelBackend,
+            task: str,
+            results: list[SubagentResult],
+            run_id: str | None,
+            graph: dict[str, list[str]] | None = None,
         ) -> Synthesis: ...
 
     async def orchestrate(
@@ -128,7 +133,7 @@ class Orchestration(Execution):
         synthesis, error = None, None
         try:
             synthesis = await self._synthesize(
-                BudgetedBackend(self.backend, budget), plan.task, report.results, report.run_id
+                BudgetedBackend(self.backend, budget), plan.task, report.results, report.run_id, plan.graph()
             )
         except ModelError as exc:
             error = str(exc)

@@ -23,7 +23,7 @@ from .contracts import (
 )
 from .core.caching import cached_prefix, marks_for
 from .core.context import estimate_tokens
-from .core.estimate import context_tokens, estimate_call, total, with_batch_cost
+from .core.estimate import SUMMARY_TOKENS, context_tokens, estimate_call, total, with_batch_cost
 from .core.graph import topological_order
 from .core.pricing import batch_prices
 from .errors import InputError, PlanError
@@ -159,11 +159,13 @@ def estimate_plan(plan: Plan, settings: Settings, roles: Mapping[str, Role], *, 
     calls = list(by_id.values())
     shown = prompts.synthesis_task(plan.task)
     base = estimate_tokens(prompts.SYNTHESIS_SYSTEM + shown + json.dumps(prompts.SYNTHESIS_SCHEMA))
+    summarized = summarized_for_synthesis(plan, settings, roles)
+    read = [SUMMARY_TOKENS if c.task_id in summarized else c.output_tokens for c in calls]
     synthesis = estimate_call(
         "synthesis",
         settings.synthesis_model,
-        (
-            base + context_tokens([c.output_tokens for c in calls], budget),
+        (  # expected: used results by their summary; worst: every result whole (what a failed user leaves)
+            base + context_tokens(read, budget),
             base + context_tokens([c.max_output_tokens for c in calls], budget),
         ),
         SYNTHESIS_EXPECTED_OUTPUT_TOKENS,
@@ -172,6 +174,15 @@ def estimate_plan(plan: Plan, settings: Settings, roles: Mapping[str, Role], *, 
     )
     estimate = total([by_id[s.id] for s in plan.subtasks], plan.graph(), synthesis)
     return with_batch_cost(estimate, settings.prices, batch)
+
+
+def summarized_for_synthesis(plan: Plan, settings: Settings, roles: Mapping[str, Role]) -> set[str]:
+    """The subtasks the synthesizer is expected to read by their summary: used by others, with a summary field."""
+    if settings.synthesis_reads != "final":
+        return set()
+    used = {d for s in plan.subtasks for d in s.depends_on}
+    schemas = {s.id: s.output_schema or get_role(s.role, dict(roles)).output_schema for s in plan.subtasks}
+    return {task_id for task_id in used if "summary" in schemas.get(task_id, {}).get("properties", {})}
 
 
 def check_runnable(plan: Plan, settings: Settings, roles: Mapping[str, Role]) -> None:

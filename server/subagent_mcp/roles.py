@@ -31,6 +31,8 @@ def _object(properties: dict[str, Any], required: list[str] | None = None) -> Js
 
 
 _STR: JsonObject = {"type": "string"}
+SUMMARY: JsonObject = {"type": "string", "description": "One or two sentences: what you did and found."}
+"""Every role's first field: the synthesizer reads a result that later subtasks used by this alone."""
 _STR_LIST: JsonObject = {"type": "array", "items": {"type": "string"}}
 
 
@@ -65,7 +67,7 @@ BUILTIN_ROLES: dict[str, Role] = {
             description="Gathers facts and evidence; lists what is unknown.",
             system_prompt="You are a careful researcher. State facts precisely and separate them from guesses.",
             output_schema=_object(
-                {"summary": _STR, "findings": _STR_LIST, "sources": _STR_LIST, "open_questions": _STR_LIST}
+                {"summary": SUMMARY, "findings": _STR_LIST, "sources": _STR_LIST, "open_questions": _STR_LIST}
             ),
             expected_output_tokens=1000,
             tools=("web_search", "web_fetch"),
@@ -75,7 +77,7 @@ BUILTIN_ROLES: dict[str, Role] = {
             description="Writes or changes code to a specification.",
             system_prompt="You are a senior software engineer. Write correct, idiomatic, minimal code.",
             tier="strong",
-            output_schema=_object({"summary": _STR, "language": _STR, "code": _STR, "notes": _STR_LIST}),
+            output_schema=_object({"summary": SUMMARY, "language": _STR, "code": _STR, "notes": _STR_LIST}),
             expected_output_tokens=1500,
         ),
         Role(
@@ -84,7 +86,7 @@ BUILTIN_ROLES: dict[str, Role] = {
             system_prompt="You are a rigorous reviewer. Report concrete, actionable issues; no praise padding.",
             output_schema=_object(
                 {
-                    "summary": _STR,
+                    "summary": SUMMARY,
                     "verdict": {"type": "string", "enum": ["approve", "request_changes"]},
                     "issues": {
                         "type": "array",
@@ -99,14 +101,14 @@ BUILTIN_ROLES: dict[str, Role] = {
             name="writer",
             description="Writes prose for an audience: docs, summaries.",
             system_prompt="You are a clear, concise technical writer. Match the audience and format asked for.",
-            output_schema=_object({"summary": _STR, "text": _STR}),
+            output_schema=_object({"summary": SUMMARY, "text": _STR}),
             expected_output_tokens=1200,
         ),
         Role(
             name="analyst",
             description="Weighs options and trade-offs; recommends.",
             system_prompt="You are an analyst. Weigh trade-offs explicitly and end with a clear recommendation.",
-            output_schema=_object({"summary": _STR, "findings": _STR_LIST, "recommendation": _STR}),
+            output_schema=_object({"summary": SUMMARY, "findings": _STR_LIST, "recommendation": _STR}),
         ),
     ]
 }

@@ -306,25 +306,34 @@ class Service(Orchestration):
         """
         if (run_id is None) == (results is None):
             raise InputError("pass exactly one of run_id (from execute_plan) or results (a list of results)")
+        graph = None
         if run_id is not None:
             plan, record = await self.get_run(run_id)
             if record.synthesis is not None and not force and task in (None, plan.task):
                 return record.synthesis
-            results, task = in_plan_order(plan, record.results), task or plan.task
+            results, task, graph = in_plan_order(plan, record.results), task or plan.task, plan.graph()
         if not task or not task.strip():
             raise InputError("task is empty; say what the results should answer")
         if not results:
             raise InputError("there are no results to synthesize")
-        synthesis = await self._synthesize(self.backend, task, results, run_id)
+        synthesis = await self._synthesize(self.backend, task, results, run_id, graph)
         return synthesis
 
     async def _synthesize(
-        self, backend: ModelBackend, task: str, results: list[SubagentResult], run_id: str | None
+        self,
+        backend: ModelBackend,
+        task: str,
+        results: list[SubagentResult],
+        run_id: str | None,
+        graph: dict[str, list[str]] | None = None,
     ) -> Synthesis:
-        """Synthesize, keeping the answer (or a failure's spend) with the run, if there is one."""
+        """Synthesize, keeping the answer (or a failure's spend) with the run, if there is one.
+
+        ``graph``: the plan's edges, when the results are a plan's (see ``synthesis.synthesize``).
+        """
         try:
             with self.telemetry.agent("synthesizer", "synthesis", self.settings.synthesis_model) as span:
-                synthesis = await synthesize(backend, self.settings, task, results)
+                synthesis = await synthesize(backend, self.settings, task, results, graph)
                 spent(span, synthesis.usage, synthesis.cost_usd)
         except ModelError as exc:
             if run_id is not None:

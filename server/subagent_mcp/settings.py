@@ -92,6 +92,11 @@ class Settings(BaseModel):
         default=40.0, ge=0, le=3600, description="How long a run tool waits before it returns a handle to wait on."
     )
     context_budget_tokens: int = Field(default=24_000, ge=256)
+    synthesis_reads: Literal["final", "all"] = Field(
+        default="final",
+        description="'final': the synthesizer reads whole the results no later subtask used, and the others by "
+        "their summary (the subtasks that used them carry their content); 'all': every result whole.",
+    )
     max_run_cost_usd: float | None = Field(
         default=5.0, gt=0, description="Per-run USD ceiling, checked before each call with its worst case."
     )

@@ -6,12 +6,12 @@ the model writes the answer and its gaps from a budgeted view of every result.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from . import prompts
 from .backends.base import ModelBackend
 from .contracts import CompletionRequest, ModelMessage, SubagentResult, Synthesis
-from .core.context import fit_results_for_synthesis
+from .core.context import fit_results_for_synthesis, read_by_summary
 from .core.pricing import cost_usd
 from .planning import SYNTHESIS_MAX_TOKENS
 from .settings import Settings
@@ -28,9 +28,16 @@ def missing_lines(results: Sequence[SubagentResult]) -> list[str]:
 
 
 async def synthesize(
-    backend: ModelBackend, settings: Settings, task: str, results: Sequence[SubagentResult]
+    backend: ModelBackend,
+    settings: Settings,
+    task: str,
+    results: Sequence[SubagentResult],
+    graph: Mapping[str, Sequence[str]] | None = None,
 ) -> Synthesis:
     """Ask the synthesis model for the final answer; with no successful result, say so without a call.
+
+    ``graph`` (each subtask's depends_on, when the results are a plan's): with ``synthesis_reads``
+    "final", results that later subtasks used are read by their summary (``read_by_summary``).
 
     Raises:
         ModelError: the synthesis model failed (the results themselves are untouched).
@@ -43,12 +50,17 @@ async def synthesize(
             missing=missing,
         )
     shown = prompts.synthesis_task(task)  # the results carry the work; a long document in the task is cut here
-    view = fit_results_for_synthesis(shown, results, settings.context_budget_tokens)
+    by_summary = read_by_summary(results, graph) if graph is not None and settings.synthesis_reads == "final" else []
+    view = fit_results_for_synthesis(shown, results, settings.context_budget_tokens, by_summary)
+    results_json = view.render(include_task=False)
     request = CompletionRequest(
         model=settings.synthesis_model,
         system=prompts.SYNTHESIS_SYSTEM,
         messages=[
-            ModelMessage(role="user", content=prompts.synthesis_user(shown, view.render(include_task=False), missing))
+            ModelMessage(
+                role="user",
+                content=prompts.synthesis_user(shown, results_json, missing, by_summary=bool(by_summary)),
+            )
         ],
         output_schema=prompts.SYNTHESIS_SCHEMA,
         max_tokens=SYNTHESIS_MAX_TOKENS,
@@ -61,6 +73,7 @@ async def synthesize(
         complete=not missing,
         missing=missing,
         gaps=gaps,
+        read_by_summary=by_summary,
         usage=out.usage,
         cost_usd=cost_usd(out.usage, out.model, settings.prices),
         model=out.model,

@@ -15,6 +15,7 @@ from subagent_mcp.core.context import (
     build_context,
     estimate_tokens,
     fit_results_for_synthesis,
+    read_by_summary,
 )
 from subagent_mcp.core.shrink import STRING_FLOOR, shrink_object
 
@@ -340,3 +341,54 @@ def test_shrinking_never_cuts_a_value_mid_way(value: JsonObject, target: int):
             or (part.startswith("… ") and part.endswith((" more item", " more items")))
             or (part.startswith("[") and part.endswith(" elided]"))
         ), part
+
+
+# The synthesizer reads a result that later subtasks used by its summary (SUBAGENT_MCP_SYNTHESIS_READS=final).
+
+FULL = {"summary": "Postgres wins for teams.", "findings": ["finding one", "finding two"]}
+CHAIN = {"a": [], "b": [], "e": ["a", "b"]}
+
+
+def test_a_result_every_user_of_which_succeeded_is_read_by_summary_and_a_final_one_whole() -> None:
+    results = [result("a", FULL), result("b", FULL), result("e", FULL)]
+    assert read_by_summary(results, CHAIN) == ["a", "b"]
+    doc = rendered(fit_results_for_synthesis("task", results, 10_000, ["a", "b"]))
+    assert doc["dependencies"] == [
+        {"task_id": "a", "summary": "Postgres wins for teams."},
+        {"task_id": "b", "summary": "Postgres wins for teams."},
+        {"task_id": "e", "output": FULL},
+    ]
+
+
+def test_a_result_that_a_failed_or_skipped_subtask_needed_is_read_whole() -> None:
+    graph = {"a": [], "b": [], "e": ["a", "b"], "f": ["b"]}
+    results = [result("a", FULL), result("b", FULL), result("e", FULL), result("f", None, "failed", "boom")]
+    assert read_by_summary(results, graph) == ["a"]  # b's content reached e, but not f
+
+
+def test_a_result_with_no_summary_or_nothing_beside_it_or_that_failed_is_read_whole() -> None:
+    results = [
+        result("a", {"findings": ["no summary field"]}),
+        result("b", {"summary": "only a summary", "findings": []}),
+        result("c", {"summary": "  ", "findings": ["blank summary"]}),
+        result("d", None, "failed", "boom"),
+        result("e", FULL),
+    ]
+    assert read_by_summary(results, {"a": [], "b": [], "c": [], "d": [], "e": ["a", "b", "c", "d"]}) == []
+
+
+def test_results_without_a_graph_entry_for_their_users_are_read_whole() -> None:
+    results = [result("a", FULL), result("e", FULL)]
+    assert read_by_summary(results, {"a": [], "e": []}) == []
+    assert read_by_summary(results, {"a": [], "x": ["a"]}) == []  # its user has no result here
+
+
+def test_a_summarized_result_is_cheaper_and_still_fits_a_small_budget() -> None:
+    big = {"summary": "short", "text": PROSE}
+    results = [result("a", big), result("e", FULL)]
+    whole, summarized = (fit_results_for_synthesis("t", results, 100_000, s) for s in ((), ["a"]))
+    assert summarized.used_tokens < whole.used_tokens // 50
+    assert PROSE not in summarized.render()
+    small = fit_results_for_synthesis("t", [result("a", {"summary": PROSE, "text": "x"})], 300, ["a"])
+    assert small.used_tokens <= 300  # a long summary is shrunk like any output
+    assert small.dependencies[0].inclusion == "shrunk"

@@ -14,7 +14,7 @@ budget, the skeleton is returned with ``over_budget=True``; the task is never cu
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -32,8 +32,9 @@ _MAX_ROUNDS = 6  # water-level corrections before falling back to the skeleton
 _ROUND_MARGIN = 8  # extra tokens taken off the slack per correction, so rounds converge
 _SHRINK_NOTE_TOKENS = 24  # a shrunk entry's note, less an elided entry's, as budgeted up front
 
-Inclusion = Literal["whole", "shrunk", "elided"]
-"""How much of a result's output made it in: all of it (or null if it had none), a cut copy, or none."""
+Inclusion = Literal["whole", "summary", "shrunk", "elided"]
+"""How much of a result's output made it in: all of it (or null if it had none), only its ``summary``
+field (see ``read_by_summary``), a cut copy, or none."""
 
 
 def estimate_tokens(text: str) -> int:
@@ -60,13 +61,17 @@ class DependencyEntry(BaseModel):
     note: str | None = None
 
     def as_json(self) -> JsonObject:
-        """The entry as rendered, lean: ``status`` unless succeeded, ``inclusion`` unless whole, ``note`` if any."""
+        """The entry as rendered, lean: ``status`` unless succeeded, ``inclusion`` unless whole, ``note`` if any;
+        an entry read by its summary has ``summary`` in place of ``output``."""
         out: JsonObject = {"task_id": self.task_id}
         if self.status != "succeeded":
             out["status"] = self.status
-        if self.inclusion != "whole":
-            out["inclusion"] = self.inclusion
-        out["output"] = self.output
+        if self.inclusion == "summary" and self.output is not None:
+            out["summary"] = self.output.get("summary")  # the one field left: said once, not wrapped
+        else:
+            if self.inclusion != "whole":
+                out["inclusion"] = self.inclusion
+            out["output"] = self.output
         if self.note is not None:
             out["note"] = self.note
         return out
@@ -94,9 +99,37 @@ def build_context(task: str, dependencies: Sequence[SubagentResult], budget_toke
     return _fit(task, dependencies, budget_tokens)
 
 
-def fit_results_for_synthesis(task: str, results: Sequence[SubagentResult], budget_tokens: int) -> DependencyContext:
-    """What the synthesizer sees: every result of a run, failed and skipped ones with their errors."""
-    return _fit(task, results, budget_tokens)
+def fit_results_for_synthesis(
+    task: str, results: Sequence[SubagentResult], budget_tokens: int, by_summary: Collection[str] = ()
+) -> DependencyContext:
+    """What the synthesizer sees: every result of a run, failed and skipped ones with their errors.
+
+    The results named in ``by_summary`` show only their output's ``summary`` (``read_by_summary``).
+    """
+    return _fit(task, results, budget_tokens, frozenset(by_summary))
+
+
+def read_by_summary(results: Sequence[SubagentResult], graph: Mapping[str, Sequence[str]]) -> list[str]:
+    """The results a synthesizer can read by their summary alone: the content went into later subtasks.
+
+    One qualifies when it succeeded, its output has a ``summary`` besides other content, and some
+    subtask depends on it and every subtask that does succeeded (so their outputs, read whole,
+    carry what it found). Final results, and any result a failed or skipped subtask needed, stay whole.
+    """
+    status = {r.task_id: r.status for r in results}
+    users: dict[str, list[str]] = {}
+    for task_id, deps in graph.items():
+        for dep in deps:
+            users.setdefault(dep, []).append(task_id)
+    return [
+        r.task_id
+        for r in results
+        if r.status == "succeeded"
+        and _summary(r.output) is not None
+        and len(_without_empties(r.output or {})) > 1
+        and users.get(r.task_id)
+        and all(status.get(u) == "succeeded" for u in users[r.task_id])
+    ]
 
 
 def _render(task: str | None, entries: Sequence[DependencyEntry], budget: int, over_budget: bool) -> str:
@@ -117,9 +150,13 @@ def _context(task: str, entries: list[DependencyEntry], budget: int, *, over_bud
 class _Item:
     """One result with its output measured once, and a shrinker that remembers its attempts."""
 
-    def __init__(self, result: SubagentResult) -> None:
+    def __init__(self, result: SubagentResult, summary_only: bool = False) -> None:
         self.result = result
         self.output = None if result.output is None else _without_empties(result.output)
+        summary = _summary(self.output) if summary_only else None
+        self.complete: Inclusion = "whole" if summary is None else "summary"
+        if summary is not None:
+            self.output = {"summary": summary}
         self.base_note = _status_note(result)
         self.tokens = 0 if self.output is None else estimate_tokens(dumps(self.output))
         self._shrinker = None if self.output is None else Shrinker(self.output, estimate_tokens)
@@ -129,7 +166,7 @@ class _Item:
         """Has an output, and dropping it saves tokens (an elided note can outweigh a tiny output)."""
         if self.output is None:
             return False
-        with_null = _cost(self.entry("whole", None, None))  # the whole entry with "null" for its output
+        with_null = _cost(self.entry(self.complete, None, None))  # the unfitted entry with "null" for its output
         return with_null - 1 + self.tokens > _cost(self.elided())
 
     def entry(self, inclusion: Inclusion, output: JsonObject | None, note: str | None) -> DependencyEntry:
@@ -140,7 +177,8 @@ class _Item:
         )
 
     def whole(self) -> DependencyEntry:
-        return self.entry("whole", self.output, None)
+        """As much as the reader gets before any budget cut: the whole output, or its summary (``complete``)."""
+        return self.entry(self.complete, self.output, None)
 
     def elided(self) -> DependencyEntry:
         return self.entry("elided", None, f"output elided for the budget (~{self.tokens:,} tokens)")
@@ -156,8 +194,10 @@ class _Item:
         return self.entry("shrunk", shrunk.value, note)
 
 
-def _fit(task: str, results: Sequence[SubagentResult], budget: int) -> DependencyContext:
-    items = [_Item(r) for r in results]
+def _fit(
+    task: str, results: Sequence[SubagentResult], budget: int, by_summary: frozenset[str] = frozenset()
+) -> DependencyContext:
+    items = [_Item(r, r.task_id in by_summary) for r in results]
     whole = _context(task, [it.whole() for it in items], budget)
     if whole.used_tokens <= budget:
         return whole
@@ -201,6 +241,12 @@ def _water_level(sizes: Sequence[int], available: int, overhead: int) -> int:
 def _without_empties(output: JsonObject) -> JsonObject:
     """``output`` without top-level fields that say nothing: empty strings, lists and objects, and nulls."""
     return {k: v for k, v in output.items() if v not in ("", [], {}, None)}
+
+
+def _summary(output: JsonObject | None) -> str | None:
+    """An output's non-blank ``summary`` string, if it has one."""
+    summary = (output or {}).get("summary")
+    return summary if isinstance(summary, str) and summary.strip() else None
 
 
 def _status_note(result: SubagentResult) -> str | None:

@@ -16,6 +16,11 @@ DEPENDENCY_OVERHEAD_TOKENS = 40
 """Tokens per dependency entry besides its output: id, role, status and JSON punctuation."""
 
 
+SUMMARY_TOKENS = 50
+"""Expected tokens of an output's ``summary`` (one or two sentences): what the synthesizer reads of a
+result that later subtasks used (``context.read_by_summary``)."""
+
+
 CALL_LATENCY_TOKENS = 150
 """A call's fixed latency (queueing, reading the prompt, time to first token) in output tokens' worth of
 decoding: about 1.5 s at 100 tokens/s. Only ratios matter, as the executor's priority compares sums."""
