@@ -42,6 +42,8 @@ class Job:
     task: str
     subtasks: list[Subtask]
     output_chars: int = 600
+    summary_chars: int = 100
+    """The one-sentence ``summary`` the project's subagents write beside their output (the tutorial's don't)."""
     answer_chars: int = 1200
 
     def deps(self, task_id: str) -> list[str]:
@@ -82,6 +84,9 @@ class Replies:
     def text(self, task_id: str) -> str:
         return self.texts.setdefault(task_id, words(self.job.output_chars, random.Random(task_id)))
 
+    def summary(self, task_id: str) -> str:
+        return words(self.job.summary_chars, random.Random(f"summary:{task_id}"))
+
     def which(self, request: FakeRequest) -> str | None:
         """The subtask a worker request is for (its instructions are unique), or None."""
         first = _first_user_text(request)
@@ -106,7 +111,7 @@ class Replies:
         assert task_id is not None, "a worker request names no known subtask"
         if schema is None:
             return text_reply(self.text(task_id))
-        return json_reply(_shaped(schema, self.text(task_id)))
+        return json_reply(_shaped(schema, self.text(task_id), self.summary(task_id)))
 
 
 def _first_user_text(request: FakeRequest) -> str:
@@ -114,19 +119,26 @@ def _first_user_text(request: FakeRequest) -> str:
     return content if isinstance(content, str) else "".join(b.get("text", "") for b in content)
 
 
-def _shaped(schema: dict[str, Any], text: str) -> dict[str, Any]:
-    """The least object ``schema`` allows, with ``text`` as its first string field."""
+def _shaped(schema: dict[str, Any], text: str, summary: str) -> dict[str, Any]:
+    """The least object ``schema`` allows holding ``text``: ``summary`` in its ``summary`` field, ``text`` in
+    its first other string field, or else as the one item of its first list."""
     out: dict[str, Any] = {}
     placed = False
     for name, prop in schema.get("properties", {}).items():
         if "enum" in prop:
             out[name] = prop["enum"][0]
+        elif name == "summary":
+            out[name] = summary
         elif prop.get("type") == "string":
             out[name], placed = (text, True) if not placed else ("", placed)
         elif prop.get("type") == "array":
             out[name] = []
         else:
             out[name] = None
+    if not placed:  # no plain string field: the text goes in the first list, as a string or a shaped item
+        name, prop = next((n, p) for n, p in schema.get("properties", {}).items() if p.get("type") == "array")
+        items = prop.get("items", {})
+        out[name] = [_shaped(items, text, summary) if items.get("type") == "object" else text]
     return out
 
 
@@ -157,7 +169,7 @@ def _bill(pipeline: str, job: Job, replies: Replies, answered: Sequence[tuple[Fa
             kind, essential = "planner", len(job.task)
         elif "gaps" in props or request.system_text == tutorial.SYNTHESIS_SYSTEM:
             task = job.task if request.schema is None else prompts.synthesis_task(job.task)  # the task it reads
-            kind, essential = "synthesis", len(task) + sum(len(replies.text(s.id)) for s in job.subtasks)
+            kind, essential = "synthesis", len(task) + sum(_read(request, replies, s.id) for s in job.subtasks)
         else:
             task_id = replies.which(request)
             assert task_id is not None
@@ -172,6 +184,15 @@ def _bill(pipeline: str, job: Job, replies: Replies, answered: Sequence[tuple[Fa
         cost += cost_usd(usage, request.model, DEFAULT_PRICES)
     overhead = {k: sum(v) / len(v) for k, v in extra.items() if v}
     return Bill(pipeline, calls, cost, overhead)
+
+
+def _read(request: FakeRequest, replies: Replies, task_id: str) -> int:
+    """Characters of a subtask's work a synthesis request reads: its output, else its summary alone, else 0."""
+    prompt = _first_user_text(request)
+    text, summary = replies.text(task_id), replies.summary(task_id)
+    return (
+        len(text) + (len(summary) if summary in prompt else 0) if text in prompt else len(summary) * (summary in prompt)
+    )
 
 
 def settings(base_url: str, db_path: str) -> Settings:
