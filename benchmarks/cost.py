@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from anthropic import AsyncAnthropic
 from pydantic import SecretStr
@@ -210,10 +210,12 @@ def settings(base_url: str, db_path: str) -> Settings:
     )
 
 
-async def project_bill(job: Job, db_path: str) -> Bill:
+async def project_bill(job: Job, db_path: str, reads: Literal["final", "all"] = "final") -> Bill:
+    """The project's bill; ``reads``: what the synthesizer reads whole (``Settings.synthesis_reads``)."""
     replies = Replies(job)
     async with serve_fake_anthropic(replies) as fake:
-        async with Service.open(settings(fake.base_url, db_path)) as service:
+        config = settings(fake.base_url, db_path).model_copy(update={"synthesis_reads": reads})
+        async with Service.open(config) as service:
             out = await service.orchestrate(job.task, max_subtasks=len(job.subtasks))
         if out.report.status != "succeeded" or out.synthesis is None:
             raise RuntimeError(f"{job.name}: the project's run ended {out.report.status}")
@@ -277,11 +279,18 @@ def render(rows: list[tuple[Job, Bill, Bill]]) -> str:
 async def run_all(_median_s: float, folder: Path) -> None:
     """Print the cost table; SQLite files go under ``folder``."""
     rows: list[tuple[Job, Bill, Bill]] = []
+    whole: list[Bill] = []
     for i, job in enumerate(jobs()):
         rows.append((job, await project_bill(job, str(folder / f"cost-{i}.db")), await tutorial_bill(job)))
+        whole.append(await project_bill(job, str(folder / f"cost-all-{i}.db"), reads="all"))
     print("\ncost at equal models against a tutorial-style pipeline (one fake API, one price table)")
     print("ratio = project / tutorial; read % = prompt tokens read from the cache")
     print(render(rows))
+    print(
+        "\nwith the synthesizer reading every result whole (SUBAGENT_MCP_SYNTHESIS_READS=all), ratio to the tutorial:"
+    )
+    for (job, _, theirs), bill in zip(rows, whole, strict=True):
+        print(f"  {job.name:<26}{bill.cost:>8.4f}{bill.cost / theirs.cost:>7.2f}")
 
 
 def main() -> None:
