@@ -71,6 +71,11 @@ def report_of(result: Any) -> RunReport:
     return RunReport.model_validate(result.structured_content)
 
 
+def failures_of(report: RunReport) -> str:
+    """Why each subtask that did not succeed ended so, for an assertion's message."""
+    return "; ".join(f"{r.task_id} {r.status}: {r.error}" for r in report.results if r.status != "succeeded")
+
+
 def handle_of(result: Any) -> RunHandle:
     assert not result.is_error, text_of(result)
     return RunHandle.model_validate(result.structured_content)
@@ -130,7 +135,7 @@ async def test_a_restarted_server_reattaches_to_the_batch_in_flight_instead_of_s
                 fake.batches.release()
                 report = report_of(await c.call_tool("wait_run", {"run_id": resumed.run_id}))
 
-    assert report.status == "succeeded"
+    assert report.status == "succeeded", failures_of(report)
     assert batch_tasks(fake) == [["a", "b"]]  # exactly one batch for those subtasks: 0 re-submitted
     assert len(fake.batches.billed) == 2  # each request billed once
     assert report.usage == fake.batches.billed_usage
