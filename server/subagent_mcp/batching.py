@@ -45,7 +45,7 @@ class BatchAPI(Protocol):
 
     async def ended(self, batch_id: str) -> bool: ...
 
-    async def results(self, batch_id: str, expected: Mapping[str, str]) -> dict[str, Outcome]: ...
+    async def results(self, batch_id: str, expected: Mapping[str, str | None]) -> dict[str, Outcome]: ...
 
     async def cancel(self, batch_id: str) -> None: ...
 
@@ -75,10 +75,14 @@ class _Waiter:
 
 @dataclass(eq=False)
 class _Batch:
-    """A batch in flight: its waiters by custom_id and, once read, every request's outcome."""
+    """A batch in flight: its waiters by custom_id and, once read, every request's outcome.
+
+    ``models`` names every request the batch carries (custom_id -> its model, None for a request of a
+    re-attached batch whose subtask has not attached yet): its results file may name no other.
+    """
 
     batch_id: str
-    models: dict[str, str]
+    models: dict[str, str | None]
     waiters: dict[str, _Waiter] = field(default_factory=dict[str, _Waiter])
     outcomes: dict[str, Outcome] | None = None
     failure: ModelError | None = None
@@ -134,10 +138,13 @@ class BatchBackend:
         """
         waiter = _Waiter(request, request_digest(request))
         entry = await self._store.open_batch_request(self._run_id, waiter.digest)
+        recorded: list[BatchEntry] = []
+        if entry is not None and entry.batch_id not in self._batches:  # its siblings may attach after it ends
+            recorded = await self._store.batch_requests(entry.batch_id)
         self._waiting += 1  # counted from here: until now the gather still waited for this call
         try:
             if entry is not None:
-                self._attach(entry, waiter)
+                self._attach(entry, waiter, recorded)
             else:
                 self._pending.append(waiter)
             self._poke()
@@ -210,12 +217,17 @@ class BatchBackend:
         self._batches[batch_id] = batch
         return batch
 
-    def _attach(self, entry: BatchEntry, waiter: _Waiter) -> None:
-        """Wait on a batch recorded earlier (by this run before a restart) instead of sending the request again."""
+    def _attach(self, entry: BatchEntry, waiter: _Waiter, recorded: Sequence[BatchEntry]) -> None:
+        """Wait on a batch recorded earlier (by this run before a restart) instead of sending the request again.
+
+        ``recorded``: every request of the batch, so its results are read whole even if it ends before the
+        other subtasks it carries have re-attached (they take their outcome from it when they do).
+        """
         assert self._tg is not None, "use BatchBackend inside running()"
         batch = self._batches.get(entry.batch_id)
         if batch is None:
-            batch = self._batches[entry.batch_id] = _Batch(entry.batch_id, {})
+            models: dict[str, str | None] = {e.custom_id: None for e in recorded}
+            batch = self._batches[entry.batch_id] = _Batch(entry.batch_id, models)
             self._tg.start_soon(self._poll, batch)
             log.info("run %s re-attached to batch %s", self._run_id, entry.batch_id)
         batch.models[entry.custom_id] = waiter.request.model

@@ -30,6 +30,8 @@ async def test_a_recorded_request_is_found_by_its_digest_until_its_result_is_tak
         await store.consume_batch_requests("b1", ["r0"])
         assert await store.open_batch_request("run-1", "da") is None  # taken: a later attempt is sent afresh
         assert await store.open_batch_request("run-1", "db") is not None
+        carried = await store.batch_requests("b1")  # taken or not: all its results file may name
+        assert [(e.custom_id, e.task_id) for e in carried] == [("r0", "a"), ("r1", "b")]
 
         [record] = await store.run_batches("run-1")
     assert (record.batch_id, record.status, record.requests, record.consumed) == ("b1", "in_progress", 2, 1)

@@ -70,8 +70,8 @@ class AnthropicBatches:
         client = self._client.get()
         await self._call(f"cancel batch {batch_id}", lambda: client.messages.batches.cancel(batch_id))
 
-    async def results(self, batch_id: str, expected: Mapping[str, str]) -> dict[str, Outcome]:
-        """Each request's outcome by custom_id (``expected``: custom_id -> model, for the errors' wording).
+    async def results(self, batch_id: str, expected: Mapping[str, str | None]) -> dict[str, Outcome]:
+        """Each request's outcome by custom_id (``expected``: every custom_id of the batch -> its model if known).
 
         Raises:
             ModelReplyError: the results file is not JSON Lines of results; nothing of it is used.
@@ -134,12 +134,12 @@ class AnthropicBatches:
         return self._client.redact(text)
 
 
-def _outcome(line: str, expected: Mapping[str, str]) -> tuple[str, Outcome]:
+def _outcome(line: str, expected: Mapping[str, str | None]) -> tuple[str, Outcome]:
     """One results line as (custom_id, outcome); raises ``ValueError``/``ValidationError`` if it is not one."""
     item = MessageBatchIndividualResponse.model_validate(json.loads(line))
-    model = expected.get(item.custom_id)
-    if model is None:
+    if item.custom_id not in expected:
         raise ValueError(f"it names a request the batch does not have ({item.custom_id[:64]!r})")
+    model = expected[item.custom_id]  # None: a model error's callers fall back to their request's model
     result = item.result
     if result.type == "succeeded":
         try:

@@ -234,6 +234,11 @@ class Store:
             return await self._thread(lambda s: s.open_batch_request(run_id, digest))
         return await self._impl.open_batch_request(run_id, digest)
 
+    async def batch_requests(self, batch_id: str) -> list[BatchEntry]:
+        if isinstance(self._impl, SqliteStore):
+            return await self._thread(lambda s: s.batch_requests(batch_id))
+        return await self._impl.batch_requests(batch_id)
+
     async def consume_batch_requests(self, batch_id: str, custom_ids: list[str]) -> None:
         if isinstance(self._impl, SqliteStore):
             return await self._thread(lambda s: s.consume_batch_requests(batch_id, custom_ids))

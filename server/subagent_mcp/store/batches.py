@@ -74,6 +74,15 @@ class BatchRecords:
             ).fetchone()
         return None if row is None else BatchEntry.model_validate(dict(row))
 
+    def batch_requests(self, batch_id: str) -> list[BatchEntry]:
+        """Every request ``batch_id`` carries, as recorded when it was sent (what its results file may name)."""
+        with self._tx(f"read the requests of batch {batch_id}", write=False) as db:
+            rows = db.execute(
+                "SELECT batch_id, custom_id, task_id, digest FROM batch_requests WHERE batch_id = ? ORDER BY custom_id",
+                (batch_id,),
+            ).fetchall()
+        return [BatchEntry.model_validate(dict(r)) for r in rows]
+
     def consume_batch_requests(self, batch_id: str, custom_ids: Sequence[str]) -> None:
         """Mark these requests' results as handed to their subtasks."""
         stamp = self._stamp()

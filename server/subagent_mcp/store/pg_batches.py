@@ -51,6 +51,19 @@ class PostgresBatches:
 
         return await self._tx("find a batch request", go)
 
+    async def batch_requests(self, batch_id: str) -> list[BatchEntry]:
+        """Every request ``batch_id`` carries, as recorded when it was sent (what its results file may name)."""
+
+        async def go(db: asyncpg.Connection) -> list[BatchEntry]:
+            rows = await db.fetch(
+                "SELECT batch_id, custom_id, task_id, digest FROM batch_requests WHERE batch_id = $1"
+                " ORDER BY custom_id",
+                batch_id,
+            )
+            return [BatchEntry.model_validate(dict(r)) for r in rows]
+
+        return await self._tx(f"read the requests of batch {batch_id}", go)
+
     async def consume_batch_requests(self, batch_id: str, custom_ids: Sequence[str]) -> None:
         """Mark these requests' results as handed to their subtasks."""
 
