@@ -192,6 +192,42 @@ async def test_with_a_key_run_does_a_whole_task_against_the_api_from_the_termina
 
 
 @pytest.mark.anyio
+async def test_run_batch_sends_the_subtasks_as_one_message_batch_at_half_price(tmp_path: Path) -> None:
+    key = "sk-ant-test-cli-key-0002"
+
+    def reply(request: FakeRequest) -> FakeReply:
+        if "Plan the user's task" in request.system_text:
+            return json_reply(demo_plan_draft())
+        return json_reply(sample_for_schema(request.schema or {}))
+
+    async with serve_fake_anthropic(reply, api_key=key) as fake:
+        env = env_for(tmp_path / "runs.db") | {"ANTHROPIC_API_KEY": key, "ANTHROPIC_BASE_URL": fake.base_url}
+        env["SUBAGENT_MCP_BATCH_POLL_S"] = "0.01"
+        args = [str(SCRIPT), "run", "--batch", "--json", "Pick a database"]
+        done = await anyio.run_process(args, env=env, check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    result = OrchestrateResult.model_validate_json(done.stdout)
+    assert result.synthesis is not None
+    assert len(fake.message_requests) == 2  # the planner and the synthesis, live
+    batched = sum(len(b.requests) for b in fake.batches.created)
+    assert batched == len(result.plan.subtasks)  # every subtask in a batch, none sent live
+    assert result.report.estimate is not None
+    assert result.report.estimate.batch
+    assert key not in done.stdout.decode() + done.stderr.decode()
+
+
+def test_run_batch_with_the_demo_backend_or_with_resume_is_refused_with_why(tmp_path: Path) -> None:
+    demo = cli(tmp_path / "runs.db", "run", "--demo", "--batch", "Compare two databases")
+    assert demo.returncode == 2, demo.stderr
+    assert "batch" in demo.stderr.lower()
+    assert "planning" not in demo.stderr  # refused before the planner is asked
+    assert "Traceback" not in demo.stderr
+    resumed = cli(tmp_path / "runs.db", "run", "--batch", "--resume", "run-000000000000")
+    assert resumed.returncode == 2
+    assert "drop --batch" in resumed.stderr
+
+
+@pytest.mark.anyio
 async def test_ctrl_c_during_a_resume_reports_that_run_even_when_a_newer_one_exists(tmp_path: Path) -> None:
     db = tmp_path / "runs.db"
     _, stdout, _ = await interrupt(db, "run", "--demo", "--json", "Compare two databases")

@@ -54,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print the full result as JSON instead of the answer")
     run.add_argument("--max-subtasks", type=int, default=None, help="at most this many subtasks")
     run.add_argument("--max-concurrency", type=int, default=None, help="subagents in flight at once")
+    run.add_argument(
+        "--batch",
+        action="store_true",
+        help="send the subtasks as Message Batches: half price, but a batch can take minutes to hours",
+    )
     runs = commands.add_parser("runs", help="list recent runs, newest first")
     runs.add_argument("--limit", type=int, default=20, help="how many (default 20)")
     runs.add_argument("--json", action="store_true", help="print JSON")
@@ -131,6 +136,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.task is not None and args.resume is not None:
         print("subagent-mcp: give a task or --resume RUN_ID, not both", file=sys.stderr)
         return 2
+    if args.batch and args.resume is not None:
+        print("subagent-mcp: --resume continues a run as it started (batch or live); drop --batch", file=sys.stderr)
+        return 2
     return anyio.run(
         lambda: cli_run.run_command(
             settings,
@@ -139,6 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             as_json=args.json,
             max_subtasks=args.max_subtasks,
             max_concurrency=args.max_concurrency,
+            batch=args.batch,
         )
     )
 

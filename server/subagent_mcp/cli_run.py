@@ -32,8 +32,12 @@ async def run_command(
     as_json: bool,
     max_subtasks: int | None,
     max_concurrency: int | None,
+    batch: bool = False,
 ) -> int:
-    """Run ``task`` (or resume run ``resume``) end to end, then synthesize."""
+    """Run ``task`` (or resume run ``resume``) end to end, then synthesize.
+
+    ``batch``: the subtasks go through the Message Batches API (half price); planning and synthesis stay live.
+    """
     progress = TerminalProgress()
     run_id = resume or new_run_id()  # known before the run starts, so Ctrl-C reports this run and no other
     outcome: OrchestrateResult | None = None
@@ -47,7 +51,8 @@ async def run_command(
                         outcome = await _resume(service, resume, progress)
                     else:
                         assert task is not None
-                        outcome = await _orchestrate(service, task, run_id, progress, (max_subtasks, max_concurrency))
+                        sizes = (max_subtasks, max_concurrency)
+                        outcome = await _orchestrate(service, task, run_id, progress, sizes, batch=batch)
                 except SubagentMCPError as exc:
                     error = exc
                 tg.cancel_scope.cancel()
@@ -66,9 +71,17 @@ async def run_command(
 
 
 async def _orchestrate(
-    service: Service, task: str, run_id: str, progress: TerminalProgress, sizes: tuple[int | None, int | None]
+    service: Service,
+    task: str,
+    run_id: str,
+    progress: TerminalProgress,
+    sizes: tuple[int | None, int | None],
+    *,
+    batch: bool = False,
 ) -> OrchestrateResult:
     max_subtasks, max_concurrency = sizes
+    if batch:
+        service.check_batch()  # before the planner spends anything
     progress.note("planning…")
     plan = await service.plan_task(task, max_subtasks=max_subtasks, limits=service.ceilings(), run_id=run_id)
     progress.note(render.plan_text(plan).rsplit("\n", 1)[0])
@@ -79,6 +92,7 @@ async def _orchestrate(
         run_id=run_id,
         prior_spend=plan.planning,
         keep_for_synthesis=True,
+        batch=batch,
     )
     return await _conclude(service, plan, report, progress)
 

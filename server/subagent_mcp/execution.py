@@ -208,7 +208,7 @@ class Execution:
         """Check a plan and the run's arguments (nothing is spent on bad input), then create the run."""
         (max_concurrency, timeout_s), (max_cost_usd, max_total_tokens) = shape, ceilings
         if batch:
-            self._check_batch()
+            self.check_batch()
         plan = await self._plan_to_run(plan, plan_id)
         in_range("max_concurrency", max_concurrency, 1, 1024)
         in_range("timeout_s", timeout_s, 1e-3, 86_400.0)
@@ -242,7 +242,7 @@ class Execution:
         if stored is not None:  # its plan may predate the schema policy; refuse before taking the run over
             check_schemas(await self._stored_plan(stored.plan_id))
             if RunOptions.model_validate(stored.options).batch:
-                self._check_batch()
+                self.check_batch()
         live = self.runs.get(run_id)
         if live is not None and not live.done.is_set():
             raise InputError(f"run {run_id!r} is still running in this server; wait_run or cancel_run it first")
@@ -351,7 +351,7 @@ class Execution:
             return self.store
         return self.store.as_owner(temporal_owner(self.settings.temporal_namespace, self.settings.temporal_task_queue))
 
-    def _check_batch(self) -> None:
+    def check_batch(self) -> None:
         """Batch mode needs a batch-capable backend in this server; runs on Temporal have none."""
         if self.settings.executor == "temporal":
             raise InputError(

@@ -78,7 +78,7 @@ class Orchestration(Execution):
         self._subtask_limit(max_subtasks)
         in_range("max_concurrency", max_concurrency, 1, 1024)
         if batch:
-            self._check_batch()  # on Temporal too, before planning spends anything
+            self.check_batch()  # on Temporal too, before planning spends anything
         _ = self.backend  # a missing key fails now, not in the background
         live = LiveRun(new_run_id(), "orchestrate", phase="planning")
 
