@@ -188,3 +188,22 @@ def test_with_an_endpoint_but_without_the_sdk_the_server_says_so_once_and_serves
     with otlp_export() as exporting:
         assert exporting is False
     assert [r.getMessage() for r in caplog.records] == [MISSING_EXTRA]
+
+
+async def test_a_run_from_the_terminal_sends_its_spans_and_metrics_when_it_ends(tmp_path: Path) -> None:
+    async with collector() as otlp:
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "SUBAGENT_MCP_", "OTEL_"))},
+            "SUBAGENT_MCP_DB_PATH": str(tmp_path / "runs.db"),
+            ENDPOINT: otlp.endpoint,
+            "OTEL_BSP_SCHEDULE_DELAY": "600000",  # nothing leaves before the exit's flush
+            "OTEL_METRIC_EXPORT_INTERVAL": "600000",
+        }
+        done = await anyio.run_process([str(SCRIPT), "run", "--demo", "Pick a database"], env=env, check=False)
+        with anyio.fail_after(10):  # the process has exited: its flush is on the way, if not already in
+            await otlp.traced.wait()
+    assert done.returncode == 0, done.stderr.decode()
+    names = {span.name for span in otlp.spans}
+    assert {"plan", "invoke_agent synthesizer"} <= names, names
+    assert any(name.startswith("invoke_agent researcher") for name in names), names
+    assert {"gen_ai.client.token.usage", "gen_ai.client.operation.duration"} <= otlp.metric_names

@@ -139,17 +139,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.batch and args.resume is not None:
         print("subagent-mcp: --resume continues a run as it started (batch or live); drop --batch", file=sys.stderr)
         return 2
-    return anyio.run(
-        lambda: cli_run.run_command(
-            settings,
-            args.task,
-            resume=args.resume,
-            as_json=args.json,
-            max_subtasks=args.max_subtasks,
-            max_concurrency=args.max_concurrency,
-            batch=args.batch,
+    from .otel_export import otlp_export
+
+    with otlp_export():  # a terminal run is traced like a served one when OTEL_EXPORTER_OTLP_ENDPOINT is set
+        return anyio.run(
+            lambda: cli_run.run_command(
+                settings,
+                args.task,
+                resume=args.resume,
+                as_json=args.json,
+                max_subtasks=args.max_subtasks,
+                max_concurrency=args.max_concurrency,
+                batch=args.batch,
+            )
         )
-    )
 
 
 def worker_main(settings: Settings) -> int:
