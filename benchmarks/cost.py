@@ -61,13 +61,20 @@ def _subtasks(graph: dict[str, list[str]], seed: str, role: str | None = None) -
 
 
 def jobs() -> list[Job]:
-    """The issue's three jobs: a 6-subtask plan in two layers, a 30-subtask plan, a fan-out over one document."""
+    """The issue's jobs (a 6-subtask plan in two layers, a 30-subtask plan, a fan-out over one document), and the
+    6-subtask plan again with outputs of a typical role's length."""
     six = {"a": [], "b": [], "c": [], "d": [], "e": ["a", "b"], "f": ["c", "d"]}
     thirty = dags.layered(30, seed=1).plan.graph()
     doc = words(31_000, random.Random("document"))
     fan = {f"part-{i}": [] for i in range(8)}
     return [
         Job("6 subtasks, 2 layers", "Compare SQLite and Postgres for a desktop app.", _subtasks(six, "six")),
+        Job(  # the same job with outputs of a role's typical length (~800 tokens) instead of ~150
+            "6 subtasks, 800-tok out",
+            "Compare SQLite and Postgres for a desktop app.",
+            _subtasks(six, "six"),
+            output_chars=3_200,
+        ),
         Job("30 subtasks, layered", "Write a migration plan for a monolith.", _subtasks(thirty, "thirty")),
         Job("8 over a 31k doc, 1 role", f"Review the document below.\n\n{doc}", _subtasks(fan, "fan", "reviewer")),
         Job("8 over a 31k doc, mixed", f"Review the document below.\n\n{doc}", _subtasks(fan, "fan")),

@@ -259,6 +259,9 @@ async def test_show_html_writes_a_page_the_browser_draws_offline(tmp_path: Path,
                 "data-status", "succeeded"
             )
         await expect(b.page.locator("#answer .answer")).to_have_text(outcome["synthesis"]["answer"])
+        read = outcome["synthesis"]["read_by_summary"]
+        assert read  # the demo's research and analysis went into its write-up
+        await expect(b.page.locator("#answer .read-by-summary")).to_contain_text(", ".join(read))
         await expect(b.page.locator("#task")).to_have_text("Task: Compare two databases")
     assert b.problems == []
     assert b.requests == [page_file.as_uri()]
