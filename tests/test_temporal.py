@@ -27,6 +27,7 @@ from executors import free_port
 from subagent_mcp.backends.scripted import sample_for_schema
 from subagent_mcp.contracts import JsonObject, Plan, RunReport
 from subagent_mcp.handles import RunHandle
+from subagent_mcp.mcp_runs import RunList
 from subagent_mcp.mcp_server import create_server
 from subagent_mcp.settings import Settings
 from subagent_mcp.store import Store, temporal_owner
@@ -356,3 +357,22 @@ async def test_cancel_run_of_a_run_on_temporal_through_a_server_without_temporal
     assert result.is_error
     assert "runs on Temporal" in text_of(result)
     assert "SUBAGENT_MCP_EXECUTOR=temporal" in text_of(result)
+
+
+async def test_list_runs_shows_a_run_whose_workflow_was_terminated_unobserved_as_interrupted(
+    temporal_address: str, tmp_path: Path
+) -> None:
+    gates = Gates("slow")
+    async with serve_fake_anthropic(gates, api_key=KEY) as fake:
+        settings = settings_for(fake, temporal_address, tmp_path)
+        async with running_worker(settings):
+            async with Client(create_server(settings)) as first:
+                run_id = handle_of(await first.call_tool("execute_plan", {"plan": PLAN, "wait_s": 0})).run_id
+                await gates.arrival("slow").wait()
+            await (await connect(settings)).get_workflow_handle(run_id).terminate("an operator stopped it")
+            async with Client(create_server(settings)) as second:
+                listed = await second.call_tool("list_runs", {})
+                resumed = await second.call_tool("resume_run", {"run_id": run_id, "wait_s": 60})
+    runs = RunList.model_validate(listed.structured_content).runs
+    assert [(r.run_id, r.status) for r in runs] == [(run_id, "interrupted")], text_of(listed)
+    assert RunReport.model_validate(resumed.structured_content).status == "succeeded", text_of(resumed)

@@ -5,6 +5,7 @@ A mixin of ``Service``: it reads the service's settings, roles, store, backend a
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -43,7 +44,7 @@ from .core.context import build_context
 from .core.executor import RunTask
 from .core.pricing import batch_prices, cost_usd
 from .core.run_state import OnEvent
-from .errors import InputError
+from .errors import ConfigError, InputError
 from .handles import RunHandle
 from .planning import (
     check_runnable,
@@ -59,6 +60,8 @@ from .settings import Settings
 from .store import Store, temporal_owner
 from .subagent import run_subtask
 from .telemetry import Telemetry, agent_result
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -344,6 +347,33 @@ class Execution:
             if record is not None and record.status == "running":  # failed or terminated: free it for resume_run
                 await self.run_store().interrupt_runs([run_id])
         return followed
+
+    async def settle_on_temporal(self, run_ids: list[str]) -> set[str]:
+        """Of stored ``running`` runs held by Temporal, those whose workflow is gone, now marked ``interrupted``.
+
+        So ``list_runs`` does not show a failed or terminated workflow's run as running until a wait_run
+        looks at it. One describe call per run; if Temporal cannot be reached, nothing is changed.
+        """
+        if self.settings.executor != "temporal" or not run_ids:
+            return set()
+        from .temporal.client import workflow_running
+
+        gone: set[str] = set()
+        for run_id in run_ids:
+            record = await self.store.get_run(run_id)
+            if record is None or record.status != "running" or record.owner != self.run_store().owner:
+                continue
+            try:
+                if await workflow_running(self.settings, run_id):
+                    continue
+            except ConfigError as exc:
+                log.warning("could not ask Temporal about running runs: %s", exc)
+                break
+            again = await self.store.get_run(run_id)  # a workflow closes its run before it ends
+            if again is not None and again.status == "running":
+                await self.run_store().interrupt_runs([run_id])
+                gone.add(run_id)
+        return gone
 
     def run_store(self) -> Store:
         """The store as the owner of this server's new runs: on Temporal, Temporal's (its workers finish them)."""

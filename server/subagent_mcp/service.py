@@ -259,13 +259,22 @@ class Service(Orchestration):
     # --- runs, synthesize, orchestrate ------------------------------------------------------------
 
     async def list_runs(self, limit: int = 20) -> list[RunSummary]:
-        """Recent runs, newest first; those going on in this server carry their live progress."""
+        """Recent runs, newest first; those going on in this server carry their live progress.
+
+        On Temporal, a run whose workflow failed or was terminated unobserved is found here and shown
+        (and stored) ``interrupted``, ready for resume_run.
+        """
         in_range("limit", limit, 1, 500)
         summaries = await self.store.list_runs(limit)
         live = {run.run_id: run for run in self.runs.live()}
+        gone = await self.settle_on_temporal(
+            [s.run_id for s in summaries if s.status == "running" and s.run_id not in live]
+        )
         return [
             s.model_copy(update={"live": live[s.run_id].handle(f"wait_run(run_id={s.run_id!r})")})
             if s.run_id in live
+            else s.model_copy(update={"status": "interrupted"})
+            if s.run_id in gone
             else s
             for s in summaries
         ]
