@@ -171,16 +171,17 @@ async def test_ctrl_c_cancels_cleanly_reports_what_finished_and_how_to_resume(tm
     assert OrchestrateResult.model_validate_json(resumed.stdout).report.status == "succeeded"
 
 
+def planned_reply(request: FakeRequest) -> FakeReply:
+    """The demo's plan for the planner, a schema-valid object for everyone else."""
+    if "Plan the user's task" in request.system_text:
+        return json_reply(demo_plan_draft())
+    return json_reply(sample_for_schema(request.schema or {}))
+
+
 @pytest.mark.anyio
 async def test_with_a_key_run_does_a_whole_task_against_the_api_from_the_terminal(tmp_path: Path) -> None:
     key = "sk-ant-test-cli-key-0001"
-
-    def reply(request: FakeRequest) -> FakeReply:
-        if "Plan the user's task" in request.system_text:
-            return json_reply(demo_plan_draft())
-        return json_reply(sample_for_schema(request.schema or {}))
-
-    async with serve_fake_anthropic(reply, api_key=key) as fake:
+    async with serve_fake_anthropic(planned_reply, api_key=key) as fake:
         env = env_for(tmp_path / "runs.db") | {"ANTHROPIC_API_KEY": key, "ANTHROPIC_BASE_URL": fake.base_url}
         done = await anyio.run_process([str(SCRIPT), "run", "--json", "Pick a database"], env=env, check=False)
     assert done.returncode == 0, done.stderr.decode()
@@ -194,13 +195,7 @@ async def test_with_a_key_run_does_a_whole_task_against_the_api_from_the_termina
 @pytest.mark.anyio
 async def test_run_batch_sends_the_subtasks_as_one_message_batch_at_half_price(tmp_path: Path) -> None:
     key = "sk-ant-test-cli-key-0002"
-
-    def reply(request: FakeRequest) -> FakeReply:
-        if "Plan the user's task" in request.system_text:
-            return json_reply(demo_plan_draft())
-        return json_reply(sample_for_schema(request.schema or {}))
-
-    async with serve_fake_anthropic(reply, api_key=key) as fake:
+    async with serve_fake_anthropic(planned_reply, api_key=key) as fake:
         env = env_for(tmp_path / "runs.db") | {"ANTHROPIC_API_KEY": key, "ANTHROPIC_BASE_URL": fake.base_url}
         env["SUBAGENT_MCP_BATCH_POLL_S"] = "0.01"
         args = [str(SCRIPT), "run", "--batch", "--json", "Pick a database"]

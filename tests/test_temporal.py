@@ -322,8 +322,17 @@ async def test_batch_mode_on_temporal_is_a_clear_tool_error_before_anything_is_p
     assert fake.message_requests == []
 
 
-async def test_a_workflow_terminated_while_no_server_follows_it_is_found_by_the_next_wait_run_and_resumed(
-    temporal_address: str, tmp_path: Path
+async def status_seen_by(c: Client, run_id: str, tool: str) -> str:
+    """The run's status as ``wait_run`` (a handle, at once) or ``list_runs`` reports it."""
+    if tool == "wait_run":
+        return handle_of(await c.call_tool("wait_run", {"run_id": run_id, "wait_s": 0})).status
+    listed = RunList.model_validate((await c.call_tool("list_runs", {})).structured_content)
+    return next(r.status for r in listed.runs if r.run_id == run_id)
+
+
+@pytest.mark.parametrize("tool", ["wait_run", "list_runs"])
+async def test_a_workflow_terminated_while_no_server_follows_it_is_found_by_the_next_look_and_resumed(
+    temporal_address: str, tmp_path: Path, tool: str
 ) -> None:
     gates = Gates("slow")
     async with serve_fake_anthropic(gates, api_key=KEY) as fake:
@@ -335,9 +344,9 @@ async def test_a_workflow_terminated_while_no_server_follows_it_is_found_by_the_
                 await gates.arrival("slow").wait()
             await (await connect(settings)).get_workflow_handle(run_id).terminate("an operator stopped it")
             async with Client(create_server(settings)) as second:
-                waited = await second.call_tool("wait_run", {"run_id": run_id, "wait_s": 0})
+                seen = await status_seen_by(second, run_id, tool)
                 resumed = await second.call_tool("resume_run", {"run_id": run_id, "wait_s": 60})
-    assert handle_of(waited).status == "interrupted", text_of(waited)
+    assert seen == "interrupted"
     report = RunReport.model_validate(resumed.structured_content)
     assert report.status == "succeeded", text_of(resumed)
     assert requests_per_task(fake) == {"quick": 1, "slow": 2, "write-up": 1}  # what succeeded is never asked again
@@ -357,22 +366,3 @@ async def test_cancel_run_of_a_run_on_temporal_through_a_server_without_temporal
     assert result.is_error
     assert "runs on Temporal" in text_of(result)
     assert "SUBAGENT_MCP_EXECUTOR=temporal" in text_of(result)
-
-
-async def test_list_runs_shows_a_run_whose_workflow_was_terminated_unobserved_as_interrupted(
-    temporal_address: str, tmp_path: Path
-) -> None:
-    gates = Gates("slow")
-    async with serve_fake_anthropic(gates, api_key=KEY) as fake:
-        settings = settings_for(fake, temporal_address, tmp_path)
-        async with running_worker(settings):
-            async with Client(create_server(settings)) as first:
-                run_id = handle_of(await first.call_tool("execute_plan", {"plan": PLAN, "wait_s": 0})).run_id
-                await gates.arrival("slow").wait()
-            await (await connect(settings)).get_workflow_handle(run_id).terminate("an operator stopped it")
-            async with Client(create_server(settings)) as second:
-                listed = await second.call_tool("list_runs", {})
-                resumed = await second.call_tool("resume_run", {"run_id": run_id, "wait_s": 60})
-    runs = RunList.model_validate(listed.structured_content).runs
-    assert [(r.run_id, r.status) for r in runs] == [(run_id, "interrupted")], text_of(listed)
-    assert RunReport.model_validate(resumed.structured_content).status == "succeeded", text_of(resumed)
