@@ -60,23 +60,31 @@ def argument_problems(tool: str, exc: ValidationError) -> str:
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+NUL_REFUSED = "contains a NUL character (U+0000), which cannot be stored; remove it"
 
 
-def surrogate_problems(tool: str, arguments: dict[str, Any]) -> str | None:
-    """Why ``tool``'s arguments are refused if a string in them holds a surrogate code point, else None.
+def text_problems(tool: str, arguments: dict[str, Any]) -> str | None:
+    """Why ``tool``'s arguments are refused if a string (or key) in them holds a NUL or a surrogate, else None.
 
-    Only an in-process client can send one (JSON parsers refuse it, and the client cannot encode one in a key);
-    no UTF-8 text, database row or reply can carry it, so it is named here, not left to crash what encodes it.
+    A NUL is valid JSON (``"\\u0000"``) but PostgreSQL text cannot hold one; it is refused from every caller, on
+    every store alike, before any token is spent. A lone surrogate only an in-process client can send (JSON parsers
+    refuse it); no UTF-8 text, database row or reply can carry it. Both are named here, not left to crash what
+    stores or encodes them.
     """
     found: list[str] = []
     todo: deque[tuple[tuple[int | str, ...], object]] = deque([((), arguments)])
     while todo:  # breadth first, without recursion: arguments may be nested deeper than the stack
         loc, value = todo.popleft()
         if isinstance(value, str):
-            if (bad := _SURROGATE.search(value)) is not None:
+            if "\x00" in value:
+                found.append(f"- {_path(loc)}: {NUL_REFUSED}")
+            elif (bad := _SURROGATE.search(value)) is not None:
                 found.append(f"- {_path(loc)}: {_surrogate_advice(bad.group())}")
         elif isinstance(value, dict):
-            todo.extend(((*loc, str(key)), item) for key, item in value.items())  # pyright: ignore[reportUnknownArgumentType]
+            items: list[tuple[object, object]] = list(value.items())  # pyright: ignore[reportUnknownArgumentType, reportUnknownMemberType]
+            if any("\x00" in str(key) for key, _ in items):
+                found.append(f"- {_path(loc)}: a key {NUL_REFUSED}")
+            todo.extend(((*loc, str(key)), item) for key, item in items if "\x00" not in str(key))
         elif isinstance(value, list | tuple):
             todo.extend(((*loc, i), item) for i, item in enumerate(value))  # pyright: ignore[reportUnknownArgumentType]
     if not found:
