@@ -7,6 +7,8 @@ Through real MCP clients, the real SDK on the fake API and both real databases.
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from typing import Any
 
 import anyio
@@ -15,7 +17,7 @@ from mcp import Client
 from pydantic import SecretStr
 
 from subagent_mcp.backends.scripted import sample_for_schema
-from subagent_mcp.contracts import JsonObject
+from subagent_mcp.contracts import JsonObject, OrchestrateResult, Plan, RunReport
 from subagent_mcp.demo import demo_plan_draft
 from subagent_mcp.mcp_server import create_server
 from subagent_mcp.settings import Settings
@@ -23,8 +25,11 @@ from subagent_mcp.testing import (
     FakeAnthropic,
     FakeReply,
     FakeRequest,
+    error_reply,
+    hang_reply,
     json_reply,
     serve_fake_anthropic,
+    text_reply,
 )
 from subagent_mcp.testing.results import text_of
 
@@ -117,3 +122,125 @@ async def test_a_nul_in_a_callers_text_is_refused_naming_the_field_before_any_mo
     assert fake.requests == []  # not a token spent
     assert not runs.is_error, text_of(runs)
     assert runs.structured_content == {"runs": []}  # nothing was stored
+
+
+def nul_everywhere(request: FakeRequest) -> FakeReply:
+    """The planner's plan, each subtask's output and the synthesis, with a NUL in every string the schemas allow."""
+    if "Plan the user's task" in request.system_text:
+        draft = demo_plan_draft()
+        for step in draft["subtasks"]:
+            step["instructions"] = poisoned(step["instructions"])
+        return json_reply({**draft, "summary": poisoned(draft["summary"])})
+    return json_reply(poisoned(sample_for_schema(request.schema or {})))
+
+
+async def test_nul_in_the_planner_subtask_and_synthesis_replies_is_stored_and_shown_as_a_replacement_character(
+    db_location: str,
+) -> None:
+    with anyio.fail_after(20):
+        async with (
+            serve_fake_anthropic(nul_everywhere, api_key=KEY) as fake,
+            Client(create_server(settings_for(fake, db_location))) as c,
+        ):
+            done = await c.call_tool("orchestrate", {"task": "Compare two databases"})
+            out = OrchestrateResult.model_validate(done.structured_content)
+            stored = await c.read_resource(f"subagent://runs/{out.report.run_id}")
+            stored_plan = await c.read_resource(f"subagent://plans/{out.plan.plan_id}")
+            runs = await c.call_tool("list_runs", {})
+
+    assert not done.is_error, text_of(done)
+    assert out.report.status == "succeeded"
+    assert out.plan.summary.startswith(f"[{REPLACED}demo output")
+    assert out.plan.subtasks[0].instructions == f"R{REPLACED}esearch the first angle."
+    assert out.synthesis is not None
+    assert out.synthesis.answer == f"a{REPLACED}nswer (scripted)"
+    first = out.report.results[0].output
+    assert first is not None
+    assert first["summary"] == f"s{REPLACED}ummary (scripted)"
+    texts = [text_of(done), json.dumps(done.structured_content), text_of(runs)]
+    texts += [getattr(part, "text", "") for part in [*stored.contents, *stored_plan.contents]]
+    assert all(holds_no_nul(text) for text in texts)
+    assert Plan.model_validate_json(getattr(stored_plan.contents[0], "text", "")).summary == out.plan.summary
+
+
+async def test_a_reply_with_nul_in_a_key_and_an_api_error_with_nul_leave_a_stored_partial_run(
+    db_location: str,
+) -> None:
+    plan: JsonObject = {
+        "plan_id": "p-nul-replies",
+        "task": "Write a short report",
+        "subtasks": [
+            {"id": "keyed", "role": "writer", "instructions": "Any object", "output_schema": {"type": "object"}},
+            {"id": "refused", "role": "writer", "instructions": "Be refused"},
+        ],
+    }
+
+    def reply(request: FakeRequest) -> FakeReply:
+        if request.subtask_id == "keyed":
+            return text_reply('{"na\\u0000me": "val\\u0000ue"}')
+        return error_reply(400, f"prompt holds{NUL}something we refuse")
+
+    with anyio.fail_after(20):
+        async with (
+            serve_fake_anthropic(reply, api_key=KEY) as fake,
+            Client(create_server(settings_for(fake, db_location))) as c,
+        ):
+            done = await c.call_tool("execute_plan", {"plan": plan})
+            report = RunReport.model_validate(done.structured_content)
+            stored = await c.read_resource(f"subagent://runs/{report.run_id}")
+
+    results = {r.task_id: r for r in report.results}
+    assert report.status == "partial", text_of(done)
+    assert results["keyed"].output == {f"na{REPLACED}me": f"val{REPLACED}ue"}
+    assert f"prompt holds{REPLACED}something we refuse" in (results["refused"].error or "")
+    assert all(holds_no_nul(text) for text in [text_of(done), *(getattr(p, "text", "") for p in stored.contents)])
+    assert json.loads(getattr(stored.contents[0], "text", ""))["status"] == "partial"
+
+
+async def test_a_planner_failing_with_nul_in_its_error_is_the_same_tool_error_on_both_stores(db_location: str) -> None:
+    replies = iter([text_reply("not JSON"), error_reply(400, f"bad{NUL}request")])  # billed, then an error body
+
+    with anyio.fail_after(20):
+        async with (
+            serve_fake_anthropic(lambda _: next(replies), api_key=KEY) as fake,
+            Client(create_server(settings_for(fake, db_location))) as c,
+        ):
+            failed = await c.call_tool("plan_task", {"task": "Pick a database"})
+            runs = await c.call_tool("list_runs", {})
+
+    assert failed.is_error
+    assert f"bad{REPLACED}request" in text_of(failed)
+    assert "The planner's calls were billed" in text_of(failed)  # its spend was kept on record
+    assert holds_no_nul(text_of(failed))
+    assert not runs.is_error
+
+
+async def test_a_reply_naming_its_model_with_a_nul_is_billed_and_recorded_when_its_task_is_cut_short(
+    db_location: str,
+) -> None:
+    """A call whose task never ends is logged with the model its reply names; PostgreSQL refused that name."""
+    repairing = anyio.Event()
+
+    def reply(request: FakeRequest) -> FakeReply:
+        if request.index == 0:  # billed, then sent back for repair
+            return replace(text_reply("not JSON"), model=f"claude-haiku-5-5{NUL}")
+        repairing.set()
+        return hang_reply()
+
+    with anyio.fail_after(20):
+        async with (
+            serve_fake_anthropic(reply, api_key=KEY) as fake,
+            Client(create_server(settings_for(fake, db_location))) as c,
+        ):
+            started = await c.call_tool("execute_plan", {"plan": plan_with(), "wait_s": 0})
+            run_id = str((started.structured_content or {})["run_id"])
+            await repairing.wait()
+            cancelled = await c.call_tool("cancel_run", {"run_id": run_id})
+            stored = await c.read_resource(f"subagent://runs/{run_id}")
+            runs = await c.call_tool("list_runs", {})
+
+    assert not cancelled.is_error, text_of(cancelled)
+    record = json.loads(getattr(stored.contents[0], "text", ""))
+    assert record["status"] == "cancelled"
+    assert record["usage"]["input_tokens"] == fake.billed_usage.input_tokens  # the cut-short call is on record
+    assert not runs.is_error, text_of(runs)

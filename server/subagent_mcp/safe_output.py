@@ -1,10 +1,11 @@
 """The one gate model output passes before it enters our results: safe to store, to read back, to send.
 
 A reply is valid JSON and still poison: a lone surrogate (``"\\udcff"``) cannot be encoded as UTF-8,
-so storing or sending it raised and killed the stdio server; nesting past a few hundred levels cannot
-be read back by pydantic; ``NaN``, ``1e400`` and 5000-digit integers are not portable JSON at all.
-Strings are repaired (lone surrogates become U+FFFD); what cannot be repaired is refused with a
-reason the model can act on in its repair turn.
+so storing or sending it raised and killed the stdio server; a NUL (``"\\u0000"``) cannot be stored in
+PostgreSQL text; nesting past a few hundred levels cannot be read back by pydantic; ``NaN``, ``1e400`` and
+5000-digit integers are not portable JSON at all. Strings are repaired (lone surrogates and NULs become
+U+FFFD, on every store alike); what cannot be repaired is refused with a reason the model can act on in its
+repair turn.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ MAX_DEPTH = 64
 
 REPLACEMENT = "\ufffd"
 _SURROGATE = re.compile("[\ud800-\udfff]")
+NUL = "\x00"
 
 
 class UnsafeOutput(ValueError):
@@ -28,7 +30,12 @@ class UnsafeOutput(ValueError):
 
 
 def safe_text(text: str) -> str:
-    """``text`` with every lone surrogate replaced by U+FFFD (a split pair is joined): encodable as UTF-8."""
+    """``text`` with every lone surrogate (a split pair is joined) and every NUL replaced by U+FFFD.
+
+    So model text is encodable as UTF-8 and storable in PostgreSQL, and SQLite saves the very same string.
+    """
+    if NUL in text:
+        text = text.replace(NUL, REPLACEMENT)
     if _SURROGATE.search(text) is None:
         return text
     return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")

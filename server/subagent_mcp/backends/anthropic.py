@@ -49,6 +49,7 @@ from ..errors import (
     ModelTimeoutError,
     ModelUnavailableError,
 )
+from ..safe_output import safe_completion
 from ..settings import Settings
 from .anthropic_client import LazyClient
 from .anthropic_tools import assistant_content, server_tool_counts, tool_params
@@ -367,11 +368,13 @@ def _message_param(message: ModelMessage) -> MessageParam:
 def _completion(message: Message, *, attempts: int) -> Completion:
     """Our ``Completion`` of ``message``; the SDK does not validate replies, so neither shape nor usage is trusted.
 
+    Made safe here, where replies are read: the budget logs the model a reply names before ``structured`` runs.
+
     Raises:
         UnusableReplyError: the reply is malformed, or reports usage no real call can have.
     """
     try:
-        return Completion(
+        completion = Completion(
             text="".join(block.text for block in message.content if isinstance(block, TextBlock)),
             stop_reason=message.stop_reason,
             usage=_usage(message),
@@ -382,6 +385,7 @@ def _completion(message: Message, *, attempts: int) -> Completion:
         )
     except (AttributeError, TypeError, ValidationError) as exc:
         raise UnusableReplyError(f"the API's reply is not a well-formed message ({type(exc).__name__})") from None
+    return safe_completion(completion)
 
 
 def _usage(message: Message) -> Usage:

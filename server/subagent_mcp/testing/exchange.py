@@ -98,6 +98,8 @@ class FakeReply:
     output_tokens: int | None = None
     blocks: tuple[JsonObject, ...] = ()
     """Content blocks sent before the text (server_tool_use and results, ``_server_tools``); they set the counts."""
+    model: str | None = None
+    """The model the message names; None echoes the request's (a real API names the one that answered)."""
 
     def after(self, delay_s: float) -> FakeReply:
         """The same reply, sent ``delay_s`` seconds after the request arrives."""

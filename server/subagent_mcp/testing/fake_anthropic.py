@@ -299,7 +299,7 @@ def _message(request: FakeRequest, reply: FakeReply, usage: Usage, write_ttl: st
         "id": f"msg_fake_{request.index + 1:04d}",
         "type": "message",
         "role": "assistant",
-        "model": request.model,
+        "model": request.model if reply.model is None else reply.model,
         "content": [*reply.blocks, *([{"type": "text", "text": reply.text}] if reply.text else [])],
         "stop_reason": reply.stop_reason,
         "stop_sequence": None,
