@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -20,6 +21,7 @@ from subagent_mcp.backends.scripted import sample_for_schema
 from subagent_mcp.contracts import JsonObject, OrchestrateResult, Plan, RunReport
 from subagent_mcp.demo import demo_plan_draft
 from subagent_mcp.mcp_server import create_server
+from subagent_mcp.role_catalog import RoleCatalog
 from subagent_mcp.settings import Settings
 from subagent_mcp.testing import (
     FakeAnthropic,
@@ -244,3 +246,25 @@ async def test_a_reply_naming_its_model_with_a_nul_is_billed_and_recorded_when_i
     assert record["status"] == "cancelled"
     assert record["usage"]["input_tokens"] == fake.billed_usage.input_tokens  # the cut-short call is on record
     assert not runs.is_error, text_of(runs)
+
+
+async def test_an_agent_file_holding_a_nul_is_skipped_with_its_problem_and_never_offered(tmp_path: Path) -> None:
+    """A NUL byte means UTF-16 or binary; a YAML ``\\0`` escape puts one in a description: neither becomes a role."""
+    agents = tmp_path / "agents"
+    agents.mkdir()
+    (agents / "raw.md").write_bytes(b"---\nname: raw\ndescription: Writes.\n---\nYou write.\x00\n")
+    (agents / "escaped.md").write_text('---\nname: escaped\ndescription: "Writes\\0."\n---\nYou write.\n')
+    (agents / "utf16.md").write_bytes("---\nname: wide\ndescription: Writes.\n---\nYou write.\n".encode("utf-16-le"))
+
+    async with serve_fake_anthropic(api_key=KEY) as fake:
+        settings = settings_for(fake, ":memory:").model_copy(update={"agent_dirs": [str(agents)]})
+        async with Client(create_server(settings)) as c:
+            listed = await c.call_tool("list_roles", {})
+
+    catalog = RoleCatalog.model_validate(listed.structured_content)
+    assert [(Path(s.path).name, s.problem) for s in catalog.skipped] == [
+        ("escaped.md", "its front matter holds a NUL character (U+0000); remove it"),
+        ("raw.md", "holds a NUL character (U+0000) at byte 49; save it as UTF-8 text without one"),
+        ("utf16.md", "holds a NUL character (U+0000) at byte 1; save it as UTF-8 text without one"),
+    ]
+    assert {"raw", "escaped", "wide"}.isdisjoint(role.name for role in catalog.roles)

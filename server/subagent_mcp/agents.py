@@ -233,6 +233,8 @@ def _read_text(path: Path) -> str:
         raise AgentFileError(f"cannot be read: {exc.strerror or exc}") from None
     if len(data) > MAX_AGENT_FILE_BYTES:
         raise AgentFileError(f"is larger than {MAX_AGENT_FILE_BYTES:,} bytes (256 KiB), the most read")
+    if (nul := data.find(b"\x00")) >= 0:  # UTF-16 or binary; a prompt or description holding one is never meant
+        raise AgentFileError(f"holds a NUL character (U+0000) at byte {nul}; save it as UTF-8 text without one")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -269,7 +271,25 @@ def _plain(value: Any, what: str) -> Any:
         raise AgentFileError(f"its {what} nests too deeply") from None
     except (ValueError, TypeError) as exc:  # a self-referencing alias, NaN, a key that is not text
         raise AgentFileError(f"its {what} has something JSON cannot hold: {exc}") from None
-    return json.loads("".join(chunks))
+    plain = json.loads("".join(chunks))
+    if _holds_nul(plain):  # written as a YAML escape ("\\0"): no name, model or description should hold one
+        raise AgentFileError(f"its {what} holds a NUL character (U+0000); remove it")
+    return plain
+
+
+def _holds_nul(value: Any) -> bool:
+    """True if a string or key anywhere in ``value`` (plain JSON values) holds U+0000; iterative, as nesting is deep."""
+    todo = [value]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, str) and "\x00" in item:
+            return True
+        if isinstance(item, dict):
+            todo.extend(item)  # pyright: ignore[reportUnknownArgumentType]
+            todo.extend(item.values())  # pyright: ignore[reportUnknownArgumentType, reportUnknownMemberType]
+        elif isinstance(item, list):
+            todo.extend(item)  # pyright: ignore[reportUnknownArgumentType]
+    return False
 
 
 def _name(value: object) -> str:
