@@ -47,7 +47,10 @@ def settings_for(fake: FakeAnthropic, db_location: str) -> Settings:
     where: dict[str, Any] = (
         {"db_url": SecretStr(db_location)} if db_location.startswith("postgresql") else {"db_path": db_location}
     )
-    return Settings(anthropic_api_key=SecretStr(KEY), anthropic_base_url=fake.base_url, retry_max_wait_s=0, **where)
+    batches: dict[str, Any] = {"batch_poll_s": 0.002, "batch_gather_s": 600}  # a gather that hangs hits fail_after
+    return Settings(
+        anthropic_api_key=SecretStr(KEY), anthropic_base_url=fake.base_url, retry_max_wait_s=0, **where, **batches
+    )
 
 
 def plan_with(**subtask: Any) -> JsonObject:
@@ -102,6 +105,11 @@ CALLER_TEXT = [
         "output_schema.description:",
     ),
     ("synthesize", {"results": [], "task": f"Answer{NUL}"}, "task:"),
+    (
+        "synthesize",
+        {"results": [{"task_id": "a", "role": "writer", "status": "succeeded", "output": {"text": f"x{NUL}"}}]},
+        "results[0].output.text:",
+    ),
     ("wait_run", {"run_id": f"run{NUL}", "wait_s": 0}, "run_id:"),
 ]
 
@@ -165,8 +173,9 @@ async def test_nul_in_the_planner_subtask_and_synthesis_replies_is_stored_and_sh
     assert Plan.model_validate_json(getattr(stored_plan.contents[0], "text", "")).summary == out.plan.summary
 
 
+@pytest.mark.parametrize("batch", [False, True], ids=["live", "batch"])
 async def test_a_reply_with_nul_in_a_key_and_an_api_error_with_nul_leave_a_stored_partial_run(
-    db_location: str,
+    db_location: str, batch: bool
 ) -> None:
     plan: JsonObject = {
         "plan_id": "p-nul-replies",
@@ -187,7 +196,7 @@ async def test_a_reply_with_nul_in_a_key_and_an_api_error_with_nul_leave_a_store
             serve_fake_anthropic(reply, api_key=KEY) as fake,
             Client(create_server(settings_for(fake, db_location))) as c,
         ):
-            done = await c.call_tool("execute_plan", {"plan": plan})
+            done = await c.call_tool("execute_plan", {"plan": plan, "batch": batch})
             report = RunReport.model_validate(done.structured_content)
             stored = await c.read_resource(f"subagent://runs/{report.run_id}")
 
@@ -268,3 +277,25 @@ async def test_an_agent_file_holding_a_nul_is_skipped_with_its_problem_and_never
         ("utf16.md", "holds a NUL character (U+0000) at byte 1; save it as UTF-8 text without one"),
     ]
     assert {"raw", "escaped", "wide"}.isdisjoint(role.name for role in catalog.roles)
+
+
+async def test_a_batch_the_api_names_with_a_nul_fails_its_subtasks_the_same_way_on_both_stores(
+    db_location: str,
+) -> None:
+    with anyio.fail_after(20):
+        async with (
+            serve_fake_anthropic(api_key=KEY) as fake,
+            Client(create_server(settings_for(fake, db_location))) as c,
+        ):
+            fake.batches.next_ids.append(f"msgbatch{NUL}01")
+            done = await c.call_tool("execute_plan", {"plan": plan_with(), "batch": True})
+            report = RunReport.model_validate(done.structured_content)
+            runs = await c.call_tool("list_runs", {})
+
+    (result,) = report.results
+    assert (report.status, result.status) == ("failed", "failed")
+    assert (result.error or "").startswith(
+        "the Message Batches API named its new batch 'msgbatch\\x0001', which is not a batch id"
+    ), result.error
+    assert holds_no_nul(text_of(done))
+    assert not runs.is_error

@@ -10,6 +10,7 @@ whole batch, never a crash. A succeeded message passes the same checks as a live
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TypeVar
 
@@ -27,6 +28,9 @@ from .anthropic import completion_of, message_params
 from .anthropic_client import LazyClient
 from .http_guard import UnusableReplyError
 from .retry import is_transient_status
+
+_UNUSABLE_IN_ID = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
+"""A control character (a NUL, which PostgreSQL cannot store, among them) or a lone surrogate."""
 
 MAX_RESULTS_BYTES = 256 * 1024 * 1024
 """Largest results file read: the API's own cap on a batch's size."""
@@ -57,7 +61,13 @@ class AnthropicBatches:
         body: list[Request] = [{"custom_id": cid, "params": message_params(r)} for cid, r in requests]
         client = self._client.get()
         batch = await self._call("create a batch", lambda: client.messages.batches.create(requests=body))
-        return batch.id
+        batch_id: object = getattr(batch, "id", None)  # the SDK does not validate replies; stored, and sent in URLs
+        if not isinstance(batch_id, str) or not batch_id or _UNUSABLE_IN_ID.search(batch_id):
+            raise ModelReplyError(
+                f"the Message Batches API named its new batch {str(batch_id)[:100]!r}, which is not a batch id; it "
+                "cannot be stored, followed or cancelled, so its requests failed here (resume_run sends them again)"
+            )
+        return batch_id
 
     async def ended(self, batch_id: str) -> bool:
         """Whether the batch has ended (every request succeeded, errored, expired or was canceled)."""

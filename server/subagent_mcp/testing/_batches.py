@@ -59,6 +59,8 @@ class FakeBatches:
     """Subtask ids whose batch requests end this way instead of being answered (see ``FakeRequest.subtask_id``)."""
     failing_polls: int = 0
     """Answer this many batch retrievals 500, as an API having a bad minute would."""
+    next_ids: list[str] = field(default_factory=list[str])
+    """Ids the next batches created get, in order (then ``msgbatch_fake_NNNN``): what a broken upstream might name."""
     changed: anyio.Event = field(default_factory=anyio.Event)
 
     @property
@@ -134,7 +136,7 @@ class FakeBatches:
             if not isinstance(params, dict) or custom_id in requests:
                 return _error(400, f"request {custom_id!r}: params missing, or custom_id not unique")
             requests[custom_id] = params  # pyright: ignore[reportUnknownArgumentType]
-        batch_id = f"msgbatch_fake_{len(self.batches) + 1:04d}"
+        batch_id = self.next_ids.pop(0) if self.next_ids else f"msgbatch_fake_{len(self.batches) + 1:04d}"
         batch = FakeBatch(batch_id, requests, datetime.now(UTC))
         self.batches[batch_id] = batch
         self.changed.set()
