@@ -70,8 +70,14 @@ def configure_logging(settings: Settings) -> None:
 
 
 def install_redaction(settings: Settings) -> None:
-    """Attach the filter redacting the API key and HTTP token to every handler of the root logger (idempotent)."""
-    secrets = [s.get_secret_value() for s in (settings.anthropic_api_key, settings.http_token) if s is not None]
+    """Attach the filter redacting the API keys, HTTP token and mTLS key to every root logger handler (idempotent)."""
+    keys = (
+        settings.anthropic_api_key,
+        settings.http_token,
+        settings.temporal_api_key,
+        settings.temporal_tls_client_key_data,
+    )
+    secrets = [s.get_secret_value() for s in keys if s is not None]
     if settings.db_url is not None:  # the database URL's password, in every form
         secrets += [p for p in [url_password(settings.db_url.get_secret_value())] if p]
     for handler in logging.getLogger().handlers:

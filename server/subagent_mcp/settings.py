@@ -30,7 +30,20 @@ DEFAULT_STRONG_SUBAGENT_MODEL = "claude-sonnet-5-5"
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
-STANDARD_NAMES = ("TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE")
+STANDARD_NAMES = (
+    "TEMPORAL_ADDRESS",
+    "TEMPORAL_NAMESPACE",
+    # Temporal's own client variables (its CLI and SDKs' envconfig), so a team's environment for Temporal Cloud works
+    "TEMPORAL_API_KEY",
+    "TEMPORAL_TLS",
+    "TEMPORAL_TLS_CLIENT_CERT_PATH",
+    "TEMPORAL_TLS_CLIENT_CERT_DATA",
+    "TEMPORAL_TLS_CLIENT_KEY_PATH",
+    "TEMPORAL_TLS_CLIENT_KEY_DATA",
+    "TEMPORAL_TLS_SERVER_CA_CERT_PATH",
+    "TEMPORAL_TLS_SERVER_CA_CERT_DATA",
+    "TEMPORAL_TLS_SERVER_NAME",
+)
 """Settings read under their ecosystem's own names, without the prefix."""
 
 
@@ -151,6 +164,22 @@ class Settings(BaseModel):
         default=20.0, gt=0, le=600, description="A model call whose worker is silent this long is retried elsewhere."
     )
     temporal_connect_s: float = Field(default=10.0, gt=0, le=600, description="How long to try reaching Temporal.")
+    temporal_api_key: SecretStr | None = Field(
+        default=None, description="TEMPORAL_API_KEY: Temporal Cloud's API key; turns TLS on unless TEMPORAL_TLS=false."
+    )
+    temporal_tls: bool | None = Field(
+        default=None,
+        description="TEMPORAL_TLS: true/false; unset: on when an API key, a certificate or a server name is set.",
+    )
+    temporal_tls_client_cert_path: str | None = Field(default=None, description="mTLS client certificate (PEM).")
+    temporal_tls_client_cert_data: str | None = Field(default=None, description="The same, as PEM text.")
+    temporal_tls_client_key_path: str | None = Field(default=None, description="mTLS client private key (PEM).")
+    temporal_tls_client_key_data: SecretStr | None = Field(default=None, description="The same, as PEM text.")
+    temporal_tls_server_ca_cert_path: str | None = Field(
+        default=None, description="CA certificate (PEM) to trust for the server; default: the system's roots."
+    )
+    temporal_tls_server_ca_cert_data: str | None = Field(default=None, description="The same, as PEM text.")
+    temporal_tls_server_name: str | None = Field(default=None, description="TLS server name (SNI) override.")
     batch_poll_s: float = Field(
         default=30.0, gt=0, le=3600, description="Batch mode: how often a Message Batch in flight is polled."
     )
@@ -180,6 +209,21 @@ class Settings(BaseModel):
             raise ConfigError(  # never the key itself: this message reaches logs and terminals
                 "ANTHROPIC_API_KEY has a space, a control character (a line break, a tab) or a non-ASCII "
                 "character inside it; copy the key again from the Anthropic Console and set it once more"
+            )
+        return SecretStr(key) if key else None
+
+    @field_validator("temporal_api_key", mode="before")
+    @classmethod
+    def _clean_temporal_api_key(cls, value: object) -> object:
+        """Strip a copy-paste's whitespace; refuse a key with a line break inside (it goes in a gRPC header)."""
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if not isinstance(raw, str):
+            return value
+        key = raw.strip()
+        if not all("!" <= ch <= "~" for ch in key):
+            raise ConfigError(  # never the key itself
+                "TEMPORAL_API_KEY has a space, a control character (a line break, a tab) or a non-ASCII character "
+                "inside it; copy the key again from Temporal Cloud and set it once more"
             )
         return SecretStr(key) if key else None
 
@@ -273,9 +317,14 @@ class Settings(BaseModel):
             return cls.model_validate(data)
         except ValidationError as exc:
             problems = "; ".join(
-                f"{PREFIX}{str(err['loc'][0]).upper()}: {err['msg']}" for err in exc.errors(include_input=False)
+                f"{_variable(str(err['loc'][0]))}: {err['msg']}" for err in exc.errors(include_input=False)
             )
             raise ConfigError(f"invalid setting(s): {problems}") from None
+
+
+def _variable(field: str) -> str:
+    """The environment variable that sets ``field``."""
+    return field.upper() if field.upper() in STANDARD_NAMES else PREFIX + field.upper()
 
 
 def _parse_json_setting(name: str, raw: str) -> Any:

@@ -26,6 +26,7 @@ from ..runs import OnSpend
 from ..settings import Settings
 from ..store import RunRecord, Store
 from . import require_temporalio
+from .connection import ConnectArgs, connect_args, connect_failure, connect_timeout
 from .payloads import Progress, RunInput, public_settings
 
 if TYPE_CHECKING:
@@ -62,47 +63,45 @@ def _quiet_runtime() -> Runtime:
     return Runtime(telemetry=TelemetryConfig(logging=quiet))
 
 
-_clients: WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], Client]] = WeakKeyDictionary()
-"""One client per event loop and namespace, reused by every run the loop starts."""
+_clients: WeakKeyDictionary[asyncio.AbstractEventLoop, dict[ConnectArgs, Client]] = WeakKeyDictionary()
+"""One client per event loop and connection (address, namespace, TLS, key), reused by every run the loop starts."""
 
 
 async def connect(settings: Settings) -> Client:
     """A client of the configured Temporal namespace (one per event loop), reached within ``temporal_connect_s``.
 
+    Servers and workers both connect here, with the arguments ``connection.connect_args`` builds (TLS, API key).
+
     Raises:
-        ConfigError: ``temporalio`` is not installed, or Temporal cannot be reached; the message says what to do.
+        ConfigError: ``temporalio`` is not installed, a certificate file is wrong, or Temporal cannot be reached
+            (a TLS handshake with a plaintext server included); the message says what to check.
     """
     require_temporalio()
     from temporalio.client import Client
     from temporalio.contrib.pydantic import pydantic_data_converter
 
+    args = connect_args(settings)  # certificate files checked here, before any attempt to connect
     clients = _clients.setdefault(asyncio.get_running_loop(), {})
-    key = (settings.temporal_address, settings.temporal_namespace)
-    if key in clients:
-        return clients[key]
+    if args in clients:
+        return clients[args]
     global _runtime
     if _runtime is None:
         _runtime = _quiet_runtime()
-    where = f"Temporal at {settings.temporal_address} (namespace {settings.temporal_namespace!r})"
     try:
         with anyio.fail_after(settings.temporal_connect_s):
             client = await Client.connect(
-                settings.temporal_address,
-                namespace=settings.temporal_namespace,
+                args.target_host,
+                namespace=args.namespace,
+                tls=args.tls.for_sdk() if args.tls is not None else False,
+                api_key=args.api_key.get_secret_value() if args.api_key is not None else None,
                 data_converter=pydantic_data_converter,
                 runtime=_runtime,
             )
     except TimeoutError:
-        raise ConfigError(
-            f"{where} did not answer within {settings.temporal_connect_s:g} s. Start it (for a try: `temporal "
-            "server start-dev`), or point TEMPORAL_ADDRESS at it; SUBAGENT_MCP_EXECUTOR=embedded runs plans here."
-        ) from None
-    except Exception as exc:  # the SDK raises RuntimeError with the gRPC reason
-        raise ConfigError(
-            f"{where} could not be reached ({type(exc).__name__}: {str(exc)[:300]}). Start it, or point "
-            "TEMPORAL_ADDRESS at it; SUBAGENT_MCP_EXECUTOR=embedded runs plans in this process."
-        ) from None
-    clients[key] = client
+        raise ConfigError(connect_timeout(args, settings.temporal_connect_s)) from None
+    except Exception as exc:  # the SDK raises RuntimeError with the gRPC (or TLS) reason
+        raise ConfigError(connect_failure(args, exc)) from None
+    clients[args] = client
     return client
 
 
