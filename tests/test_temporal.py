@@ -23,7 +23,7 @@ from mcp import Client
 from pydantic import SecretStr
 from temporalio.client import WorkflowExecutionStatus
 
-from executors import free_port
+from executors import dev_server, free_port, stop
 from subagent_mcp.backends.scripted import sample_for_schema
 from subagent_mcp.contracts import JsonObject, Plan, RunReport
 from subagent_mcp.handles import RunHandle
@@ -366,3 +366,25 @@ async def test_cancel_run_of_a_run_on_temporal_through_a_server_without_temporal
     assert result.is_error
     assert "runs on Temporal" in text_of(result)
     assert "SUBAGENT_MCP_EXECUTOR=temporal" in text_of(result)
+
+
+async def test_a_temporal_that_stops_answering_never_marks_a_running_run_interrupted(tmp_path: Path) -> None:
+    with dev_server(tmp_path) as (address, server):
+        async with serve_fake_anthropic(Gates(), api_key=KEY) as fake:
+            settings = settings_for(fake, address, tmp_path, temporal_connect_s=1.0)
+            async with Store.open(str(settings.db_path)) as store:  # a run as a Temporal server creates it
+                temporal = store.as_owner(temporal_owner(settings.temporal_namespace, settings.temporal_task_queue))
+                await temporal.save_plan(Plan.model_validate(PLAN))
+                await temporal.create_run("run-on-temporal", "p-temporal", {})
+            await connect(settings)  # this loop's client, which the server reuses, made while Temporal answers
+            stop(server)
+            async with Client(create_server(settings)) as c:
+                listed = await c.call_tool("list_runs", {})
+                waited = await c.call_tool("wait_run", {"run_id": "run-on-temporal", "wait_s": 0})
+            async with Store.open(str(settings.db_path)) as store:
+                record = await store.get_run("run-on-temporal")
+    assert [r.status for r in RunList.model_validate(listed.structured_content).runs] == ["running"]
+    assert waited.is_error
+    assert "could not say whether run run-on-temporal's workflow is running" in text_of(waited)
+    assert record is not None
+    assert record.status == "running"  # not "interrupted" on a guess: its workflow may well be running

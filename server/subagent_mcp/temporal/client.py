@@ -12,6 +12,7 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import timedelta
 from typing import TYPE_CHECKING
 from weakref import WeakKeyDictionary
 
@@ -175,15 +176,33 @@ async def follow_elsewhere(
 
 
 async def workflow_running(settings: Settings, run_id: str) -> bool:
-    """Whether run ``run_id``'s workflow is running on Temporal (not one that ended, or never started there)."""
+    """Whether run ``run_id``'s workflow is running on Temporal (not one that ended, or never started there).
+
+    Only Temporal's "not found" means no: any other failure (Temporal down, a timeout) is an error, since
+    callers mark a run whose workflow is gone ``interrupted`` and must never do so on a guess.
+
+    Raises:
+        ConfigError: Temporal could not say (it stopped answering within ``temporal_connect_s``).
+    """
     from temporalio.client import WorkflowExecutionStatus
-    from temporalio.service import RPCError
+    from temporalio.service import RPCError, RPCStatusCode
 
     handle = (await connect(settings)).get_workflow_handle(run_id)
+    why = f"no answer within {settings.temporal_connect_s:g} s"
     try:
-        return (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
-    except RPCError:  # no such workflow: a run of the embedded executor, or one Temporal no longer keeps
-        return False
+        with anyio.fail_after(settings.temporal_connect_s):  # the SDK retries an unreachable server for a while
+            described = await handle.describe(rpc_timeout=timedelta(seconds=settings.temporal_connect_s))
+        return described.status == WorkflowExecutionStatus.RUNNING
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:  # a run of the embedded executor, or one Temporal no longer keeps
+            return False
+        why = f"{exc.status.name}: {exc.message[:200]}"
+    except TimeoutError:
+        pass
+    raise ConfigError(
+        f"Temporal at {settings.temporal_address} could not say whether run {run_id}'s workflow is running "
+        f"({why}); the run is left as it is: try again once Temporal answers"
+    )
 
 
 async def _follow(
