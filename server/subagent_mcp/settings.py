@@ -47,6 +47,24 @@ STANDARD_NAMES = (
 """Settings read under their ecosystem's own names, without the prefix."""
 
 
+def _clean_key(value: object, name: str, source: str) -> object:
+    """An API key without the whitespace a copy-paste leaves around it (None if empty).
+
+    Raises:
+        ConfigError: something other than printable ASCII inside it; the message never shows the key.
+    """
+    raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+    if not isinstance(raw, str):
+        return value
+    key = raw.strip()
+    if not all("!" <= ch <= "~" for ch in key):  # printable ASCII, no spaces: what every API key is
+        raise ConfigError(  # never the key itself: this message reaches logs and terminals
+            f"{name} has a space, a control character (a line break, a tab) or a non-ASCII character inside it; "
+            f"copy the key again from {source} and set it once more"
+        )
+    return SecretStr(key) if key else None
+
+
 class Settings(BaseModel):
     """Everything the server can be told; defaults are sensible for a single user on a laptop."""
 
@@ -201,31 +219,13 @@ class Settings(BaseModel):
     @classmethod
     def _clean_api_key(cls, value: object) -> object:
         """Strip the whitespace a copy-paste leaves around the key; refuse one with anything odd inside it."""
-        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
-        if not isinstance(raw, str):
-            return value
-        key = raw.strip()
-        if not all("!" <= ch <= "~" for ch in key):  # printable ASCII, no spaces: what every API key is
-            raise ConfigError(  # never the key itself: this message reaches logs and terminals
-                "ANTHROPIC_API_KEY has a space, a control character (a line break, a tab) or a non-ASCII "
-                "character inside it; copy the key again from the Anthropic Console and set it once more"
-            )
-        return SecretStr(key) if key else None
+        return _clean_key(value, "ANTHROPIC_API_KEY", "the Anthropic Console")
 
     @field_validator("temporal_api_key", mode="before")
     @classmethod
     def _clean_temporal_api_key(cls, value: object) -> object:
         """Strip a copy-paste's whitespace; refuse a key with a line break inside (it goes in a gRPC header)."""
-        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
-        if not isinstance(raw, str):
-            return value
-        key = raw.strip()
-        if not all("!" <= ch <= "~" for ch in key):
-            raise ConfigError(  # never the key itself
-                "TEMPORAL_API_KEY has a space, a control character (a line break, a tab) or a non-ASCII character "
-                "inside it; copy the key again from Temporal Cloud and set it once more"
-            )
-        return SecretStr(key) if key else None
+        return _clean_key(value, "TEMPORAL_API_KEY", "Temporal Cloud")
 
     @field_validator("db_url")
     @classmethod
