@@ -8,7 +8,6 @@ evidence of what was sent.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,15 +18,15 @@ from mcp import Client, MCPError
 from pydantic import SecretStr
 
 from executors import Executor
+from run_gates import Gates, plan, task_of
 from subagent_mcp import background
 from subagent_mcp.backends.scripted import ScriptedBackend, sample_for_schema
-from subagent_mcp.contracts import JsonObject, OrchestrateResult, Plan, RunReport
-from subagent_mcp.demo import demo_plan_draft
+from subagent_mcp.contracts import OrchestrateResult, Plan, RunReport
 from subagent_mcp.handles import RunHandle
 from subagent_mcp.mcp_server import create_server
 from subagent_mcp.service import Service
 from subagent_mcp.settings import Settings
-from subagent_mcp.testing import FakeAnthropic, FakeReply, FakeRequest, hang_reply, json_reply, serve_fake_anthropic
+from subagent_mcp.testing import FakeAnthropic, FakeReply, FakeRequest, json_reply, serve_fake_anthropic
 from subagent_mcp.testing.results import text_of
 
 pytestmark = pytest.mark.anyio
@@ -38,46 +37,6 @@ KEY = "sk-ant-test-background-runs"
 def settings_for(fake: FakeAnthropic, **overrides: Any) -> Settings:
     base: dict[str, Any] = {"db_path": ":memory:", "retry_max_wait_s": 0}
     return Settings(anthropic_api_key=SecretStr(KEY), anthropic_base_url=fake.base_url, **{**base, **overrides})
-
-
-def task_of(request: FakeRequest) -> str:
-    if "Plan the user's task" in request.system_text:
-        return "(planner)"
-    if request.schema is not None and "answer" in request.schema.get("properties", {}):
-        return "(synthesis)"
-    return request.subtask_id
-
-
-def plan(*ids: str, deps: dict[str, list[str]] | None = None) -> JsonObject:
-    deps = deps or {}
-    subtasks = [{"id": i, "role": "writer", "instructions": f"do {i}", "depends_on": deps.get(i, [])} for i in ids]
-    return {"plan_id": f"p-{'-'.join(ids)}", "task": "Write a short report", "subtasks": subtasks}
-
-
-class Gates:
-    """The fake holds each call's reply until the test opens that call's gate (or ``hold`` says hang)."""
-
-    def __init__(self, hold: set[str] | None = None) -> None:
-        self.arrived: defaultdict[str, anyio.Event] = defaultdict(anyio.Event)
-        self.open: defaultdict[str, anyio.Event] = defaultdict(anyio.Event)
-        self.hold = hold or set()
-
-    def release(self, *tasks: str) -> None:
-        for task in tasks:
-            self.open[task].set()
-
-    async def __call__(self, request: FakeRequest) -> FakeReply:
-        task = task_of(request)
-        self.arrived[task].set()
-        if task in self.hold:
-            return hang_reply()
-        await self.open[task].wait()
-        if task == "(planner)":
-            return json_reply(demo_plan_draft())
-        reply = sample_for_schema(request.schema or {})
-        if "summary" in reply:
-            reply["summary"] = f"{task} done"
-        return json_reply(reply)
 
 
 def handle_of(result: Any) -> RunHandle:

@@ -14,7 +14,6 @@ import os
 import signal
 import sqlite3
 import sys
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +24,15 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from pydantic import SecretStr
 
+from run_gates import Gates, plan, task_of
 from subagent_mcp.backends.scripted import sample_for_schema
-from subagent_mcp.contracts import JsonObject, OrchestrateResult, RunReport
+from subagent_mcp.contracts import OrchestrateResult, RunReport
 from subagent_mcp.demo import demo_plan_draft
 from subagent_mcp.handles import RunHandle
 from subagent_mcp.mcp_server import create_server
 from subagent_mcp.settings import Settings
 from subagent_mcp.store import Store
-from subagent_mcp.testing import FakeAnthropic, FakeReply, FakeRequest, hang_reply, json_reply, serve_fake_anthropic
+from subagent_mcp.testing import FakeAnthropic, FakeReply, FakeRequest, json_reply, serve_fake_anthropic
 from subagent_mcp.testing.results import text_of
 
 pytestmark = pytest.mark.anyio
@@ -42,37 +42,6 @@ LEASE_S = "1"
 """Short leases: a heartbeat every third of a second, so a cancel request reaches the owner quickly."""
 
 SCRIPT = Path(sys.executable).with_name("subagent-mcp")
-
-
-class Gates:
-    """The fake holds each subtask's reply until the test opens its gate; ``hold``: hang until the client hangs up."""
-
-    def __init__(self, hold: set[str] | None = None) -> None:
-        self.arrived: defaultdict[str, anyio.Event] = defaultdict(anyio.Event)
-        self.open: defaultdict[str, anyio.Event] = defaultdict(anyio.Event)
-        self.hold = hold or set()
-
-    def release(self, *tasks: str) -> None:
-        for task in tasks:
-            self.open[task].set()
-
-    async def __call__(self, request: FakeRequest) -> FakeReply:
-        task = request.subtask_id
-        self.arrived[task].set()
-        if task in self.hold:
-            return hang_reply()
-        await self.open[task].wait()
-        return json_reply(sample_for_schema(request.schema or {}))
-
-
-def task_of(request: FakeRequest) -> str:
-    return request.subtask_id
-
-
-def plan(*ids: str, deps: dict[str, list[str]] | None = None) -> JsonObject:
-    deps = deps or {}
-    subtasks = [{"id": i, "role": "writer", "instructions": f"do {i}", "depends_on": deps.get(i, [])} for i in ids]
-    return {"plan_id": f"p-{'-'.join(ids)}", "task": "Write a short report", "subtasks": subtasks}
 
 
 def where(location: str) -> dict[str, Any]:
