@@ -342,11 +342,20 @@ class Execution:
 
         found = (await self._stored_plan(record.plan_id), record)
         followed = await follow_elsewhere(self.settings, self.run_store(), self.runs, found, outcome)
-        if followed is None:  # its workflow ended; a workflow closes its run before it ends, so read it again
-            record = await self.store.get_run(run_id)
-            if record is not None and record.status == "running":  # failed or terminated: free it for resume_run
-                await self.run_store().interrupt_runs([run_id])
+        if followed is None:  # its workflow ended
+            await self._interrupt_if_still_running(run_id)
         return followed
+
+    async def _interrupt_if_still_running(self, run_id: str) -> bool:
+        """Mark a run whose workflow ended ``interrupted`` if it still reads running, so resume_run frees it.
+
+        A workflow closes its run before it ends, so a run still ``running`` now failed or was terminated.
+        """
+        record = await self.store.get_run(run_id)
+        if record is None or record.status != "running":
+            return False
+        await self.run_store().interrupt_runs([run_id])
+        return True
 
     async def settle_on_temporal(self, run_ids: list[str]) -> set[str]:
         """Of stored ``running`` runs held by Temporal, those whose workflow is gone, now marked ``interrupted``.
@@ -369,9 +378,7 @@ class Execution:
             except ConfigError as exc:
                 log.warning("could not ask Temporal about running runs: %s", exc)
                 break
-            again = await self.store.get_run(run_id)  # a workflow closes its run before it ends
-            if again is not None and again.status == "running":
-                await self.run_store().interrupt_runs([run_id])
+            if await self._interrupt_if_still_running(run_id):
                 gone.add(run_id)
         return gone
 
