@@ -72,6 +72,18 @@ class Gates:
         return json_reply(sample_for_schema(request.schema or {}))
 
 
+class SlowWaits:
+    """Replies at once, except to subtask "slow", which waits until ``release`` is set."""
+
+    def __init__(self) -> None:
+        self.release = anyio.Event()
+
+    async def __call__(self, request: FakeRequest) -> FakeReply:
+        if request.subtask_id == "slow":
+            await self.release.wait()
+        return json_reply(sample_for_schema(request.schema or {}))
+
+
 def settings_for(fake: FakeAnthropic, address: str, tmp_path: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "anthropic_api_key": SecretStr(KEY),
@@ -249,14 +261,8 @@ async def test_a_worker_that_cannot_reach_temporal_says_so_and_exits_2(tmp_path:
 async def test_a_run_started_through_one_server_is_waited_on_and_cancelled_through_another(
     temporal_address: str, tmp_path: Path, db_location: str
 ) -> None:
-    release = anyio.Event()
-
-    async def slow_waits(request: FakeRequest) -> FakeReply:
-        if request.subtask_id == "slow":
-            await release.wait()
-        return json_reply(sample_for_schema(request.schema or {}))
-
-    async with serve_fake_anthropic(slow_waits, api_key=KEY) as fake:
+    slow = SlowWaits()
+    async with serve_fake_anthropic(slow, api_key=KEY) as fake:
         settings = settings_for(fake, temporal_address, tmp_path, **database(db_location))
         async with (
             running_worker(settings),
@@ -267,7 +273,7 @@ async def test_a_run_started_through_one_server_is_waited_on_and_cancelled_throu
             cancelled = handle_of(await first.call_tool("execute_plan", {"plan": PLAN, "wait_s": 0})).run_id
             await succeeded(second, waited, 1)  # progress through the second server
             stopped = await second.call_tool("cancel_run", {"run_id": cancelled})
-            release.set()
+            slow.release.set()
             done = await second.call_tool("wait_run", {"run_id": waited, "wait_s": 60})
     assert (done.structured_content or {}).get("status") == "succeeded", text_of(done)  # not a handle or an error
     assert RunReport.model_validate(done.structured_content).status == "succeeded"
@@ -277,14 +283,8 @@ async def test_a_run_started_through_one_server_is_waited_on_and_cancelled_throu
 async def test_a_run_on_temporal_outlives_its_server_and_is_its_workflows_not_interrupted(
     temporal_address: str, tmp_path: Path
 ) -> None:
-    release = anyio.Event()
-
-    async def slow_waits(request: FakeRequest) -> FakeReply:
-        if request.subtask_id == "slow":
-            await release.wait()
-        return json_reply(sample_for_schema(request.schema or {}))
-
-    async with serve_fake_anthropic(slow_waits, api_key=KEY) as fake:
+    slow = SlowWaits()
+    async with serve_fake_anthropic(slow, api_key=KEY) as fake:
         settings = settings_for(fake, temporal_address, tmp_path)
         async with running_worker(settings):
             async with Client(create_server(settings)) as first:
@@ -293,7 +293,7 @@ async def test_a_run_on_temporal_outlives_its_server_and_is_its_workflows_not_in
             # the first server has shut down while its run was going: the run is still the workflow's
             async with Client(create_server(settings)) as second:
                 listed = await second.call_tool("list_runs", {})
-                release.set()
+                slow.release.set()
                 done = await second.call_tool("wait_run", {"run_id": run_id, "wait_s": 60})
     owner = temporal_owner(settings.temporal_namespace, settings.temporal_task_queue)
     assert [(r["run_id"], r["status"]) for r in (listed.structured_content or {})["runs"]] == [(run_id, "running")]
