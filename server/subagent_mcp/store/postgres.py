@@ -13,15 +13,13 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import anyio
-from pydantic import ValidationError
 
-from ..arguments import first_error
 from ..contracts import JsonObject, Plan, RunReport, Spend, SubagentResult, Synthesis, Usage
 from .pg_batches import PostgresBatches
 from .pg_leases import PostgresLeases
 from .pg_migrations import migrate
 from .records import DB_URL_ENV, RunRecord, RunSummary, StoreError
-from .rows import effective_status, planning_cost, preview, run_record, scrub, shown_url
+from .rows import effective_status, planning_cost, preview, run_record, scrub, shown_url, stored_plan
 
 if TYPE_CHECKING:
     import asyncpg
@@ -124,7 +122,7 @@ class PostgresStore(PostgresLeases, PostgresBatches):
                 plan.plan_id, plan.task, self._now(), plan.model_dump_json(),
             )  # fmt: skip
             stored: Any = await db.fetchval("SELECT json FROM plans WHERE plan_id = $1", plan.plan_id)
-            if self._plan(plan.plan_id, stored) != plan:
+            if stored_plan(plan.plan_id, stored, self.path) != plan:
                 raise StoreError(
                     f"A different plan with id {plan.plan_id!r} is already stored; saved plans never change, "
                     "so give the changed plan a new plan_id.",
@@ -138,17 +136,7 @@ class PostgresStore(PostgresLeases, PostgresBatches):
             return await db.fetchval("SELECT json FROM plans WHERE plan_id = $1", plan_id)
 
         stored = await self._tx(f"read plan {plan_id}", go)
-        return None if stored is None else self._plan(plan_id, stored)
-
-    def _plan(self, plan_id: str, stored: str) -> Plan:
-        try:
-            return Plan.model_validate_json(stored)
-        except ValidationError as exc:
-            raise StoreError(
-                f"The stored plan {plan_id[:100]!r} in {self.path} no longer passes today's checks "
-                f"({first_error(exc)}); run its task again, or pass a corrected copy of the plan.",
-                self.path,
-            ) from None
+        return None if stored is None else stored_plan(plan_id, stored, self.path)
 
     async def create_run(self, run_id: str, plan_id: str, options: JsonObject) -> None:
         async def go(db: asyncpg.Connection) -> None:

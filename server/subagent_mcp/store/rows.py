@@ -11,10 +11,13 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ..contracts import RunReport, Spend, SubagentResult, Synthesis, Usage
+from pydantic import ValidationError
+
+from ..arguments import first_error
+from ..contracts import Plan, RunReport, Spend, SubagentResult, Synthesis, Usage
 from ..redact import all_forms, redact, url_password
 from .paths import pid_alive
-from .records import RunRecord, RunState
+from .records import RunRecord, RunState, StoreError
 
 LEASE_S = 30.0
 """How long a run stays its owner's without a heartbeat; past it, another server may take it over."""
@@ -163,3 +166,15 @@ def run_record(
         synthesis=synthesis,
         synthesis_spend=synthesis_spend,
     )
+
+
+def stored_plan(plan_id: str, stored: str, path: str) -> Plan:
+    """A stored plan's JSON as a Plan, or a ``StoreError`` if it breaks rules added since it was saved."""
+    try:
+        return Plan.model_validate_json(stored)
+    except ValidationError as exc:
+        raise StoreError(
+            f"The stored plan {plan_id[:100]!r} in {path} no longer passes today's checks "
+            f"({first_error(exc)}); run its task again, or pass a corrected copy of the plan.",
+            path,
+        ) from None

@@ -16,14 +16,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from pydantic import ValidationError
-
-from ..arguments import first_error
 from ..contracts import JsonObject, Plan, RunReport, Spend, SubagentResult, Synthesis, Usage
 from .batches import BatchRecords
 from .paths import MEMORY, connect
 from .records import RunRecord, RunSummary, StoreError
-from .rows import LEASE_S, effective_status, new_owner_id, planning_cost, preview, run_record
+from .rows import LEASE_S, effective_status, new_owner_id, planning_cost, preview, run_record, stored_plan
 from .sqlite_leases import SqliteLeases
 
 
@@ -116,7 +113,7 @@ class SqliteStore(SqliteLeases, BatchRecords):
                     "INSERT INTO plans (plan_id, task, created_at, json) VALUES (?, ?, ?, ?)",
                     (plan.plan_id, plan.task, self._stamp(), plan.model_dump_json()),
                 )
-            elif self._plan(plan.plan_id, row["json"]) != plan:
+            elif stored_plan(plan.plan_id, row["json"], self.path) != plan:
                 raise StoreError(
                     f"A different plan with id {plan.plan_id!r} is already stored; saved plans never change, "
                     "so give the changed plan a new plan_id.",
@@ -126,18 +123,7 @@ class SqliteStore(SqliteLeases, BatchRecords):
     def get_plan(self, plan_id: str) -> Plan | None:
         with self._tx(f"read plan {plan_id}", write=False) as db:
             row = db.execute("SELECT json FROM plans WHERE plan_id = ?", (plan_id,)).fetchone()
-        return None if row is None else self._plan(plan_id, row["json"])
-
-    def _plan(self, plan_id: str, stored: str) -> Plan:
-        """A stored plan, or a ``StoreError`` if it breaks rules added since it was saved."""
-        try:
-            return Plan.model_validate_json(stored)
-        except ValidationError as exc:
-            raise StoreError(
-                f"The stored plan {plan_id[:100]!r} in {self.path} no longer passes today's checks "
-                f"({first_error(exc)}); run its task again, or pass a corrected copy of the plan.",
-                self.path,
-            ) from None
+        return None if row is None else stored_plan(plan_id, row["json"], self.path)
 
     def create_run(self, run_id: str, plan_id: str, options: JsonObject) -> None:
         """Record a new run of a saved plan as ``running``, owned (leased) by this store's owner."""
