@@ -105,7 +105,7 @@ class Replies:
         props: dict[str, Any] = (schema or {}).get("properties", {})
         if "subtasks" in props:  # the project's planner
             plan = [s.model_dump(include={"id", "role", "instructions", "depends_on"}) for s in self.job.subtasks]
-            return json_reply({"summary": "Split by part.", "subtasks": plan})
+            return json_reply({"subtasks": plan})
         if request.system_text == tutorial.PLANNER_SYSTEM:
             plan = [s.model_dump(include={"id", "instructions", "depends_on"}) for s in self.job.subtasks]
             return text_reply(json.dumps({"subtasks": plan}))

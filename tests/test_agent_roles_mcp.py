@@ -81,7 +81,7 @@ async def test_a_plan_step_with_a_file_role_sends_the_files_prompt_model_and_too
 
 async def test_the_planner_is_offered_the_file_role_with_its_description_and_tools(agents: Path) -> None:
     async with serve_fake_anthropic(api_key=KEY) as fake:
-        fake.enqueue(json_reply({"summary": "one review", "subtasks": plan_with("code-reviewer")["subtasks"]}))
+        fake.enqueue(json_reply({"subtasks": plan_with("code-reviewer")["subtasks"]}))
         async with Client(create_server(settings_for(fake, agents))) as c:
             result = await c.call_tool("plan_task", {"task": "Review the patch"})
     assert not result.is_error, text_of(result)
@@ -113,7 +113,7 @@ async def test_the_planner_reads_a_file_roles_description_without_its_examples_a
     wordy = "Reviews prose. " + "It checks every sentence for clarity and tone. " * 20
     (agents / "prose.md").write_text(f"---\nname: prose\ndescription: {wordy}\n---\nYou review.\n", encoding="utf-8")
     async with serve_fake_anthropic(api_key=KEY) as fake:
-        fake.enqueue(json_reply({"summary": "tests", "subtasks": plan_with("test-writer")["subtasks"]}))
+        fake.enqueue(json_reply({"subtasks": plan_with("test-writer")["subtasks"]}))
         async with Client(create_server(settings_for(fake, agents))) as c:
             result = await c.call_tool("plan_task", {"task": "Test the parser"})
     assert not result.is_error, text_of(result)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -51,6 +52,23 @@ async def test_plan_task_gets_its_plan_through_native_structured_outputs() -> No
     assert plan.planning is not None
     assert plan.planning.usage == fake.billed_usage
     assert "Planning took" in text_of(result)
+
+
+async def test_the_planner_is_asked_only_for_the_plan_not_a_summary_of_it() -> None:
+    """Every planner call runs on the top tier: a sentence on the approach would be billed at its output price."""
+    async with serve_fake_anthropic(api_key=KEY) as fake:
+        fake.enqueue(
+            json_reply({**demo_plan_draft(), "summary": "one sentence on the approach"}), json_reply(demo_plan_draft())
+        )
+        async with Client(create_server(settings_for(fake))) as c:
+            result = await c.call_tool("plan_task", {"task": "Pick a database"})
+    assert not result.is_error, text_of(result)
+    first, repaired = fake.message_requests
+    assert first.schema is not None
+    assert first.schema["required"] == ["subtasks"]
+    assert "summary" not in first.schema["properties"]
+    assert "summary" not in first.system_text
+    assert "'summary' was unexpected" in json.dumps(repaired.body["messages"])  # a reply with one is repaired
 
 
 async def test_run_subagent_repairs_bad_json_once_and_counts_both_attempts() -> None:

@@ -210,7 +210,6 @@ async def test_the_run_resource_breaks_cost_down_per_subtask_and_model_summing_t
     tmp_path: Path,
 ) -> None:
     draft = {
-        "summary": "one cheap part, one deep part",
         "subtasks": [
             {"id": "facts", "role": "researcher", "instructions": "list facts", "depends_on": [], "tier": "fast"},
             {"id": "weigh", "role": "analyst", "instructions": "weigh them", "depends_on": ["facts"], "tier": "deep"},

@@ -119,7 +119,6 @@ async def test_plan_task_returns_a_validated_plan_as_structured_content_and_text
 
 async def test_the_planners_expected_output_lengths_reach_the_plan_its_text_and_its_estimate() -> None:
     draft = {
-        "summary": "one long, one short",
         "subtasks": [
             {"id": "facts", "role": "researcher", "instructions": "x", "depends_on": [], "expected_output_tokens": 200},
             {
@@ -146,7 +145,6 @@ async def test_the_planners_expected_output_lengths_reach_the_plan_its_text_and_
 
 async def test_an_invalid_plan_from_the_model_gets_one_repair_then_a_clear_error() -> None:
     cyclic = {
-        "summary": "loops",
         "subtasks": [
             {"id": "a", "role": "writer", "instructions": "x", "depends_on": ["b"]},
             {"id": "b", "role": "writer", "instructions": "y", "depends_on": ["a"]},
@@ -165,7 +163,6 @@ async def test_a_planned_subtask_longer_than_a_subagent_may_write_gets_a_repair_
     drafts = iter(
         [
             {
-                "summary": "s",
                 "subtasks": [
                     {
                         "id": "a",
@@ -176,7 +173,7 @@ async def test_a_planned_subtask_longer_than_a_subagent_may_write_gets_a_repair_
                     }
                 ],
             },
-            {"summary": "s", "subtasks": [{"id": "a", "role": "writer", "instructions": "x", "depends_on": []}]},
+            {"subtasks": [{"id": "a", "role": "writer", "instructions": "x", "depends_on": []}]},
         ]
     )
     backend = ScriptedBackend(lambda _: next(drafts))
@@ -190,7 +187,7 @@ async def test_a_planned_subtask_longer_than_a_subagent_may_write_gets_a_repair_
 async def test_a_plan_with_more_subtasks_than_asked_for_gets_a_repair_turn_that_counts_them() -> None:
     def draft(*ids: str) -> JsonObject:
         steps = [{"id": i, "role": "writer", "instructions": f"do {i}", "depends_on": []} for i in ids]
-        return {"summary": "s", "subtasks": steps}
+        return {"subtasks": steps}
 
     drafts = iter([draft("a", "b", "c"), draft("a", "b")])
     backend = ScriptedBackend(lambda _: next(drafts))

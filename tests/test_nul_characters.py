@@ -140,7 +140,7 @@ def nul_everywhere(request: FakeRequest) -> FakeReply:
         draft = demo_plan_draft()
         for step in draft["subtasks"]:
             step["instructions"] = poisoned(step["instructions"])
-        return json_reply({**draft, "summary": poisoned(draft["summary"])})
+        return json_reply(draft)
     return json_reply(poisoned(sample_for_schema(request.schema or {})))
 
 
@@ -160,8 +160,9 @@ async def test_nul_in_the_planner_subtask_and_synthesis_replies_is_stored_and_sh
 
     assert not done.is_error, text_of(done)
     assert out.report.status == "succeeded"
-    assert out.plan.summary.startswith(f"[{REPLACED}demo output")
-    assert out.plan.subtasks[0].instructions == f"R{REPLACED}esearch the first angle."
+    assert (
+        out.plan.subtasks[0].instructions == f"[{REPLACED}demo output: no model was called] Research the first angle."
+    )
     assert out.synthesis is not None
     assert out.synthesis.answer == f"a{REPLACED}nswer (scripted)"
     first = out.report.results[0].output
@@ -170,7 +171,7 @@ async def test_nul_in_the_planner_subtask_and_synthesis_replies_is_stored_and_sh
     texts = [text_of(done), json.dumps(done.structured_content), text_of(runs)]
     texts += [getattr(part, "text", "") for part in [*stored.contents, *stored_plan.contents]]
     assert all(holds_no_nul(text) for text in texts)
-    assert Plan.model_validate_json(getattr(stored_plan.contents[0], "text", "")).summary == out.plan.summary
+    assert Plan.model_validate_json(getattr(stored_plan.contents[0], "text", "")).subtasks == out.plan.subtasks
 
 
 @pytest.mark.parametrize("batch", [False, True], ids=["live", "batch"])

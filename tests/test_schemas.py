@@ -265,7 +265,6 @@ async def test_a_planner_draft_cannot_bring_an_output_schema_at_all() -> None:
     drafts = iter(
         [
             {
-                "summary": "s",
                 "subtasks": [
                     {
                         "id": "a",
@@ -276,7 +275,7 @@ async def test_a_planner_draft_cannot_bring_an_output_schema_at_all() -> None:
                     }
                 ],
             },
-            {"summary": "s", "subtasks": [{"id": "a", "role": "writer", "instructions": "x", "depends_on": []}]},
+            {"subtasks": [{"id": "a", "role": "writer", "instructions": "x", "depends_on": []}]},
         ]
     )
     backend = ScriptedBackend(lambda _: next(drafts))

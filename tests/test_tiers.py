@@ -31,7 +31,6 @@ def settings(**env: str) -> Settings:
 
 
 DRAFT: JsonObject = {
-    "summary": "easy parts cheap, the hard part deep",
     "subtasks": [
         {"id": "list", "role": "coder", "instructions": "list the files", "depends_on": [], "tier": "fast"},
         {"id": "fix", "role": "writer", "instructions": "fix the bug", "depends_on": ["list"], "tier": "balanced"},
@@ -55,6 +54,28 @@ def test_the_planner_schema_offers_the_three_tiers_as_optional_and_its_brief_say
     assert items["properties"]["tier"] == {"type": "string", "enum": ["fast", "balanced", "deep"]}
     assert "tier" not in items["required"]
     assert "- tier: fast (lookups, lists), balanced (code, careful analysis), deep (hardest" in request.system
+
+
+def test_the_planner_is_not_offered_tiers_when_no_tier_can_change_an_offered_roles_model() -> None:
+    roles = list(BUILTIN_ROLES.values())
+    pinned = settings(SUBAGENT_MCP_ROLE_MODELS=",".join(f"{name}=claude-pinned" for name in BUILTIN_ROLES))
+    one_model = Settings.from_env(
+        {
+            "SUBAGENT_MCP_SUBAGENT_MODEL": "claude-one",
+            "SUBAGENT_MCP_STRONG_SUBAGENT_MODEL": "claude-one",
+            "SUBAGENT_MCP_DEEP_MODEL": "claude-one",
+        },
+        env_file=None,
+    )
+    for s in (pinned, one_model):
+        request = planner_request("task", roles, 5, s)
+        assert "tier" not in request.output_schema["properties"]["subtasks"]["items"]["properties"]
+        assert "tier" not in request.system
+    one_free = settings(SUBAGENT_MCP_ROLE_MODELS="coder=claude-pinned")  # the others can still move
+    assert (
+        "tier"
+        in planner_request("task", roles, 5, one_free).output_schema["properties"]["subtasks"]["items"]["properties"]
+    )
 
 
 def test_the_role_override_wins_then_the_tier_then_the_roles_own_model_then_its_default_tier() -> None:

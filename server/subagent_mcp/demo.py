@@ -20,7 +20,6 @@ def demo_plan_draft(max_subtasks: int | None = None) -> JsonObject:
     """The planner's reply in the demo: research in parallel, analysis, a write-up; within ``max_subtasks``."""
     limit = 4 if max_subtasks is None else max_subtasks
     if limit >= 4:
-        summary = "research two angles in parallel, then analyse and write up."
         subtasks = [
             _step("research-a", "researcher", "Research the first angle."),
             _step("research-b", "researcher", "Research the second angle."),
@@ -28,26 +27,24 @@ def demo_plan_draft(max_subtasks: int | None = None) -> JsonObject:
             _step("write-up", "writer", "Write the answer.", "analyse"),
         ]
     elif limit == 3:
-        summary = "research two angles in parallel, then write up."
         subtasks = [
             _step("research-a", "researcher", "Research the first angle."),
             _step("research-b", "researcher", "Research the second angle."),
             _step("write-up", "writer", "Compare the two angles and write the answer.", "research-a", "research-b"),
         ]
     elif limit == 2:
-        summary = "research, then write up."
         subtasks = [
             _step("research", "researcher", "Research the task."),
             _step("write-up", "writer", "Write the answer.", "research"),
         ]
     else:
-        summary = "write the answer in one step."
         subtasks = [_step("write-up", "writer", "Research the task and write the answer.")]
-    return {"summary": f"{DEMO_LABEL} {summary}", "subtasks": subtasks}
+    return {"subtasks": subtasks}
 
 
 def _step(task_id: str, role: str, instructions: str, *depends_on: str) -> JsonObject:
-    return {"id": task_id, "role": role, "instructions": instructions, "depends_on": list(depends_on)}
+    """One demo subtask; its instructions carry the demo label, so a demo plan says what it is."""
+    return {"id": task_id, "role": role, "instructions": f"{DEMO_LABEL} {instructions}", "depends_on": list(depends_on)}
 
 
 def demo_reply(request: CompletionRequest) -> JsonObject:

@@ -40,14 +40,26 @@ SYNTHESIS_EXPECTED_OUTPUT_TOKENS = 1500
 def planner_request(task: str, offered: list[Role], max_subtasks: int, settings: Settings) -> CompletionRequest:
     """The planner's call: the offered roles, the size limits, and the plan's JSON Schema."""
     most = settings.max_output_tokens
+    tiers = tiers_matter(offered, settings)
     return CompletionRequest(
         model=settings.planner_model,
-        system=prompts.planner_system(offered, max_subtasks, most, server_tools=settings.server_tools),
+        system=prompts.planner_system(offered, max_subtasks, server_tools=settings.server_tools, tiers=tiers),
         messages=[ModelMessage(role="user", content=task)],
-        output_schema=prompts.planner_schema([r.name for r in offered], most, max_subtasks),
+        output_schema=prompts.planner_schema([r.name for r in offered], most, max_subtasks, tiers=tiers),
         max_tokens=PLANNER_MAX_TOKENS,
         label="plan",
     )
+
+
+def tiers_matter(offered: Iterable[Role], settings: Settings) -> bool:
+    """Whether a subtask's ``tier`` can change the model of some offered role: not when every role is pinned
+    (SUBAGENT_MCP_ROLE_MODELS) or every tier names the model the role has anyway. The planner is told of
+    tiers only then: a choice that changes nothing costs top-tier tokens on every plan."""
+    for role in offered:
+        models = {settings.model_for_role(role.name, role.tier, role.model, tier) for tier in (None, *SUBTASK_TIERS)}
+        if len(models) > 1:
+            return True
+    return False
 
 
 def subtask_request(
