@@ -8,10 +8,12 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from opentelemetry import context as otel_context
+from opentelemetry.trace import Span
 
 from .arguments import check_ceilings, in_range
 from .backends.base import ModelBackend
@@ -40,8 +42,6 @@ from .contracts import (
     Usage,
 )
 from .core.budget import room_for
-from .core.context import build_context
-from .core.executor import RunTask
 from .core.pricing import batch_prices, cost_usd
 from .core.run_state import OnEvent
 from .errors import ConfigError, InputError
@@ -49,17 +49,14 @@ from .handles import RunHandle
 from .planning import (
     check_runnable,
     check_schemas,
-    escalation_model,
     estimate_plan,
-    reused_prefixes,
-    subtask_request,
 )
 from .roles import Role
 from .runs import OnSpend, RunOptions, UsageLedger, execute_durably, new_run_id, run_budget
 from .settings import Settings
 from .store import Store, temporal_owner
-from .subagent import run_subtask
-from .telemetry import Telemetry, agent_result
+from .subtask_runs import subtask_runner
+from .telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -74,23 +71,6 @@ class _Run:
     estimate: PlanEstimate
     kept: Mapping[str, SubagentResult] = field(default_factory=dict[str, SubagentResult])
     spent: Spend = field(default_factory=Spend)
-
-
-def subtask_runner(
-    plan: Plan, kept: Mapping[str, SubagentResult], backend: ModelBackend, settings: Settings, roles: dict[str, Role]
-) -> RunTask:
-    """What runs one subtask of ``plan`` through ``backend``: its context, its request, the call (pure but the call)."""
-    to_run = [s for s in plan.subtasks if s.id not in kept]
-    reused = reused_prefixes(to_run, settings, roles)
-
-    async def run_task(subtask: Subtask, deps: Mapping[str, SubagentResult]) -> SubagentResult:
-        context = build_context(plan.task, [deps[d] for d in subtask.depends_on], settings.context_budget_tokens)
-        text = context.render(include_task=False) if subtask.depends_on else None
-        request = subtask_request(subtask, plan.task, text, settings, roles, reused=subtask.id in reused)
-        escalate_to = escalation_model(subtask, settings, roles)
-        return await run_subtask(backend, subtask, request, settings.prices, escalate_to)
-
-    return run_task
 
 
 class Execution:
@@ -288,21 +268,12 @@ class Execution:
         batcher = batch_backend(self.settings, self.store, run.run_id) if run.options.batch else None
         inner = self.backend if batcher is None else TracedBackend(batcher, self.telemetry, prices)  # chat spans
         backend = BudgetedBackend(inner, budget, on_usage=note_usage)
-        context_budget = self.settings.context_budget_tokens
-        to_run = [s for s in plan.subtasks if s.id not in run.kept]
-        reused = reused_prefixes(to_run, self.settings, self.roles)
         run_span = otel_context.get_current()  # each subtask's span is the run's child, whichever task starts it
 
-        async def run_task(subtask: Subtask, deps: Mapping[str, SubagentResult]) -> SubagentResult:
-            context = build_context(plan.task, [deps[d] for d in subtask.depends_on], context_budget)
-            text = context.render(include_task=False) if subtask.depends_on else None
-            request = subtask_request(subtask, plan.task, text, self.settings, self.roles, reused=subtask.id in reused)
-            escalate_to = escalation_model(subtask, self.settings, self.roles)
-            with self.telemetry.agent(subtask.role, subtask.id, request.model, run_span) as span:
-                result = await run_subtask(backend, subtask, request, prices, escalate_to)
-                agent_result(span, result)
-            return result
+        def traced(subtask: Subtask, model: str) -> AbstractContextManager[Span]:
+            return self.telemetry.agent(subtask.role, subtask.id, model, run_span)
 
+        run_task = subtask_runner(plan, run.kept, backend, self.settings, self.roles, prices, traced)
         async with batch_mode(batcher):
             report = await execute_durably(
                 self.store,

@@ -1,4 +1,4 @@
-"""The Anthropic Messages API backend: with ``http_guard`` and ``anthropic_tools``, all that imports ``anthropic``.
+"""The Anthropic Messages API backend; it and the ``anthropic_*`` and ``http_guard`` modules alone import ``anthropic``.
 
 One retry layer (tenacity; the SDK client gets ``max_retries=0``), native structured outputs via
 ``output_config.format``, a deadline on each whole attempt, replies capped in size and checked for
@@ -18,55 +18,31 @@ from typing import cast
 
 import anyio
 import httpx2
-from anthropic import (
-    APIConnectionError,
-    APIError,
-    APIStatusError,
-    APITimeoutError,
-    AsyncAnthropic,
-    Omit,
-    omit,
-    transform_schema,
-)
-from anthropic.types import (
-    CacheControlEphemeralParam,
-    Message,
-    MessageParam,
-    TextBlock,
-    TextBlockParam,
-    ToolUnionParam,
-)
+from anthropic import APIConnectionError, APIError, APIStatusError, APITimeoutError, AsyncAnthropic
+from anthropic.types import Message
 from anthropic.types.message_create_params import MessageCreateParamsNonStreaming
-from pydantic import ValidationError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-from ..contracts import CacheMarks, Completion, CompletionRequest, ModelMessage, Usage
+from ..contracts import Completion, CompletionRequest, Usage
 from ..errors import (
-    InputError,
     ModelError,
     ModelReplyError,
     ModelRequestError,
     ModelTimeoutError,
     ModelUnavailableError,
 )
-from ..safe_output import safe_completion
 from ..settings import Settings
 from .anthropic_client import LazyClient
-from .anthropic_tools import assistant_content, server_tool_counts, tool_params
+from .anthropic_messages import completion_of, message_params
+from .anthropic_tools import assistant_content
 from .http_guard import UnusableReplyError
 from .limited import OVERLOAD_STATUSES, AdaptiveLimiter, GatedCall
 from .retry import Sleep, WaitRetryAfterOrBackoff, is_transient_status, retry_after_s
 
 logger = logging.getLogger(__name__)
 
-MAX_PLAUSIBLE_TOKENS = 10_000_000
-"""More tokens than any context window holds: a count above it (or below 0) is a broken reply, not a bill."""
-
 MAX_CONTINUATIONS = 5
 """Most times a ``pause_turn`` reply is sent back to be continued before the call fails."""
-
-Prompt = tuple[str | list[TextBlockParam] | Omit, list[MessageParam], list[ToolUnionParam] | Omit]
-"""What one request sends besides the model and schema: system, messages and server tools."""
 
 _STATUS_WORDS = {
     408: "request timeout",
@@ -114,24 +90,15 @@ class AnthropicBackend:
             ModelReplyError: the reply was refused (past the size cap, malformed, impossible usage).
         """
         client = self._client.get()
-        try:
-            schema = transform_schema(request.output_schema)
-        except (ValueError, TypeError) as exc:
-            raise InputError(f"the output schema cannot be sent to the Anthropic API: {exc}") from None
-        messages = [_message_param(m) for m in request.messages]
-        system = _system_param(request)
-        if request.cache is not None and request.cache.first_user_chars and messages:
-            messages[0] = _split_first(request.messages[0], request.cache)
-        tools = tool_params(request.server_tools) if request.server_tools else omit
+        params = message_params(request)
         async with self._gate.call() as call:
-            return await self._converse(client, request, (system, messages, tools), schema, call)
+            return await self._converse(client, request, params, call)
 
     async def _converse(
         self,
         client: AsyncAnthropic,
         request: CompletionRequest,
-        prompt: Prompt,
-        schema: dict[str, object],
+        params: MessageCreateParamsNonStreaming,
         call: GatedCall,
     ) -> Completion:
         """Send the request, continuing a ``pause_turn`` (a long server-tool turn) up to ``MAX_CONTINUATIONS`` times.
@@ -141,7 +108,7 @@ class AnthropicBackend:
         spent, attempts = Usage(), 0
         for turn in range(MAX_CONTINUATIONS + 1):
             try:
-                message, completion = await self._send(client, request, prompt, schema, call)
+                message, completion = await self._send(client, request, params, call)
             except ModelError as exc:
                 exc.usage, exc.attempts = spent + exc.usage, attempts + exc.attempts
                 raise
@@ -149,8 +116,8 @@ class AnthropicBackend:
             if completion.stop_reason != "pause_turn":
                 return completion.model_copy(update={"usage": spent, "attempts": attempts})
             if turn < MAX_CONTINUATIONS:  # the API resumes the turn from its own paused content
-                system, messages, tools = prompt
-                prompt = (system, [*messages, {"role": "assistant", "content": assistant_content(message)}], tools)
+                params = params.copy()
+                params["messages"] = [*params["messages"], {"role": "assistant", "content": assistant_content(message)}]
         raise ModelReplyError(
             f"the model's turn was still paused (pause_turn) after {MAX_CONTINUATIONS} continuations; "
             "lower the role's max_uses or split the subtask",
@@ -163,11 +130,9 @@ class AnthropicBackend:
         self,
         client: AsyncAnthropic,
         request: CompletionRequest,
-        prompt: Prompt,
-        schema: dict[str, object],
+        params: MessageCreateParamsNonStreaming,
         call: GatedCall,
     ) -> tuple[Message, Completion]:
-        system, messages, tools = prompt
         failures: list[BaseException] = []
 
         async def attempt() -> tuple[Message, Completion]:
@@ -176,15 +141,8 @@ class AnthropicBackend:
                     # httpx's timeouts bound each read, not the request: a reply trickling in a byte at a
                     # time would never end. The deadline covers the whole attempt, body included.
                     with anyio.fail_after(self._settings.request_timeout_s):
-                        message = await client.messages.create(
-                            model=request.model,
-                            max_tokens=request.max_tokens,
-                            system=system,
-                            messages=messages,
-                            output_config={"format": {"type": "json_schema", "schema": schema}},
-                            tools=tools,
-                        )
-                    completion = _completion(message, attempts=len(failures) + 1)
+                        message = await client.messages.create(**params)
+                    completion = completion_of(message, attempts=len(failures) + 1)
                 except TimeoutError:
                     timeout = APITimeoutError(request=httpx2.Request("POST", client.base_url.join("v1/messages")))
                     failures.append(timeout)
@@ -272,42 +230,6 @@ class AnthropicBackend:
         return self._client.redact(text)
 
 
-def message_params(request: CompletionRequest) -> MessageCreateParamsNonStreaming:
-    """The Messages API parameters ``complete`` sends for ``request``: what a Message Batches request carries.
-
-    Raises:
-        InputError: the output schema cannot be sent to the API.
-    """
-    try:
-        schema = transform_schema(request.output_schema)
-    except (ValueError, TypeError) as exc:
-        raise InputError(f"the output schema cannot be sent to the Anthropic API: {exc}") from None
-    messages = [_message_param(m) for m in request.messages]
-    if request.cache is not None and request.cache.first_user_chars and messages:
-        messages[0] = _split_first(request.messages[0], request.cache)
-    params: MessageCreateParamsNonStreaming = {
-        "model": request.model,
-        "max_tokens": request.max_tokens,
-        "messages": messages,
-        "output_config": {"format": {"type": "json_schema", "schema": schema}},
-    }
-    system = _system_param(request)
-    if not isinstance(system, Omit):
-        params["system"] = system
-    if request.server_tools:
-        params["tools"] = tool_params(request.server_tools)
-    return params
-
-
-def completion_of(message: Message) -> Completion:
-    """Our ``Completion`` of one message a batch returned (one attempt), checked like a live reply.
-
-    Raises:
-        UnusableReplyError: the message is malformed or reports impossible usage.
-    """
-    return _completion(message, attempts=1)
-
-
 def _is_transient(exc: BaseException) -> bool:
     if isinstance(exc, APIStatusError):
         return is_transient_status(exc.status_code, exc.response.headers.get("x-should-retry"))
@@ -335,79 +257,3 @@ def _label(exc: BaseException, timeout_s: float) -> str:
         cause = exc.__cause__
         return f"connection failed ({cause})" if cause is not None and str(cause) else "connection failed"
     return type(exc).__name__
-
-
-def _cache_control(marks: CacheMarks) -> CacheControlEphemeralParam:
-    """A block-level breakpoint; never the top-level automatic one, which would write each unique suffix too."""
-    return {"type": "ephemeral", "ttl": "1h"} if marks.ttl == "1h" else {"type": "ephemeral"}
-
-
-def _system_param(request: CompletionRequest) -> str | list[TextBlockParam] | Omit:
-    if not request.system:
-        return omit
-    if request.cache is None or not request.cache.system:
-        return request.system
-    return [{"type": "text", "text": request.system, "cache_control": _cache_control(request.cache)}]
-
-
-def _split_first(message: ModelMessage, marks: CacheMarks) -> MessageParam:
-    """The first user turn as two blocks: the shared head, marked for the cache, then the rest."""
-    head, rest = message.content[: marks.first_user_chars], message.content[marks.first_user_chars :]
-    blocks: list[TextBlockParam] = [{"type": "text", "text": head, "cache_control": _cache_control(marks)}]
-    if rest:
-        blocks.append({"type": "text", "text": rest})
-    return {"role": "user", "content": blocks}
-
-
-def _message_param(message: ModelMessage) -> MessageParam:
-    if message.role == "user":
-        return {"role": "user", "content": message.content}
-    return {"role": "assistant", "content": message.content}
-
-
-def _completion(message: Message, *, attempts: int) -> Completion:
-    """Our ``Completion`` of ``message``; the SDK does not validate replies, so neither shape nor usage is trusted.
-
-    Made safe here, where replies are read: the budget logs the model a reply names before ``structured`` runs.
-
-    Raises:
-        UnusableReplyError: the reply is malformed, or reports usage no real call can have.
-    """
-    try:
-        completion = Completion(
-            text="".join(block.text for block in message.content if isinstance(block, TextBlock)),
-            stop_reason=message.stop_reason,
-            usage=_usage(message),
-            model=message.model,
-            attempts=attempts,
-            request_id=getattr(message, "_request_id", None),  # absent on a message a batch returned
-            refusal=_refusal_text(message),
-        )
-    except (AttributeError, TypeError, ValidationError) as exc:
-        raise UnusableReplyError(f"the API's reply is not a well-formed message ({type(exc).__name__})") from None
-    return safe_completion(completion)
-
-
-def _usage(message: Message) -> Usage:
-    """The reply's token counts, each a whole number from 0 to ``MAX_PLAUSIBLE_TOKENS``, else refused."""
-    raw = message.usage
-    counts: dict[str, object] = {
-        "input_tokens": raw.input_tokens,
-        "output_tokens": raw.output_tokens,
-        "cache_read_tokens": raw.cache_read_input_tokens or 0,
-        "cache_write_tokens": raw.cache_creation_input_tokens or 0,
-        **server_tool_counts(raw.server_tool_use),
-    }
-    for name, value in counts.items():
-        if type(value) is not int or not 0 <= value <= MAX_PLAUSIBLE_TOKENS:
-            raise UnusableReplyError(f"the API's reply reports impossible usage: {name} = {repr(value)[:40]}")
-    return Usage.model_validate(counts)
-
-
-def _refusal_text(message: Message) -> str | None:
-    """The API's own words on a refusal (category and explanation), if it gave any."""
-    details = getattr(message, "stop_details", None)
-    if message.stop_reason != "refusal" or details is None:
-        return None
-    parts = [str(p) for p in (getattr(details, "category", None), getattr(details, "explanation", None)) if p]
-    return ": ".join(parts) or None

@@ -24,8 +24,8 @@ from pydantic import ValidationError
 from ..contracts import Completion, CompletionRequest
 from ..errors import ModelError, ModelReplyError, ModelRequestError, ModelUnavailableError
 from ..settings import Settings
-from .anthropic import completion_of, message_params
 from .anthropic_client import LazyClient
+from .anthropic_messages import completion_of, message_params
 from .http_guard import UnusableReplyError
 from .retry import is_transient_status
 

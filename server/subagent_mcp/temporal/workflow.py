@@ -3,7 +3,7 @@
 The pure executor (``core/executor.py``) runs unchanged inside the workflow: anyio works on Temporal's
 deterministic asyncio loop (its asyncio backend is loaded outside the sandbox), ``clock`` is workflow
 time, ``anyio.move_on_after`` becomes a durable timer, and ``run_task`` is the embedded executor's own
-(``execution.subtask_runner``: context, request, repair turn, escalation) over a backend whose every
+(``subtask_runs.subtask_runner``: context, request, repair turn, escalation) over a backend whose every
 call is an activity. So the cap, critical-path priority, skipped dependents and the budget
 (``BudgetedBackend``: reserve before each call, wait or refuse) are decided here, deterministically.
 Results are committed by an activity as each subtask ends; ``cancel`` (workflow cancellation) stores
@@ -31,9 +31,9 @@ with workflow.unsafe.imports_passed_through():
     from ..core.executor import execute
     from ..core.pricing import cost_usd
     from ..core.run_state import ExecutorEvent, RunState, TaskFinished
-    from ..execution import subtask_runner
     from ..runs import in_plan_order, run_budget
     from ..settings import Settings
+    from ..subtask_runs import subtask_runner
     from .activities import Activities
     from .payloads import CallFailure, CallInput, FinishInput, LoggedCall, Progress, RunInput, SaveInput
 
