@@ -277,7 +277,7 @@ def render(rows: list[tuple[Job, Bill, Bill]]) -> str:
         sub = sum(ours.calls["subtask"], Usage())
         prompt = sub.input_tokens + sub.cache_read_tokens + sub.cache_write_tokens
         lines.append(
-            f"  {job.name}: subtask prompts read from cache {100 * sub.cache_read_tokens / prompt:.0f}% "
+            f"  {job.name}: subtask prompts read from cache {100 * sub.cache_read_tokens / prompt:.1f}% "
             f"({sub.cache_read_tokens:,} of {prompt:,} tokens)"
         )
     return "\n".join(lines)
