@@ -64,6 +64,11 @@ class Usage(BaseModel):
             web_fetch_requests=self.web_fetch_requests + other.web_fetch_requests,
         )
 
+    def __sub__(self, other: Usage) -> Usage:
+        """Per kind, never below zero (a stored result may predate its usage being recorded)."""
+        counts = {name: max(0, getattr(self, name) - getattr(other, name)) for name in type(self).model_fields}
+        return Usage.model_validate(counts)
+
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens + self.cache_read_tokens + self.cache_write_tokens

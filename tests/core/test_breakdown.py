@@ -63,6 +63,14 @@ def test_attempts_a_later_one_replaced_get_their_own_line_so_the_total_still_add
     assert b.total.cost_usd == pytest.approx((SUBTASKS + first_try).cost_usd)
 
 
+def test_an_earlier_attempts_web_searches_are_counted_in_its_line_and_the_total() -> None:
+    searched = spend(Usage(input_tokens=700, output_tokens=300, web_search_requests=3, web_fetch_requests=2), HAIKU)
+    b = cost_breakdown(RESULTS, SUBTASKS + searched, (Spend(), None), (Spend(), None), DEFAULT_PRICES)
+    assert b.earlier_attempts is not None
+    assert (b.earlier_attempts.usage.web_search_requests, b.earlier_attempts.usage.web_fetch_requests) == (3, 2)
+    assert b.total.usage == (SUBTASKS + searched).usage
+
+
 def test_cache_reads_save_the_difference_between_full_input_price_and_the_read_price() -> None:
     # Sonnet 5.5: $2 / MTok input, cache reads $0.10: a million tokens read from the cache save $1.90
     assert cache_saved(Usage(cache_read_tokens=1_000_000), SONNET, DEFAULT_PRICES) == pytest.approx(1.9)

@@ -78,7 +78,7 @@ def cost_breakdown(
     prices = batch_prices(prices) if batch else prices  # what the subtasks' cache reads saved, at their price
     lines = [_line(r.task_id, r.model, Spend(usage=r.usage, cost_usd=r.cost_usd), prices) for r in results]
     latest = sum((Spend(usage=r.usage, cost_usd=r.cost_usd) for r in results), Spend())
-    rest = Spend(usage=_minus(subtasks.usage, latest.usage), cost_usd=round(subtasks.cost_usd - latest.cost_usd, 8))
+    rest = Spend(usage=subtasks.usage - latest.usage, cost_usd=round(subtasks.cost_usd - latest.cost_usd, 8))
     earlier = _line("earlier attempts", None, rest, prices) if rest.usage.total_tokens or rest.cost_usd else None
     per_model: dict[str, Spend] = {}
     for r in results:
@@ -104,13 +104,3 @@ def cost_breakdown(
         subtasks=lines, earlier_attempts=earlier, models=models, planning=parts[-2], synthesis=parts[-1], total=total,
         batch_saved_usd=None if saved is None else round(saved, 8),
     )  # fmt: skip
-
-
-def _minus(a: Usage, b: Usage) -> Usage:
-    """``a - b`` per kind, never below zero (a stored result may predate its usage being recorded)."""
-    return Usage(
-        input_tokens=max(0, a.input_tokens - b.input_tokens),
-        output_tokens=max(0, a.output_tokens - b.output_tokens),
-        cache_read_tokens=max(0, a.cache_read_tokens - b.cache_read_tokens),
-        cache_write_tokens=max(0, a.cache_write_tokens - b.cache_write_tokens),
-    )

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..contracts import Usage
+from .caching import READ_MULTIPLIER, WRITE_MULTIPLIER
 
 WEB_SEARCH_USD_PER_1K = 10.0
 """The list price of the web search server tool: $10 per 1,000 searches (web fetch has no per-use fee)."""
@@ -33,19 +34,32 @@ class ModelPrice(BaseModel):
     long_prompt_tokens: int | None = Field(default=None, gt=0)
     long_prompt: ModelPrice | None = None
 
+    @property
+    def read_rate(self) -> float:
+        """Cache reads: the set price, else ``READ_MULTIPLIER`` x input."""
+        return self.input * READ_MULTIPLIER if self.cache_read is None else self.cache_read
+
+    @property
+    def write_rate(self) -> float:
+        """Cache writes with the 5-minute TTL: the set price, else its multiplier x input."""
+        return self.input * WRITE_MULTIPLIER["5m"] if self.cache_write is None else self.cache_write
+
+    @property
+    def write_1h_rate(self) -> float:
+        """Cache writes with the 1-hour TTL: the set price, else its multiplier x input."""
+        return self.input * WRITE_MULTIPLIER["1h"] if self.cache_write_1h is None else self.cache_write_1h
+
     def cost(self, usage: Usage) -> float:
         """Price the usage of one request (a sum of requests is priced as if it were one)."""
         if self.long_prompt is not None and self.long_prompt_tokens is not None:
             prompt = usage.input_tokens + usage.cache_read_tokens + usage.cache_write_tokens
             if prompt > self.long_prompt_tokens:
                 return self.long_prompt.cost(usage)
-        cache_read = self.input * 0.1 if self.cache_read is None else self.cache_read
-        cache_write = self.input * 1.25 if self.cache_write is None else self.cache_write
         total = (
             usage.input_tokens * self.input
             + usage.output_tokens * self.output
-            + usage.cache_read_tokens * cache_read
-            + usage.cache_write_tokens * cache_write
+            + usage.cache_read_tokens * self.read_rate
+            + usage.cache_write_tokens * self.write_rate
         )
         return round(total / 1_000_000 + usage.web_search_requests * self.web_search_per_1k / 1_000, 8)
 
@@ -53,9 +67,8 @@ class ModelPrice(BaseModel):
         """This price with cache writes at ``ttl``'s rate (the server marks every prefix with one TTL)."""
         if ttl == "5m":
             return self
-        write = self.input * 2.0 if self.cache_write_1h is None else self.cache_write_1h
         long = self.long_prompt.for_ttl(ttl) if self.long_prompt is not None else None
-        return self.model_copy(update={"cache_write": write, "long_prompt": long})
+        return self.model_copy(update={"cache_write": self.write_1h_rate, "long_prompt": long})
 
 
 def _list_price(inp: float, out: float, read: float, write_5m: float, write_1h: float, **more: object) -> ModelPrice:
@@ -114,16 +127,13 @@ def batch_price(price: ModelPrice) -> ModelPrice:
     """``price`` as the Message Batches API bills it: each token rate halved (unset cache rates derived first),
     a long-prompt band too; the web-search fee unchanged."""
     half = BATCH_PRICE_FACTOR
-    cache_read = price.input * 0.1 if price.cache_read is None else price.cache_read
-    cache_write = price.input * 1.25 if price.cache_write is None else price.cache_write
-    cache_write_1h = price.input * 2.0 if price.cache_write_1h is None else price.cache_write_1h
     return price.model_copy(
         update={
             "input": price.input * half,
             "output": price.output * half,
-            "cache_read": cache_read * half,
-            "cache_write": cache_write * half,
-            "cache_write_1h": cache_write_1h * half,
+            "cache_read": price.read_rate * half,
+            "cache_write": price.write_rate * half,
+            "cache_write_1h": price.write_1h_rate * half,
             "long_prompt": None if price.long_prompt is None else batch_price(price.long_prompt),
         }
     )

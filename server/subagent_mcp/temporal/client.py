@@ -19,7 +19,7 @@ from weakref import WeakKeyDictionary
 import anyio
 
 from ..background import LiveRun, Outcome, RunRegistry, driven_run
-from ..contracts import Plan, RunReport, Spend, SubagentResult, Usage
+from ..contracts import Plan, RunReport, Spend, SubagentResult
 from ..core.run_state import Counts, ExecutorEvent, OnEvent, RunFinished, TaskFinished, TaskStarted
 from ..errors import ConfigError, InputError, SubagentMCPError
 from ..roles import Role
@@ -337,5 +337,4 @@ def _counts(total: int, results: Mapping[str, SubagentResult], running: Mapping[
 
 def _minus(total: Spend, before: Spend) -> Spend:
     """What ``total`` adds to ``before``."""
-    usage = {name: getattr(total.usage, name) - getattr(before.usage, name) for name in type(total.usage).model_fields}
-    return Spend(usage=Usage(**usage), cost_usd=total.cost_usd - before.cost_usd)
+    return Spend(usage=total.usage - before.usage, cost_usd=total.cost_usd - before.cost_usd)
