@@ -31,6 +31,16 @@ async def client(backend: ScriptedBackend | None = None, **overrides: object) ->
         yield c
 
 
+async def test_a_misspelt_argument_is_refused_naming_the_one_meant_not_dropped_for_the_default() -> None:
+    backend = ScriptedBackend()
+    async with client(backend) as c:
+        result = await c.call_tool("plan_task", {"task": "Compare", "max_subtask": 3, "x" * 500: 1})
+    assert result.is_error
+    assert "- max_subtask: not an argument of plan_task; did you mean max_subtasks?" in text_of(result)
+    assert f"- {'x' * 60}…: not an argument of plan_task (it takes max_subtasks, roles, task)" in text_of(result)
+    assert backend.seen == []  # nothing was planned on defaults
+
+
 async def test_both_tools_are_listed_with_their_schemas() -> None:
     async with client(ScriptedBackend()) as c:
         tools = {t.name: t for t in (await c.list_tools()).tools}

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections import deque
+from collections.abc import Collection
 from typing import Any
 
 from pydantic import ValidationError
@@ -92,6 +94,27 @@ def text_problems(tool: str, arguments: dict[str, Any]) -> str | None:
     lines = found[:MAX_LISTED_PROBLEMS]
     if len(found) > MAX_LISTED_PROBLEMS:
         lines.append(f"- … and {len(found) - MAX_LISTED_PROBLEMS} more")
+    return "\n".join([f"{tool} was called with invalid arguments; fix them and call it again:", *lines])
+
+
+MAX_SHOWN_NAME_CHARS = 60
+
+
+def unknown_arguments(tool: str, arguments: dict[str, Any], known: Collection[str]) -> str | None:
+    """Why ``tool``'s arguments are refused if one is not among ``known`` (a misspelt ``max_subtask`` would
+    otherwise be dropped without a word and the call run on defaults), else None."""
+    unknown = [name for name in arguments if name not in known]
+    if not unknown:
+        return None
+    takes = ", ".join(sorted(known)) or "no arguments"
+    lines: list[str] = []
+    for name in unknown[:MAX_LISTED_PROBLEMS]:
+        shown = name if len(name) <= MAX_SHOWN_NAME_CHARS else f"{name[:MAX_SHOWN_NAME_CHARS]}…"
+        close = difflib.get_close_matches(name, list(known), n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        lines.append(f"- {shown}: not an argument of {tool}{hint} (it takes {takes})")
+    if len(unknown) > MAX_LISTED_PROBLEMS:
+        lines.append(f"- … and {len(unknown) - MAX_LISTED_PROBLEMS} more")
     return "\n".join([f"{tool} was called with invalid arguments; fix them and call it again:", *lines])
 
 

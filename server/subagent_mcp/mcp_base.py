@@ -19,7 +19,7 @@ from mcp.server.mcpserver.prompts.base import Prompt
 from mcp.types import INVALID_PARAMS, CallToolResult, GetPromptResult, Icon, InputRequiredResult, ToolAnnotations
 from pydantic import ValidationError
 
-from .arguments import argument_problems, text_problems
+from .arguments import argument_problems, text_problems, unknown_arguments
 from .mcp_logging import serve_set_level
 
 LifespanT = TypeVar("LifespanT")
@@ -78,10 +78,13 @@ class SubagentServer(MCPServer[LifespanT]):
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[LifespanT, Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
-        """Call a tool as the SDK does, but refuse invalid arguments (text with a NUL or a lone surrogate too) one line
-        per problem, not as a pydantic dump or a crash, before the tool runs."""
-        if self._tool_manager.get_tool(name) is not None and (problems := text_problems(name, arguments)):
-            raise ToolError(problems)
+        """Call a tool as the SDK does, but refuse invalid arguments (text with a NUL or a lone surrogate, a name the
+        tool does not take) one line per problem, not as a pydantic dump, a crash or silence, before the tool runs."""
+        tool = self._tool_manager.get_tool(name)
+        if tool is not None:
+            known = tool.parameters.get("properties", {})
+            if problems := text_problems(name, arguments) or unknown_arguments(name, arguments, known):
+                raise ToolError(problems)
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as exc:
