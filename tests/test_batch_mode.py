@@ -282,7 +282,7 @@ async def test_plan_task_says_what_the_plan_would_cost_in_batch_mode() -> None:
     assert estimate.synthesis is not None
     subtasks = sum(t.cost_usd for t in estimate.tasks)
     assert estimate.batch_cost_usd == pytest.approx(subtasks / 2 + estimate.synthesis.cost_usd, abs=1e-5)
-    assert f"In batch mode (execute_plan with batch=true: half price, slower): ~${estimate.batch_cost_usd:.4f}" in (
+    assert f"In batch mode (batch=true: subtasks at half price, slower): ~${estimate.batch_cost_usd:.4f}" in (
         text_of(result)
     )
 

@@ -109,6 +109,29 @@ def test_run_without_a_task_says_a_task_is_missing_and_shows_one(tmp_path: Path)
     )
 
 
+def test_an_unquoted_task_is_taken_whole_and_the_terminal_is_pointed_at_show_not_at_mcp_tools(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    run = cli(db, "run", "--demo", "Compare", "SQLite", "and", "Postgres")
+    assert run.returncode == 0, run.stderr
+    (summary,) = json.loads(cli(db, "runs", "--json").stdout)
+    assert "Full outputs: subagent-mcp show run-" in run.stdout
+    assert "structured result" not in run.stdout
+    assert "synthesize(" not in cli(db, "show", summary["run_id"]).stdout
+
+
+@pytest.mark.anyio
+async def test_a_bad_max_concurrency_is_refused_before_the_planner_is_paid(tmp_path: Path) -> None:
+    key = "sk-ant-test-cli-key-0002"
+    async with serve_fake_anthropic(planned_reply, api_key=key) as fake:
+        env = env_for(tmp_path / "runs.db") | {"ANTHROPIC_API_KEY": key, "ANTHROPIC_BASE_URL": fake.base_url}
+        done = await anyio.run_process(
+            [str(SCRIPT), "run", "--max-concurrency", "0", "Pick a database"], env=env, check=False
+        )
+    assert done.returncode == 2
+    assert "max_concurrency must be between 1 and 1024, got 0" in done.stderr.decode()
+    assert fake.message_requests == []
+
+
 def test_run_with_both_a_task_and_resume_says_to_pick_one(tmp_path: Path) -> None:
     out = cli(tmp_path / "runs.db", "run", "--resume", "run-1", "a task")
     assert out.returncode == 2

@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser(
         "run", parents=[common], help="run a whole task from the terminal: plan, execute, synthesize"
     )
-    run.add_argument("task", nargs="?", help="the task, in quotes")
+    run.add_argument("task", nargs="*", help="the task, best in quotes (unquoted words are joined with spaces)")
     run.add_argument("--resume", metavar="RUN_ID", help="continue a stored run instead of starting one")
     run.add_argument("--json", action="store_true", help="print the full result as JSON instead of the answer")
     run.add_argument("--max-subtasks", type=int, default=None, help="at most this many subtasks")
@@ -129,11 +129,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.html is not None:
             return anyio.run(lambda: cli_run.show_html_command(settings, args.run_id, args.html))
         return anyio.run(lambda: cli_run.show_command(settings, args.run_id, as_json=args.json))
-    if args.task is None and args.resume is None:
+    task = " ".join(args.task) if args.command == "run" and args.task else None
+    if task is None and args.resume is None:
         example = 'subagent-mcp run "Compare SQLite and Postgres for a desktop app"'
         print(f"subagent-mcp: run needs a task, e.g. {example} (or --resume RUN_ID)", file=sys.stderr)
         return 2
-    if args.task is not None and args.resume is not None:
+    if task is not None and args.resume is not None:
         print("subagent-mcp: give a task or --resume RUN_ID, not both", file=sys.stderr)
         return 2
     if args.batch and args.resume is not None:
@@ -145,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return anyio.run(
             lambda: cli_run.run_command(
                 settings,
-                args.task,
+                task,
                 resume=args.resume,
                 as_json=args.json,
                 max_subtasks=args.max_subtasks,

@@ -13,6 +13,7 @@ import sys
 import anyio
 
 from . import render
+from .arguments import in_range
 from .contracts import OrchestrateResult, Plan, RunReport
 from .errors import InputError, ModelError, SubagentMCPError
 from .run_view import page_for
@@ -66,7 +67,7 @@ async def run_command(
     if as_json:
         print(outcome.model_dump_json(indent=2))
     else:
-        print(render.orchestrate_text(outcome))
+        print(render.orchestrate_text(outcome, terminal=True))
     return 0 if outcome.report.status == "succeeded" and outcome.synthesis is not None else 1
 
 
@@ -80,8 +81,9 @@ async def _orchestrate(
     batch: bool = False,
 ) -> OrchestrateResult:
     max_subtasks, max_concurrency = sizes
+    in_range("max_concurrency", max_concurrency, 1, 1024)  # before the planner spends anything
     if batch:
-        service.check_batch()  # before the planner spends anything
+        service.check_batch()
     progress.note("planning…")
     plan = await service.plan_task(task, max_subtasks=max_subtasks, limits=service.ceilings(), run_id=run_id)
     progress.note(render.plan_text(plan).rsplit("\n", 1)[0])
@@ -162,7 +164,7 @@ async def show_command(settings: Settings, run_id: str, *, as_json: bool) -> int
         return 0
     print(f"Task: {plan.task}\nPlan: {plan.plan_id}; run status: {record.status}")
     if record.report is not None:
-        print(render.report_text(record.report))
+        print(render.report_text(record.report, terminal=True))
     for s in [] if record.report is not None else plan.subtasks:
         r = record.results.get(s.id)
         print(f"- {s.id} [{s.role}] {r.status if r else 'not run'}{': ' + (r.error or '') if r and r.error else ''}")
@@ -212,7 +214,7 @@ async def _report_interrupted(service: Service, run_id: str, progress: TerminalP
         progress.note("interrupted while planning; no subtask was started")
         return EXIT_INTERRUPTED
     progress.note(f"resume it with: subagent-mcp run --resume {report.run_id}")
-    print(report.model_dump_json(indent=2) if as_json else render.report_text(report))
+    print(report.model_dump_json(indent=2) if as_json else render.report_text(report, terminal=True))
     return EXIT_INTERRUPTED
 
 

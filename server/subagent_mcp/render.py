@@ -37,7 +37,8 @@ def preview(value: JsonObject | None, limit: int = TEXT_PREVIEW_CHARS) -> str:
 
 
 def plan_text(plan: Plan) -> str:
-    lines = [f"Plan {plan.plan_id}: {len(plan.subtasks)} subtasks. {plan.summary}".rstrip()]
+    count = f"{len(plan.subtasks)} subtask{'s' if len(plan.subtasks) != 1 else ''}"
+    lines = [f"Plan {plan.plan_id}: {count}. {plan.summary}".rstrip()]
     for s in plan.subtasks[:MAX_LISTED]:
         after = f" (after {', '.join(s.depends_on[:5])}{'…' if len(s.depends_on) > 5 else ''})" if s.depends_on else ""
         size = f" ~{s.expected_output_tokens:,} tokens" if s.expected_output_tokens else ""
@@ -52,7 +53,7 @@ def plan_text(plan: Plan) -> str:
             f"tokens incl. synthesis; critical path {e.critical_path_subtasks} subtask(s)."
         )
         if e.batch_cost_usd is not None:
-            lines.append(f"In batch mode (execute_plan with batch=true: half price, slower): ~${e.batch_cost_usd:.4f}.")
+            lines.append(f"In batch mode (batch=true: subtasks at half price, slower): ~${e.batch_cost_usd:.4f}.")
     if plan.planning is not None:
         lines.append(f"Planning took {usage_line(plan.planning.usage, plan.planning.cost_usd)}.")
     lines.append("Run it with execute_plan, passing this plan (edit it first if you like).")
@@ -68,8 +69,8 @@ def result_text(result: SubagentResult) -> str:
     return f"{head}\n{preview(result.output)}"
 
 
-def report_text(report: RunReport, *, synthesized: bool = False) -> str:
-    """Run status, then one line per task; outputs stay in the structured content."""
+def report_text(report: RunReport, *, synthesized: bool = False, terminal: bool = False) -> str:
+    """Run status, then one line per task; outputs stay in the structured content (``terminal``: in ``show --json``)."""
     tally: dict[str, int] = {}
     for r in report.results:
         tally[r.status] = tally.get(r.status, 0) + 1
@@ -92,8 +93,11 @@ def report_text(report: RunReport, *, synthesized: bool = False) -> str:
         lines.append(f"- {r.task_id} [{r.role}] {r.status}: {detail}")
     if len(listed) < len(report.results):
         lines.append(f"- … {len(report.results) - len(listed):,} more subtasks (succeeded) not listed here")
-    merge = "" if synthesized else f" Merge them with synthesize(run_id={report.run_id!r})."
-    lines.append(f"Full outputs are in the structured result.{merge}")
+    if terminal:
+        lines.append(f"Full outputs: subagent-mcp show {report.run_id} --json")
+    else:
+        merge = "" if synthesized else f" Merge them with synthesize(run_id={report.run_id!r})."
+        lines.append(f"Full outputs are in the structured result.{merge}")
     return "\n".join(lines)
 
 
@@ -107,14 +111,14 @@ def synthesis_text(synthesis: Synthesis) -> str:
     return "\n\n".join(parts)
 
 
-def orchestrate_text(result: OrchestrateResult) -> str:
+def orchestrate_text(result: OrchestrateResult, *, terminal: bool = False) -> str:
     if result.synthesis is None:
         answer = f"Synthesis failed: {result.synthesis_error}. The run's results are below."
     else:
         answer = synthesis_text(result.synthesis)
     what = "planning, every subtask attempt, synthesis" if result.plan.planning else "every subtask attempt, synthesis"
     spent = f"In all ({what}): {usage_line(result.total.usage, result.total.cost_usd)}"
-    report = report_text(result.report, synthesized=result.synthesis is not None)
+    report = report_text(result.report, synthesized=result.synthesis is not None, terminal=terminal)
     return f"{answer}\n\n---\n{report}\n{spent}"
 
 
