@@ -132,6 +132,15 @@ async def test_a_bad_max_concurrency_is_refused_before_the_planner_is_paid(tmp_p
     assert fake.message_requests == []
 
 
+def test_the_stdio_server_says_on_stderr_when_it_serves_in_demo_mode(tmp_path: Path) -> None:
+    served = subprocess.run(
+        [str(SCRIPT), "--demo"], input="", capture_output=True, text=True, timeout=60, env=env_for(tmp_path / "db")
+    )
+    assert served.returncode == 0, served.stderr
+    assert "Demo mode is on: a scripted backend answers, no model is called" in served.stderr
+    assert served.stdout == ""  # stdout is the protocol's alone
+
+
 def test_run_with_both_a_task_and_resume_says_to_pick_one(tmp_path: Path) -> None:
     out = cli(tmp_path / "runs.db", "run", "--resume", "run-1", "a task")
     assert out.returncode == 2

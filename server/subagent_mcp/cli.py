@@ -111,7 +111,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.host is not None or args.port is not None or args.allow_remote:
             print("subagent-mcp: --host, --port and --allow-remote only apply with --http", file=sys.stderr)
             return 2
-        if settings.anthropic_api_key is None and not settings.demo:
+        if settings.demo:
+            from .demo import DEMO_NOTE
+
+            log.warning(DEMO_NOTE)
+        elif settings.anthropic_api_key is None:
             log.warning("ANTHROPIC_API_KEY is not set: tools that call a model will say so until it is")
         import anyio
 

@@ -11,6 +11,9 @@ from .contracts import CompletionRequest, JsonObject
 
 DEMO_LABEL = "[demo output: no model was called]"
 
+DEMO_NOTE = "Demo mode is on: a scripted backend answers, no model is called and every output says so."
+"""Said when a server starts in demo mode (stdio: on stderr; HTTP: with its address)."""
+
 
 DEMO_LATENCY_S = 0.4
 """Each demo call takes this long, so the parallel steps and the progress display can be watched."""

@@ -32,6 +32,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .demo import DEMO_NOTE
 from .errors import ConfigError, SubagentMCPError
 from .settings import Settings
 
@@ -269,7 +270,6 @@ def claude_add_command(url: str, *, with_token: bool, name: str = "subagents") -
     return command
 
 
-DEMO_NOTE = "Demo mode is on: a scripted backend answers, no model is called and every output says so."
 
 
 class _Announce(TaskStatus[int]):
