@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from .backends.base import ModelBackend
 from .batching import BatchBackend, cancel_run_batches
 from .contracts import Plan, RunReport
-from .core.pricing import ModelPrice, cost_usd
+from .core.pricing import ModelPrice, batch_saving
 from .errors import InputError
 from .settings import Settings
 from .store import Store, StoreError
@@ -71,8 +71,7 @@ async def batch_mode(batcher: BatchBackend | None) -> AsyncGenerator[None]:
 
 async def note_batch_discount(store: Store, report: RunReport, live_prices: Mapping[str, ModelPrice]) -> RunReport:
     """The report with what the batch discount saved on its results, stored again with it."""
-    saved = sum(max(0.0, cost_usd(r.usage, r.model, live_prices) - r.cost_usd) for r in report.results)
-    report = report.model_copy(update={"batch_saved_usd": round(saved, 8)})
+    report = report.model_copy(update={"batch_saved_usd": batch_saving(report.results, live_prices)})
     try:
         await store.finish_run(report.run_id, report)
     except StoreError as exc:  # the run and its results are stored; only this figure is not

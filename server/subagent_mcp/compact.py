@@ -12,7 +12,7 @@ from typing import TypeVar
 from pydantic import BaseModel
 
 from .contracts import OrchestrateResult, RunReport, SubagentResult
-from .core.context import estimate_tokens, fit_results_for_synthesis
+from .core.context import estimate_tokens, fit_results
 from .handles import RunHandle
 
 MAX_RESULT_TOKENS = 18_000
@@ -65,7 +65,7 @@ def _fit_report(report: RunReport, max_tokens: int) -> tuple[RunReport, int]:
 
 
 def _fit(results: list[SubagentResult], budget: int) -> tuple[list[SubagentResult], int]:
-    view = fit_results_for_synthesis("", results, max(budget, 256))
+    view = fit_results("", results, max(budget, 256))
     fitted: list[SubagentResult] = []
     cut = 0
     for result, entry in zip(results, view.dependencies, strict=True):

@@ -4,6 +4,8 @@
     ├── ConfigError            settings are missing or wrong (e.g. no API key when a model is needed)
     ├── InputError             a tool argument a person must fix (unknown role, malformed schema, empty task)
     ├── PlanError              a plan is not a valid DAG; ``ids`` names the offenders
+    ├── StoreError             the run database cannot be opened or written (``store/records.py``)
+    ├── RunStopped             a background run was cancelled or interrupted before its result (``background.py``)
     └── ModelError             a model call failed for good; carries ``usage`` and ``attempts`` spent
         ├── ModelRequestError      the API refused the request (4xx other than 408/409/429)
         ├── ModelUnavailableError  transient failures (429, 5xx, connection) outlasted the retry policy

@@ -270,8 +270,6 @@ def claude_add_command(url: str, *, with_token: bool, name: str = "subagents") -
     return command
 
 
-
-
 class _Announce(TaskStatus[int]):
     """Prints where the server listens once it does (stderr: stdout stays free, as in stdio mode)."""
 

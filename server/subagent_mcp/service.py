@@ -1,4 +1,4 @@
-"""The use cases behind the tools: plan, run one subagent, execute or resume a plan, synthesize.
+"""The use cases behind the tools: plan, run one subagent, synthesize; runs come from the Execution mixins.
 
 Wires the core, a model backend, the roles and the store together; knows nothing of MCP, so the
 CLI, the MCP server and the tests all drive the same code.
@@ -250,13 +250,13 @@ class Service(Orchestration):
             agent_result(span, result)
         return result
 
-    # --- execute_plan and resume ------------------------------------------------------------------
+    # --- run ceilings -----------------------------------------------------------------------------
 
     def ceilings(self) -> Limits:
         """The configured per-run ceilings, which hold for a whole orchestration."""
         return Limits(max_cost_usd=self.settings.max_run_cost_usd, max_total_tokens=self.settings.max_run_tokens)
 
-    # --- runs, synthesize, orchestrate ------------------------------------------------------------
+    # --- runs and synthesize ----------------------------------------------------------------------
 
     async def list_runs(self, limit: int = 20) -> list[RunSummary]:
         """Recent runs, newest first; those going on in this server carry their live progress.
@@ -325,8 +325,7 @@ class Service(Orchestration):
             raise InputError("task is empty; say what the results should answer")
         if not results:
             raise InputError("there are no results to synthesize")
-        synthesis = await self._synthesize(self.backend, task, results, run_id, graph)
-        return synthesis
+        return await self._synthesize(self.backend, task, results, run_id, graph)
 
     async def _synthesize(
         self,

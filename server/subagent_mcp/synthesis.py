@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from . import prompts
 from .backends.base import ModelBackend
 from .contracts import CompletionRequest, ModelMessage, SubagentResult, Synthesis
-from .core.context import fit_results_for_synthesis, read_by_summary
+from .core.context import fit_results, read_by_summary
 from .core.pricing import cost_usd
 from .planning import SYNTHESIS_MAX_TOKENS
 from .settings import Settings
@@ -51,7 +51,7 @@ async def synthesize(
         )
     shown = prompts.synthesis_task(task)  # the results carry the work; a long document in the task is cut here
     by_summary = read_by_summary(results, graph) if graph is not None and settings.synthesis_reads == "final" else []
-    view = fit_results_for_synthesis(shown, results, settings.context_budget_tokens, by_summary)
+    view = fit_results(shown, results, settings.context_budget_tokens, by_summary)
     results_json = view.render(include_task=False)
     request = CompletionRequest(
         model=settings.synthesis_model,

@@ -14,7 +14,7 @@ from subagent_mcp.core.context import (
     DependencyContext,
     build_context,
     estimate_tokens,
-    fit_results_for_synthesis,
+    fit_results,
     read_by_summary,
 )
 from subagent_mcp.core.shrink import STRING_FLOOR, shrink_object
@@ -222,7 +222,7 @@ def test_synthesis_sees_every_result_including_failed_and_skipped_ones():
         result("never", None, status="skipped", error="upstream broken failed"),
         result("stopped", None, status="cancelled"),
     ]
-    ctx = fit_results_for_synthesis("task", results, 500)
+    ctx = fit_results("task", results, 500)
     assert [(e.task_id, e.status) for e in ctx.dependencies] == [
         ("done", "succeeded"),
         ("broken", "failed"),
@@ -352,7 +352,7 @@ CHAIN = {"a": [], "b": [], "e": ["a", "b"]}
 def test_a_result_every_user_of_which_succeeded_is_read_by_summary_and_a_final_one_whole() -> None:
     results = [result("a", FULL), result("b", FULL), result("e", FULL)]
     assert read_by_summary(results, CHAIN) == ["a", "b"]
-    doc = rendered(fit_results_for_synthesis("task", results, 10_000, ["a", "b"]))
+    doc = rendered(fit_results("task", results, 10_000, ["a", "b"]))
     assert doc["dependencies"] == [
         {"task_id": "a", "summary": "Postgres wins for teams."},
         {"task_id": "b", "summary": "Postgres wins for teams."},
@@ -386,9 +386,9 @@ def test_results_without_a_graph_entry_for_their_users_are_read_whole() -> None:
 def test_a_summarized_result_is_cheaper_and_still_fits_a_small_budget() -> None:
     big = {"summary": "short", "text": PROSE}
     results = [result("a", big), result("e", FULL)]
-    whole, summarized = (fit_results_for_synthesis("t", results, 100_000, s) for s in ((), ["a"]))
+    whole, summarized = (fit_results("t", results, 100_000, s) for s in ((), ["a"]))
     assert summarized.used_tokens < whole.used_tokens // 50
     assert PROSE not in summarized.render()
-    small = fit_results_for_synthesis("t", [result("a", {"summary": PROSE, "text": "x"})], 300, ["a"])
+    small = fit_results("t", [result("a", {"summary": PROSE, "text": "x"})], 300, ["a"])
     assert small.used_tokens <= 300  # a long summary is shrunk like any output
     assert small.dependencies[0].inclusion == "shrunk"

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from pydantic import BaseModel, Field
 
 from ..contracts import Spend, SubagentResult, Usage
-from .pricing import BATCH_PRICE_FACTOR, ModelPrice, batch_prices, cost_usd, price_for
+from .pricing import BATCH_PRICE_FACTOR, ModelPrice, batch_prices, batch_saving, price_for
 
 
 class CostLine(BaseModel):
@@ -99,8 +99,8 @@ def cost_breakdown(
         cost_usd=round(sum(p.cost_usd for p in parts), 8),
         cache_saved_usd=round(sum(p.cache_saved_usd for p in parts), 8),
     )
-    saved = sum(max(0.0, cost_usd(line.usage, line.model, live) - line.cost_usd) for line in lines) if batch else None
+    saved = batch_saving(lines, live) if batch else None
     return CostBreakdown(
         subtasks=lines, earlier_attempts=earlier, models=models, planning=parts[-2], synthesis=parts[-1], total=total,
-        batch_saved_usd=None if saved is None else round(saved, 8),
+        batch_saved_usd=saved,
     )  # fmt: skip

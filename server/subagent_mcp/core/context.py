@@ -99,10 +99,11 @@ def build_context(task: str, dependencies: Sequence[SubagentResult], budget_toke
     return _fit(task, dependencies, budget_tokens)
 
 
-def fit_results_for_synthesis(
+def fit_results(
     task: str, results: Sequence[SubagentResult], budget_tokens: int, by_summary: Collection[str] = ()
 ) -> DependencyContext:
-    """What the synthesizer sees: every result of a run, failed and skipped ones with their errors.
+    """Every result of a run within the budget, failed and skipped ones with their errors: what the synthesizer
+    sees, and what a tool result keeps of outputs too big for a host (``compact.py``).
 
     The results named in ``by_summary`` show only their output's ``summary`` (``read_by_summary``).
     """

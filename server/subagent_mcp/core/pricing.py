@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Literal
+from collections.abc import Iterable, Mapping
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -142,3 +142,19 @@ def batch_price(price: ModelPrice) -> ModelPrice:
 def batch_prices(table: Mapping[str, ModelPrice]) -> dict[str, ModelPrice]:
     """A price table for calls sent through the Message Batches API (see ``BATCH_PRICE_FACTOR``)."""
     return {model: batch_price(price) for model, price in table.items()}
+
+
+class Priced(Protocol):
+    """What a batch saving is computed from: a call's usage, its model and what it was billed."""
+
+    @property
+    def usage(self) -> Usage: ...
+    @property
+    def model(self) -> str | None: ...
+    @property
+    def cost_usd(self) -> float: ...
+
+
+def batch_saving(items: Iterable[Priced], live: Mapping[str, ModelPrice]) -> float:
+    """What the batch discount saved on ``items``: each one's live price less what it was billed (never below 0)."""
+    return round(sum(max(0.0, cost_usd(i.usage, i.model, live) - i.cost_usd) for i in items), 8)
