@@ -41,6 +41,17 @@ async def test_a_misspelt_argument_is_refused_naming_the_one_meant_not_dropped_f
     assert backend.seen == []  # nothing was planned on defaults
 
 
+async def test_run_tools_publish_the_ranges_the_server_enforces_where_a_host_reads_them() -> None:
+    async with client(ScriptedBackend()) as c:
+        tools = {t.name: t.input_schema["properties"] for t in (await c.list_tools()).tools}
+    assert tools["plan_task"]["max_subtasks"]["minimum"] == 1
+    assert "SUBAGENT_MCP_MAX_SUBTASKS" in tools["orchestrate"]["max_subtasks"]["description"]
+    concurrency = tools["execute_plan"]["max_concurrency"]
+    assert (concurrency["minimum"], concurrency["maximum"]) == (1, 1024)
+    assert tools["execute_plan"]["timeout_s"]["maximum"] == 86_400
+    assert tools["execute_plan"]["max_cost_usd"]["exclusiveMinimum"] == 0
+
+
 async def test_both_tools_are_listed_with_their_schemas() -> None:
     async with client(ScriptedBackend()) as c:
         tools = {t.name: t for t in (await c.list_tools()).tools}
@@ -57,7 +68,8 @@ async def test_both_tools_are_listed_with_their_schemas() -> None:
                 "max_subtasks": {
                     "anyOf": [{"type": "integer"}, {"type": "null"}],
                     "default": None,
-                    "description": "At most this many subtasks (server max applies).",
+                    "description": "At most this many subtasks: 1 to SUBAGENT_MCP_MAX_SUBTASKS (default 12).",
+                    "minimum": 1,
                     "title": "Max Subtasks",
                 },
                 "roles": {

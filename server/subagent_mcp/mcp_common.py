@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from contextlib import contextmanager
-from typing import Any
+from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from .compact import fit_for_host
 from .contracts import RunReport
@@ -22,6 +22,40 @@ MODEL_CALLING = ToolAnnotations(
     read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
 )
 """Tools that call models: they spend money and record plans and runs, but delete or overwrite nothing."""
+
+
+MaxSubtasks = Annotated[
+    int | None,
+    Field(
+        description="At most this many subtasks: 1 to SUBAGENT_MCP_MAX_SUBTASKS (default 12).",
+        json_schema_extra={"minimum": 1},
+    ),
+]
+MaxConcurrency = Annotated[
+    int | None,
+    Field(
+        description="Subagents in flight at once: 1 to 1024 (default: the server's SUBAGENT_MCP_MAX_CONCURRENCY).",
+        json_schema_extra={"minimum": 1, "maximum": 1024},
+    ),
+]
+TimeoutS = Annotated[
+    float | None,
+    Field(
+        description="Whole-run timeout in seconds: 0.001 to 86400.",
+        json_schema_extra={"minimum": 0.001, "maximum": 86_400},
+    ),
+]
+MaxCostUsd = Annotated[
+    float | None,
+    Field(
+        description="Stop starting subtasks before the run could cost more than this many USD (above 0).",
+        json_schema_extra={"exclusiveMinimum": 0},
+    ),
+]
+MaxTotalTokens = Annotated[
+    int | None, Field(description="Likewise, a ceiling on total tokens (at least 1).", json_schema_extra={"minimum": 1})
+]
+"""The sizes and ceilings run tools take, with the ranges the server enforces stated where a host reads them."""
 
 
 def service_of(ctx: ServiceContext) -> Service:

@@ -20,7 +20,18 @@ from .backends.base import ModelBackend
 from .contracts import JsonObject, Plan, SubagentResult, Synthesis
 from .logs import install_redaction
 from .mcp_base import SubagentServer
-from .mcp_common import MODEL_CALLING, ServiceContext, service_of, structured, tool_errors
+from .mcp_common import (
+    MODEL_CALLING,
+    MaxConcurrency,
+    MaxCostUsd,
+    MaxSubtasks,
+    MaxTotalTokens,
+    ServiceContext,
+    TimeoutS,
+    service_of,
+    structured,
+    tool_errors,
+)
 from .mcp_resources import register_runs
 from .mcp_roles import register_roles
 from .mcp_runs import BatchFlag, OrchestrateOrHandle, ReportOrHandle, WaitS, register_run_tools, reply
@@ -86,9 +97,7 @@ def register_tools(server: MCPServer[Service]) -> None:
     async def plan_task(
         task: Annotated[str, Field(description="The task to decompose, stated fully.")],
         ctx: ServiceContext,
-        max_subtasks: Annotated[
-            int | None, Field(description="At most this many subtasks (server max applies).")
-        ] = None,
+        max_subtasks: MaxSubtasks = None,
         roles: Annotated[list[str] | None, Field(description="Only use these roles (default: all).")] = None,
     ) -> Annotated[CallToolResult, Plan]:
         """Decompose a task into a validated DAG of subtasks, each with a specialist role and dependencies.
@@ -122,12 +131,10 @@ def register_tools(server: MCPServer[Service]) -> None:
         ctx: ServiceContext,
         plan: Annotated[Plan | None, Field(description="A plan as plan_task returns it (edited or not).")] = None,
         plan_id: Annotated[str | None, Field(description="Or the id of a plan made by plan_task.")] = None,
-        max_concurrency: Annotated[int | None, Field(description="Subagents in flight at once.")] = None,
-        timeout_s: Annotated[float | None, Field(description="Whole-run timeout in seconds.")] = None,
-        max_cost_usd: Annotated[
-            float | None, Field(description="Stop starting subtasks before the run could cost more (USD).")
-        ] = None,
-        max_total_tokens: Annotated[int | None, Field(description="Likewise, a ceiling on total tokens.")] = None,
+        max_concurrency: MaxConcurrency = None,
+        timeout_s: TimeoutS = None,
+        max_cost_usd: MaxCostUsd = None,
+        max_total_tokens: MaxTotalTokens = None,
         wait_s: WaitS = None,
         batch: BatchFlag = False,
     ) -> Annotated[CallToolResult, ReportOrHandle]:
@@ -172,8 +179,8 @@ def register_tools(server: MCPServer[Service]) -> None:
     async def orchestrate(
         task: Annotated[str, Field(description="The whole task, stated fully.")],
         ctx: ServiceContext,
-        max_subtasks: Annotated[int | None, Field(description="At most this many subtasks.")] = None,
-        max_concurrency: Annotated[int | None, Field(description="Subagents in flight at once.")] = None,
+        max_subtasks: MaxSubtasks = None,
+        max_concurrency: MaxConcurrency = None,
         wait_s: WaitS = None,
         batch: BatchFlag = False,
     ) -> Annotated[CallToolResult, OrchestrateOrHandle]:
