@@ -132,6 +132,7 @@ async def test_a_planner_that_fails_for_good_says_what_it_was_billed_and_keeps_i
             result = await c.call_tool("plan_task", {"task": "Pick a database"})
     assert result.is_error
     assert "The planner's calls were billed 900 in / 16,384 out tokens" in text_of(result)
+    assert ". The planner's calls were billed" in text_of(result)  # a sentence of its own
     store = SqliteStore.open(db)
     try:
         assert store.failed_planning().usage == fake.billed_usage

@@ -41,6 +41,14 @@ async def test_a_misspelt_argument_is_refused_naming_the_one_meant_not_dropped_f
     assert backend.seen == []  # nothing was planned on defaults
 
 
+async def test_a_cost_ceiling_of_zero_is_refused_in_plain_dollars() -> None:
+    async with client(ScriptedBackend()) as c:
+        plan = {"plan_id": "p", "task": "t", "subtasks": [{"id": "a", "role": "writer", "instructions": "x"}]}
+        result = await c.call_tool("execute_plan", {"plan": plan, "max_cost_usd": 0})
+    assert result.is_error
+    assert "max_cost_usd must be above 0 and at most 1,000,000,000 (USD), got 0" in text_of(result)
+
+
 async def test_run_tools_publish_the_ranges_the_server_enforces_where_a_host_reads_them() -> None:
     async with client(ScriptedBackend()) as c:
         tools = {t.name: t.input_schema["properties"] for t in (await c.list_tools()).tools}

@@ -30,8 +30,15 @@ def _shown(value: float) -> str:
 
 def check_ceilings(max_cost_usd: float | None, max_total_tokens: int | None) -> None:
     """A run's cost and token ceilings, when given, must be positive and sane."""
-    in_range("max_cost_usd", max_cost_usd, 1e-9, 1e9)
+    if max_cost_usd is not None and not 0 < max_cost_usd <= 1e9:
+        raise InputError(f"max_cost_usd must be above 0 and at most 1,000,000,000 (USD), got {_shown(max_cost_usd)}")
     in_range("max_total_tokens", max_total_tokens, 1, 1e12)
+
+
+def sentence(text: str) -> str:
+    """``text`` ending in a full stop (or the ``?``/``!``/``.`` it has), so another sentence can follow it."""
+    text = text.rstrip()
+    return text if text.endswith((".", "?", "!")) else f"{text}."
 
 
 def require_text(value: str, name: str) -> str:

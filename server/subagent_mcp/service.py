@@ -16,7 +16,7 @@ import anyio
 from pydantic import ValidationError
 
 from .agents import load_roles
-from .arguments import first_error, in_range, require_text
+from .arguments import first_error, in_range, require_text, sentence
 from .backends.base import ModelBackend
 from .backends.budgeted import BudgetedBackend
 from .backends.cache_warmup import CacheWarmupBackend
@@ -198,7 +198,7 @@ class Service(Orchestration):
         await self.store.log_planning(None, run_id, model, spend, str(exc))
         billed = f"{spend.usage.input_tokens:,} in / {spend.usage.output_tokens:,} out tokens, ${spend.cost_usd:.4f}"
         return type(exc)(
-            f"{exc} The planner's calls were billed {billed} (kept on record).",
+            f"{sentence(str(exc))} The planner's calls were billed {billed} (kept on record).",
             usage=exc.usage,
             attempts=exc.attempts,
             model=exc.model,
