@@ -322,7 +322,6 @@ async def test_async_store_round_trips_and_closes_on_exit(db_path: Path) -> None
         await store.create_run("run-1", "plan-1", {})
         await store.save_result("run-1", result("a", tokens=4))
         await store.log_usage("run-1", "_synthesis", None, Usage(output_tokens=1), 0.0)
-        await store.set_estimate("run-1", {"cost_usd": 1})
         await store.finish_run("run-1", RunReport(run_id="run-1", plan_id="plan-1", status="partial", results=[]))
         assert await store.get_plan("plan-1") == make_plan()
         assert [r.run_id for r in await store.list_runs()] == ["run-1"]

@@ -119,13 +119,12 @@ async def test_a_run_needs_a_saved_plan(store: Store) -> None:
 
 async def test_a_new_run_is_running_and_leased_to_the_server_that_created_it(store: Store, clock: Clock) -> None:
     await started(store)
-    await store.set_estimate("run-1", {"cost_usd": 0.25})
 
     run = await store.get_run("run-1")
     assert run is not None
     assert (run.status, run.owner, run.pid, run.plan_id) == ("running", "server-a", os.getpid(), "plan-1")
     assert run.lease_live(clock.now)
-    assert (run.options, run.estimate) == ({"max_concurrency": 4}, {"cost_usd": 0.25})
+    assert run.options == {"max_concurrency": 4}
     assert (run.report, run.finished_at, run.results, run.cancel_requested) == (None, None, {}, False)
     assert await store.get_run("run-x") is None
 

@@ -169,11 +169,6 @@ class Store:
             return await self._thread(lambda s: s.finish_run(run_id, report))
         await self._impl.finish_run(run_id, report)
 
-    async def set_estimate(self, run_id: str, estimate: JsonObject) -> None:
-        if isinstance(self._impl, SqliteStore):
-            return await self._thread(lambda s: s.set_estimate(run_id, estimate))
-        await self._impl.set_estimate(run_id, estimate)
-
     async def save_synthesis(self, run_id: str, synthesis: Synthesis | None, spend: Spend) -> None:
         if isinstance(self._impl, SqliteStore):
             return await self._thread(lambda s: s.save_synthesis(run_id, synthesis, spend))

@@ -192,13 +192,6 @@ class PostgresStore(PostgresLeases, PostgresBatches):
 
         await self._tx(f"finish run {run_id}", go)
 
-    async def set_estimate(self, run_id: str, estimate: JsonObject) -> None:
-        async def go(db: asyncpg.Connection) -> None:
-            await self._touch_run(db, run_id, self._now())
-            await db.execute("UPDATE runs SET estimate_json = $1 WHERE run_id = $2", json.dumps(estimate), run_id)
-
-        await self._tx(f"save the estimate of run {run_id}", go)
-
     async def save_synthesis(self, run_id: str, synthesis: Synthesis | None, spend: Spend) -> None:
         async def go(db: asyncpg.Connection) -> None:
             now = self._now()

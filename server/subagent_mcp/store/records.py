@@ -74,7 +74,6 @@ class RunRecord(BaseModel):
     updated_at: datetime
     finished_at: datetime | None
     options: JsonObject
-    estimate: JsonObject | None
     report: RunReport | None = Field(description="Set by ``finish_run``; null while running or if interrupted.")
     results: dict[str, SubagentResult] = Field(description="The latest result per task id, in the order first saved.")
     usage: Usage = Field(description="Subtasks' usage summed over every attempt, including tasks re-run later.")

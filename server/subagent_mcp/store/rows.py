@@ -157,7 +157,6 @@ def run_record(
         updated_at=row["updated_at"],
         finished_at=row["finished_at"],
         options=options,
-        estimate=loads(row["estimate_json"]),
         report=None if row["report_json"] is None else RunReport.model_validate_json(row["report_json"]),
         results=results,
         usage=usage,

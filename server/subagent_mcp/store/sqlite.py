@@ -181,13 +181,6 @@ class SqliteStore(SqliteLeases, BatchRecords):
             if done.rowcount == 0:
                 raise StoreError(f"Run {run_id!r} was taken over by another server; its ending is not ours.", self.path)
 
-    def set_estimate(self, run_id: str, estimate: JsonObject) -> None:
-        """Attach a cost or time estimate (any JSON object) to a run."""
-        stamp = self._stamp()
-        with self._tx(f"save the estimate of run {run_id}") as db:
-            self._touch_run(db, run_id, stamp)
-            db.execute("UPDATE runs SET estimate_json = ? WHERE run_id = ?", (json.dumps(estimate), run_id))
-
     def save_synthesis(self, run_id: str, synthesis: Synthesis | None, spend: Spend) -> None:
         """Keep a synthesis of the run (``None`` for a failed one) and what it cost."""
         stamp = self._stamp()
