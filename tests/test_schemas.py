@@ -100,7 +100,10 @@ class Basket(BaseModel):
         with_defs({"item": {"type": "object", "properties": {"n": {"$ref": "#/$defs/n"}}}, "n": {"type": "integer"}}),
         Basket.model_json_schema(),  # pydantic's own $defs and $refs
         {"type": "object", "properties": {"$ref": {"type": "string"}}},  # a property that happens to be named $ref
-        {"type": "object", "properties": {"a": {"const": {"$ref": "http://example.com/not-a-reference"}}}},
+        {
+            "type": "object",
+            "properties": {"a": {"type": "object", "const": {"$ref": "http://example.com/not-a-reference"}}},
+        },
         {**with_defs({"item": {"type": "string"}}), "$schema": "https://json-schema.org/draft/2020-12/schema"},
     ],
 )

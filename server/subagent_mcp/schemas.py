@@ -4,7 +4,9 @@ A schema must be self-contained: its only ``$ref``s point into its own ``$defs``
 ``definitions``), none loops back on itself, and it nests at most ``MAX_SCHEMA_DEPTH`` levels.
 Otherwise jsonschema would fetch URLs or read local files named in a ``$ref`` (and quote them in
 errors), or recurse until the stack runs out. The validator refuses retrieval even for a path
-this check missed.
+this check missed. With its ``$ref``s expanded it has at most ``MAX_SCHEMA_SIZE`` subschemas (a
+reply is validated on the event loop), and the API's structured outputs must be able to take it
+(``api_schema``: what is sent, a type list as the ``anyOf`` it means).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import unquote
 
+from anthropic import transform_schema
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from referencing import Registry, Resource
@@ -26,6 +29,9 @@ from .errors import InputError
 
 MAX_SCHEMA_DEPTH = 32
 """Deepest nesting of objects and arrays accepted in a schema; real output schemas use a handful."""
+
+MAX_SCHEMA_SIZE = 10_000
+"""Most subschemas a schema may expand to with its $refs resolved: validating a reply walks about that many."""
 
 LOCAL_REF = re.compile(r"^#/(\$defs|definitions)/[^/]")
 META_SCHEMAS = ("https://json-schema.org/draft/2020-12/schema", "https://json-schema.org/draft/2020-12/schema#")
@@ -56,13 +62,139 @@ def check_output_schema(schema: object) -> JsonObject:
     checked: JsonObject = {str(k): v for k, v in schema.items()}
     _check_depth(checked)
     _check_references(checked)
+    _check_size(checked)
     try:
         Draft202012Validator.check_schema(checked)
     except SchemaError as exc:
         raise InputError(f"output_schema is not a valid JSON Schema at {_where(exc.path)}: {exc.message}") from None
     if checked.get("type") != "object":
         raise InputError('output_schema must describe an object: set "type": "object" at its root')
+    api_schema(checked)
     return checked
+
+
+def api_schema(schema: JsonObject) -> JsonObject:
+    """``schema`` as the Messages API's structured outputs take it (the SDK's ``transform_schema``).
+
+    A type list (``"type": ["string", "null"]``), which the SDK cannot transform, is sent as the
+    ``anyOf`` of one branch per type it means; replies are still validated against ``schema`` itself.
+
+    Raises:
+        InputError: part of ``schema`` cannot be sent; the message says where and why.
+    """
+    sendable = _split_type_lists(schema)
+    try:
+        return transform_schema(sendable)
+    except Exception:  # the SDK raises ValueError, TypeError or (assert_never) AssertionError: all the caller's
+        where, node, problem = _first_untransformable(sendable, ())
+    if isinstance(node, bool):
+        raise InputError(
+            f"output_schema has a boolean schema ({str(node).lower()}) at {_where(where)}, which the Anthropic "
+            'API\'s structured outputs cannot take; write a schema object with a "type" there'
+        )
+    raise InputError(f"output_schema cannot be sent to the Anthropic API at {_where(where)}: {problem}")
+
+
+_TYPE_KEYWORDS: dict[str, frozenset[str]] = {
+    "object": frozenset(
+        {
+            "properties",
+            "patternProperties",
+            "additionalProperties",
+            "unevaluatedProperties",
+            "required",
+            "propertyNames",
+            "minProperties",
+            "maxProperties",
+            "dependentRequired",
+            "dependentSchemas",
+        }
+    ),
+    "array": frozenset(
+        {
+            "items",
+            "prefixItems",
+            "unevaluatedItems",
+            "contains",
+            "minContains",
+            "maxContains",
+            "minItems",
+            "maxItems",
+            "uniqueItems",
+        }
+    ),
+    "string": frozenset({"minLength", "maxLength", "pattern", "format", "contentEncoding", "contentMediaType"}),
+    "number": frozenset({"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"}),
+}
+_TYPE_KEYWORDS["integer"] = _TYPE_KEYWORDS["number"]
+_TYPED = frozenset().union(*_TYPE_KEYWORDS.values())
+_ANNOTATIONS = ("title", "description")
+
+
+def _split_type_lists(node: object) -> Any:
+    """``node`` with each ``"type": [A, B]`` as ``anyOf`` of an A and a B branch, each with its own keywords."""
+    if not isinstance(node, dict):
+        return node
+    schema: JsonObject = {}
+    for key, value in node.items():
+        if key in _NOT_SCHEMAS:
+            schema[key] = value
+        elif key in _NAMED and isinstance(value, dict):
+            schema[key] = {name: _split_type_lists(sub) for name, sub in value.items()}
+        elif isinstance(value, list) and key != "type":
+            schema[key] = [_split_type_lists(sub) for sub in value]
+        else:
+            schema[key] = _split_type_lists(value)
+    types = schema.get("type")
+    if not isinstance(types, list):
+        return schema
+    if len(types) == 1:
+        return {**schema, "type": types[0]}
+    rest = {k: v for k, v in schema.items() if k != "type" and k not in _ANNOTATIONS}
+    branches = [
+        {"type": t, **{k: v for k, v in rest.items() if k not in _TYPED or k in _TYPE_KEYWORDS.get(str(t), ())}}
+        for t in types
+    ]
+    return {"anyOf": branches, **{k: schema[k] for k in _ANNOTATIONS if k in schema}}
+
+
+def _first_untransformable(node: object, where: Pointer) -> tuple[Pointer, object, str]:
+    """The deepest subschema on the way down from ``node`` that the SDK's transform fails on, and why."""
+    while True:
+        for at, child in _transformed_children(node, where):
+            if _transform_problem(child):
+                node, where = child, at
+                break
+        else:
+            return where, node, _transform_problem(node) or "the SDK could not transform it"
+
+
+def _transformed_children(node: object, where: Pointer) -> Iterator[tuple[Pointer, object]]:
+    """The subschemas the SDK's transform recurses into (named maps, combinators, items)."""
+    if not isinstance(node, dict):
+        return
+    schema: JsonObject = node
+    for key in ("$defs", "properties"):
+        named = schema.get(key)
+        if isinstance(named, dict):
+            yield from (((*where, key, str(name)), sub) for name, sub in named.items())
+    for key in ("anyOf", "oneOf", "allOf"):
+        variants = schema.get(key)
+        if isinstance(variants, list):
+            yield from (((*where, key, str(i)), sub) for i, sub in enumerate(variants))
+    if "items" in schema:
+        yield (*where, "items"), schema["items"]
+
+
+def _transform_problem(node: object) -> str:
+    """Why the SDK's transform fails on ``node`` ("" if it does not)."""
+    try:
+        transform_schema(node)  # pyright: ignore[reportArgumentType]  # any JSON value: finding what it refuses
+    except AssertionError as exc:  # typing_extensions.assert_never: a value the SDK does not expect
+        return f"{exc}; use one type of object, array, string, integer, number, boolean or null (anyOf for several)"
+    except Exception as exc:
+        return str(exc) or type(exc).__name__
+    return ""
 
 
 def _check_depth(schema: JsonObject) -> None:
@@ -114,6 +246,58 @@ def _check_references(schema: JsonObject) -> None:
         )
 
 
+def _check_size(schema: JsonObject) -> None:
+    """Refuse a schema that expands past ``MAX_SCHEMA_SIZE`` subschemas with its ``$ref``s resolved.
+
+    Validating a reply visits each $ref's target anew, so a few $defs that each refer twice to the next
+    cost 2**N steps on the event loop. Counted once per location (memoised; the $ref graph is acyclic).
+    """
+    sizes: dict[Pointer, int] = {}
+    stack: list[tuple[Pointer, object, bool]] = [((), schema, False)]
+    while stack:
+        where, node, counted = stack.pop()
+        if where in sizes:
+            continue
+        parts = _expanded_parts(node, where, schema)
+        if not counted:
+            stack.append((where, node, True))
+            stack.extend((at, part, False) for at, part in parts if at not in sizes)
+            continue
+        size = 1 + sum(sizes[at] for at, _ in parts)
+        if size > MAX_SCHEMA_SIZE:
+            raise InputError(
+                f"output_schema expands to more than {MAX_SCHEMA_SIZE:,} subschemas once its $refs are expanded "
+                f"(at {_where(where)}: each $ref counts its target again); refer to shared $defs fewer times, "
+                "e.g. not twice from each $def to the next"
+            )
+        sizes[where] = size
+
+
+def _expanded_parts(node: object, where: Pointer, schema: JsonObject) -> list[tuple[Pointer, object]]:
+    """What validating ``node`` walks: its subschemas in place (not its $defs) and its $ref's target."""
+    if not isinstance(node, dict):
+        return []
+    current: JsonObject = node
+    parts = [(at, sub) for at, sub in _children(current, where) if at[len(where)] not in ("$defs", "definitions")]
+    if "$ref" in current:
+        target = _target(current["$ref"], where, schema)
+        parts.append((target, _resolve(schema, target)))
+    return parts
+
+
+def _children(schema: JsonObject, at: Pointer) -> Iterator[tuple[Pointer, object]]:
+    """The values in schema position directly under ``schema`` (data values such as enums are skipped)."""
+    for key, value in schema.items():
+        if key in _NOT_SCHEMAS:
+            continue
+        if key in _NAMED and isinstance(value, dict):
+            yield from (((*at, key, str(name)), sub) for name, sub in value.items())
+        elif isinstance(value, dict):
+            yield (*at, key), value
+        elif isinstance(value, list):
+            yield from (((*at, key, str(i)), sub) for i, sub in enumerate(value))
+
+
 def _subschemas(node: object, where: Pointer) -> Iterator[tuple[Pointer, JsonObject]]:
     """Every subschema (a JSON object in schema position) with its location; data values are skipped."""
     stack: list[tuple[object, Pointer]] = [(node, where)]
@@ -123,15 +307,7 @@ def _subschemas(node: object, where: Pointer) -> Iterator[tuple[Pointer, JsonObj
             continue
         schema: JsonObject = current
         yield at, schema
-        for key, value in schema.items():
-            if key in _NOT_SCHEMAS:
-                continue
-            if key in _NAMED and isinstance(value, dict):
-                stack.extend((sub, (*at, key, str(name))) for name, sub in value.items())
-            elif isinstance(value, dict):
-                stack.append((value, (*at, key)))
-            elif isinstance(value, list):
-                stack.extend((sub, (*at, key, str(i))) for i, sub in enumerate(value))
+        stack.extend((sub, child_at) for child_at, sub in _children(schema, at))
 
 
 def _target(ref: object, where: Pointer, schema: JsonObject) -> Pointer:
@@ -142,6 +318,13 @@ def _target(ref: object, where: Pointer, schema: JsonObject) -> Pointer:
             '$defs are allowed (e.g. "#/$defs/item"): put the referenced schema there'
         )
     pointer = tuple(unquote(p).replace("~1", "/").replace("~0", "~") for p in ref[2:].split("/"))
+    if not isinstance(_resolve(schema, pointer), dict | bool):
+        raise InputError(f"output_schema has $ref {_short(ref)} at {_where(where)}, which it does not define")
+    return pointer
+
+
+def _resolve(schema: JsonObject, pointer: Pointer) -> object:
+    """What ``pointer`` leads to in ``schema`` (None if nothing)."""
     node: object = schema
     for part in pointer:
         if isinstance(node, dict) and part in node:
@@ -149,11 +332,8 @@ def _target(ref: object, where: Pointer, schema: JsonObject) -> Pointer:
         elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
             node = node[int(part)]
         else:
-            node = None
-            break
-    if not isinstance(node, dict | bool):
-        raise InputError(f"output_schema has $ref {_short(ref)} at {_where(where)}, which it does not define")
-    return pointer
+            return None
+    return node
 
 
 def _fragment(pointer: Pointer) -> str:

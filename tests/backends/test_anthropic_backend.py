@@ -322,7 +322,7 @@ async def test_missing_api_key_is_a_config_error(fake: FakeAnthropic) -> None:
 
 
 async def test_schema_the_api_cannot_take_is_an_input_error(fake: FakeAnthropic, backend: AnthropicBackend) -> None:
-    with pytest.raises(InputError, match="output schema"):
+    with pytest.raises(InputError, match=r"output_schema cannot be sent to the Anthropic API at \(root\)"):
         await backend.complete(REQUEST.model_copy(update={"output_schema": {"description": "no type"}}))
     assert fake.requests == []
 

@@ -6,7 +6,7 @@ untrusted (the SDK does not validate it): its shape and usage are checked before
 
 from __future__ import annotations
 
-from anthropic import Omit, omit, transform_schema
+from anthropic import Omit, omit
 from anthropic.types import CacheControlEphemeralParam, Message, MessageParam, TextBlock, TextBlockParam
 from anthropic.types.message_create_params import MessageCreateParamsNonStreaming
 from pydantic import ValidationError
@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from ..contracts import CacheMarks, Completion, CompletionRequest, ModelMessage, Usage
 from ..errors import InputError
 from ..safe_output import safe_completion
+from ..schemas import api_schema
 from .anthropic_tools import server_tool_counts, tool_params
 from .http_guard import UnusableReplyError
 
@@ -28,9 +29,11 @@ def message_params(request: CompletionRequest) -> MessageCreateParamsNonStreamin
         InputError: the output schema cannot be sent to the API.
     """
     try:
-        schema = transform_schema(request.output_schema)
-    except (ValueError, TypeError) as exc:
-        raise InputError(f"the output schema cannot be sent to the Anthropic API: {exc}") from None
+        schema = api_schema(request.output_schema)  # says where and why it cannot be sent, as an InputError
+    except InputError:
+        raise
+    except Exception as exc:  # whatever else the SDK's transform raises is still the schema's fault, not a crash
+        raise InputError(f"output_schema cannot be sent to the Anthropic API: {type(exc).__name__}: {exc}") from None
     messages = [_message_param(m) for m in request.messages]
     if request.cache is not None and request.cache.first_user_chars and messages:
         messages[0] = _split_first(request.messages[0], request.cache)
