@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +25,28 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import SecretStr
 
+from subagent_mcp.backends.batch import AnthropicBatches
 from subagent_mcp.backends.scripted import sample_for_schema
-from subagent_mcp.contracts import JsonObject, OrchestrateResult, Plan, RunReport
+from subagent_mcp.batching import BatchBackend, Outcome
+from subagent_mcp.contracts import (
+    CompletionRequest,
+    JsonObject,
+    ModelMessage,
+    OrchestrateResult,
+    Plan,
+    RunReport,
+    SubagentResult,
+    Subtask,
+)
 from subagent_mcp.core.pricing import cost_usd
 from subagent_mcp.demo import demo_plan_draft
+from subagent_mcp.errors import ModelError
 from subagent_mcp.handles import RunHandle
 from subagent_mcp.mcp_server import create_server
 from subagent_mcp.planning import estimate_plan
 from subagent_mcp.roles import BUILTIN_ROLES
 from subagent_mcp.settings import Settings
+from subagent_mcp.store import Store
 from subagent_mcp.telemetry import Telemetry
 from subagent_mcp.testing import FakeAnthropic, FakeReply, FakeRequest, json_reply, serve_fake_anthropic, text_reply
 from subagent_mcp.testing.results import text_of
@@ -317,3 +331,75 @@ async def test_each_batched_call_is_a_chat_span_priced_at_the_batch_price() -> N
     assert sorted(str((s.attributes or {})["gen_ai.request.model"]) for s in chats) == ["claude-haiku-5-5"] * 2
     costs = [(s.attributes or {})["subagent_mcp.cost_usd"] for s in chats]
     assert sum(c for c in costs if isinstance(c, float)) == pytest.approx(report.cost_usd, abs=1e-8)  # batch price
+
+
+async def test_a_request_the_api_cannot_take_fails_alone_and_its_batch_siblings_get_their_replies() -> None:
+    schemas: dict[str, JsonObject] = {
+        "good": {"type": "object", "properties": {"a": {"type": "string"}}},
+        "boolean": {"type": "object", "properties": {"a": True}},  # the SDK's transform raises TypeError
+        "unknown": {"type": "object", "properties": {"a": {"type": "date"}}},  # ... and AssertionError here
+    }
+    outcomes: dict[str, str] = {}
+
+    async def call(batcher: BatchBackend, subtask: Subtask) -> SubagentResult:
+        request = CompletionRequest(
+            model="claude-haiku-5-5",
+            system="",
+            messages=[ModelMessage(role="user", content=subtask.instructions)],
+            output_schema=schemas[subtask.id],
+            label=subtask.id,
+        )
+        try:
+            outcomes[subtask.id] = (await batcher.complete(request)).text
+        except ModelError as exc:
+            outcomes[subtask.id] = f"error: {exc}"
+        return SubagentResult(task_id=subtask.id, role="writer", status="succeeded")
+
+    with anyio.fail_after(20):
+        async with serve_fake_anthropic(api_key=KEY) as fake, Store.open(":memory:") as store:
+            settings = settings_for(fake)
+            one = Plan.model_validate(plan(*schemas))
+            await store.save_plan(one)
+            await store.create_run("run-1", one.plan_id, {})
+            batcher = BatchBackend(AnthropicBatches(settings), store, "run-1", poll_s=0.002, gather_s=600)
+            async with batcher.running(), anyio.create_task_group() as tg:
+                tracked = batcher.track(lambda subtask, _: call(batcher, subtask))
+
+                async def run(subtask: Subtask) -> None:
+                    await tracked(subtask, {})
+
+                for subtask in one.subtasks:  # all three reach the batch together
+                    tg.start_soon(run, subtask)
+
+    assert set(json.loads(outcomes["good"])) == {"a"}
+    assert outcomes["boolean"].startswith("error: output_schema has a boolean schema (true) at properties/a")
+    assert outcomes["unknown"].startswith("error: output_schema cannot be sent to the Anthropic API at properties/a")
+    assert sum(len(b.requests) for b in fake.batches.created) == 1  # only the good request was ever sent
+
+
+class ResultsBug(AnthropicBatches):
+    """The real adapter, except that reading results raises what no one expected (a bug)."""
+
+    async def results(self, batch_id: str, expected: Mapping[str, str | None]) -> dict[str, Outcome]:
+        raise RuntimeError("a bug while reading results")
+
+
+async def test_a_bug_while_following_a_batch_fails_its_calls_and_not_the_run() -> None:
+    with anyio.fail_after(20):
+        async with serve_fake_anthropic(api_key=KEY) as fake, Store.open(":memory:") as store:
+            one = Plan.model_validate(plan("a"))
+            await store.save_plan(one)
+            await store.create_run("run-1", one.plan_id, {})
+            batcher = BatchBackend(ResultsBug(settings_for(fake)), store, "run-1", poll_s=0.002, gather_s=600)
+            request = CompletionRequest(
+                model="claude-haiku-5-5",
+                system="",
+                messages=[ModelMessage(role="user", content="do a")],
+                output_schema={"type": "object", "properties": {"a": {"type": "string"}}},
+                label="a",
+            )
+            async with batcher.running():
+                with pytest.raises(ModelError) as info:
+                    await batcher.complete(request)
+    assert "unexpected RuntimeError (see the server log)" in str(info.value)
+    assert "a bug" not in str(info.value)

@@ -27,7 +27,7 @@ from anyio.abc import TaskGroup
 
 from .contracts import Completion, CompletionRequest, SubagentResult, Subtask
 from .core.executor import RunTask
-from .errors import ModelError, ModelReplyError, ModelRequestError, SubagentMCPError
+from .errors import InputError, ModelError, ModelReplyError, ModelRequestError, SubagentMCPError
 from .store import BatchEntry, Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -188,21 +188,34 @@ class BatchBackend:
             waiters, self._pending = self._pending, []
             if not waiters:  # every waiter was cancelled meanwhile
                 continue
-            batch: _Batch | None = None
+            batches: list[_Batch] = []
             with anyio.CancelScope(shield=True):  # a batch the API accepted is always recorded
-                batch = await self._send(waiters)
-            if batch is not None and self._tg is not None:
-                self._tg.start_soon(self._poll, batch)
+                batches = await self._send(waiters)
+            for batch in batches:
+                if self._tg is not None:
+                    self._tg.start_soon(self._poll, batch)
 
-    async def _send(self, waiters: list[_Waiter]) -> _Batch | None:
+    async def _send(self, waiters: list[_Waiter]) -> list[_Batch]:
+        """Send ``waiters`` as one batch; a request that cannot be sent fails alone, its siblings go out without it.
+
+        Whatever goes wrong ends the waiters' calls with an error, never the run: the gather is the run's task.
+        """
         pairs = [(f"r{i}-{w.digest[:16]}", w) for i, w in enumerate(waiters)]
         try:
             batch_id = await self._api.submit([(cid, w.request) for cid, w in pairs])
-        except SubagentMCPError as exc:
-            error = exc if isinstance(exc, ModelError) else ModelRequestError(str(exc))
+        except InputError as exc:  # a request the API cannot take (its schema), found before anything is sent
+            if len(waiters) == 1:
+                waiters[0].end(ModelRequestError(str(exc)))
+                return []
+            half = len(waiters) // 2  # halve until the bad ones stand alone: a few more batches, never resent
+            return [*await self._send(waiters[:half]), *await self._send(waiters[half:])]
+        except Exception as exc:
+            if not isinstance(exc, SubagentMCPError):
+                log.exception("run %s could not send a batch", self._run_id)
+            error = exc if isinstance(exc, ModelError) else ModelRequestError(_failure("send the batch", exc))
             for w in waiters:
                 w.end(error)
-            return None
+            return []
         entries = [BatchEntry(custom_id=cid, task_id=w.request.label, digest=w.digest) for cid, w in pairs]
         try:
             await self._store.record_batch(self._run_id, batch_id, entries)
@@ -211,11 +224,11 @@ class BatchBackend:
             await self._cancel_quietly(batch_id)
             for w in waiters:
                 w.end(ModelRequestError(f"the batch could not be recorded in the run database: {exc}"))
-            return None
+            return []
         log.info("run %s sent batch %s with %d request(s)", self._run_id, batch_id, len(pairs))
         batch = _Batch(batch_id, {cid: w.request.model for cid, w in pairs}, dict(pairs))
         self._batches[batch_id] = batch
-        return batch
+        return [batch]
 
     def _attach(self, entry: BatchEntry, waiter: _Waiter, recorded: Sequence[BatchEntry]) -> None:
         """Wait on a batch recorded earlier (by this run before a restart) instead of sending the request again.
@@ -245,6 +258,9 @@ class BatchBackend:
             batch.outcomes = await self._api.results(batch.batch_id, batch.models)
         except ModelError as exc:  # unread: left in_progress, so a resume polls it again
             batch.failure = exc
+        except Exception as exc:  # a bug: fail this batch's calls (left in_progress too), not the whole run
+            log.exception("run %s could not follow batch %s", self._run_id, batch.batch_id)
+            batch.failure = ModelError(_failure(f"follow batch {batch.batch_id}", exc))
         else:
             try:
                 await self._store.end_batch(batch.batch_id, "ended")
@@ -280,6 +296,13 @@ class BatchBackend:
             await self._api.cancel(batch_id)
         except ModelError as exc:
             log.warning("batch %s could not be cancelled: %s", batch_id, exc)
+
+
+def _failure(what: str, exc: Exception) -> str:
+    """What a caller is told of an unexpected error: its kind, not its text (which may quote anything)."""
+    if isinstance(exc, SubagentMCPError):
+        return str(exc)
+    return f"could not {what}: unexpected {type(exc).__name__} (see the server log); resume_run tries again"
 
 
 async def cancel_run_batches(api: BatchAPI, store: Store, run_id: str) -> list[str]:
