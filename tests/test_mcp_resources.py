@@ -115,7 +115,8 @@ async def test_resuming_an_unknown_run_says_so(tmp_path: Path) -> None:
     async with Client(server(ScriptedBackend(), tmp_path / "runs.db")) as c:
         result = await c.call_tool("resume_run", {"run_id": "run-ghost"})
     assert result.is_error
-    assert "No run 'run-ghost' is stored" in text_of(result)
+    assert "no run with id 'run-ghost' is stored; list_runs" in text_of(result)
+    assert str(tmp_path) not in text_of(result)  # no database path
 
 
 async def test_a_cancelled_run_is_stored_as_cancelled_and_can_be_resumed(tmp_path: Path) -> None:

@@ -128,7 +128,7 @@ async def test_cancel_run_on_another_server_cancels_the_run_where_it_runs(db_loc
     report = RunReport.model_validate(cancelled.structured_content)
     assert report.status == "cancelled"
     assert {r.task_id: r.status for r in report.results} == {"x": "cancelled", "y": "cancelled"}
-    assert handle_of(on_a).status == "cancelled"  # as A answers for a run it was told to stop
+    assert RunReport.model_validate(on_a.structured_content) == report  # A answers with the run as stored
     assert again.is_error
     assert "it ended cancelled" in text_of(again)
 
@@ -213,7 +213,10 @@ async def test_a_server_whose_run_was_taken_over_stops_it_and_leaves_the_new_own
         async with Store.open(db_location) as store:
             record = await store.get_run(handle.run_id)
 
-    assert handle_of(on_a).status == "cancelled"  # A's run ended (stopped); its ending was not recorded
+    stopped = handle_of(on_a)  # A's run ended (stopped) and recorded nothing: A answers with the run as stored
+    assert (stopped.status, stopped.next) == (
+        "running", f"another server (another-server) runs it; wait_run(run_id={handle.run_id!r}) waits here"
+    )  # fmt: skip
     assert record is not None
     assert (record.status, record.owner, record.report) == ("running", "another-server", None)
 

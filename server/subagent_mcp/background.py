@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Generator, Mapping
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Literal
@@ -22,7 +23,7 @@ from opentelemetry.trace import SpanContext
 
 from .contracts import OrchestrateResult, Plan, RunReport, Spend, SubagentResult, Subtask
 from .core.run_state import Counts, ExecutorEvent, TaskFinished, TaskStarted, progress_of
-from .errors import SubagentMCPError
+from .errors import InputError, SubagentMCPError
 from .handles import RunCounts, RunHandle
 from .telemetry import Telemetry, run_ended
 
@@ -48,6 +49,20 @@ KEEP_FINISHED = 200
 
 
 _driven: ContextVar[LiveRun | None] = ContextVar("driven_run", default=None)
+
+
+MAX_SHOWN_ID = 100
+"""A run id a caller sent is echoed at most this long in a message (ids are free text from outside)."""
+
+
+def shown_id(run_id: str) -> str:
+    """``run_id`` quoted for a message, cut to ``MAX_SHOWN_ID`` characters (with an ellipsis)."""
+    return repr(run_id if len(run_id) <= MAX_SHOWN_ID else run_id[:MAX_SHOWN_ID] + "…")
+
+
+def still_running(run_id: str) -> InputError:
+    """The refusal to take over or start again a run this server is running."""
+    return InputError(f"run {shown_id(run_id)} is still running in this server; wait_run or cancel_run it first")
 
 
 def driven_run() -> LiveRun | None:
@@ -187,9 +202,33 @@ class RunRegistry:
         self._tg = task_group
         self._telemetry = telemetry or Telemetry.of()
         self._runs: OrderedDict[str, LiveRun] = OrderedDict()
+        self._claimed: set[str] = set()
 
     def get(self, run_id: str) -> LiveRun | None:
         return self._runs.get(run_id)
+
+    def busy(self, run_id: str) -> LiveRun | None:
+        """The run of that id going on in this server, if one is."""
+        run = self._runs.get(run_id)
+        return run if run is not None and not run.done.is_set() else None
+
+    @contextmanager
+    def claim(self, run_id: str) -> Generator[None]:
+        """Hold ``run_id`` for one take-over, from before its first await until it was launched or given up.
+
+        A second take-over of the same run meanwhile (two resume_run calls at once) is refused at once, so a
+        run never executes twice in one server.
+
+        Raises:
+            InputError: the run is going on here, or another call is taking it over.
+        """
+        if run_id in self._claimed or self.busy(run_id) is not None:
+            raise still_running(run_id)
+        self._claimed.add(run_id)
+        try:
+            yield
+        finally:
+            self._claimed.discard(run_id)
 
     def live(self) -> list[LiveRun]:
         """Runs still going, oldest first."""
@@ -200,7 +239,12 @@ class RunRegistry:
 
         Its trace span is a child of the caller's current span (the ``tools/call`` that started it),
         taken here, not from the task group, which belongs to the server.
+
+        Raises:
+            InputError: a run of that id is still going on here (it is never orphaned by a second one).
         """
+        if self.busy(run.run_id) is not None:
+            raise still_running(run.run_id)
         self._runs[run.run_id] = run
         self._forget_old()
         self._tg.start_soon(self._drive, run, job, otel_context.get_current(), name=f"run {run.run_id}")

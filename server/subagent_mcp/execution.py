@@ -19,7 +19,7 @@ from .arguments import check_ceilings, in_range
 from .backends.base import ModelBackend
 from .backends.budgeted import BudgetedBackend
 from .backends.traced import TracedBackend
-from .background import LiveRun, RunRegistry
+from .background import LiveRun, RunRegistry, shown_id
 from .batch_runs import (
     batch_backend,
     batch_cap,
@@ -59,6 +59,13 @@ from .subtask_runs import subtask_runner
 from .telemetry import Telemetry
 
 log = logging.getLogger(__name__)
+
+
+def unknown_run(run_id: str) -> InputError:
+    """The one answer to a run id that no stored run has (the id cut short, no database path)."""
+    return InputError(
+        f"no run with id {shown_id(run_id)} is stored; list_runs (or `subagent-mcp runs`) shows the recent ones"
+    )
 
 
 @dataclass
@@ -162,16 +169,18 @@ class Execution:
             StoreError: no such run, or another live process is running it.
             ConfigError: no API key.
         """
-        return await self._run(await self._take_over(run_id, max_cost_usd, max_total_tokens), on_event)
+        with self.runs.claim(run_id):  # no second take-over here while this one runs
+            return await self._run(await self._take_over(run_id, max_cost_usd, max_total_tokens), on_event)
 
     async def start_resume(
         self, run_id: str, max_cost_usd: float | None = None, max_total_tokens: int | None = None
     ) -> LiveRun:
         """Take a stored run over like :meth:`resume_run`, then run it in the background; returns its handle."""
-        run = await self._take_over(run_id, max_cost_usd, max_total_tokens)
-        live = LiveRun(run_id, "resume", spent=run.spent)
-        live.expect(run.plan, run.kept)
-        return self.runs.launch(live, lambda: self._run(run, live.on_event, live.note_spend))
+        with self.runs.claim(run_id):  # held from before the first await until the run is launched
+            run = await self._take_over(run_id, max_cost_usd, max_total_tokens)
+            live = LiveRun(run_id, "resume", spent=run.spent)
+            live.expect(run.plan, run.kept)
+            return self.runs.launch(live, lambda: self._run(run, live.on_event, live.note_spend))
 
     async def cancel_batches(self, run_id: str) -> list[str]:
         """Cancel the Message Batches a stopped run still has in flight (cancel_run); their ids."""
@@ -217,18 +226,19 @@ class Execution:
         return _Run(plan, run_id, options, estimate)
 
     async def _take_over(self, run_id: str, max_cost_usd: float | None, max_total_tokens: int | None) -> _Run:
-        """Mark a stored run as running here, with what it kept and spent and its (maybe raised) ceilings."""
+        """Mark a stored run as running here, with what it kept and spent and its (maybe raised) ceilings.
+
+        The caller holds the run's claim in the registry, so no run of that id goes on here meanwhile.
+        """
         check_ceilings(max_cost_usd, max_total_tokens)
         _ = self.backend  # a missing key fails here, before the run is taken over
         await self._executor_ready()
         stored = await self.store.get_run(run_id)
-        if stored is not None:  # its plan may predate the schema policy; refuse before taking the run over
-            check_schemas(await self._stored_plan(stored.plan_id))
-            if RunOptions.model_validate(stored.options).batch:
-                self.check_batch()
-        live = self.runs.get(run_id)
-        if live is not None and not live.done.is_set():
-            raise InputError(f"run {run_id!r} is still running in this server; wait_run or cancel_run it first")
+        if stored is None:
+            raise unknown_run(run_id)
+        check_schemas(await self._stored_plan(stored.plan_id))  # it may predate the policy: refuse before taking over
+        if RunOptions.model_validate(stored.options).batch:
+            self.check_batch()
         if self.settings.executor == "temporal":
             from .temporal.client import workflow_running
 

@@ -80,6 +80,25 @@ def outcome_result(outcome: Outcome | RunHandle) -> CallToolResult:
     return structured(outcome, render.report_text(outcome))
 
 
+CANCELLED_WHILE_PLANNING = "it was cancelled while planning; nothing ran. Start it again."
+
+
+async def stopped_outcome(service: Service, run: LiveRun) -> Outcome | RunHandle:
+    """A run this server stopped, as stored (the store's counts, not the last progress heard), in its tool's shape.
+
+    A run stopped while planning has nothing stored: a handle that says to start it again.
+
+    Raises:
+        InputError: the run is not stored (a database changed under the server).
+    """
+    if run.phase == "planning":
+        return run.handle(CANCELLED_WHILE_PLANNING)
+    outcome = await service.outcome(run.run_id)
+    if run.kind != "orchestrate" and isinstance(outcome, OrchestrateResult):  # resume_run returns the run's report
+        return outcome.report
+    return outcome
+
+
 def next_step(run: LiveRun) -> str:
     return (
         f"The run goes on in the server. Call wait_run(run_id={run.run_id!r}) for the result: it returns the "
@@ -103,7 +122,8 @@ async def reply(ctx: ServiceContext, run: LiveRun, wait: float, *, owner: bool) 
         return outcome_result(run.handle(next_step(run)))
     if run.error is not None:
         if run.stopped is not None:
-            return outcome_result(run.handle(f"resume_run(run_id={run.run_id!r}) continues it"))
+            with tool_errors():
+                return outcome_result(await stopped_outcome(service, run))
         raise ToolError(str(run.error))
     assert run.outcome is not None
     return outcome_result(run.outcome)
@@ -133,7 +153,7 @@ def register_run_tools(server: MCPServer[Service]) -> None:
             return outcome_result(await wait_elsewhere(service, run_id, wait, ProgressReporter(ctx).step))
 
     @server.tool(annotations=ToolAnnotations(destructive_hint=False, idempotent_hint=True, open_world_hint=False))
-    async def cancel_run(run_id: RunId, ctx: ServiceContext) -> Annotated[CallToolResult, ReportOrHandle]:
+    async def cancel_run(run_id: RunId, ctx: ServiceContext) -> Annotated[CallToolResult, AnyOutcome]:
         """Stop a running run: in-flight subagent calls are cancelled, what finished is kept (resume_run continues)."""
         service = service_of(ctx)
         with tool_errors():
@@ -144,10 +164,7 @@ def register_run_tools(server: MCPServer[Service]) -> None:
                 raise InputError(f"run {run_id!r} is not running in this server: {await service.where(run_id)}")
             await service.runs.stop(run)
             await service.cancel_batches(run_id)
-            outcome = await service.outcome(run_id) if run.phase != "planning" else None
-        if outcome is None:
-            return outcome_result(run.handle("it was cancelled while planning; nothing ran. Start it again."))
-        return outcome_result(outcome)
+            return outcome_result(await stopped_outcome(service, run))
 
     @server.tool(annotations=MODEL_CALLING, meta=UI_META)
     async def resume_run(

@@ -36,6 +36,7 @@ from .contracts import (
 from .core.budget import Budget, Limits
 from .core.pricing import cost_usd
 from .errors import InputError, ModelError
+from .execution import unknown_run
 from .orchestration import Orchestration
 from .planning import estimate_plan, planner_request, subtask_request
 from .replicas import keep_leases, store_location
@@ -292,9 +293,7 @@ class Service(Orchestration):
         """
         record = await self.store.get_run(run_id)
         if record is None:
-            raise InputError(
-                f"no run with id {run_id!r} is stored; list_runs (or `subagent-mcp runs`) shows the recent ones"
-            )
+            raise unknown_run(run_id)
         return await self._stored_plan(record.plan_id), record
 
     async def synthesize(

@@ -164,6 +164,8 @@ async def follow_elsewhere(
 
     if not await workflow_running(settings, record.run_id):
         return None
+    if (followed := runs.busy(record.run_id)) is not None:  # another call started following it meanwhile
+        return followed
     handle = (await connect(settings)).get_workflow_handle_for(RunWorkflow.run, record.run_id)
     kept = {task_id: record.results[task_id] for task_id in record.succeeded_ids()}
     live = LiveRun(record.run_id, "execute", spent=record.total)

@@ -1,0 +1,171 @@
+"""A background run's lifecycle at its edges: cancelling an orchestration, waiting on a stopped run, two resumes.
+
+Through a real in-memory MCP client and the real Anthropic backend on the fake Messages API, whose replies are
+held until the test lets them go (``run_gates.Gates``); its request log is the evidence of what was sent.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+from pydantic import SecretStr
+
+from run_gates import Gates, plan, task_of
+from subagent_mcp.backends.scripted import ScriptedBackend
+from subagent_mcp.background import LiveRun
+from subagent_mcp.contracts import OrchestrateResult, RunReport
+from subagent_mcp.errors import InputError
+from subagent_mcp.handles import RunHandle
+from subagent_mcp.mcp_server import create_server
+from subagent_mcp.service import Service
+from subagent_mcp.settings import Settings
+from subagent_mcp.testing import FakeAnthropic, serve_fake_anthropic
+from subagent_mcp.testing.results import text_of
+
+pytestmark = pytest.mark.anyio
+
+KEY = "sk-ant-test-run-lifecycle"
+DEMO_SUBTASKS = ("research-a", "research-b", "analyse", "write-up")
+"""The subtasks of the plan the gated planner returns (``demo_plan_draft``)."""
+
+
+def settings_for(fake: FakeAnthropic, location: str) -> Settings:
+    where: dict[str, Any] = {"db_url": SecretStr(location)} if location.startswith("postgresql") else {}
+    where = where or {"db_path": location}
+    return Settings(anthropic_api_key=SecretStr(KEY), anthropic_base_url=fake.base_url, retry_max_wait_s=0, **where)
+
+
+def handle_of(result: Any) -> RunHandle:
+    assert not result.is_error, text_of(result)
+    return RunHandle.model_validate(result.structured_content)
+
+
+async def test_cancel_run_on_an_orchestration_past_planning_returns_its_stored_result(tmp_path: Path) -> None:
+    gates = Gates(hold={"research-a", "research-b"})
+    async with (
+        serve_fake_anthropic(gates, api_key=KEY) as fake,
+        Client(create_server(settings_for(fake, str(tmp_path / "runs.db")))) as c,
+    ):
+        started = handle_of(await c.call_tool("orchestrate", {"task": "Pick a database", "wait_s": 0}))
+        gates.release("(planner)")
+        await gates.arrived["research-a"].wait()
+        await gates.arrived["research-b"].wait()
+        cancelled = await c.call_tool("cancel_run", {"run_id": started.run_id})
+        again = await c.call_tool("cancel_run", {"run_id": started.run_id})
+    assert not cancelled.is_error, text_of(cancelled)
+    out = OrchestrateResult.model_validate(cancelled.structured_content)
+    assert (out.report.run_id, out.report.status) == (started.run_id, "cancelled")
+    assert {r.task_id: r.status for r in out.report.results} == dict.fromkeys(DEMO_SUBTASKS, "cancelled")
+    assert out.synthesis is None
+    assert "(synthesis)" not in [task_of(r) for r in fake.message_requests]
+    assert "not running in this server: it ended cancelled" in text_of(again)
+
+
+async def test_wait_run_right_after_cancel_run_returns_the_stored_report_not_a_stale_handle(tmp_path: Path) -> None:
+    gates = Gates(hold={"a", "b"})
+    four = plan("a", "b", "c", "d", deps={"c": ["a"], "d": ["b"]})
+    async with (
+        serve_fake_anthropic(gates, api_key=KEY) as fake,
+        Client(create_server(settings_for(fake, str(tmp_path / "runs.db")))) as c,
+    ):
+        started = handle_of(await c.call_tool("execute_plan", {"plan": four, "wait_s": 0}))
+        await gates.arrived["a"].wait()
+        await gates.arrived["b"].wait()
+        cancelled = await c.call_tool("cancel_run", {"run_id": started.run_id})
+        waited = await c.call_tool("wait_run", {"run_id": started.run_id, "wait_s": 0})
+    report = RunReport.model_validate(cancelled.structured_content)
+    assert [r.status for r in report.results] == ["cancelled"] * 4
+    assert not waited.is_error, text_of(waited)
+    assert RunReport.model_validate(waited.structured_content) == report
+    assert "running" not in text_of(waited)
+
+
+async def test_a_run_cancelled_while_planning_says_start_it_again_everywhere_and_resume_finds_no_run(
+    tmp_path: Path,
+) -> None:
+    gates = Gates(hold={"(planner)"})
+    async with (
+        serve_fake_anthropic(gates, api_key=KEY) as fake,
+        Client(create_server(settings_for(fake, str(tmp_path / "runs.db")))) as c,
+    ):
+        started = handle_of(await c.call_tool("orchestrate", {"task": "Pick a database", "wait_s": 0}))
+        await gates.arrived["(planner)"].wait()
+        cancelled = handle_of(await c.call_tool("cancel_run", {"run_id": started.run_id}))
+        waited = await c.call_tool("wait_run", {"run_id": started.run_id, "wait_s": 0})
+        resumed = await c.call_tool("resume_run", {"run_id": started.run_id})
+        ghost = await c.call_tool("wait_run", {"run_id": "run-ghost"})
+    assert cancelled.status == "cancelled"
+    assert handle_of(waited).status == "cancelled"
+    assert "Start it again" in text_of(waited)
+    assert "resume_run" not in text_of(waited)  # there is nothing to resume
+    assert resumed.is_error
+    said = text_of(resumed).split(": ", 1)[1]  # after the SDK's "Error executing tool resume_run: "
+    assert said == text_of(ghost).split(": ", 1)[1].replace("'run-ghost'", repr(started.run_id))
+    assert str(tmp_path) not in text_of(resumed)
+
+
+async def test_an_unknown_run_id_of_any_length_is_echoed_at_most_one_hundred_characters_long() -> None:
+    long_id = "run-" + "x" * 10_000
+    async with (
+        serve_fake_anthropic(Gates(), api_key=KEY) as fake,
+        Client(create_server(settings_for(fake, ":memory:"))) as c,
+    ):
+        answers = [await c.call_tool(tool, {"run_id": long_id}) for tool in ("wait_run", "resume_run")]
+    for answer in answers:
+        assert answer.is_error
+        assert f"no run with id {long_id[:100] + '…'!r} is stored" in text_of(answer)
+        assert len(text_of(answer)) < 300
+
+
+async def test_two_resumes_at_once_run_the_run_once_and_the_second_is_told_it_is_still_running(
+    db_location: str,
+) -> None:
+    gates = Gates(hold={"a", "b"})
+    async with (
+        serve_fake_anthropic(gates, api_key=KEY) as fake,
+        Client(create_server(settings_for(fake, db_location))) as c,
+    ):
+        run_id = handle_of(await c.call_tool("execute_plan", {"plan": plan("a", "b"), "wait_s": 0})).run_id
+        await gates.arrived["a"].wait()
+        await gates.arrived["b"].wait()
+        assert not (await c.call_tool("cancel_run", {"run_id": run_id})).is_error
+        gates.hold.clear()
+        before = len(fake.message_requests)
+        answers: list[Any] = []
+
+        async def resume() -> None:
+            answers.append(await c.call_tool("resume_run", {"run_id": run_id, "wait_s": 0}))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(resume)
+            tg.start_soon(resume)
+        refused = [a for a in answers if a.is_error]
+        assert len(refused) == 1, [text_of(a) for a in answers]
+        gates.release("a", "b")
+        done = await c.call_tool("wait_run", {"run_id": run_id})
+    assert f"run {run_id!r} is still running in this server; wait_run or cancel_run it first" in text_of(refused[0])
+    assert RunReport.model_validate(done.structured_content).status == "succeeded"
+    assert sorted(task_of(r) for r in fake.message_requests[before:]) == ["a", "b"]  # each pending subtask once
+
+
+async def test_a_run_id_whose_run_is_still_live_cannot_be_launched_again(tmp_path: Path) -> None:
+    settings = Settings.from_env({}, env_file=None, db_path=str(tmp_path / "runs.db"))
+    hold = anyio.Event()
+
+    async def held() -> RunReport:
+        await hold.wait()
+        raise AssertionError("never let go")
+
+    async with Service.open(settings, ScriptedBackend()) as service:
+        first = service.runs.launch(LiveRun("run-once", "resume"), held)
+        with pytest.raises(InputError, match="'run-once' is still running in this server"):
+            service.runs.launch(LiveRun("run-once", "resume"), held)
+        assert service.runs.get("run-once") is first  # the live run is not orphaned
+        await service.runs.stop(first)
+        again = service.runs.launch(LiveRun("run-once", "resume"), held)  # a run that ended may run again
+        assert service.runs.get("run-once") is again
+        await service.runs.stop(again)
