@@ -169,3 +169,19 @@ async def test_a_run_id_whose_run_is_still_live_cannot_be_launched_again(tmp_pat
         again = service.runs.launch(LiveRun("run-once", "resume"), held)  # a run that ended may run again
         assert service.runs.get("run-once") is again
         await service.runs.stop(again)
+
+
+async def test_a_run_stopped_by_its_own_timeout_s_is_reported_timed_out_not_cancelled(tmp_path: Path) -> None:
+    gates = Gates(hold={"a"})  # a never answers; b waits for it
+    async with (
+        serve_fake_anthropic(gates, api_key=KEY) as fake,
+        Client(create_server(settings_for(fake, str(tmp_path / "runs.db")))) as c,
+    ):
+        ran = await c.call_tool("execute_plan", {"plan": plan("a", "b", deps={"b": ["a"]}), "timeout_s": 1})
+        listed = await c.call_tool("list_runs", {})
+    report = RunReport.model_validate(ran.structured_content)
+    assert report.status == "failed"
+    assert [r.status for r in report.results] == ["failed", "skipped"]  # a cut short in flight, b never started
+    assert all("the run's timeout_s (1 s) ran out" in (r.error or "") for r in report.results)
+    assert listed.structured_content is not None
+    assert listed.structured_content["runs"][0]["status"] == "failed"

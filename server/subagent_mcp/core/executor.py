@@ -175,7 +175,10 @@ class _Run:
         except BaseException:
             self._close("cancelled", "run cancelled")
             raise
-        self._close("timeout" if run_scope.cancelled_caught else None, f"run timed out after {run_timeout_s} s")
+        if run_scope.cancelled_caught:
+            self._close("timeout", f"the run's timeout_s ({run_timeout_s:g} s) ran out")
+        else:
+            self._close(None, "")
 
     def _push(self, task_id: str) -> None:
         if self.priority == "critical_path":
@@ -274,13 +277,20 @@ class _Run:
             self._emit(TaskFinished(result=result, counts=self.state.counts()))
 
     def _close(self, interrupted: Literal["timeout", "cancelled"] | None, reason: str) -> None:
-        """Mark every unfinished task cancelled (synchronously, so it also works while cancelled)."""
+        """Close every unfinished task, synchronously (so it works while cancelled): ``cancelled`` on a stop; on
+        the run's own timeout (a failure to finish, not a stop) ``failed`` in flight, ``skipped`` if never started."""
         state = self.state
         now = self.clock() - self.t0
         unfinished = [task_id for task_id in state.task_ids if task_id not in state.results]
         for task_id in unfinished:
             started = state.running.pop(task_id, None)
-            self._record(_result(self.subtasks[task_id], "cancelled", reason, now, started))
+            status: TaskStatus = "cancelled"
+            why = reason
+            if interrupted == "timeout":
+                status, why = (
+                    ("failed", f"timed out: {reason}") if started is not None else ("skipped", f"not started: {reason}")
+                )
+            self._record(_result(self.subtasks[task_id], status, why, now, started))
         self.ready.clear()
         self.waiting.clear()
         state.running.clear()
