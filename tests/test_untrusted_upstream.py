@@ -19,7 +19,9 @@ from subagent_mcp.testing import (
     FakeAnthropic,
     FakeReply,
     FakeRequest,
+    error_reply,
     json_reply,
+    refusal_reply,
     serve_fake_anthropic,
     text_reply,
     trickle_reply,
@@ -156,3 +158,40 @@ async def test_a_reply_reporting_negative_usage_fails_its_subtask_and_cannot_loo
     assert "impossible usage: input_tokens = -1199999999" in (first.error or "")
     assert report.cost_usd >= 0
     assert report.usage.input_tokens >= 0
+
+
+def echo_in_refusal(request: FakeRequest) -> FakeReply:
+    return refusal_reply(f"the request was signed with {KEY}")
+
+
+def echo_in_error(request: FakeRequest) -> FakeReply:
+    return error_reply(400, f"invalid x-api-key {KEY}")
+
+
+@pytest.mark.parametrize(
+    ("handler", "batch", "said"),
+    [
+        (echo_in_refusal, False, "refused this request (general_harms: the request was signed with [redacted])"),
+        (echo_in_refusal, True, "refused this request (general_harms: the request was signed with [redacted])"),
+        (echo_in_error, True, "the batch request errored (invalid_request_error: invalid x-api-key [redacted])"),
+    ],
+    ids=["live-refusal", "batch-refusal", "batch-error"],
+)
+async def test_an_api_that_echoes_the_key_in_a_refusal_or_a_batch_error_never_shows_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, handler: Any, batch: bool, said: str
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    db = tmp_path / "runs.db"
+    async with serve_fake_anthropic(handler, api_key=KEY) as fake:
+        server = create_server(settings_for(fake, db, SUBAGENT_MCP_BATCH_POLL_S="0.002"))
+        async with Client(server) as c:
+            with anyio.fail_after(20):
+                result = await c.call_tool("execute_plan", {"plan": PLAN, "batch": batch})
+            report = RunReport.model_validate(result.structured_content)
+            resource = await resource_text(c, f"subagent://runs/{report.run_id}")
+    first = report.results[0]
+    assert (first.task_id, first.status) == ("a", "failed")
+    assert said in (first.error or "")
+    stored = db.read_bytes().decode("latin-1")
+    for text in (text_of(result), str(result.structured_content), resource, caplog.text, stored):
+        assert KEY not in text

@@ -142,7 +142,7 @@ class AnthropicBackend:
                     # time would never end. The deadline covers the whole attempt, body included.
                     with anyio.fail_after(self._settings.request_timeout_s):
                         message = await client.messages.create(**params)
-                    completion = completion_of(message, attempts=len(failures) + 1)
+                    completion = self._client.redact_reply(completion_of(message, attempts=len(failures) + 1))
                 except TimeoutError:
                     timeout = APITimeoutError(request=httpx2.Request("POST", client.base_url.join("v1/messages")))
                     failures.append(timeout)

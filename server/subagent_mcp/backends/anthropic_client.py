@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from anthropic import AsyncAnthropic
 
+from ..contracts import Completion
 from ..errors import ConfigError
 from ..redact import all_forms, redact
 from ..settings import Settings
@@ -77,6 +78,13 @@ class LazyClient:
     def redact(self, text: str) -> str:
         """``text`` with every form of the API key replaced."""
         return redact(text, self._key_forms)
+
+    def redact_reply(self, completion: Completion) -> Completion:
+        """``completion`` without the key in what the API wrote (a refusal's explanation, the model, the text)."""
+        update = {"text": self.redact(completion.text), "model": self.redact(completion.model)}
+        if completion.refusal is not None:
+            update["refusal"] = self.redact(completion.refusal)
+        return completion.model_copy(update=update)
 
     async def aclose(self) -> None:
         """Close the HTTP client and its pooled connections."""

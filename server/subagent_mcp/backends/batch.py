@@ -98,7 +98,7 @@ class AnthropicBatches:
                 async for line in decoder.http_response.aiter_lines():
                     number += 1
                     if line.strip():
-                        custom_id, outcome = _outcome(line, expected)
+                        custom_id, outcome = _outcome(line, expected, self._client)
                         outcomes[custom_id] = outcome
         except (TimeoutError, httpx2.HTTPError) as exc:  # the transfer broke: the results are still there
             why = "took too long" if isinstance(exc, TimeoutError) else f"broke off ({type(exc).__name__})"
@@ -106,8 +106,10 @@ class AnthropicBatches:
             raise ModelUnavailableError(message) from None
         except (ValueError, ValidationError) as exc:
             raise ModelReplyError(
-                f"the Message Batches API sent a results file for batch {batch_id} whose line {number} is not a "
-                f"result ({_short(exc)}); none of its results were used"
+                self._redact(
+                    f"the Message Batches API sent a results file for batch {batch_id} whose line {number} is not a "
+                    f"result ({_short(exc)}); none of its results were used"
+                )
             ) from None
         except (APIError, UnusableReplyError) as exc:
             raise ModelReplyError(self._redact(f"reading the results of batch {batch_id} failed: {exc}")) from None
@@ -144,8 +146,11 @@ class AnthropicBatches:
         return self._client.redact(text)
 
 
-def _outcome(line: str, expected: Mapping[str, str | None]) -> tuple[str, Outcome]:
-    """One results line as (custom_id, outcome); raises ``ValueError``/``ValidationError`` if it is not one."""
+def _outcome(line: str, expected: Mapping[str, str | None], client: LazyClient) -> tuple[str, Outcome]:
+    """One results line as (custom_id, outcome), the key redacted from what the API wrote in it.
+
+    Raises ``ValueError``/``ValidationError`` if the line is not a result.
+    """
     item = MessageBatchIndividualResponse.model_validate(json.loads(line))
     if item.custom_id not in expected:
         raise ValueError(f"it names a request the batch does not have ({item.custom_id[:64]!r})")
@@ -153,9 +158,9 @@ def _outcome(line: str, expected: Mapping[str, str | None]) -> tuple[str, Outcom
     result = item.result
     if result.type == "succeeded":
         try:
-            completion = completion_of(result.message)
+            completion = client.redact_reply(completion_of(result.message))
         except UnusableReplyError as exc:
-            return item.custom_id, ModelReplyError(f"the batch's reply was refused: {exc}", model=model)
+            return item.custom_id, ModelReplyError(client.redact(f"the batch's reply was refused: {exc}"), model=model)
         if completion.stop_reason == "pause_turn":
             return item.custom_id, ModelReplyError(
                 "the model paused its turn (pause_turn) in a batch, which cannot be continued there; "
@@ -168,7 +173,8 @@ def _outcome(line: str, expected: Mapping[str, str | None]) -> tuple[str, Outcom
         error = result.error.error
         kind = ModelRequestError if error.type == "invalid_request_error" else ModelUnavailableError
         return item.custom_id, kind(
-            f"the batch request errored ({error.type}: {error.message}); resume_run sends it again", model=model
+            client.redact(f"the batch request errored ({error.type}: {error.message}); resume_run sends it again"),
+            model=model,
         )
     why = (
         "expired before the API processed it (a batch ends within 24 h)" if result.type == "expired" else "was canceled"
