@@ -6,7 +6,9 @@ These run the real Anthropic backend against the fake Messages API on 127.0.0.1.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -432,3 +434,53 @@ async def test_resume_run_with_a_raised_ceiling_runs_what_the_old_one_refused() 
     assert report.run_id == first.run_id
     assert report.status == "succeeded"
     assert len(fake.message_requests) == len(PLAN["subtasks"])  # nothing was sent for the refused attempts
+
+
+@pytest.mark.parametrize("named", ["", "my-proxy-model"], ids=["empty", "unpriced"])
+async def test_a_reply_naming_a_model_with_no_price_is_priced_as_the_requested_one_and_held_to_the_ceiling(
+    named: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    named += f"-{uuid.uuid4().hex[:8]}" if named else ""  # warned once per process: a name no other test sent
+
+    def unpriced(request: FakeRequest) -> FakeReply:
+        return replace(long_answers(request), model=named)
+
+    async with serve_fake_anthropic(unpriced) as fake:
+        settings = settings_for(fake)
+        worst_one = estimate_plan(Plan.model_validate(PLAN), settings, BUILTIN_ROLES).tasks[0].max_cost_usd
+        limit = worst_one * 1.5  # room for one call's worst case, not two
+        async with Client(create_server(settings)) as client:
+            result = await client.call_tool("execute_plan", {"plan": PLAN, "max_cost_usd": limit, "max_concurrency": 1})
+    report = RunReport.model_validate(result.structured_content)
+    assert [r.status for r in report.results] == ["succeeded", "skipped", "skipped", "skipped"]
+    billed = sum(cost_usd(u, r.model, settings.prices) for u, r in zip(fake.billed, fake.message_requests, strict=True))
+    assert report.cost_usd == pytest.approx(billed)
+    assert 0 < report.cost_usd <= limit
+    warnings = [r.getMessage() for r in caplog.records if "which has no price" in r.getMessage()]
+    assert len(warnings) <= 1  # once, not per call
+    assert not named or warnings == [
+        f"a reply named the model {named!r}, which has no price; it is priced as the requested "
+        f"{fake.message_requests[0].model!r} (add the model to SUBAGENT_MCP_PRICES to price it as itself)"
+    ]
+
+
+async def test_run_subagent_refuses_a_model_with_no_price_before_any_call() -> None:
+    async with serve_fake_anthropic() as fake, Client(create_server(settings_for(fake))) as client:
+        result = await client.call_tool(
+            "run_subagent", {"role": "writer", "instructions": "Say hi", "model": "my-proxy-model"}
+        )
+    assert result.is_error
+    assert "the model 'my-proxy-model' has no price" in text_of(result)
+    assert "SUBAGENT_MCP_PRICES" in text_of(result)
+    assert fake.message_requests == []
+
+
+async def test_a_plan_whose_subtasks_would_run_on_a_model_with_no_price_is_refused_before_any_call() -> None:
+    async with serve_fake_anthropic() as fake:
+        settings = settings_for(fake, role_models={"researcher": "my-proxy-model"})
+        async with Client(create_server(settings)) as client:
+            result = await client.call_tool("execute_plan", {"plan": PLAN})
+    assert result.is_error
+    assert "t0 ('my-proxy-model')" in text_of(result)
+    assert "SUBAGENT_MCP_PRICES" in text_of(result)
+    assert fake.message_requests == []

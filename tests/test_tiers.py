@@ -119,13 +119,13 @@ async def test_a_host_can_change_a_tier_in_the_plan_and_a_role_model_override_st
     backend = ScriptedBackend(reply)
     plan: dict[str, Any] = {"plan_id": "p-tiers", "task": "Fix the bug", **DRAFT}
     plan["subtasks"] = [{**s, "tier": "deep"} if s["id"] == "list" else s for s in DRAFT["subtasks"]]
-    pinned = settings(SUBAGENT_MCP_ROLE_MODELS="analyst=claude-pinned")
+    pinned = settings(SUBAGENT_MCP_ROLE_MODELS="analyst=claude-sonnet-pinned")  # priced: an unpriced one is refused
     async with Client(create_server(pinned, backend)) as c:
         ran = await c.call_tool("execute_plan", {"plan": plan})
     assert not ran.is_error, text_of(ran)
     sent = models_sent(backend)
     assert sent["list"] == "claude-opus-deep-test"
-    assert sent["prove"] == "claude-pinned"  # marked deep, but the analyst role is pinned
+    assert sent["prove"] == "claude-sonnet-pinned"  # marked deep, but the analyst role is pinned
 
 
 async def test_an_unknown_tier_is_refused_before_any_call() -> None:

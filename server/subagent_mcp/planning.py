@@ -25,7 +25,7 @@ from .core.caching import cached_prefix, marks_for
 from .core.context import estimate_tokens
 from .core.estimate import SUMMARY_TOKENS, context_tokens, estimate_call, total, with_batch_cost
 from .core.graph import topological_order
-from .core.pricing import batch_prices
+from .core.pricing import batch_prices, unpriced_models
 from .errors import InputError, PlanError
 from .roles import Role, get_role
 from .schemas import check_output_schema
@@ -201,8 +201,8 @@ def check_runnable(plan: Plan, settings: Settings, roles: Mapping[str, Role]) ->
     """Refuse a plan this server cannot run, naming the subtasks at fault, before any token is spent.
 
     Raises:
-        PlanError: more subtasks than SUBAGENT_MCP_MAX_PLAN_SUBTASKS, unknown roles, an unusable
-            output_schema, or an expected output longer than a subagent's max_tokens.
+        PlanError: more subtasks than SUBAGENT_MCP_MAX_PLAN_SUBTASKS, unknown roles, a model with no price,
+            an unusable output_schema, or an expected output longer than a subagent's max_tokens.
     """
     largest = max(settings.max_plan_subtasks, settings.max_subtasks)  # a plan the planner made always fits
     if len(plan.subtasks) > largest:
@@ -217,6 +217,7 @@ def check_runnable(plan: Plan, settings: Settings, roles: Mapping[str, Role]) ->
             f"unknown roles in subtasks: {listing}; available roles: {', '.join(sorted(roles))}",
             ids=[s.id for s in unknown],
         )
+    check_priced(plan, settings, roles)
     most = settings.max_output_tokens
     too_long = [s for s in plan.subtasks if s.expected_output_tokens is not None and s.expected_output_tokens > most]
     if too_long:
@@ -227,6 +228,40 @@ def check_runnable(plan: Plan, settings: Settings, roles: Mapping[str, Role]) ->
             ids=[s.id for s in too_long],
         )
     check_schemas(plan)
+
+
+def check_priced(plan: Plan, settings: Settings, roles: Mapping[str, Role]) -> None:
+    """Refuse a plan with a subtask whose model (or escalation model) has no price: no budget could limit it.
+
+    Raises:
+        PlanError: naming the subtasks and models at fault, and SUBAGENT_MCP_PRICES.
+    """
+    models = {
+        s.id: [m for m in (subtask_model(s, settings, roles), escalation_model(s, settings, roles)) if m is not None]
+        for s in plan.subtasks
+    }
+    at_fault = {task_id: unpriced_models(ms, settings.prices) for task_id, ms in models.items()}
+    at_fault = {task_id: ms for task_id, ms in at_fault.items() if ms}
+    if at_fault:
+        listing = some_of([f"{task_id} ({', '.join(map(repr, ms))})" for task_id, ms in at_fault.items()])
+        raise PlanError(
+            f"subtasks would run on models with no price, whose cost no budget could count or limit: {listing}; "
+            f"add their prices to SUBAGENT_MCP_PRICES or use a priced model",
+            ids=list(at_fault),
+        )
+
+
+def check_model_priced(model: str, settings: Settings) -> None:
+    """Refuse a call to ``model`` when it has no price: what it costs could not be counted or limited.
+
+    Raises:
+        InputError: naming the model and SUBAGENT_MCP_PRICES.
+    """
+    if unpriced_models([model], settings.prices):
+        raise InputError(
+            f"the model {model!r} has no price, so what its calls cost could not be counted or limited; "
+            "add its price to SUBAGENT_MCP_PRICES or use a priced model"
+        )
 
 
 def check_schemas(plan: Plan) -> None:

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from .agents import load_roles
 from .arguments import first_error, in_range, require_text, sentence
 from .backends.base import ModelBackend
-from .backends.budgeted import BudgetedBackend
+from .backends.budgeted import BudgetedBackend, billed_model
 from .backends.cache_warmup import CacheWarmupBackend
 from .backends.limited import limited
 from .backends.traced import TracedBackend
@@ -38,7 +38,7 @@ from .core.pricing import cost_usd
 from .errors import InputError, ModelError
 from .execution import unknown_run
 from .orchestration import Orchestration
-from .planning import estimate_plan, planner_request, subtask_request
+from .planning import check_model_priced, estimate_plan, planner_request, subtask_request
 from .replicas import keep_leases, store_location
 from .role_catalog import RoleCatalog, role_info
 from .roles import BUILTIN_ROLES, Role, get_role
@@ -183,17 +183,19 @@ class Service(Orchestration):
                 result = await complete_json(backend, request, check)
             except ModelError as exc:
                 raise await self._planner_failed(exc, run_id) from None
-            spent(span, result.usage, cost_usd(result.usage, result.model, self.settings.prices))
+            priced = billed_model(result.model, request.model, self.settings.prices)
+            spent(span, result.usage, cost_usd(result.usage, priced, self.settings.prices))
         plan = Plan.model_validate({"plan_id": plan_id, "task": task, **result.output}, context={"max_subtasks": limit})
         await self.store.save_plan(plan)
-        planning = Spend(usage=result.usage, cost_usd=cost_usd(result.usage, result.model, self.settings.prices))
+        planning = Spend(usage=result.usage, cost_usd=cost_usd(result.usage, priced, self.settings.prices))
         await self.store.log_planning(plan_id, run_id, result.model, planning)
         return plan.model_copy(update={"estimate": self.estimate(plan), "planning": planning})
 
     async def _planner_failed(self, exc: ModelError, run_id: str | None) -> ModelError:
         """Record a failed planner's spend and say it in the error, which is otherwise all the caller sees."""
         model = exc.model or self.settings.planner_model
-        spend = Spend(usage=exc.usage, cost_usd=cost_usd(exc.usage, model, self.settings.prices))
+        priced = billed_model(model, self.settings.planner_model, self.settings.prices)
+        spend = Spend(usage=exc.usage, cost_usd=cost_usd(exc.usage, priced, self.settings.prices))
         if not spend.usage.total_tokens:
             return exc
         await self.store.log_planning(None, run_id, model, spend, str(exc))
@@ -235,7 +237,7 @@ class Service(Orchestration):
         """Run one specialist on ad-hoc instructions (no plan); failures come back as a failed result.
 
         Raises:
-            InputError: unknown role, empty instructions, or an unusable output_schema.
+            InputError: unknown role, empty instructions, an unusable output_schema, or a model with no price.
         """
         subtask = Subtask(
             id="subagent",
@@ -246,6 +248,7 @@ class Service(Orchestration):
         if model is not None and not model.strip():
             raise InputError("model must be a model id such as 'claude-haiku-5-5', or omitted")
         request = subtask_request(subtask, None, context, self.settings, self.roles, model)
+        check_model_priced(request.model, self.settings)
         with self.telemetry.agent(subtask.role, subtask.id, request.model) as span:
             result = await run_subtask(self.backend, subtask, request, self.settings.prices)
             agent_result(span, result)

@@ -10,6 +10,7 @@ import time
 from collections.abc import Mapping
 
 from .backends.base import ModelBackend
+from .backends.budgeted import billed_model
 from .contracts import CompletionRequest, SubagentResult, Subtask
 from .core.pricing import ModelPrice, cost_usd
 from .errors import BudgetExceededError, ModelError, ModelOutputError
@@ -36,7 +37,7 @@ async def run_subtask(
             return _failed(subtask, request, exc, prices, started)
         first = SubagentResult(
             task_id=subtask.id, role=subtask.role, status="failed", attempts=exc.attempts, usage=exc.usage,
-            cost_usd=cost_usd(exc.usage, exc.model or request.model, prices),
+            cost_usd=cost_usd(exc.usage, billed_model(exc.model, request.model, prices), prices),
         )  # fmt: skip
         again = await run_subtask(backend, subtask, request.model_copy(update={"model": escalate_to}), prices)
         if again.status == "skipped":  # the budget refused the escalation: the first try's failure stands
@@ -60,7 +61,7 @@ async def run_subtask(
         output=out.output,
         attempts=out.attempts,
         usage=out.usage,
-        cost_usd=cost_usd(out.usage, out.model, prices),
+        cost_usd=cost_usd(out.usage, billed_model(out.model, request.model, prices), prices),
         model=out.model,
         duration_s=time.monotonic() - started,
     )
@@ -79,7 +80,7 @@ def _failed(
         error=str(exc),
         attempts=exc.attempts,
         usage=exc.usage,
-        cost_usd=cost_usd(exc.usage, model, prices),
+        cost_usd=cost_usd(exc.usage, billed_model(model, request.model, prices), prices),
         model=model,
         duration_s=time.monotonic() - started,
     )

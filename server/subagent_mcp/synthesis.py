@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 
 from . import prompts
 from .backends.base import ModelBackend
+from .backends.budgeted import billed_model
 from .contracts import CompletionRequest, ModelMessage, SubagentResult, Synthesis
 from .core.context import fit_results, read_by_summary
 from .core.pricing import cost_usd
@@ -75,6 +76,6 @@ async def synthesize(
         gaps=gaps,
         read_by_summary=by_summary,
         usage=out.usage,
-        cost_usd=cost_usd(out.usage, out.model, settings.prices),
+        cost_usd=cost_usd(out.usage, billed_model(out.model, request.model, settings.prices), settings.prices),
         model=out.model,
     )

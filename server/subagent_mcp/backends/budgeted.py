@@ -9,10 +9,12 @@ for good over money that is merely reserved (at high concurrency, most of the ce
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import math
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 import anyio
@@ -21,9 +23,12 @@ from ..contracts import Completion, CompletionRequest, Usage
 from ..core.budget import PROMPT_SAFETY, Budget, Reservation
 from ..core.caching import cached_prefix
 from ..core.context import estimate_tokens
+from ..core.pricing import ModelPrice, price_for, priced_model
 from ..errors import ModelError
 from ..server_tools import worst_case_uses
 from .base import ModelBackend
+
+logger = logging.getLogger(__name__)
 
 
 def request_input_tokens(request: CompletionRequest) -> int:
@@ -41,6 +46,32 @@ def reserved_cache_write_tokens(request: CompletionRequest) -> int:
     """Of the reserved prompt, what may be billed as a prompt-cache write: the marked prefix, with the margin."""
     prefix = cached_prefix(request)
     return math.ceil(estimate_tokens(prefix) * PROMPT_SAFETY) if prefix else 0
+
+
+def billed_model(named: str | None, requested: str, prices: Mapping[str, ModelPrice]) -> str:
+    """The model a reply is priced as (``pricing.priced_model``); warns the first time a reply names an unpriced one."""
+    if named and price_for(named, prices) is not None:
+        return named
+    _warn_unpriced(named or "", requested, price_for(requested, prices) is not None)
+    return priced_model(named, requested, prices)
+
+
+@functools.lru_cache(maxsize=256)  # once per pair, and a hostile upstream naming endless models cannot grow it
+def _warn_unpriced(named: str, requested: str, requested_priced: bool) -> None:
+    if requested_priced:
+        logger.warning(
+            "a reply named the model %r, which has no price; it is priced as the requested %r "
+            "(add the model to SUBAGENT_MCP_PRICES to price it as itself)",
+            named[:100],
+            requested,
+        )
+    else:
+        logger.warning(
+            "a reply named the model %r for a request to %r, and neither has a price: its cost counts as $0 and "
+            "no max_cost_usd can limit it; add the model to SUBAGENT_MCP_PRICES",
+            named[:100],
+            requested,
+        )
 
 
 OnUsage = Callable[[CompletionRequest, str, Usage], Awaitable[None]]
@@ -71,7 +102,7 @@ class BudgetedBackend:
         try:
             completion = await self.inner.complete(request)
         except ModelError as exc:
-            await self._charge(reservation, request, exc.model or request.model, exc.usage)
+            await self._charge(reservation, request, exc.model, exc.usage)
             raise
         except BaseException:  # cancelled or crashed: nothing billed that we know of
             self.budget.settle(reservation, request.model, Usage())
@@ -107,7 +138,10 @@ class BudgetedBackend:
         if self._line:
             self._line[0].event.set()
 
-    async def _charge(self, reservation: Reservation, request: CompletionRequest, model: str, usage: Usage) -> None:
+    async def _charge(
+        self, reservation: Reservation, request: CompletionRequest, named: str | None, usage: Usage
+    ) -> None:
+        model = billed_model(named, request.model, self.budget.prices)  # an unpriced reply still costs money
         self.budget.settle(reservation, model, usage)
         self._wake_first()
         if self.on_usage is not None and usage.total_tokens:

@@ -16,6 +16,7 @@ from ..core.pricing import ModelPrice, cost_usd
 from ..errors import ModelError
 from ..telemetry import Telemetry, error_type, usage_attributes
 from .base import ModelBackend
+from .budgeted import billed_model
 
 
 @dataclass
@@ -35,7 +36,8 @@ class TracedBackend:
                 usage, model = (exc.usage, exc.model) if isinstance(exc, ModelError) else (Usage(), None)
                 if usage.total_tokens and span.is_recording():
                     span.set_attributes(usage_attributes(usage))
-                    span.set_attribute("subagent_mcp.cost_usd", cost_usd(usage, model or request.model, self.prices))
+                    priced = billed_model(model, request.model, self.prices)
+                    span.set_attribute("subagent_mcp.cost_usd", cost_usd(usage, priced, self.prices))
                 self.telemetry.record_call(request.model, model, usage, time.monotonic() - started, error_type(exc))
                 raise
             if span.is_recording():
@@ -43,7 +45,9 @@ class TracedBackend:
                 span.set_attributes(
                     {
                         "gen_ai.response.model": completion.model,
-                        "subagent_mcp.cost_usd": cost_usd(completion.usage, completion.model, self.prices),
+                        "subagent_mcp.cost_usd": cost_usd(
+                            completion.usage, billed_model(completion.model, request.model, self.prices), self.prices
+                        ),
                         "subagent_mcp.attempts": completion.attempts,
                     }
                 )

@@ -158,3 +158,16 @@ class Priced(Protocol):
 def batch_saving(items: Iterable[Priced], live: Mapping[str, ModelPrice]) -> float:
     """What the batch discount saved on ``items``: each one's live price less what it was billed (never below 0)."""
     return round(sum(max(0.0, cost_usd(i.usage, i.model, live) - i.cost_usd) for i in items), 8)
+
+
+def priced_model(named: str | None, requested: str, table: Mapping[str, ModelPrice]) -> str:
+    """The model a reply is billed as: the one it names when ``table`` prices it, else the one requested.
+
+    A reply's model is the API's (or a proxy's) word: one naming a model without a price must not make its call free.
+    """
+    return named if named and price_for(named, table) is not None else requested
+
+
+def unpriced_models(models: Iterable[str], table: Mapping[str, ModelPrice]) -> list[str]:
+    """Those of ``models`` that ``table`` has no price for (a budget could not limit calls to them), sorted."""
+    return sorted({m for m in models if price_for(m, table) is None})
