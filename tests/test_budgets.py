@@ -19,21 +19,24 @@ from mcp import Client
 from pydantic import SecretStr
 
 from executors import Executor
-from subagent_mcp.backends.budgeted import reserved_prompt_tokens
+from subagent_mcp.backends.anthropic import AnthropicBackend
+from subagent_mcp.backends.budgeted import BudgetedBackend, reserved_prompt_tokens
 from subagent_mcp.backends.scripted import ScriptedBackend, as_completion, sample_for_schema
 from subagent_mcp.contracts import (
     Completion,
     CompletionRequest,
     JsonObject,
+    ModelMessage,
     OrchestrateResult,
     Plan,
     RunReport,
     Spend,
     Usage,
 )
-from subagent_mcp.core.pricing import cost_usd
+from subagent_mcp.core.budget import Budget, Limits
+from subagent_mcp.core.pricing import DEFAULT_PRICES, cost_usd
 from subagent_mcp.demo import demo_plan_draft
-from subagent_mcp.errors import ModelUnavailableError
+from subagent_mcp.errors import BudgetExceededError, ModelUnavailableError
 from subagent_mcp.mcp_server import create_server
 from subagent_mcp.planning import PLANNER_MAX_TOKENS, SYNTHESIS_MAX_TOKENS, estimate_plan
 from subagent_mcp.roles import BUILTIN_ROLES
@@ -484,3 +487,73 @@ async def test_a_plan_whose_subtasks_would_run_on_a_model_with_no_price_is_refus
     assert "t0 ('my-proxy-model')" in text_of(result)
     assert "SUBAGENT_MCP_PRICES" in text_of(result)
     assert fake.message_requests == []
+
+
+def pausing(pauses: int) -> Callable[[FakeRequest], FakeReply]:
+    """Replies that pause the turn ``pauses`` times, then end it; each billed its prompt and max_tokens of output."""
+
+    def reply(request: FakeRequest) -> FakeReply:
+        continued = sum(1 for m in request.body["messages"] if m["role"] == "assistant")
+        return FakeReply(
+            text=json.dumps(sample_for_schema(request.schema or {})),
+            stop_reason="pause_turn" if continued < pauses else "end_turn",
+            output_tokens=request.body["max_tokens"],
+        )
+
+    return reply
+
+
+ONE: JsonObject = {
+    "plan_id": "p-paused",
+    "task": "Survey one option",
+    "subtasks": [{"id": "t0", "role": "researcher", "instructions": "look at option 0", "depends_on": []}],
+}
+
+
+async def test_a_turn_that_keeps_pausing_is_stopped_by_the_ceiling_before_a_message_that_could_cross_it() -> None:
+    async with serve_fake_anthropic(pausing(pauses=100)) as fake:
+        settings = settings_for(fake)
+        worst_one = estimate_plan(Plan.model_validate(ONE), settings, BUILTIN_ROLES).tasks[0].max_cost_usd
+        limit = worst_one * 1.05  # one message's worst case, not two
+        async with Client(create_server(settings)) as client:
+            result = await client.call_tool("execute_plan", {"plan": ONE, "max_cost_usd": limit})
+    report = RunReport.model_validate(result.structured_content)
+    (only,) = report.results
+    assert only.status == "failed"
+    assert (only.error or "").startswith("budget:"), only.error
+    assert len(fake.message_requests) == only.attempts == 1
+    assert report.usage == only.usage == fake.billed_usage
+    assert 0 < report.cost_usd <= limit
+
+
+@pytest.mark.parametrize(
+    ("pauses", "ceiling", "sent"), [(2, 100.0, 3), (100, 2.5, 2)], ids=["continued", "refused-at-the-third"]
+)
+async def test_the_budget_charges_each_message_of_a_continued_turn_once_and_holds_nothing_after(
+    pauses: int, ceiling: float, sent: int
+) -> None:
+    request = CompletionRequest(
+        model="claude-haiku-5-5",
+        system="You answer in JSON.",
+        messages=[ModelMessage(role="user", content="Find the facts")],
+        output_schema={"type": "object"},
+        max_tokens=1_000,
+    )
+    async with serve_fake_anthropic(pausing(pauses)) as fake:
+        one = Budget(Limits(), DEFAULT_PRICES)  # what one message may cost at worst
+        one.reserve(request.model, reserved_prompt_tokens(request), request.max_tokens)
+        budget = Budget(Limits(max_cost_usd=one.reserved_usd * ceiling), DEFAULT_PRICES)
+        async with AnthropicBackend(settings_for(fake)) as inner:
+            backend = BudgetedBackend(inner, budget)
+            if sent > pauses:
+                completion = await backend.complete(request)
+                assert completion.usage == fake.billed_usage
+            else:
+                with pytest.raises(BudgetExceededError, match=r"^budget: ") as caught:
+                    await backend.complete(request)
+                assert (caught.value.usage, caught.value.attempts) == (fake.billed_usage, sent)
+    assert len(fake.message_requests) == sent
+    assert budget.spent == fake.billed_usage
+    assert budget.spent_usd == pytest.approx(cost_usd(fake.billed_usage, request.model, DEFAULT_PRICES))
+    assert budget.spent_usd <= one.reserved_usd * ceiling
+    assert (budget.in_flight, budget.reserved_usd, budget.reserved_tokens) == (0, 0.0, 0)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import pytest
@@ -16,7 +16,7 @@ from pydantic import SecretStr
 
 from subagent_mcp.backends.anthropic import AnthropicBackend
 from subagent_mcp.backends.http_guard import MAX_REPLY_BYTES
-from subagent_mcp.contracts import CompletionRequest, ModelMessage, Usage
+from subagent_mcp.contracts import CompletionRequest, JsonObject, ModelMessage, Usage
 from subagent_mcp.errors import ModelReplyError, ModelTimeoutError
 from subagent_mcp.settings import Settings
 from subagent_mcp.testing import FakeAnthropic, FakeReply, oversized_reply, serve_fake_anthropic, trickle_reply
@@ -150,3 +150,16 @@ async def test_a_reply_reporting_impossible_usage_is_a_failed_attempt_that_says_
     assert problem in str(caught.value)
     assert (caught.value.attempts, caught.value.usage) == (1, Usage())
     assert len(fake.requests) == 1
+
+
+@pytest.mark.parametrize("junk", ["junk", 7, None], ids=["string", "number", "null"])
+async def test_a_paused_turn_whose_content_holds_a_block_that_is_not_an_object_fails_with_what_it_spent(
+    fake: FakeAnthropic, backend: AnthropicBackend, junk: object
+) -> None:
+    blocks = cast(tuple[JsonObject, ...], (junk,))  # what no real API sends: the fake sends it verbatim
+    usage = Usage(input_tokens=10, output_tokens=5)
+    fake.enqueue(FakeReply(text='{"answer": "42"}', stop_reason="pause_turn", blocks=blocks, usage=usage))
+    with pytest.raises(ModelReplyError, match=r"\(pause_turn\) with content that cannot be sent back") as caught:
+        await backend.complete(REQUEST)
+    assert len(fake.message_requests) == 1
+    assert (caught.value.usage, caught.value.attempts, caught.value.model) == (fake.billed_usage, 1, REQUEST.model)

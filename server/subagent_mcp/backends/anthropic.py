@@ -11,6 +11,7 @@ reports 429/529 to it, so a retry waits without a slot and the whole pool slows 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from types import TracebackType
@@ -19,11 +20,12 @@ from typing import cast
 import anyio
 import httpx2
 from anthropic import APIConnectionError, APIError, APIStatusError, APITimeoutError, AsyncAnthropic
-from anthropic.types import Message
+from anthropic.types import Message, MessageParam
 from anthropic.types.message_create_params import MessageCreateParamsNonStreaming
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from ..contracts import Completion, CompletionRequest, Usage
+from ..core.context import estimate_tokens
 from ..errors import (
     ModelError,
     ModelReplyError,
@@ -35,6 +37,7 @@ from ..settings import Settings
 from .anthropic_client import LazyClient
 from .anthropic_messages import completion_of, message_params
 from .anthropic_tools import assistant_content
+from .base import continuation_check
 from .http_guard import UnusableReplyError
 from .limited import OVERLOAD_STATUSES, AdaptiveLimiter, GatedCall
 from .retry import Sleep, WaitRetryAfterOrBackoff, is_transient_status, retry_after_s
@@ -105,7 +108,7 @@ class AnthropicBackend:
 
         The reply is the last message's; its usage and attempts are those of every message sent.
         """
-        spent, attempts = Usage(), 0
+        spent, attempts, resent = Usage(), 0, list[MessageParam]()
         for turn in range(MAX_CONTINUATIONS + 1):
             try:
                 message, completion = await self._send(client, request, params, call)
@@ -116,8 +119,21 @@ class AnthropicBackend:
             if completion.stop_reason != "pause_turn":
                 return completion.model_copy(update={"usage": spent, "attempts": attempts})
             if turn < MAX_CONTINUATIONS:  # the API resumes the turn from its own paused content
+                try:
+                    paused = assistant_content(message)
+                except (AttributeError, TypeError) as exc:  # the SDK does not validate replies: a block may be junk
+                    raise ModelReplyError(
+                        f"the API paused the turn (pause_turn) with content that cannot be sent back "
+                        f"({type(exc).__name__}); it was not continued",
+                        usage=spent,
+                        attempts=attempts,
+                        model=request.model,
+                    ) from None
+                resent.append({"role": "assistant", "content": paused})
                 params = params.copy()
-                params["messages"] = [*params["messages"], {"role": "assistant", "content": assistant_content(message)}]
+                params["messages"] = [*params["messages"], resent[-1]]
+                added = estimate_tokens(json.dumps(resent, default=str))  # what the next prompt holds beyond the first
+                await _may_continue(completion, added, spent, attempts, request.model)
         raise ModelReplyError(
             f"the model's turn was still paused (pause_turn) after {MAX_CONTINUATIONS} continuations; "
             "lower the role's max_uses or split the subtask",
@@ -228,6 +244,18 @@ class AnthropicBackend:
     def _redact(self, text: str) -> str:
         """``text`` without the key in any form it can take (as sent, repr- or bytes-escaped)."""
         return self._client.redact(text)
+
+
+async def _may_continue(paused: Completion, added_tokens: int, spent: Usage, attempts: int, model: str) -> None:
+    """Ask the budget around this call, if any, whether the next message of a continued turn may go."""
+    check = continuation_check.get()
+    if check is None:
+        return
+    try:
+        await check(paused, added_tokens)
+    except ModelError as exc:  # what the turn spent so far belongs to the error, as it does to a failed send
+        exc.usage, exc.attempts, exc.model = spent + exc.usage, attempts + exc.attempts, exc.model or model
+        raise
 
 
 def _is_transient(exc: BaseException) -> bool:

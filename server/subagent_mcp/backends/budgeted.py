@@ -26,7 +26,7 @@ from ..core.context import estimate_tokens
 from ..core.pricing import ModelPrice, price_for, priced_model
 from ..errors import ModelError
 from ..server_tools import worst_case_uses
-from .base import ModelBackend
+from .base import ModelBackend, continuation_check
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +78,14 @@ OnUsage = Callable[[CompletionRequest, str, Usage], Awaitable[None]]
 """Told of every finished call's usage (request, model, usage), e.g. to log it durably at once."""
 
 
+@dataclass
+class _Held:
+    """A call's reservation (None while a continuation waits for its own) and the usage already charged."""
+
+    reservation: Reservation | None
+    charged: Usage = field(default_factory=Usage)
+
+
 @dataclass(eq=False)
 class _Turn:
     event: anyio.Event = field(default_factory=anyio.Event)
@@ -98,24 +106,41 @@ class BudgetedBackend:
     _line: deque[_Turn] = field(default_factory=deque[_Turn], init=False, repr=False)
 
     async def complete(self, request: CompletionRequest) -> Completion:
-        reservation = await self._reserve(request)
+        held = _Held(await self._reserve(request))
+        token = continuation_check.set(lambda paused, added: self._continue(held, request, paused, added))
         try:
             completion = await self.inner.complete(request)
         except ModelError as exc:
-            await self._charge(reservation, request, exc.model, exc.usage)
+            await self._charge(held, request, exc.model, exc.usage)
             raise
-        except BaseException:  # cancelled or crashed: nothing billed that we know of
-            self.budget.settle(reservation, request.model, Usage())
+        except BaseException:  # cancelled or crashed: nothing billed that we know of beyond continued messages
+            if held.reservation is not None:
+                self.budget.settle(held.reservation, request.model, Usage())
             self._wake_first()
             raise
-        await self._charge(reservation, request, completion.model, completion.usage)
+        finally:
+            continuation_check.reset(token)
+        await self._charge(held, request, completion.model, completion.usage)
         return completion
 
-    async def _reserve(self, request: CompletionRequest) -> Reservation:
+    async def _continue(self, held: _Held, request: CompletionRequest, paused: Completion, added_tokens: int) -> None:
+        """Charge a paused message and reserve the next one's worst case: a continued turn is several billed calls.
+
+        Raises:
+            BudgetExceededError: the next message could cross a limit; nothing more is sent.
+        """
+        assert held.reservation is not None
+        model = billed_model(paused.model, request.model, self.budget.prices)
+        self.budget.settle(held.reservation, model, paused.usage)
+        held.reservation, held.charged = None, held.charged + paused.usage
+        self._wake_first()
+        held.reservation = await self._reserve(request, math.ceil(added_tokens * PROMPT_SAFETY))
+
+    async def _reserve(self, request: CompletionRequest, added_prompt_tokens: int = 0) -> Reservation:
         """The call's reservation, once it fits; ``BudgetExceededError`` at once if it never can."""
         args = (
             request.model,
-            reserved_prompt_tokens(request),
+            reserved_prompt_tokens(request) + added_prompt_tokens,
             request.max_tokens,
             reserved_cache_write_tokens(request),
             worst_case_uses(request.server_tools),
@@ -138,11 +163,13 @@ class BudgetedBackend:
         if self._line:
             self._line[0].event.set()
 
-    async def _charge(
-        self, reservation: Reservation, request: CompletionRequest, named: str | None, usage: Usage
-    ) -> None:
+    async def _charge(self, held: _Held, request: CompletionRequest, named: str | None, usage: Usage) -> None:
+        """Settle the call: charge what it used beyond the continued messages already charged, record all of it."""
         model = billed_model(named, request.model, self.budget.prices)  # an unpriced reply still costs money
-        self.budget.settle(reservation, model, usage)
+        if held.reservation is not None:
+            self.budget.settle(held.reservation, model, usage - held.charged)
+        else:  # the budget refused a continuation: no reservation is left to release
+            self.budget.charge(model, usage - held.charged)
         self._wake_first()
         if self.on_usage is not None and usage.total_tokens:
             with anyio.CancelScope(shield=True):  # what was billed is recorded even if the caller is cancelled

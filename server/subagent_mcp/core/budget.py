@@ -121,6 +121,10 @@ class Budget:
         self.in_flight = max(0, self.in_flight - 1)
         self.reserved_usd = max(0.0, self.reserved_usd - reservation.cost_usd) if self.in_flight else 0.0
         self.reserved_tokens = max(0, self.reserved_tokens - reservation.tokens) if self.in_flight else 0
+        self.charge(model, usage)
+
+    def charge(self, model: str | None, usage: Usage) -> None:
+        """Charge usage no reservation holds (what is left of a call whose continuation the budget refused)."""
         self.spent = self.spent + usage
         self.spent_usd += cost_usd(usage, model, self.prices)
 
