@@ -360,3 +360,24 @@ async def test_a_key_read_with_a_trailing_line_break_is_sent_without_it(tail: st
             completion = await backend.complete(REQUEST)
     assert completion.attempts == 1
     assert [r.headers["authorization"] for r in fake.requests] == [f"Bearer {KEY}"]
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        error_reply(529, retry_after="Mon, 01 Jan 99999 00:00:00 GMT"),
+        error_reply(503, retry_after="Mon, 01 Jan 99999 00:00:00 GMT"),
+        error_reply(429, retry_after="Sat, 01 Jan 0001 00:00:00 GMT"),
+        error_reply(529, retry_after_ms=float("nan")),
+        error_reply(503, retry_after="1e999"),
+    ],
+    ids=["year-99999-overloaded", "year-99999-unavailable", "year-1", "nan-ms", "infinite"],
+)
+async def test_a_retry_after_no_clock_can_hold_is_ignored_and_the_call_backs_off_and_retries(
+    fake: FakeAnthropic, backend: AnthropicBackend, sleep: RecordingSleep, reply: FakeReply
+) -> None:
+    fake.enqueue(reply, json_reply({"answer": "ok"}))
+    completion = await backend.complete(REQUEST)
+    assert (completion.text, completion.attempts) == ('{"answer": "ok"}', 2)
+    assert len(sleep.delays) == 1
+    assert 0.375 <= sleep.delays[0] <= 0.5  # the first backoff, as if no header had been sent

@@ -8,6 +8,7 @@ wait capped so one overloaded minute cannot stall a run.
 from __future__ import annotations
 
 import email.utils
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -33,17 +34,26 @@ def is_transient_status(status: int, should_retry_header: str | None = None) -> 
 
 
 def retry_after_s(headers: Mapping[str, str], now: float | None = None) -> float | None:
-    """The wait the server asked for: ``retry-after-ms``, else ``retry-after`` (seconds or an HTTP date)."""
+    """The wait the server asked for: ``retry-after-ms``, else ``retry-after`` (seconds or an HTTP date).
+
+    A header that is not a finite number or a date ``time`` can hold (year 99999) counts as absent: it is the
+    server's text, and must not crash the call it was meant to pace.
+    """
     for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
         try:
-            return float(headers[name]) * scale
+            seconds = float(headers[name]) * scale
         except (KeyError, ValueError):
             continue
+        if math.isfinite(seconds):
+            return seconds
     value = headers.get("retry-after")
     parsed = email.utils.parsedate_tz(value) if value else None
     if parsed is None:
         return None
-    return float(email.utils.mktime_tz(parsed)) - (time.time() if now is None else now)
+    try:
+        return float(email.utils.mktime_tz(parsed)) - (time.time() if now is None else now)
+    except (ValueError, OverflowError):
+        return None
 
 
 def backoff_s(retry_number: int) -> float:
