@@ -526,19 +526,22 @@ async def test_a_turn_that_keeps_pausing_is_stopped_by_the_ceiling_before_a_mess
     assert 0 < report.cost_usd <= limit
 
 
+SEARCH = CompletionRequest(
+    model="claude-haiku-5-5",
+    system="You answer in JSON.",
+    messages=[ModelMessage(role="user", content="Find the facts")],
+    output_schema={"type": "object"},
+    max_tokens=1_000,
+)
+
+
 @pytest.mark.parametrize(
     ("pauses", "ceiling", "sent"), [(2, 100.0, 3), (100, 2.5, 2)], ids=["continued", "refused-at-the-third"]
 )
 async def test_the_budget_charges_each_message_of_a_continued_turn_once_and_holds_nothing_after(
     pauses: int, ceiling: float, sent: int
 ) -> None:
-    request = CompletionRequest(
-        model="claude-haiku-5-5",
-        system="You answer in JSON.",
-        messages=[ModelMessage(role="user", content="Find the facts")],
-        output_schema={"type": "object"},
-        max_tokens=1_000,
-    )
+    request = SEARCH
     async with serve_fake_anthropic(pausing(pauses)) as fake:
         one = Budget(Limits(), DEFAULT_PRICES)  # what one message may cost at worst
         one.reserve(request.model, reserved_prompt_tokens(request), request.max_tokens)
@@ -556,4 +559,30 @@ async def test_the_budget_charges_each_message_of_a_continued_turn_once_and_hold
     assert budget.spent == fake.billed_usage
     assert budget.spent_usd == pytest.approx(cost_usd(fake.billed_usage, request.model, DEFAULT_PRICES))
     assert budget.spent_usd <= one.reserved_usd * ceiling
+    assert (budget.in_flight, budget.reserved_usd, budget.reserved_tokens) == (0, 0.0, 0)
+
+
+async def test_a_continued_turn_cancelled_mid_flight_keeps_its_billed_messages_on_record() -> None:
+    continued = anyio.Event()
+
+    def reply(request: FakeRequest) -> FakeReply:
+        if any(m["role"] == "assistant" for m in request.body["messages"]):  # the continuation: held until cancelled
+            continued.set()
+            return hang_reply()
+        return FakeReply(text="{}", stop_reason="pause_turn", usage=Usage(input_tokens=500, output_tokens=300))
+
+    recorded: list[Usage] = []
+
+    async def on_usage(request: CompletionRequest, model: str, usage: Usage) -> None:
+        recorded.append(usage)
+
+    budget = Budget(Limits(max_cost_usd=1.0), DEFAULT_PRICES)
+    async with serve_fake_anthropic(reply) as fake, AnthropicBackend(settings_for(fake)) as inner:
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(BudgetedBackend(inner, budget, on_usage=on_usage).complete, SEARCH)
+                await continued.wait()
+                tg.cancel_scope.cancel()
+    assert recorded == [fake.billed_usage] == [Usage(input_tokens=500, output_tokens=300)]
+    assert budget.spent == fake.billed_usage
     assert (budget.in_flight, budget.reserved_usd, budget.reserved_tokens) == (0, 0.0, 0)

@@ -117,6 +117,7 @@ class BudgetedBackend:
             if held.reservation is not None:
                 self.budget.settle(held.reservation, request.model, Usage())
             self._wake_first()
+            await self._record(request, request.model, held.charged)
             raise
         finally:
             continuation_check.reset(token)
@@ -171,6 +172,9 @@ class BudgetedBackend:
         else:  # the budget refused a continuation: no reservation is left to release
             self.budget.charge(model, usage - held.charged)
         self._wake_first()
+        await self._record(request, model, usage)
+
+    async def _record(self, request: CompletionRequest, model: str, usage: Usage) -> None:
         if self.on_usage is not None and usage.total_tokens:
             with anyio.CancelScope(shield=True):  # what was billed is recorded even if the caller is cancelled
                 await self.on_usage(request, model, usage)
