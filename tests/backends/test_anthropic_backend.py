@@ -214,7 +214,9 @@ async def test_permanent_4xx_fails_after_one_request_with_the_api_message(
     fake.handler = lambda request: error_reply(status, f"the API says {status}")
     with pytest.raises(ModelRequestError) as caught:
         await backend.complete(REQUEST)
-    assert str(caught.value) == f"Anthropic API rejected the request ({status} {error_type}): the API says {status}"
+    assert str(caught.value).startswith(
+        f"Anthropic API rejected the request ({status} {error_type}): the API says {status}"
+    )
     assert (caught.value.attempts, caught.value.status_code, caught.value.request_id) == (1, status, "req_fake_0001")
     assert len(fake.requests) == 1
 
@@ -226,7 +228,10 @@ async def test_wrong_key_gets_the_api_401_message() -> None:
     ):
         with pytest.raises(ModelRequestError) as caught:
             await backend.complete(REQUEST)
-    assert str(caught.value) == "Anthropic API rejected the request (401 authentication_error): invalid x-api-key"
+    assert str(caught.value) == (
+        "Anthropic API rejected the request (401 authentication_error): invalid x-api-key; "
+        "check ANTHROPIC_API_KEY in the server's environment (no quotes around it)"
+    )
     assert len(fake.requests) == 1
 
 

@@ -221,6 +221,8 @@ class AnthropicBackend:
             error_class = ModelRequestError
             message = f"Anthropic API rejected the request ({exc.status_code} {_detail(exc, sep=')')}"
             message += f" (after {attempts} attempts)" if attempts > 1 else ""
+            if exc.status_code == 401:  # most often a key pasted with quotes, cut short, or from another workspace
+                message += "; check ANTHROPIC_API_KEY in the server's environment (no quotes around it)"
         elif isinstance(exc, APIStatusError):
             error_class = ModelUnavailableError
             advice = "lower max_concurrency or try again later" if exc.status_code == 429 else "try again later"
