@@ -193,8 +193,12 @@ async def test_ctrl_c_cancels_cleanly_reports_what_finished_and_how_to_resume(tm
     statuses = {r.task_id: r.status for r in report.results}
     assert statuses["research-a"] == statuses["research-b"] == "succeeded"
     assert statuses["analyse"] == "cancelled"
-    assert f"subagent-mcp run --resume {report.run_id}" in seen
+    assert f"subagent-mcp run --demo --resume {report.run_id}" in seen  # the command to copy resumes it as it ran
     assert "Traceback" not in seen
+    real = cli(db, "run", "--json", "--resume", report.run_id)  # not on real models over scripted work
+    assert real.returncode == 2
+    assert "is a demo run (scripted outputs, nothing billed); resume it in demo mode" in real.stderr
+    assert "Demo run: a scripted backend answered and nothing was billed" in cli(db, "show", report.run_id).stdout
 
     resumed = cli(db, "run", "--demo", "--json", "--resume", report.run_id)
     assert resumed.returncode == 0, resumed.stderr
@@ -264,7 +268,7 @@ async def test_ctrl_c_during_a_resume_reports_that_run_even_when_a_newer_one_exi
     code, stdout, seen = await interrupt(db, "run", "--demo", "--json", "--resume", first)
     assert code == 130
     assert RunReport.model_validate(json.loads(stdout)).run_id == first
-    assert f"subagent-mcp run --resume {first}" in seen
+    assert f"subagent-mcp run --demo --resume {first}" in seen
 
 
 def test_a_run_stopped_by_the_ceiling_finishes_on_resume_once_the_ceiling_is_raised(tmp_path: Path) -> None:

@@ -163,6 +163,8 @@ async def show_command(settings: Settings, run_id: str, *, as_json: bool) -> int
         )
         return 0
     print(f"Task: {plan.task}\nPlan: {plan.plan_id}; run status: {record.status}")
+    if RunOptions.model_validate(record.options).demo:
+        print("Demo run: a scripted backend answered and nothing was billed; the costs below are what it would be.")
     if record.report is not None:
         print(render.report_text(record.report, terminal=True))
     for s in [] if record.report is not None else plan.subtasks:
@@ -213,7 +215,8 @@ async def _report_interrupted(service: Service, run_id: str, progress: TerminalP
     if report is None:
         progress.note("interrupted while planning; no subtask was started")
         return EXIT_INTERRUPTED
-    progress.note(f"resume it with: subagent-mcp run --resume {report.run_id}")
+    demo = " --demo" if service.settings.demo else ""
+    progress.note(f"resume it with: subagent-mcp run{demo} --resume {report.run_id}")
     print(report.model_dump_json(indent=2) if as_json else render.report_text(report, terminal=True))
     return EXIT_INTERRUPTED
 

@@ -52,7 +52,7 @@ from .planning import (
     estimate_plan,
 )
 from .roles import Role
-from .runs import OnSpend, RunOptions, UsageLedger, execute_durably, new_run_id, run_budget
+from .runs import OnSpend, RunOptions, UsageLedger, check_same_backend, execute_durably, new_run_id, run_budget
 from .settings import Settings
 from .store import Store, temporal_owner
 from .subtask_runs import subtask_runner
@@ -218,6 +218,7 @@ class Execution:
             held_back=Spend() if synthesis is None else room_for(synthesis, self.settings.prices),
             orchestrated=keep_for_synthesis,
             batch=batch,
+            demo=self.settings.demo,
         )
         _ = self.backend  # a missing key fails here, before the run is created
         await self._executor_ready()
@@ -231,11 +232,12 @@ class Execution:
         The caller holds the run's claim in the registry, so no run of that id goes on here meanwhile.
         """
         check_ceilings(max_cost_usd, max_total_tokens)
-        _ = self.backend  # a missing key fails here, before the run is taken over
-        await self._executor_ready()
         stored = await self.store.get_run(run_id)
         if stored is None:
             raise unknown_run(run_id)
+        check_same_backend(run_id, RunOptions.model_validate(stored.options), self.settings.demo)
+        _ = self.backend  # a missing key fails here, before the run is taken over
+        await self._executor_ready()
         check_schemas(await self._stored_plan(stored.plan_id))  # it may predate the policy: refuse before taking over
         if RunOptions.model_validate(stored.options).batch:
             self.check_batch()

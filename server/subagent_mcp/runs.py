@@ -22,6 +22,7 @@ from .core.estimate import expected_durations
 from .core.executor import RunTask, execute
 from .core.pricing import ModelPrice
 from .core.run_state import ExecutorEvent, OnEvent, RunState, TaskFinished
+from .errors import InputError
 from .handles import RunCounts
 from .store import RunRecord, Store, StoreError
 
@@ -49,6 +50,19 @@ class RunOptions(BaseModel):
     """Made by an orchestration (orchestrate, ``subagent-mcp run``): its result includes a synthesis."""
     batch: bool = False
     """Batch mode: subtask calls go through the Message Batches API at half price (``batching.py``)."""
+    demo: bool = False
+    """Answered by the demo backend (scripted outputs, nothing billed): resumed only in demo mode, and vice versa."""
+
+
+def check_same_backend(run_id: str, options: RunOptions, demo: bool) -> None:
+    """Refuse to resume a demo run on real models (they would finish scripted work, billed) or the reverse."""
+    if options.demo and not demo:
+        raise InputError(
+            f"run {run_id!r} is a demo run (scripted outputs, nothing billed); resume it in demo mode: "
+            f"subagent-mcp run --demo --resume {run_id}, or a server started with --demo"
+        )
+    if demo and not options.demo:
+        raise InputError(f"run {run_id!r} ran on real models; resume it without --demo, or it would end in demo output")
 
 
 OnSpend = Callable[[Spend], None]
