@@ -120,7 +120,7 @@ async def test_both_tools_are_listed_with_their_schemas() -> None:
                 "model": {
                     "anyOf": [{"type": "string"}, {"type": "null"}],
                     "default": None,
-                    "description": "Model id override (default: the role's model).",
+                    "description": "Model id (default: the role's model); it must have a price (SUBAGENT_MCP_PRICES).",
                     "title": "Model",
                 },
             },

@@ -119,7 +119,10 @@ def register_tools(server: MCPServer[Service]) -> None:
         output_schema: Annotated[
             JsonObject | None, Field(description="JSON Schema (type object) for the output; role default if null.")
         ] = None,
-        model: Annotated[str | None, Field(description="Model id override (default: the role's model).")] = None,
+        model: Annotated[
+            str | None,
+            Field(description="Model id (default: the role's model); it must have a price (SUBAGENT_MCP_PRICES)."),
+        ] = None,
     ) -> Annotated[CallToolResult, SubagentResult]:
         """Run one specialist subagent on one piece of work and return its validated JSON output with usage."""
         with tool_errors():
