@@ -147,6 +147,25 @@ def test_a_request_whose_schema_the_sdk_cannot_transform_is_an_input_error_not_a
     assert "use one type of object, array, string, integer, number, boolean or null" in str(info.value)
 
 
+def test_a_schema_with_draft_7_definitions_is_sent_with_them_as_defs_and_its_refs_pointing_there() -> None:
+    point: JsonObject = {"type": "object", "properties": {"x": {"type": "number"}}, "required": ["x"]}
+    schema: JsonObject = {
+        "type": "object",
+        "properties": {"from": {"$ref": "#/definitions/point"}, "to": {"$ref": "#/definitions/point"}},
+        "required": ["from", "to"],
+        "definitions": {"point": point},
+    }
+    check_output_schema(schema)
+    request = CompletionRequest(
+        model="claude-haiku-5-5", system="", messages=[ModelMessage(role="user", content="x")], output_schema=schema
+    )
+    params: Any = message_params(request)
+    sent = params["output_config"]["format"]["schema"]
+    assert "definitions" not in sent
+    assert sent["$defs"]["point"]["properties"]["x"]["type"] == "number"
+    assert sent["properties"]["from"] == {"$ref": "#/$defs/point"}  # the SDK leaves refs as they are
+
+
 async def test_run_subagent_refuses_an_untyped_property_before_any_call() -> None:
     async with serve_fake_anthropic(api_key=KEY) as fake, Client(create_server(settings_for(fake))) as c:
         schema = {"type": "object", "properties": {"a": {"description": "anything"}}}

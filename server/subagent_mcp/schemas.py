@@ -77,12 +77,13 @@ def api_schema(schema: JsonObject) -> JsonObject:
     """``schema`` as the Messages API's structured outputs take it (the SDK's ``transform_schema``).
 
     A type list (``"type": ["string", "null"]``), which the SDK cannot transform, is sent as the
-    ``anyOf`` of one branch per type it means; replies are still validated against ``schema`` itself.
+    ``anyOf`` of one branch per type it means, and draft-7 ``definitions`` as the ``$defs`` the SDK keeps
+    (refs rewritten to match); replies are still validated against ``schema`` itself.
 
     Raises:
         InputError: part of ``schema`` cannot be sent; the message says where and why.
     """
-    sendable = _split_type_lists(schema)
+    sendable = _split_type_lists(_definitions_as_defs(schema))
     try:
         return transform_schema(sendable)
     except Exception:  # the SDK raises ValueError, TypeError or (assert_never) AssertionError: all the caller's
@@ -93,6 +94,36 @@ def api_schema(schema: JsonObject) -> JsonObject:
             'API\'s structured outputs cannot take; write a schema object with a "type" there'
         )
     raise InputError(f"output_schema cannot be sent to the Anthropic API at {_where(where)}: {problem}")
+
+
+def _definitions_as_defs(schema: JsonObject) -> JsonObject:
+    """``schema`` with root ``definitions`` moved into ``$defs`` and every ``#/definitions/`` ref pointed there.
+
+    The SDK keeps ``$defs`` but would fold ``definitions`` into a description, leaving the refs dangling.
+    """
+    definitions = schema.get("definitions")
+    if not isinstance(definitions, dict):
+        return schema
+    defs: Any = schema.get("$defs", {})
+    clash = sorted(set(definitions) & set(defs)) if isinstance(defs, dict) else []  # pyright: ignore[reportUnknownArgumentType]
+    if clash or not isinstance(defs, dict):
+        raise InputError(f"output_schema has both $defs and definitions naming {', '.join(clash)}; keep one of them")
+    moved = {k: v for k, v in schema.items() if k != "definitions"}
+    moved["$defs"] = {**defs, **definitions}  # pyright: ignore[reportUnknownArgumentType]
+    return _refs_renamed(moved)
+
+
+def _refs_renamed(node: Any) -> Any:
+    """``node`` with each ``$ref`` into ``#/definitions/`` pointing into ``#/$defs/`` instead."""
+    if isinstance(node, dict):
+        out = {k: _refs_renamed(v) for k, v in node.items()}  # pyright: ignore[reportUnknownVariableType]
+        ref = out.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/definitions/"):
+            out["$ref"] = "#/$defs/" + ref.removeprefix("#/definitions/")
+        return out
+    if isinstance(node, list):
+        return [_refs_renamed(v) for v in node]  # pyright: ignore[reportUnknownVariableType]
+    return node
 
 
 _TYPE_KEYWORDS: dict[str, frozenset[str]] = {
