@@ -34,6 +34,13 @@ def cli(db: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def test_the_command_starts_without_importing_the_anthropic_sdk() -> None:
+    """The SDK takes about a second to import: every terminal command and every host's server start paid it."""
+    code = "import sys, subagent_mcp.cli, subagent_mcp.cli_run, subagent_mcp.service; print('anthropic' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_help_lists_every_command(tmp_path: Path) -> None:
     out = cli(tmp_path / "db", "--help")
     assert out.returncode == 0

@@ -17,7 +17,6 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import unquote
 
-from anthropic import transform_schema
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from referencing import Registry, Resource
@@ -83,6 +82,8 @@ def api_schema(schema: JsonObject) -> JsonObject:
     Raises:
         InputError: part of ``schema`` cannot be sent; the message says where and why.
     """
+    from anthropic import transform_schema  # here, not at import: ``anthropic`` takes a second to import
+
     sendable = _split_type_lists(_definitions_as_defs(schema))
     try:
         return transform_schema(sendable)
@@ -219,6 +220,8 @@ def _transformed_children(node: object, where: Pointer) -> Iterator[tuple[Pointe
 
 def _transform_problem(node: object) -> str:
     """Why the SDK's transform fails on ``node`` ("" if it does not)."""
+    from anthropic import transform_schema
+
     try:
         transform_schema(node)  # pyright: ignore[reportArgumentType]  # any JSON value: finding what it refuses
     except AssertionError as exc:  # typing_extensions.assert_never: a value the SDK does not expect
