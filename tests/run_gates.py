@@ -1,18 +1,27 @@
 """Run tests' scripted model: a fake-API handler that holds each reply until the test lets it go, and plans.
 
-Shared by tests/test_background_runs.py and tests/test_replicas.py (one server, several servers on one store).
+Shared by the run tests (test_background_runs, test_replicas, test_run_lifecycle, test_batch_mode, test_temporal).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
 import anyio
 
 from subagent_mcp.backends.scripted import sample_for_schema
 from subagent_mcp.contracts import JsonObject
 from subagent_mcp.demo import demo_plan_draft
+from subagent_mcp.handles import RunHandle
 from subagent_mcp.testing import FakeReply, FakeRequest, hang_reply, json_reply
+from subagent_mcp.testing.results import text_of
+
+
+def handle_of(result: Any) -> RunHandle:
+    """A run tool's answer as the handle it must be (not an error, not a finished report)."""
+    assert not result.is_error, text_of(result)
+    return RunHandle.model_validate(result.structured_content)
 
 
 def task_of(request: FakeRequest) -> str:

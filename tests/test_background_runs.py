@@ -18,7 +18,7 @@ from mcp import Client, MCPError
 from pydantic import SecretStr
 
 from executors import Executor
-from run_gates import Gates, plan, task_of
+from run_gates import Gates, handle_of, plan, task_of
 from subagent_mcp import background
 from subagent_mcp.backends.scripted import ScriptedBackend, sample_for_schema
 from subagent_mcp.contracts import OrchestrateResult, Plan, RunReport
@@ -37,11 +37,6 @@ KEY = "sk-ant-test-background-runs"
 def settings_for(fake: FakeAnthropic, **overrides: Any) -> Settings:
     base: dict[str, Any] = {"db_path": ":memory:", "retry_max_wait_s": 0}
     return Settings(anthropic_api_key=SecretStr(KEY), anthropic_base_url=fake.base_url, **{**base, **overrides})
-
-
-def handle_of(result: Any) -> RunHandle:
-    assert not result.is_error, text_of(result)
-    return RunHandle.model_validate(result.structured_content)
 
 
 async def test_execute_plan_with_no_wait_hands_back_a_handle_and_wait_run_the_report(executor: Executor) -> None:

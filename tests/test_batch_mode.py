@@ -25,6 +25,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import SecretStr
 
+from run_gates import handle_of
 from subagent_mcp.backends.batch import AnthropicBatches
 from subagent_mcp.backends.scripted import sample_for_schema
 from subagent_mcp.batching import BatchBackend, Outcome
@@ -41,7 +42,6 @@ from subagent_mcp.contracts import (
 from subagent_mcp.core.pricing import cost_usd
 from subagent_mcp.demo import demo_plan_draft
 from subagent_mcp.errors import ModelError
-from subagent_mcp.handles import RunHandle
 from subagent_mcp.mcp_server import create_server
 from subagent_mcp.planning import estimate_plan
 from subagent_mcp.roles import BUILTIN_ROLES
@@ -88,11 +88,6 @@ def report_of(result: Any) -> RunReport:
 def failures_of(report: RunReport) -> str:
     """Why each subtask that did not succeed ended so, for an assertion's message."""
     return "; ".join(f"{r.task_id} {r.status}: {r.error}" for r in report.results if r.status != "succeeded")
-
-
-def handle_of(result: Any) -> RunHandle:
-    assert not result.is_error, text_of(result)
-    return RunHandle.model_validate(result.structured_content)
 
 
 async def test_ready_subtasks_travel_in_one_batch_and_the_run_costs_half_the_live_price() -> None:

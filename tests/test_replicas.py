@@ -24,11 +24,10 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from pydantic import SecretStr
 
-from run_gates import Gates, plan, task_of
+from run_gates import Gates, handle_of, plan, task_of
 from subagent_mcp.backends.scripted import sample_for_schema
 from subagent_mcp.contracts import OrchestrateResult, RunReport
 from subagent_mcp.demo import demo_plan_draft
-from subagent_mcp.handles import RunHandle
 from subagent_mcp.mcp_server import create_server
 from subagent_mcp.settings import Settings
 from subagent_mcp.store import Store
@@ -56,11 +55,6 @@ def settings_for(fake: FakeAnthropic, location: str) -> Settings:
         lease_s=float(LEASE_S),
         **where(location),
     )
-
-
-def handle_of(result: Any) -> RunHandle:
-    assert not result.is_error, text_of(result)
-    return RunHandle.model_validate(result.structured_content)
 
 
 async def test_a_run_started_on_one_server_is_listed_read_and_waited_for_on_another(db_location: str) -> None:

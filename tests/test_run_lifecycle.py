@@ -14,12 +14,11 @@ import pytest
 from mcp import Client
 from pydantic import SecretStr
 
-from run_gates import Gates, plan, task_of
+from run_gates import Gates, handle_of, plan, task_of
 from subagent_mcp.backends.scripted import ScriptedBackend
 from subagent_mcp.background import LiveRun
 from subagent_mcp.contracts import OrchestrateResult, RunReport
 from subagent_mcp.errors import InputError
-from subagent_mcp.handles import RunHandle
 from subagent_mcp.mcp_server import create_server
 from subagent_mcp.service import Service
 from subagent_mcp.settings import Settings
@@ -37,11 +36,6 @@ def settings_for(fake: FakeAnthropic, location: str) -> Settings:
     where: dict[str, Any] = {"db_url": SecretStr(location)} if location.startswith("postgresql") else {}
     where = where or {"db_path": location}
     return Settings(anthropic_api_key=SecretStr(KEY), anthropic_base_url=fake.base_url, retry_max_wait_s=0, **where)
-
-
-def handle_of(result: Any) -> RunHandle:
-    assert not result.is_error, text_of(result)
-    return RunHandle.model_validate(result.structured_content)
 
 
 async def test_cancel_run_on_an_orchestration_past_planning_returns_its_stored_result(tmp_path: Path) -> None:

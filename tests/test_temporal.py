@@ -24,9 +24,9 @@ from pydantic import SecretStr
 from temporalio.client import WorkflowExecutionStatus
 
 from executors import dev_server, free_port, stop
+from run_gates import handle_of
 from subagent_mcp.backends.scripted import sample_for_schema
 from subagent_mcp.contracts import JsonObject, Plan, RunReport
-from subagent_mcp.handles import RunHandle
 from subagent_mcp.mcp_runs import RunList
 from subagent_mcp.mcp_server import create_server
 from subagent_mcp.settings import Settings
@@ -107,11 +107,6 @@ def database(location: str) -> dict[str, Any]:
 
 def requests_per_task(fake: FakeAnthropic) -> Counter[str]:
     return Counter(r.subtask_id for r in fake.message_requests)
-
-
-def handle_of(result: Any) -> RunHandle:
-    assert not result.is_error, text_of(result)
-    return RunHandle.model_validate(result.structured_content)
 
 
 async def succeeded(c: Client, run_id: str, count: int) -> None:
