@@ -38,7 +38,8 @@ def reply(request: FakeRequest) -> FakeReply:
     assert request.schema is not None
     answer = sample_for_schema(request.schema)
     if "gaps" not in request.schema["properties"] and request.subtask_id == "fetch":  # not the synthesis
-        answer["summary"] = INJECTION  # what a hostile page might have put into the researcher's output
+        answer["summary"] = INJECTION  # what a hostile page might put into the researcher's output:
+        answer["findings"] = [INJECTION]  # its summary (the synthesis reads) and a finding (the writer reads)
     return json_reply(answer)
 
 
@@ -58,7 +59,7 @@ def assert_held_as_data(request: FakeRequest) -> None:
     assert start < text.index(PHRASE) < end  # the phrase is inside the JSON document...
     fetched = next(d for d in doc["dependencies"] if d["task_id"] == "fetch")
     held = fetched.get("output", fetched)  # the synthesis reads a result a later subtask used by its summary
-    assert held["summary"] == INJECTION  # ...as the value of the field it was written into
+    assert INJECTION in (held.get("summary"), *held.get("findings", []))  # ...as a value it was written into
 
 
 async def test_an_injected_instruction_stays_a_json_string_for_the_next_subtask_and_the_synthesis() -> None:

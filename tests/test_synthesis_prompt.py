@@ -11,7 +11,7 @@ from pydantic import SecretStr
 from subagent_mcp.contracts import Plan, Synthesis
 from subagent_mcp.core.estimate import SUMMARY_TOKENS
 from subagent_mcp.planning import estimate_plan
-from subagent_mcp.prompts import BY_SUMMARY_NOTE, SYNTHESIS_TASK_CHARS, synthesis_task
+from subagent_mcp.prompts import BY_SUMMARY_NOTE, INCOMPLETE_RULE, SYNTHESIS_TASK_CHARS, synthesis_task
 from subagent_mcp.roles import BUILTIN_ROLES
 from subagent_mcp.service import Service
 from subagent_mcp.settings import Settings
@@ -96,7 +96,7 @@ def layered_reply(request: FakeRequest) -> FakeReply:
     return json_reply({"summary": f"SUMMARY-{task_id}", "text": f"BODY-{task_id} " * 40})
 
 
-async def synthesized(tmp_path: Path, **overrides: object) -> tuple[Synthesis, str]:
+async def synthesis_request(tmp_path: Path, **overrides: object) -> tuple[Synthesis, FakeRequest]:
     async with (
         serve_fake_anthropic(layered_reply) as fake,
         Service.open(settings(fake.base_url, tmp_path).model_copy(update=overrides)) as service,
@@ -104,14 +104,20 @@ async def synthesized(tmp_path: Path, **overrides: object) -> tuple[Synthesis, s
         report = await service.execute_plan(LAYERED)
         synthesis = await service.synthesize(run_id=report.run_id)
     [synth] = [r for r in fake.message_requests if is_synthesis(r)]
-    return synthesis, user_text(synth)
+    return synthesis, synth
+
+
+async def synthesized(tmp_path: Path, **overrides: object) -> tuple[Synthesis, str]:
+    synthesis, request = await synthesis_request(tmp_path, **overrides)
+    return synthesis, user_text(request)
 
 
 async def test_the_synthesizer_reads_used_results_by_their_summary_and_the_final_one_whole(tmp_path: Path) -> None:
     synthesis, text = await synthesized(tmp_path)
     assert synthesis.read_by_summary == ["a", "b"]
     assert "BODY-e" in text
-    assert all(f"SUMMARY-{t}" in text for t in "abe")
+    assert all(f"SUMMARY-{t}" in text for t in "ab")
+    assert "SUMMARY-e" not in text  # read whole, its summary would say it twice
     assert not any(f"BODY-{t}" in text for t in "ab")
     assert BY_SUMMARY_NOTE in text
 
@@ -141,3 +147,13 @@ def test_the_estimate_expects_summaries_of_used_results_and_keeps_the_worst_case
     writer = BUILTIN_ROLES["writer"].expected_output_tokens
     assert every.input_tokens - final.input_tokens == 2 * (writer - SUMMARY_TOKENS)
     assert final.max_input_tokens == every.max_input_tokens  # a failed user leaves its inputs to be read whole
+
+
+async def test_the_synthesizer_is_told_to_name_what_is_missing_only_when_a_result_is_missing_or_cut(
+    tmp_path: Path,
+) -> None:
+    _, whole = await synthesis_request(tmp_path / "whole")
+    assert INCOMPLETE_RULE not in whole.system_text  # every result succeeded and is read whole: a rule for nothing
+    _, cut = await synthesis_request(tmp_path / "cut", context_budget_tokens=256, synthesis_reads="all")
+    assert "shrunk for the budget" in user_text(cut)
+    assert INCOMPLETE_RULE in cut.system_text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import anyio
@@ -51,11 +52,11 @@ def _step(task_id: str, role: str, instructions: str, *depends_on: str) -> JsonO
 
 
 def demo_reply(request: CompletionRequest) -> JsonObject:
-    """Plan requests get ``demo_plan_draft()`` sized to the planner schema's maxItems; the rest a labelled object."""
+    """Plan requests get ``demo_plan_draft()`` within the subtask count the brief states (as a model reads it);
+    the rest a labelled object."""
     if request.label == "plan":
-        subtasks: Any = request.output_schema.get("properties", {}).get("subtasks", {})
-        limit = subtasks.get("maxItems") if isinstance(subtasks, dict) else None
-        return demo_plan_draft(limit if isinstance(limit, int) else None)
+        found = re.search(r"at most (\d+) subtasks", request.system)
+        return demo_plan_draft(int(found.group(1)) if found else None)
     value = _labelled(sample_for_schema(request.output_schema))
     return value if isinstance(value, dict) else {"value": value}
 

@@ -7,13 +7,16 @@ requests later sent are built by the same code.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
+from typing import cast
 
 from . import prompts
 from .backends.budgeted import request_input_tokens
 from .contracts import (
     SUBTASK_TIERS,
     CompletionRequest,
+    JsonObject,
     ModelMessage,
     Plan,
     PlanEstimate,
@@ -39,16 +42,47 @@ SYNTHESIS_EXPECTED_OUTPUT_TOKENS = 1500
 
 def planner_request(task: str, offered: list[Role], max_subtasks: int, settings: Settings) -> CompletionRequest:
     """The planner's call: the offered roles, the size limits, and the plan's JSON Schema."""
-    most = settings.max_output_tokens
     tiers = tiers_matter(offered, settings)
     return CompletionRequest(
         model=settings.planner_model,
         system=prompts.planner_system(offered, max_subtasks, server_tools=settings.server_tools, tiers=tiers),
         messages=[ModelMessage(role="user", content=task)],
-        output_schema=prompts.planner_schema([r.name for r in offered], most, max_subtasks, tiers=tiers),
+        output_schema=prompts.planner_schema([r.name for r in offered], tiers=tiers),
         max_tokens=PLANNER_MAX_TOKENS,
         label="plan",
     )
+
+
+def planner_draft(draft: JsonObject, max_output_tokens: int) -> JsonObject:
+    """The planner's reply as a plan draft: ids made slugs (``depends_on`` renamed alike), size hints capped at
+    what a subagent may write. Cheaper than a repair turn; anything else is left for ``Plan`` to refuse."""
+    subtasks = draft.get("subtasks")
+    if not isinstance(subtasks, list):
+        return draft
+    items = [cast("JsonObject", s) for s in cast("list[object]", subtasks) if isinstance(s, dict)]
+    renamed = {i: _slug(i) for s in items if isinstance(i := s.get("id"), str)}
+    if len(set(renamed.values())) < len(renamed):  # two ids would become one: let Plan name the problem
+        renamed = {}
+    fixed: list[JsonObject] = []
+    for s in items:
+        item = dict(s)
+        if isinstance(item.get("id"), str):
+            item["id"] = renamed.get(item["id"], item["id"])
+        deps = item.get("depends_on")
+        if isinstance(deps, list):
+            item["depends_on"] = [renamed.get(d, d) if isinstance(d, str) else d for d in cast("list[object]", deps)]
+        size = item.get("expected_output_tokens")
+        if isinstance(size, int) and not isinstance(size, bool) and size > max_output_tokens:
+            item["expected_output_tokens"] = max_output_tokens
+        fixed.append(item)
+    return {**draft, "subtasks": fixed if len(fixed) == len(subtasks) else subtasks}
+
+
+def _slug(text: str) -> str:
+    """``text`` as a subtask id (``SLUG_PATTERN``): lowercase, other characters as "-", at most 48; unchanged if
+    nothing is left."""
+    slug = re.sub(r"[^a-z0-9_-]+", "-", text.strip().lower()).lstrip("-_")[:48]
+    return slug or text
 
 
 def tiers_matter(offered: Iterable[Role], settings: Settings) -> bool:
@@ -170,7 +204,7 @@ def estimate_plan(plan: Plan, settings: Settings, roles: Mapping[str, Role], *, 
         )
     calls = list(by_id.values())
     shown = prompts.synthesis_task(plan.task)
-    base = estimate_tokens(prompts.SYNTHESIS_SYSTEM + shown + json.dumps(prompts.SYNTHESIS_SCHEMA))
+    base = estimate_tokens(prompts.synthesis_system(incomplete=True) + shown + json.dumps(prompts.SYNTHESIS_SCHEMA))
     summarized = summarized_for_synthesis(plan, settings, roles)
     read = [SUMMARY_TOKENS if c.task_id in summarized else c.output_tokens for c in calls]
     synthesis = estimate_call(

@@ -38,7 +38,7 @@ from .core.pricing import cost_usd
 from .errors import InputError, ModelError
 from .execution import unknown_run
 from .orchestration import Orchestration
-from .planning import check_model_priced, estimate_plan, planner_request, subtask_request
+from .planning import check_model_priced, estimate_plan, planner_draft, planner_request, subtask_request
 from .replicas import keep_leases, store_location
 from .role_catalog import RoleCatalog, role_info
 from .roles import BUILTIN_ROLES, Role, get_role
@@ -168,9 +168,12 @@ class Service(Orchestration):
         offered = [get_role(name, self.roles) for name in (roles or list(self.roles))]
         plan_id = f"plan-{uuid.uuid4().hex[:12]}"
 
-        def check(draft: JsonObject) -> None:  # roles and the size hint's cap are in the schema itself
+        def check(draft: JsonObject) -> None:  # the roles are in the schema itself
             try:
-                Plan.model_validate({"plan_id": plan_id, "task": task, **draft}, context={"max_subtasks": limit})
+                Plan.model_validate(
+                    {"plan_id": plan_id, "task": task, **planner_draft(draft, self.settings.max_output_tokens)},
+                    context={"max_subtasks": limit},
+                )
             except ValidationError as exc:
                 raise ValueError(f"the plan is invalid: {first_error(exc)}") from None
 
@@ -185,7 +188,8 @@ class Service(Orchestration):
                 raise await self._planner_failed(exc, run_id) from None
             priced = billed_model(result.model, request.model, self.settings.prices)
             spent(span, result.usage, cost_usd(result.usage, priced, self.settings.prices))
-        plan = Plan.model_validate({"plan_id": plan_id, "task": task, **result.output}, context={"max_subtasks": limit})
+        draft = planner_draft(result.output, self.settings.max_output_tokens)
+        plan = Plan.model_validate({"plan_id": plan_id, "task": task, **draft}, context={"max_subtasks": limit})
         await self.store.save_plan(plan)
         planning = Spend(usage=result.usage, cost_usd=cost_usd(result.usage, priced, self.settings.prices))
         await self.store.log_planning(plan_id, run_id, result.model, planning)

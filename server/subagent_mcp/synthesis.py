@@ -52,11 +52,12 @@ async def synthesize(
         )
     shown = prompts.synthesis_task(task)  # the results carry the work; a long document in the task is cut here
     by_summary = read_by_summary(results, graph) if graph is not None and settings.synthesis_reads == "final" else []
-    view = fit_results(shown, results, settings.context_budget_tokens, by_summary)
+    view = fit_results(shown, results, settings.context_budget_tokens, by_summary, summaries=False)
     results_json = view.render(include_task=False)
+    cut = view.over_budget or any(e.inclusion in ("shrunk", "elided") for e in view.dependencies)
     request = CompletionRequest(
         model=settings.synthesis_model,
-        system=prompts.SYNTHESIS_SYSTEM,
+        system=prompts.synthesis_system(incomplete=bool(missing) or cut),
         messages=[
             ModelMessage(
                 role="user",

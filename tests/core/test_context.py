@@ -184,8 +184,31 @@ def test_a_failed_dependency_appears_with_its_status_and_error_as_note():
 
 
 def test_empty_fields_of_an_output_are_left_out():
-    ctx = build_context("task", [result("a", {"summary": "s", "notes": [], "code": "", "extra": None, "n": 0})], 10_000)
-    assert rendered(ctx)["dependencies"] == [{"task_id": "a", "output": {"summary": "s", "n": 0}}]
+    ctx = build_context("task", [result("a", {"summary": "s", "notes": [], "code": "", "extra": None})], 10_000)
+    assert rendered(ctx)["dependencies"] == [{"task_id": "a", "output": {"summary": "s"}}]
+
+
+def test_a_subtask_reads_an_output_whole_without_its_summary_which_would_say_it_twice():
+    ctx = build_context("task", [result("a", {"summary": "s", "text": "the findings"})], 10_000)
+    assert rendered(ctx)["dependencies"] == [{"task_id": "a", "output": {"text": "the findings"}}]
+
+
+def test_a_summary_longer_than_the_rest_of_the_output_holds_content_and_stays():
+    ctx = build_context("task", [result("a", {"summary": PROSE, "text": "see summary"})], 10_000)
+    assert rendered(ctx)["dependencies"] == [{"task_id": "a", "output": {"summary": PROSE, "text": "see summary"}}]
+
+
+def test_a_host_sees_an_output_with_its_summary():
+    ctx = fit_results("", [result("a", {"summary": "s", "text": "the findings"})], 10_000)
+    assert rendered(ctx)["dependencies"] == [{"task_id": "a", "output": {"summary": "s", "text": "the findings"}}]
+
+
+def test_an_output_shrunk_for_the_budget_keeps_its_summary():
+    ctx = build_context("task", [result("a", {"summary": "the gist", "text": PROSE * 20})], 400)
+    [entry] = ctx.dependencies
+    assert entry.inclusion == "shrunk"
+    assert entry.output is not None
+    assert entry.output["summary"] == "the gist"
 
 
 def test_long_error_text_is_cut_in_the_note():

@@ -95,19 +95,34 @@ class DependencyContext(BaseModel):
 
 
 def build_context(task: str, dependencies: Sequence[SubagentResult], budget_tokens: int) -> DependencyContext:
-    """What a subtask sees: the task and its declared dependencies' outputs, in order, within the budget."""
-    return _fit(task, dependencies, budget_tokens)
+    """What a subtask sees: the task and its declared dependencies' outputs, in order, within the budget;
+    an output read whole without its ``summary`` (``without_summary``)."""
+    return _fit(task, dependencies, budget_tokens, summaries=False)
 
 
 def fit_results(
-    task: str, results: Sequence[SubagentResult], budget_tokens: int, by_summary: Collection[str] = ()
+    task: str,
+    results: Sequence[SubagentResult],
+    budget_tokens: int,
+    by_summary: Collection[str] = (),
+    *,
+    summaries: bool = True,
 ) -> DependencyContext:
     """Every result of a run within the budget, failed and skipped ones with their errors: what the synthesizer
     sees, and what a tool result keeps of outputs too big for a host (``compact.py``).
 
-    The results named in ``by_summary`` show only their output's ``summary`` (``read_by_summary``).
+    The results named in ``by_summary`` show only their output's ``summary`` (``read_by_summary``); with
+    ``summaries=False`` the others, read whole, show everything but it (``without_summary``).
     """
-    return _fit(task, results, budget_tokens, frozenset(by_summary))
+    return _fit(task, results, budget_tokens, frozenset(by_summary), summaries=summaries)
+
+
+def without_summary(output: JsonObject) -> JsonObject:
+    """``output`` without its ``summary`` when the rest says it at more length: a model reading the whole
+    output would pay for it twice. A summary longer than the rest holds content, and stays."""
+    summary = _summary(output)
+    rest = {k: v for k, v in output.items() if k != "summary"}
+    return rest if rest and summary is not None and len(summary) < len(dumps(rest)) else output
 
 
 def read_by_summary(results: Sequence[SubagentResult], graph: Mapping[str, Sequence[str]]) -> list[str]:
@@ -151,16 +166,17 @@ def _context(task: str, entries: list[DependencyEntry], budget: int, *, over_bud
 class _Item:
     """One result with its output measured once, and a shrinker that remembers its attempts."""
 
-    def __init__(self, result: SubagentResult, summary_only: bool = False) -> None:
+    def __init__(self, result: SubagentResult, summary_only: bool = False, summaries: bool = True) -> None:
         self.result = result
-        self.output = None if result.output is None else _without_empties(result.output)
-        summary = _summary(self.output) if summary_only else None
+        full = None if result.output is None else _without_empties(result.output)
+        summary = _summary(full) if summary_only else None
         self.complete: Inclusion = "whole" if summary is None else "summary"
         if summary is not None:
-            self.output = {"summary": summary}
+            full = {"summary": summary}
+        self.output = full if full is None or summaries else without_summary(full)
         self.base_note = _status_note(result)
         self.tokens = 0 if self.output is None else estimate_tokens(dumps(self.output))
-        self._shrinker = None if self.output is None else Shrinker(self.output, estimate_tokens)
+        self._shrinker = None if full is None else Shrinker(full, estimate_tokens)  # a cut copy keeps the summary
 
     @property
     def fittable(self) -> bool:
@@ -196,9 +212,14 @@ class _Item:
 
 
 def _fit(
-    task: str, results: Sequence[SubagentResult], budget: int, by_summary: frozenset[str] = frozenset()
+    task: str,
+    results: Sequence[SubagentResult],
+    budget: int,
+    by_summary: frozenset[str] = frozenset(),
+    *,
+    summaries: bool = True,
 ) -> DependencyContext:
-    items = [_Item(r, r.task_id in by_summary) for r in results]
+    items = [_Item(r, r.task_id in by_summary, summaries) for r in results]
     whole = _context(task, [it.whole() for it in items], budget)
     if whole.used_tokens <= budget:
         return whole
