@@ -12,6 +12,7 @@ from mcp import Client, MCPError
 from mcp.types import TextResourceContents
 
 from subagent_mcp.backends.scripted import ScriptedBackend, sample_for_schema
+from subagent_mcp.background import MAX_SHOWN_ID
 from subagent_mcp.contracts import Completion, CompletionRequest, JsonObject, OrchestrateResult, RunReport, Usage
 from subagent_mcp.core.context import estimate_tokens
 from subagent_mcp.errors import ModelRequestError, ModelUnavailableError
@@ -67,6 +68,22 @@ async def test_reading_an_unknown_id_is_a_clear_error(tmp_path: Path) -> None:
             await c.read_resource("subagent://runs/run-nope")
         with pytest.raises(MCPError, match="no plan 'p-nope' is stored"):
             await c.read_resource("subagent://plans/p-nope")
+
+
+async def test_a_long_unknown_id_is_cut_in_the_error_like_a_run_id(tmp_path: Path) -> None:
+    long_id = "z" * 5000
+    async with Client(server(ScriptedBackend(), tmp_path / "runs.db")) as c:
+        with pytest.raises(MCPError) as plan_error:
+            await c.read_resource(f"subagent://plans/{long_id}")
+        with pytest.raises(MCPError) as run_error:
+            await c.read_resource(f"subagent://runs/{long_id}")
+        by_id = await c.call_tool("execute_plan", {"plan_id": long_id})
+    cut = repr("z" * MAX_SHOWN_ID + "…")
+    assert f"no plan {cut} is stored" in str(plan_error.value)
+    assert f"no run with id {cut} is stored" in str(run_error.value)
+    assert by_id.is_error
+    assert f"no plan with id {cut} is stored" in text_of(by_id)
+    assert all(len(text) < 300 for text in (str(plan_error.value), str(run_error.value), text_of(by_id)))
 
 
 async def test_list_runs_shows_the_newest_first(tmp_path: Path) -> None:

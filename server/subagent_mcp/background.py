@@ -52,7 +52,7 @@ _driven: ContextVar[LiveRun | None] = ContextVar("driven_run", default=None)
 
 
 MAX_SHOWN_ID = 100
-"""A run id a caller sent is echoed at most this long in a message (ids are free text from outside)."""
+"""A run or plan id a caller sent is echoed at most this long in a message (ids are free text from outside)."""
 
 
 def shown_id(run_id: str) -> str:

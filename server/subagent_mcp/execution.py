@@ -408,5 +408,5 @@ class Execution:
     async def _stored_plan(self, plan_id: str) -> Plan:
         plan = await self.store.get_plan(plan_id)
         if plan is None:
-            raise InputError(f"no plan with id {plan_id!r} is stored; pass the plan itself instead")
+            raise InputError(f"no plan with id {shown_id(plan_id)} is stored; pass the plan itself instead")
         return plan

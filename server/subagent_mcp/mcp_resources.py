@@ -12,6 +12,7 @@ from collections.abc import Callable
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 
+from .background import shown_id
 from .contracts import Plan
 from .errors import InputError, SubagentMCPError
 from .mcp_runs import RunList
@@ -48,7 +49,7 @@ def register_runs(server: MCPServer[Service], current: Callable[[], Service]) ->
         """A stored plan, as plan_task returned it (without the estimate)."""
         stored = await current().store.get_plan(plan_id)
         if stored is None:
-            raise ResourceNotFoundError(f"no plan {plan_id!r} is stored; read subagent://runs to find runs")
+            raise ResourceNotFoundError(f"no plan {shown_id(plan_id)} is stored; read subagent://runs to find runs")
         return stored.model_dump_json(indent=1)
 
 
