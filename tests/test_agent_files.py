@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 import pytest
 
-from subagent_mcp.agents import FILE_ROLE_SCHEMA, MAX_AGENT_FILE_BYTES, load_roles
+from subagent_mcp.agents import (
+    FILE_ROLE_SCHEMA,
+    LARGE_ROLE_LIST,
+    MAX_FILE_ROLES,
+    MAX_ROLE_TOOLS,
+    MAX_TOOL_NAME_CHARS,
+    load_roles,
+)
+from subagent_mcp.front_matter import MAX_AGENT_FILE_BYTES
 from subagent_mcp.role_catalog import RoleCatalog, RoleInfo
 from subagent_mcp.roles import BUILTIN_ROLES
 from subagent_mcp.settings import Settings
@@ -220,3 +229,70 @@ def test_oversized_binary_and_alias_bomb_files_are_refused_without_reading_them_
     assert "not UTF-8" in found["latin1.md"]
     assert "expands to more than 1 MiB" in found["bomb.md"]
     assert found["pipe.md"] == "is not a regular file"
+
+
+def test_a_role_keeps_its_first_tools_up_to_the_cap_and_says_what_it_skipped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    long_name = "T" * (MAX_TOOL_NAME_CHARS + 1)
+    names = ["WebSearch", long_name, "Read", "Read", *(f"Tool{i:05d}" for i in range(9000))]
+    agent(tmp_path, "many.md", f"name: many\ndescription: d\ntools: {', '.join(names)}")
+    with caplog.at_level(logging.WARNING, logger="subagent_mcp.agents"):
+        loaded = load_roles(settings(tmp_path))
+    role = loaded.roles["many"]
+    assert role.tools == ("WebSearch", "Read", *(f"Tool{i:05d}" for i in range(MAX_ROLE_TOOLS - 2)))
+    info = by_name(loaded.catalog)["many"]
+    assert [t.name for t in info.tools] == list(role.tools)
+    assert info.tools[0].status == "available"
+    assert f"1 tool name longer than {MAX_TOOL_NAME_CHARS} characters skipped" in info.notes
+    assert f"lists 9,002 tools; the first {MAX_ROLE_TOOLS} are kept, the other 8,952 skipped" in info.notes
+    assert "the other 8,952 skipped" in caplog.text
+    assert long_name not in caplog.text
+    assert long_name not in " ".join(info.notes)
+
+
+def test_past_the_cap_on_file_roles_the_remaining_files_are_skipped_unread_with_the_reason(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    for i in range(MAX_FILE_ROLES + 3):
+        agent(first, f"r{i:04d}.md", f"name: r{i:04d}\ndescription: role {i}")
+    agent(second, "later.md", "name: later\ndescription: from a later folder")
+    with caplog.at_level(logging.WARNING, logger="subagent_mcp.agents"):
+        loaded = load_roles(settings(first, second))
+    file_roles = sorted(name for name, role in loaded.roles.items() if role.source)
+    assert file_roles == [f"r{i:04d}" for i in range(MAX_FILE_ROLES)]
+    limit = f"at most {MAX_FILE_ROLES} roles are read from agent files"
+    assert [(s.path, s.problem.split(": ")[0]) for s in loaded.catalog.skipped] == [
+        (str(first), f"3 agent files not read, from r{MAX_FILE_ROLES:04d}.md on"),
+        (str(second), "1 agent file not read, from later.md on"),
+    ]
+    assert all(limit in s.problem for s in loaded.catalog.skipped)
+    assert f"{len(loaded.roles)} roles" in caplog.text
+    assert "every plan_task call" in caplog.text
+
+
+def test_a_short_role_list_is_not_warned_about(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    for i in range(LARGE_ROLE_LIST - len(BUILTIN_ROLES)):
+        agent(tmp_path, f"r{i}.md", f"name: r{i}\ndescription: role {i}")
+    with caplog.at_level(logging.WARNING, logger="subagent_mcp.agents"):
+        assert len(load_roles(settings(tmp_path)).roles) == LARGE_ROLE_LIST
+    assert caplog.text == ""
+
+
+def test_an_agent_file_linking_outside_its_folder_is_skipped_but_links_inside_it_load(tmp_path: Path) -> None:
+    outside, real = tmp_path / "outside", tmp_path / "real-agents"
+    agent(outside, "private.md", "name: private\ndescription: not in the agent folder", body="PRIVATE BODY")
+    agent(real / "shared", "inner.md", "name: inner\ndescription: in a subfolder of the agent folder")
+    (real / "escape.md").symlink_to(outside / "private.md")
+    (real / "dotdot.md").symlink_to(Path("..") / "outside" / "private.md")
+    (real / "inner.md").symlink_to(Path("shared") / "inner.md")
+    linked_folder = tmp_path / "agents"  # ~/.claude/agents is often a link into a dotfiles repository
+    linked_folder.symlink_to(real)
+    loaded = load_roles(settings(linked_folder))
+    assert "private" not in loaded.roles
+    assert loaded.roles["inner"].description == "in a subfolder of the agent folder"
+    found = problems(loaded.catalog)
+    assert set(found) == {"escape.md", "dotdot.md"}
+    assert found["escape.md"] == found["dotdot.md"]
+    assert "links to a file outside its folder" in found["escape.md"]

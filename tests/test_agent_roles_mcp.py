@@ -13,10 +13,12 @@ from mcp import Client
 from mcp.types import TextResourceContents
 from pydantic import SecretStr
 
+from subagent_mcp.agents import MAX_FILE_ROLES, MAX_ROLE_TOOLS
 from subagent_mcp.contracts import JsonObject, Plan, RunReport
 from subagent_mcp.mcp_server import create_server
 from subagent_mcp.prompts import ROLE_BLURB_CHARS
-from subagent_mcp.role_catalog import RoleCatalog
+from subagent_mcp.role_catalog import PLANNER_UNUSABLE_SHOWN, RoleCatalog
+from subagent_mcp.roles import BUILTIN_ROLES
 from subagent_mcp.settings import Settings
 from subagent_mcp.testing import FakeAnthropic, json_reply, serve_fake_anthropic
 from subagent_mcp.testing.results import text_of
@@ -94,6 +96,57 @@ async def test_the_planner_is_offered_the_file_role_with_its_description_and_too
     assert "- researcher: " in request.system_text
     assert request.schema is not None
     assert "code-reviewer" in request.schema["properties"]["subtasks"]["items"]["properties"]["role"]["enum"]
+
+
+async def test_a_role_listing_thousands_of_tools_costs_the_planner_one_short_line(agents: Path) -> None:
+    tools = ", ".join(["WebSearch", *(f"T{i:05d}" * 4 for i in range(9000))])
+    (agents / "many-tools.md").write_text(
+        f"---\nname: many-tools\ndescription: Lists every tool.\ntools: {tools}\n---\nYou do it all.\n",
+        encoding="utf-8",
+    )
+    async with serve_fake_anthropic(api_key=KEY) as fake:
+        fake.enqueue(json_reply({"subtasks": plan_with("many-tools")["subtasks"]}))
+        async with Client(create_server(settings_for(fake, agents))) as c:
+            planned = await c.call_tool("plan_task", {"task": "Do it all"})
+            listed = await c.call_tool("list_roles", {})
+    assert not planned.is_error, text_of(planned)
+    (request,) = fake.message_requests
+    (line,) = [line for line in request.system_text.splitlines() if line.startswith("- many-tools:")]
+    shown = ", ".join(f"T{i:05d}" * 4 for i in range(PLANNER_UNUSABLE_SHOWN))
+    more = MAX_ROLE_TOOLS - 1 - PLANNER_UNUSABLE_SHOWN
+    assert line == (
+        "- many-tools: Lists every tool. Tools: web_search. "
+        f"Tools it lists but cannot use here: {shown} and {more} more."
+    )
+    assert len(request.system_text) < 10_000
+    catalog = RoleCatalog.model_validate(listed.structured_content)
+    role = {r.name: r for r in catalog.roles}["many-tools"]
+    assert len(role.tools) == MAX_ROLE_TOOLS
+    assert f"lists 9,001 tools; the first {MAX_ROLE_TOOLS} are kept" in " ".join(role.notes)
+    assert len(text_of(listed)) < 20_000
+
+
+async def test_the_planner_is_offered_at_most_the_capped_number_of_file_roles(agents: Path) -> None:
+    for i in range(MAX_FILE_ROLES + 5):
+        (agents / f"r{i:04d}.md").write_text(
+            f"---\nname: r{i:04d}\ndescription: {'word ' * 60}\n---\n{'x' * 200}\n", encoding="utf-8"
+        )
+    async with serve_fake_anthropic(api_key=KEY) as fake:
+        fake.enqueue(json_reply({"subtasks": plan_with("r0000")["subtasks"]}))
+        async with Client(create_server(settings_for(fake, agents))) as c:
+            planned = await c.call_tool("plan_task", {"task": "Pick a role"})
+            listed = await c.call_tool("list_roles", {})
+    assert not planned.is_error, text_of(planned)
+    (request,) = fake.message_requests
+    assert request.schema is not None
+    offered = request.schema["properties"]["subtasks"]["items"]["properties"]["role"]["enum"]
+    assert len(offered) == len(BUILTIN_ROLES) + MAX_FILE_ROLES  # code-reviewer and the first r* files
+    assert "code-reviewer" in offered
+    assert f"r{MAX_FILE_ROLES - 2:04d}" in offered
+    assert f"r{MAX_FILE_ROLES - 1:04d}" not in offered
+    catalog = RoleCatalog.model_validate(listed.structured_content)
+    assert [Path(s.path).name for s in catalog.skipped] == ["broken.md", agents.name]
+    assert catalog.skipped[1].problem.startswith(f"6 agent files not read, from r{MAX_FILE_ROLES - 1:04d}.md on")
 
 
 CLAUDE_CODE_STYLE = (  # as Claude Code's /agents writes it: one line, literal \\n, `user: "..."` that YAML refuses

@@ -7,19 +7,16 @@ used is reported with its problem and skipped, so one bad file never stops the s
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .contracts import SLUG_PATTERN, JsonObject
 from .errors import InputError
+from .front_matter import AgentFileError, load_yaml, read_text, split_front_matter
 from .role_catalog import AgentDir, RoleCatalog, SkippedFile, role_info, tool_info
 from .roles import BUILTIN_ROLES, SUMMARY, Role
 from .schemas import check_output_schema
@@ -27,10 +24,14 @@ from .settings import Settings
 
 log = logging.getLogger(__name__)
 
-MAX_AGENT_FILE_BYTES = 256 * 1024
-"""Largest agent (or schema) file read; real ones are a few KiB."""
-MAX_EXPANDED_CHARS = 1024 * 1024
-"""Most JSON a file's front matter may expand to: YAML aliases can make a small file huge to walk."""
+MAX_FILE_ROLES = 100
+"""Most roles read from agent files, in folder then name order: the planner reads every role on every call."""
+MAX_ROLE_TOOLS = 50
+"""Most tools one role keeps, as written; real files list a handful, and each is listed to hosts and the planner."""
+MAX_TOOL_NAME_CHARS = 128
+"""Longest tool name kept; tool names are identifiers (Claude Code's ``mcp__server__tool`` ones included)."""
+LARGE_ROLE_LIST = 40
+"""More roles than this are warned about at start: each one lengthens every planner call's prompt."""
 MODEL_ID = re.compile(r"^claude-[a-z0-9][a-z0-9._-]{0,98}$")
 OURS = frozenset({"name", "description", "model", "tools", "output_schema", "output_schema_file", "max_uses"})
 
@@ -44,10 +45,6 @@ FILE_ROLE_SCHEMA: JsonObject = {
     "additionalProperties": False,
 }
 """What a file role returns when its file sets no output schema."""
-
-
-class AgentFileError(Exception):
-    """Why one agent file cannot be used; the message is shown with the file's path."""
 
 
 @dataclass
@@ -71,29 +68,58 @@ def agent_dirs(settings: Settings) -> list[Path]:
 
 
 def load_roles(settings: Settings, builtins: dict[str, Role] = BUILTIN_ROLES) -> LoadedRoles:
-    """Read every agent folder; earlier folders win, a file role replaces a built-in of its name and says so."""
+    """Read every agent folder; earlier folders win, a file role replaces a built-in of its name and says so.
+
+    At most ``MAX_FILE_ROLES`` roles are read from files; the files after that are skipped unread.
+    """
     files: dict[str, Role] = {}
+    notes: dict[str, list[str]] = {}
     skipped: list[SkippedFile] = []
     dirs: list[AgentDir] = []
     for folder in agent_dirs(settings):
         dirs.append(AgentDir(path=str(folder), found=folder.is_dir()))
-        for role, problem, path in _read_folder(folder, settings):
-            if role is None:
-                skipped.append(SkippedFile(path=str(path), problem=problem))
-            elif role.name in files:
+        paths = _agent_files(folder)
+        if isinstance(paths, str):
+            skipped.append(SkippedFile(path=str(folder), problem=paths))
+            continue
+        seen: dict[str, Path] = {}
+        for i, path in enumerate(paths):
+            if len(files) >= MAX_FILE_ROLES:
+                skipped.append(SkippedFile(path=str(folder), problem=_not_read(paths[i:])))
+                break
+            try:
+                role, role_notes = _parse(path, settings)
+            except AgentFileError as exc:
+                skipped.append(SkippedFile(path=str(path), problem=str(exc)))
+                continue
+            if role.name in seen:
+                why = f"name {role.name!r} is already used by {seen[role.name].name} in this folder"
+                skipped.append(SkippedFile(path=str(path), problem=why))
+                continue
+            seen[role.name] = path
+            if role.name in files:
                 first = files[role.name].source
                 why = f"role {role.name!r} is already defined by {first}, whose folder comes first (it wins)"
                 skipped.append(SkippedFile(path=str(path), problem=why))
             else:
-                files[role.name] = role
-    notes = {name: [f"overrides the built-in role {name!r}"] for name in files if name in builtins}
+                files[role.name], notes[role.name] = role, role_notes
     for name, role in files.items():
-        notes.setdefault(name, []).extend(_file_notes(role))
+        for note in notes[name]:
+            log.warning("agent file %s: %s", role.source, note)
+        if name in builtins:
+            notes[name].insert(0, f"overrides the built-in role {name!r}")
+            log.warning("agent file %s overrides the built-in role %r", role.source, name)
+        notes[name].extend(_file_notes(role))
     roles = {**builtins, **files}
     for s in skipped:
         log.warning("agent file skipped: %s: %s", s.path, s.problem)
-    for name in files.keys() & builtins.keys():
-        log.warning("agent file %s overrides the built-in role %r", files[name].source, name)
+    if len(roles) > LARGE_ROLE_LIST:
+        log.warning(
+            "%d roles are offered (%d from agent files): the planner's prompt lists each one on every plan_task "
+            "call, so planning is slower and costs more; SUBAGENT_MCP_AGENT_DIRS chooses the folders read",
+            len(roles),
+            len(files),
+        )
     catalog = RoleCatalog(
         roles=[role_info(role, settings, notes.get(name, ())) for name, role in roles.items()],
         skipped=skipped,
@@ -108,30 +134,26 @@ def _file_notes(role: Role) -> list[str]:
     return ["lists no tools (Claude Code would give it every tool of the main thread; here it has none)"]
 
 
-def _read_folder(folder: Path, settings: Settings) -> list[tuple[Role | None, str, Path]]:
-    """Each ``*.md`` file of ``folder`` in name order: its role, or None and the problem; a later duplicate loses."""
+def _agent_files(folder: Path) -> list[Path] | str:
+    """The ``*.md`` files of ``folder`` in name order (none if it does not exist), or why it cannot be read."""
     if not folder.exists():
         return []
     if not folder.is_dir():
-        return [(None, "is not a folder (SUBAGENT_MCP_AGENT_DIRS lists folders of agent files)", folder)]
+        return "is not a folder (SUBAGENT_MCP_AGENT_DIRS lists folders of agent files)"
     try:
-        paths = sorted(p for p in folder.iterdir() if p.name.endswith(".md"))
+        return sorted(p for p in folder.iterdir() if p.name.endswith(".md"))
     except OSError as exc:
-        return [(None, f"cannot be listed: {exc.strerror or exc}", folder)]
-    out: list[tuple[Role | None, str, Path]] = []
-    seen: dict[str, Path] = {}
-    for path in paths:
-        try:
-            role = parse_agent_file(path, settings)
-        except AgentFileError as exc:
-            out.append((None, str(exc), path))
-            continue
-        if role.name in seen:
-            out.append((None, f"name {role.name!r} is already used by {seen[role.name].name} in this folder", path))
-            continue
-        seen[role.name] = path
-        out.append((role, "", path))
-    return out
+        return f"cannot be listed: {exc.strerror or exc}"
+
+
+def _not_read(paths: list[Path]) -> str:
+    """Why the files ``paths`` (the rest of a folder, in name order) were skipped unread."""
+    files = "agent file" if len(paths) == 1 else "agent files"
+    return (
+        f"{len(paths):,} {files} not read, from {paths[0].name} on: at most {MAX_FILE_ROLES} roles are read "
+        "from agent files (the planner reads every role on every call); remove some, or point "
+        "SUBAGENT_MCP_AGENT_DIRS at fewer folders"
+    )
 
 
 def parse_agent_file(path: Path, settings: Settings) -> Role:
@@ -140,7 +162,12 @@ def parse_agent_file(path: Path, settings: Settings) -> Role:
     Raises:
         AgentFileError: the file cannot be used; the message says why, without the path.
     """
-    meta, body = split_front_matter(_read_text(path))
+    return _parse(path, settings)[0]
+
+
+def _parse(path: Path, settings: Settings) -> tuple[Role, list[str]]:
+    """The role ``path`` defines and what was left out of it (tools past the caps), for the catalog."""
+    meta, body = split_front_matter(read_text(_inside_folder(path)))
     unused = sorted(set(meta) - OURS)
     if unused:  # Claude Code keys we have no use for (color, permissionMode, ...) do not make a file unusable
         log.debug("%s: keys not used here: %s", path, ", ".join(unused))
@@ -150,8 +177,8 @@ def parse_agent_file(path: Path, settings: Settings) -> Role:
         raise AgentFileError("no description (the planner picks roles by it)")
     if not body.strip():
         raise AgentFileError("no system prompt: the Markdown body after the front matter is empty")
-    tools = _tools(meta.get("tools"))
-    return Role(
+    tools, tool_notes = _tools(meta.get("tools"))
+    role = Role(
         name=name,
         description=description.strip(),
         system_prompt=body.strip(),
@@ -161,135 +188,18 @@ def parse_agent_file(path: Path, settings: Settings) -> Role:
         tools=tools,
         max_uses=_max_uses(meta.get("max_uses"), tools),
     )
+    return role, tool_notes
 
 
-def split_front_matter(text: str) -> tuple[dict[str, Any], str]:
-    """The front matter as plain JSON values (``yaml.safe_load``, bounded) and the Markdown body."""
-    lines = text.removeprefix("\ufeff").splitlines()
-    if not lines or lines[0].strip() != "---":
-        raise AgentFileError("does not start with YAML front matter (a '---' line, then name: and description:)")
-    end = next((i for i in range(1, len(lines)) if lines[i].strip() == "---"), None)
-    if end is None:
-        raise AgentFileError("its front matter is not closed by a '---' line")
-    front = "\n".join(lines[1:end])
+def _inside_folder(path: Path) -> Path:
+    """``path`` with its links resolved, if that stays inside its folder (as ``output_schema_file`` must)."""
     try:
-        meta = _yaml(front, "front matter", first_line=2)
-    except _ColonInValue:
-        meta = _key_lines(lines[1:end])  # Claude Code's own files: `description: ... user: "..."` on one line
-        if meta is None:
-            raise
-    if not isinstance(meta, dict):
-        raise AgentFileError("its front matter must be a mapping (name: ..., description: ...)")
-    return meta, "\n".join(lines[end + 1 :])
-
-
-_COLON_IN_VALUE = "mapping values are not allowed here"
-
-
-class _ColonInValue(AgentFileError):
-    """YAML refused a ``key: value`` line because its value holds ``: `` too (Claude Code writes such lines)."""
-
-
-_KEY_LINE = re.compile(r"^([A-Za-z_][A-Za-z0-9_-]*):(?:\s+(.*))?$")
-
-
-def _key_lines(lines: list[str]) -> dict[str, Any] | None:
-    """Front matter read as Claude Code reads it when it is not valid YAML: one ``key: value`` a line.
-
-    Claude Code writes descriptions with ``user: "..."`` examples inside a plain scalar, which YAML
-    refuses; a value runs to the end of its line (indented lines continue it). None if a line fits neither.
-    """
-    meta: dict[str, Any] = {}
-    key: str | None = None
-    for line in lines:
-        found = _KEY_LINE.match(line)
-        if found:
-            key = str(found.group(1))
-            meta[key] = _unquote((found.group(2) or "").strip())
-        elif line[:1] in (" ", "\t") and key is not None:
-            meta[key] = f"{meta[key]} {line.strip()}".strip()
-        elif line.strip() and not line.lstrip().startswith("#"):
-            return None
-    return meta or None
-
-
-def _unquote(value: str) -> str:
-    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-        return value[1:-1]
-    return value
-
-
-def _read_text(path: Path) -> str:
-    """A regular file's UTF-8 text, at most ``MAX_AGENT_FILE_BYTES`` (FIFOs and devices are never opened)."""
-    try:
-        info = path.stat()
-        if not stat.S_ISREG(info.st_mode):
-            raise AgentFileError("is not a regular file")
-        if info.st_size > MAX_AGENT_FILE_BYTES:
-            raise AgentFileError(f"is {info.st_size:,} bytes; the most read is {MAX_AGENT_FILE_BYTES:,} (256 KiB)")
-        with path.open("rb") as f:
-            data = f.read(MAX_AGENT_FILE_BYTES + 1)
-    except OSError as exc:
-        raise AgentFileError(f"cannot be read: {exc.strerror or exc}") from None
-    if len(data) > MAX_AGENT_FILE_BYTES:
-        raise AgentFileError(f"is larger than {MAX_AGENT_FILE_BYTES:,} bytes (256 KiB), the most read")
-    if (nul := data.find(b"\x00")) >= 0:  # UTF-16 or binary; a prompt or description holding one is never meant
-        raise AgentFileError(f"holds a NUL character (U+0000) at byte {nul}; save it as UTF-8 text without one")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise AgentFileError(f"is not UTF-8 text (byte {exc.start})") from None
-
-
-def _yaml(text: str, what: str, first_line: int = 1) -> Any:
-    """``yaml.safe_load(text)`` as plain JSON values, refusing what expands past ``MAX_EXPANDED_CHARS``."""
-    try:
-        value = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f" at line {mark.line + first_line}" if mark is not None else ""
-        error = _ColonInValue if exc.problem == _COLON_IN_VALUE else AgentFileError
-        raise error(f"its {what} is not valid YAML{where}: {exc.problem or exc}") from None
-    except yaml.YAMLError as exc:
-        raise AgentFileError(f"its {what} is not valid YAML: {exc}") from None
-    except RecursionError:
-        raise AgentFileError(f"its {what} nests too deeply") from None
-    return _plain(value, what)
-
-
-def _plain(value: Any, what: str) -> Any:
-    """``value`` copied through JSON, lazily, so aliases that expand without end are refused, not walked."""
-    chunks: list[str] = []
-    size = 0
-    try:  # iterencode without _one_shot is the pure-Python generator: it stops when we stop pulling
-        for chunk in json.JSONEncoder(default=str, allow_nan=False).iterencode(value):
-            size += len(chunk)
-            if size > MAX_EXPANDED_CHARS:
-                raise AgentFileError(f"its {what} expands to more than 1 MiB (YAML aliases repeated inside aliases?)")
-            chunks.append(chunk)
-    except RecursionError:
-        raise AgentFileError(f"its {what} nests too deeply") from None
-    except (ValueError, TypeError) as exc:  # a self-referencing alias, NaN, a key that is not text
-        raise AgentFileError(f"its {what} has something JSON cannot hold: {exc}") from None
-    plain = json.loads("".join(chunks))
-    if _holds_nul(plain):  # written as a YAML escape ("\\0"): no name, model or description should hold one
-        raise AgentFileError(f"its {what} holds a NUL character (U+0000); remove it")
-    return plain
-
-
-def _holds_nul(value: Any) -> bool:
-    """True if a string or key anywhere in ``value`` (plain JSON values) holds U+0000; iterative, as nesting is deep."""
-    todo = [value]
-    while todo:
-        item = todo.pop()
-        if isinstance(item, str) and "\x00" in item:
-            return True
-        if isinstance(item, dict):
-            todo.extend(item)  # pyright: ignore[reportUnknownArgumentType]
-            todo.extend(item.values())  # pyright: ignore[reportUnknownArgumentType, reportUnknownMemberType]
-        elif isinstance(item, list):
-            todo.extend(item)  # pyright: ignore[reportUnknownArgumentType]
-    return False
+        folder, target = path.parent.resolve(), path.resolve()
+    except (OSError, RuntimeError) as exc:  # a loop of links: RuntimeError before Python 3.13
+        raise AgentFileError(f"cannot be resolved: {exc}") from None
+    if not target.is_relative_to(folder):
+        raise AgentFileError("links to a file outside its folder; agent files must be inside it (copy it in)")
+    return target
 
 
 def _name(value: object) -> str:
@@ -326,14 +236,27 @@ def _model(value: object, settings: Settings) -> str | None:
     raise AgentFileError(f"unknown model {model!r}: use haiku, sonnet, opus, inherit or an id like 'claude-sonnet-5-5'")
 
 
-def _tools(value: object) -> tuple[str, ...]:
-    """Claude Code's ``tools``: a comma-separated string or a list of names; every name kept as written."""
+def _tools(value: object) -> tuple[tuple[str, ...], list[str]]:
+    """Claude Code's ``tools``: a comma-separated string or a list of names, kept as written up to the caps.
+
+    Also says what the caps left out: names over ``MAX_TOOL_NAME_CHARS``, tools past ``MAX_ROLE_TOOLS``.
+    """
     if value is None:
-        return ()
+        return (), []
     items: list[Any] = value.split(",") if isinstance(value, str) else value if isinstance(value, list) else [value]
     if not all(isinstance(t, str) for t in items):
         raise AgentFileError("tools must be a list of tool names or a comma-separated string of them")
-    return tuple(t.strip() for t in items if t.strip())
+    names = [t.strip() for t in items if t.strip()]
+    kept = list(dict.fromkeys(t for t in names if len(t) <= MAX_TOOL_NAME_CHARS))
+    notes: list[str] = []
+    if too_long := sum(len(t) > MAX_TOOL_NAME_CHARS for t in names):
+        notes.append(
+            f"{too_long:,} tool name{'s' if too_long > 1 else ''} longer than {MAX_TOOL_NAME_CHARS} characters skipped"
+        )
+    if len(kept) > MAX_ROLE_TOOLS:
+        rest = len(kept) - MAX_ROLE_TOOLS
+        notes.append(f"lists {len(kept):,} tools; the first {MAX_ROLE_TOOLS} are kept, the other {rest:,} skipped")
+    return tuple(kept[:MAX_ROLE_TOOLS]), notes
 
 
 def _max_uses(value: object, tools: tuple[str, ...]) -> dict[str, int]:
@@ -362,9 +285,9 @@ def _schema(meta: dict[str, Any], path: Path) -> JsonObject:
     if inline is not None and ref is not None:
         raise AgentFileError("give output_schema or output_schema_file, not both")
     if ref is not None:
-        inline = _yaml(_read_text(_schema_path(ref, path)), "output_schema_file")
+        inline = load_yaml(read_text(_schema_path(ref, path)), "output_schema_file")
     elif isinstance(inline, str):  # a JSON or YAML mapping written as a string
-        inline = _yaml(inline, "output_schema")
+        inline = load_yaml(inline, "output_schema")
     if inline is None:
         return FILE_ROLE_SCHEMA
     try:

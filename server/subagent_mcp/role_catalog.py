@@ -15,6 +15,9 @@ from .roles import Role
 from .server_tools import DEFAULT_MAX_USES, server_tool_of
 from .settings import Settings
 
+PLANNER_UNUSABLE_SHOWN = 5
+"""Tools a role cannot use that the planner is told by name (then a count): every plan pays for the list."""
+
 ToolStatus = Literal["available", "off (SUBAGENT_MCP_SERVER_TOOLS=off)", "not available here"]
 
 
@@ -96,11 +99,13 @@ def planner_tools_note(role: Role, *, server_tools: bool = True) -> str:
     if not role.tools:
         return ""
     infos = [tool_info(t, enabled=server_tools) for t in role.tools]
-    usable = [i.server_tool or i.name for i in infos if i.status == "available"]
+    usable = dict.fromkeys(i.server_tool or i.name for i in infos if i.status == "available")
     unusable = [i.name for i in infos if i.status != "available"]
     parts = [f"Tools: {', '.join(usable)}."] if usable else []
     if unusable:
-        parts.append(f"Tools it lists but cannot use here: {', '.join(unusable)}.")
+        more = len(unusable) - PLANNER_UNUSABLE_SHOWN
+        named = ", ".join(unusable[:PLANNER_UNUSABLE_SHOWN]) + (f" and {more} more" if more > 0 else "")
+        parts.append(f"Tools it lists but cannot use here: {named}.")
     return " " + " ".join(parts)
 
 
