@@ -15,7 +15,7 @@ from .exchange import (
     trickle_reply,
 )
 from .fake_anthropic import FakeAnthropic, serve_fake_anthropic
-from .search_replies import paused_reply, searched_reply
+from .search_replies import fetched_reply, paused_fetch_reply, paused_reply, searched_reply
 
 __all__ = [
     "FakeAnthropic",
@@ -25,9 +25,11 @@ __all__ = [
     "cut_off_reply",
     "disconnect_reply",
     "error_reply",
+    "fetched_reply",
     "hang_reply",
     "json_reply",
     "oversized_reply",
+    "paused_fetch_reply",
     "paused_reply",
     "refusal_reply",
     "searched_reply",

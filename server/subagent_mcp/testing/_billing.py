@@ -104,6 +104,16 @@ def check_breakpoints(body: dict[str, Any]) -> str:
     return ""
 
 
+def fetched_text(block: Any) -> str:
+    """The page a ``web_fetch_tool_result`` block holds (text, or a PDF's base64), or '' for any other block."""
+    if not isinstance(block, dict) or block.get("type") != "web_fetch_tool_result":
+        return ""
+    result: Any = block.get("content")
+    document: Any = result.get("content") if isinstance(result, dict) else None
+    source: Any = document.get("source") if isinstance(document, dict) else None
+    return str(source.get("data", "")) if isinstance(source, dict) else ""
+
+
 def _blocks(content: Any) -> list[Block]:
     if isinstance(content, str):
         return [Block(content)] if content else []
@@ -112,4 +122,6 @@ def _blocks(content: Any) -> list[Block]:
         if isinstance(b, dict) and b.get("type") == "text":
             mark = b.get("cache_control")
             out.append(Block(str(b.get("text", "")), str(mark.get("ttl", "5m")) if isinstance(mark, dict) else None))
+        elif page := fetched_text(b):  # a fetched page sent back (a continued turn) is read, and billed, again
+            out.append(Block(page))
     return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..contracts import JsonObject
+from ._billing import CHARS_PER_TOKEN, fetched_text
 
 _RESULT_TYPES = {"web_search": "web_search_tool_result", "web_fetch": "web_fetch_tool_result"}
 
@@ -41,6 +42,50 @@ def search_blocks(query: str, n: int = 1, *, start: int = 0) -> tuple[JsonObject
             }
         )
     return tuple(blocks)
+
+
+def fetch_blocks(tokens: int, n: int = 1, *, start: int = 0, pdf: bool = False) -> tuple[JsonObject, ...]:
+    """``n`` web fetches of a ``tokens``-token page each: a ``server_tool_use`` block, then its result block.
+
+    A text page is cut to the request's ``max_content_tokens`` when sent (``capped_fetches``), as the API cuts it;
+    a ``pdf`` is not, as the API bounds only text.
+    """
+    blocks: list[JsonObject] = []
+    for i in range(start, start + n):
+        tool_id, url = f"srvtoolu_fake_fetch_{i + 1:04d}", f"https://example.com/page-{i + 1}"
+        source = (
+            {"type": "base64", "media_type": "application/pdf", "data": "A" * (tokens * CHARS_PER_TOKEN)}
+            if pdf
+            else {"type": "text", "media_type": "text/plain", "data": "x" * (tokens * CHARS_PER_TOKEN)}
+        )
+        blocks.append({"type": "server_tool_use", "id": tool_id, "name": "web_fetch", "input": {"url": url}})
+        document = {"type": "document", "source": source, "title": f"Page {i + 1}"}
+        result = {"type": "web_fetch_result", "url": url, "content": document, "retrieved_at": None}
+        blocks.append({"type": "web_fetch_tool_result", "tool_use_id": tool_id, "content": result})
+    return tuple(blocks)
+
+
+def capped_fetches(blocks: tuple[JsonObject, ...], body: JsonObject) -> tuple[JsonObject, ...]:
+    """``blocks`` with each fetched text page cut to the ``max_content_tokens`` the request's web_fetch carries."""
+    tools: Any = body.get("tools") or []
+    caps = [t.get("max_content_tokens") for t in tools if isinstance(t, dict) and t.get("name") == "web_fetch"]
+    cap = caps[0] if caps and isinstance(caps[0], int) else None
+    if cap is None:
+        return blocks
+    out: list[JsonObject] = []
+    for b in blocks:
+        source: Any = b.get("content", {}).get("content", {}).get("source") if fetched_text(b) else None
+        if isinstance(source, dict) and source.get("type") == "text":
+            cut = {**source, "data": str(source.get("data", ""))[: cap * CHARS_PER_TOKEN]}
+            content: Any = b["content"]
+            b = {**b, "content": {**content, "content": {**content["content"], "source": cut}}}
+        out.append(b)
+    return tuple(out)
+
+
+def fetched_tokens(blocks: tuple[JsonObject, ...]) -> int:
+    """Input tokens the pages fetched in ``blocks`` add to the call, which the API bills as input."""
+    return sum(len(fetched_text(b)) for b in blocks) // CHARS_PER_TOKEN
 
 
 def tool_counts(blocks: tuple[JsonObject, ...]) -> dict[str, int]:

@@ -30,7 +30,7 @@ from ._batches import FakeBatches
 from ._billing import Bill, bill, check_breakpoints, count_tokens
 from ._bodies import send_padded, trickle
 from ._http11 import CLOSED, parse_json_object, read_request, response_head
-from ._server_tools import offered_server_tools, search_blocks, tool_counts
+from ._server_tools import capped_fetches, fetched_tokens, offered_server_tools, search_blocks, tool_counts
 from .exchange import FakeReply, FakeRequest, Handler, error_reply, json_reply, text_reply
 
 _ERROR_TYPES = {
@@ -191,6 +191,7 @@ class FakeAnthropic:
         elif request.path == "/v1/messages/count_tokens":
             payload = {"input_tokens": count_tokens(request.body)}
         else:
+            reply = replace(reply, blocks=capped_fetches(reply.blocks, request.body))
             usage = reply.usage or _usage(prompt, reply)
             payload = _message(request, reply, usage, prompt.write_ttl)
             if reply.action == "answer":
@@ -242,6 +243,7 @@ class FakeAnthropic:
         reply = await self._choose(request)
         if reply.status >= 400 or reply.action != "answer":
             return reply, None, None
+        reply = replace(reply, blocks=capped_fetches(reply.blocks, request.body))
         usage = reply.usage or _usage(prompt, reply)
         self.cached.update(prompt.writes)
         return reply, _message(request, reply, usage, prompt.write_ttl), usage
@@ -286,7 +288,7 @@ def _default_reply(request: FakeRequest) -> FakeReply:
 def _usage(prompt: Bill, reply: FakeReply) -> Usage:
     out = reply.output_tokens if reply.output_tokens is not None else max(1, len(reply.text) // 4)
     return Usage(
-        input_tokens=prompt.input_tokens,
+        input_tokens=prompt.input_tokens + fetched_tokens(reply.blocks),  # fetched pages are billed as input
         output_tokens=out,
         cache_read_tokens=prompt.cache_read_tokens,
         cache_write_tokens=prompt.cache_write_tokens,
