@@ -9,14 +9,14 @@ from mcp import Client
 from pydantic import SecretStr
 
 from subagent_mcp.backends.anthropic_tools import WEB_FETCH_TYPE, WEB_SEARCH_TYPE
-from subagent_mcp.contracts import Plan, SubagentResult, Usage
+from subagent_mcp.contracts import DEFAULT_FETCH_CONTENT_TOKENS, Plan, SubagentResult, Usage
 from subagent_mcp.core.budget import Budget, Limits
 from subagent_mcp.core.pricing import DEFAULT_PRICES, cost_usd
 from subagent_mcp.mcp_server import create_server
 from subagent_mcp.planning import estimate_plan
 from subagent_mcp.role_catalog import RoleCatalog
 from subagent_mcp.roles import BUILTIN_ROLES
-from subagent_mcp.server_tools import DEFAULT_MAX_USES
+from subagent_mcp.server_tools import DEFAULT_MAX_USES, WEB_SEARCH_RESULT_TOKENS
 from subagent_mcp.settings import Settings
 from subagent_mcp.testing import FakeAnthropic, paused_reply, searched_reply, serve_fake_anthropic
 from subagent_mcp.testing.results import text_of
@@ -54,7 +54,12 @@ async def test_a_researcher_offers_web_search_and_fetch_and_its_searches_are_cou
     (request,) = fake.message_requests
     assert request.body["tools"] == [
         {"type": WEB_SEARCH_TYPE, "name": "web_search", "max_uses": DEFAULT_MAX_USES},
-        {"type": WEB_FETCH_TYPE, "name": "web_fetch", "max_uses": DEFAULT_MAX_USES},
+        {
+            "type": WEB_FETCH_TYPE,
+            "name": "web_fetch",
+            "max_uses": DEFAULT_MAX_USES,
+            "max_content_tokens": DEFAULT_FETCH_CONTENT_TOKENS,
+        },
     ]
     assert request.schema is not None  # structured output is still enforced
     assert result.status == "succeeded"
@@ -62,6 +67,17 @@ async def test_a_researcher_offers_web_search_and_fetch_and_its_searches_are_cou
     assert result.usage.web_search_requests == 3
     assert result.usage == fake.billed_usage
     assert result.cost_usd == pytest.approx(token_cost(result.usage, result.model) + 0.03)
+
+
+async def test_web_fetch_carries_the_max_content_tokens_set_in_the_environment() -> None:
+    async with serve_fake_anthropic(api_key=KEY) as fake:
+        env = Settings.from_env({"SUBAGENT_MCP_WEB_FETCH_MAX_CONTENT_TOKENS": "2500"}, env_file=None)
+        await run_subagent(
+            settings_for(fake, web_fetch_max_content_tokens=env.web_fetch_max_content_tokens), "researcher"
+        )
+    (request,) = fake.message_requests
+    fetch = {t["name"]: t for t in request.body["tools"]}["web_fetch"]
+    assert (fetch["max_uses"], fetch["max_content_tokens"]) == (DEFAULT_MAX_USES, 2500)
 
 
 async def test_the_fake_searches_once_by_default_when_web_search_is_offered() -> None:
@@ -147,7 +163,7 @@ def test_a_calls_worst_case_includes_max_uses_searches_at_a_cent_each() -> None:
     assert searching.tokens == plain.tokens
 
 
-def test_a_plans_worst_case_includes_each_researchers_max_uses_searches() -> None:
+def test_a_plans_worst_case_includes_each_researchers_searches_and_what_its_searches_and_fetches_may_add() -> None:
     plan = Plan.model_validate(
         {
             "plan_id": "p",
@@ -158,10 +174,18 @@ def test_a_plans_worst_case_includes_each_researchers_max_uses_searches() -> Non
             ],
         }
     )
-    on = {t.task_id: t for t in estimate_plan(plan, Settings(), BUILTIN_ROLES).tasks}
-    off = {t.task_id: t for t in estimate_plan(plan, Settings(server_tools=False), BUILTIN_ROLES).tasks}
-    assert on["r"].max_cost_usd == pytest.approx(off["r"].max_cost_usd + DEFAULT_MAX_USES * 0.01)
-    assert on["w"].max_cost_usd == off["w"].max_cost_usd
+    balanced = "claude-sonnet-5-5"  # one input price at any prompt length, so the difference is plain
+    on = {t.task_id: t for t in estimate_plan(plan, Settings(subagent_model=balanced), BUILTIN_ROLES).tasks}
+    off = {
+        t.task_id: t
+        for t in estimate_plan(plan, Settings(subagent_model=balanced, server_tools=False), BUILTIN_ROLES).tasks
+    }
+    content = DEFAULT_MAX_USES * (DEFAULT_FETCH_CONTENT_TOKENS + WEB_SEARCH_RESULT_TOKENS)
+    assert on["r"].max_input_tokens == off["r"].max_input_tokens + content
+    content_usd = cost_usd(Usage(input_tokens=content), balanced, DEFAULT_PRICES)
+    assert on["r"].max_cost_usd == pytest.approx(off["r"].max_cost_usd + DEFAULT_MAX_USES * 0.01 + content_usd)
+    assert on["r"].input_tokens == off["r"].input_tokens  # the expected case: what the prompt holds
+    assert on["w"] == off["w"]
 
 
 async def test_a_budget_too_small_for_the_searches_refuses_the_call_before_sending_it() -> None:

@@ -39,6 +39,10 @@ HARD_MAX_SUBTASKS = 20_000
 MAX_EXPECTED_OUTPUT_TOKENS = 128_000
 """The largest output a subtask may be expected to write (the biggest max_tokens current models take)."""
 
+DEFAULT_FETCH_CONTENT_TOKENS = 10_000
+"""web_fetch's ``max_content_tokens`` unless set (``SUBAGENT_MCP_WEB_FETCH_MAX_CONTENT_TOKENS``): a long article.
+Anthropic's pricing docs put an average page at ~2,500 tokens and a large documentation page at ~25,000."""
+
 JsonObject = dict[str, Any]
 
 
@@ -313,6 +317,11 @@ class RunReport(BaseModel):
         description="Batch mode only: what the Message Batches discount (half price) saved on these results "
         "against running them live.",
     )
+    over_budget: str | None = Field(
+        default=None,
+        description="Said plainly if what the run billed (its planning included) crossed its max_cost_usd or "
+        "max_total_tokens, which reserving each call's worst case is meant to prevent; null within them.",
+    )
 
 
 class Synthesis(BaseModel):
@@ -384,6 +393,12 @@ class CompletionRequest(BaseModel):
     server_tools: dict[str, int] = Field(
         default_factory=dict[str, int],
         description="API server tools offered (web_search, web_fetch, code_execution) → most uses per call.",
+    )
+    web_fetch_max_content_tokens: int = Field(
+        default=DEFAULT_FETCH_CONTENT_TOKENS,
+        ge=1,
+        description="web_fetch's max_content_tokens: most tokens of a fetched page's text the prompt takes in, "
+        "so the budget can reserve what fetches add (the API bills them as input).",
     )
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import cast
 
 from . import prompts
-from .backends.budgeted import request_input_tokens
+from .backends.budgeted import request_input_tokens, reserved_content_tokens
 from .contracts import (
     SUBTASK_TIERS,
     CompletionRequest,
@@ -132,6 +132,7 @@ def subtask_request(
         label=subtask.id,
         cache=marks,
         server_tools=role_server_tools(role, settings),
+        web_fetch_max_content_tokens=settings.web_fetch_max_content_tokens,
     )
 
 
@@ -185,6 +186,7 @@ def estimate_plan(plan: Plan, settings: Settings, roles: Mapping[str, Role], *, 
         request = subtask_request(subtask, plan.task, None, settings, roles, reused=task_id in reused)
         deps = [by_id[d] for d in subtask.depends_on]
         own = request_input_tokens(request)
+        fetched = reserved_content_tokens(request)  # the worst case of its searches and fetches, as the budget's
         prefix = cached_prefix(request)
         cached = estimate_tokens(prefix) if prefix else 0
         first = prefix not in written
@@ -194,7 +196,7 @@ def estimate_plan(plan: Plan, settings: Settings, roles: Mapping[str, Role], *, 
             request.model,
             (
                 own + context_tokens([d.output_tokens for d in deps], budget),
-                own + context_tokens([d.max_output_tokens for d in deps], budget),
+                own + fetched + context_tokens([d.max_output_tokens for d in deps], budget),
             ),
             subtask.expected_output_tokens or roles[subtask.role].expected_output_tokens,
             request.max_tokens,

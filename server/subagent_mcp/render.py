@@ -87,6 +87,8 @@ def report_text(report: RunReport, *, synthesized: bool = False, terminal: bool 
         )
     if report.batch_saved_usd is not None:
         lines.append(batch_line(report.batch_saved_usd))
+    if report.over_budget:
+        lines.append(report.over_budget)
     listed = _first_listed(report.results, key=lambda r: r.status == "succeeded")
     for r in listed:
         detail = _one_line(r.error or "", 200) if r.status != "succeeded" else _output_gist(r.output)

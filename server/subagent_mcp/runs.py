@@ -17,7 +17,7 @@ import anyio
 from pydantic import BaseModel, ConfigDict, Field
 
 from .contracts import Plan, PlanEstimate, RunReport, Spend, SubagentResult, Usage
-from .core.budget import Budget, Limits
+from .core.budget import Budget, Limits, overshoot
 from .core.estimate import expected_durations
 from .core.executor import RunTask, execute
 from .core.pricing import ModelPrice
@@ -169,7 +169,7 @@ async def execute_durably(
             for result in list(state.results.values()):
                 await save(result)
             if not failures:
-                report = await build_report(store, plan, run_id, state, estimate)
+                report = await build_report(store, plan, run_id, state, estimate, options)
                 try:
                     await store.finish_run(run_id, report)
                 except StoreError as exc:
@@ -215,9 +215,12 @@ async def _stopped_by_store(store: Store, run_id: str, failure: StoreError, unsa
 
 
 async def build_report(
-    store: Store, plan: Plan, run_id: str, state: RunState, estimate: PlanEstimate | None
+    store: Store, plan: Plan, run_id: str, state: RunState, estimate: PlanEstimate | None, options: RunOptions
 ) -> RunReport:
-    """The run's report in plan order, with usage and cost as the store logged them (every attempt)."""
+    """The run's report in plan order, with usage and cost as the store logged them (every attempt).
+
+    ``options`` are the ceilings it ran under: a run that billed past them says so (``RunReport.over_budget``).
+    """
     record = await store.get_run(run_id)
     if record is None:  # created before the run started; only a database changed under us loses it
         raise StoreError(f"run {run_id} is no longer in the database; was the file replaced or edited while it ran?")
@@ -231,7 +234,14 @@ async def build_report(
         makespan_s=state.makespan_s,
         estimate=estimate,
         graph=plan.graph(),
+        over_budget=billed_over(options, Spend(usage=record.usage, cost_usd=record.cost_usd)),
     )
+
+
+def billed_over(options: RunOptions, spent: Spend) -> str | None:
+    """``core.budget.overshoot`` of a run that spent ``spent`` under ``options`` (planning counted)."""
+    limits = Limits(max_cost_usd=options.max_cost_usd, max_total_tokens=options.max_total_tokens)
+    return overshoot(limits, options.prior_spend + spent)
 
 
 def in_plan_order(plan: Plan, results: Mapping[str, SubagentResult]) -> list[SubagentResult]:

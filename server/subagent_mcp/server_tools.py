@@ -24,6 +24,15 @@ SERVER_TOOLS = {
 DEFAULT_MAX_USES = 5
 """Most uses of a server tool in one call when the role sets no ``max_uses``; also the budget's worst case."""
 
+WEB_SEARCH_RESULT_TOKENS = 15_000
+"""Input tokens the budget allows for one web search's result page, which no request parameter bounds.
+
+The API bills search results as input ("Web search results retrieved throughout a conversation are counted as
+input tokens, in search iterations executed during a single turn and in subsequent conversation turns":
+https://docs.claude.com/en/docs/agents-and-tools/tool-use/web-search-tool, "Usage and pricing"); that page's own
+example of one search bills 14,573 input tokens (105 + 7,123 cache reads + 7,345 cache writes) for a one-line
+question, so 15,000 covers a search's results as a worst case."""
+
 
 def server_tool_of(name: str) -> str | None:
     """The API server tool a listed tool name maps to (``WebSearch`` → ``web_search``), or None."""
@@ -48,3 +57,14 @@ def worst_case_uses(server_tools: Mapping[str, int]) -> dict[str, int]:
         "web_search_requests": server_tools.get("web_search", 0),
         "web_fetch_requests": server_tools.get("web_fetch", 0),
     }
+
+
+def worst_case_content_tokens(server_tools: Mapping[str, int], fetch_max_content_tokens: int) -> int:
+    """The most input tokens one message's searches and fetches add: ``max_uses`` of each at its allowance.
+
+    A fetch is bounded by the ``max_content_tokens`` sent with the tool (approximately, and not for binary
+    content such as PDFs, says the SDK); a search by ``WEB_SEARCH_RESULT_TOKENS``. A paused turn's next message
+    re-reads what earlier ones fetched: ``anthropic.py`` measures that and the budget reserves it on top.
+    """
+    fetches = server_tools.get("web_fetch", 0) * fetch_max_content_tokens
+    return fetches + server_tools.get("web_search", 0) * WEB_SEARCH_RESULT_TOKENS

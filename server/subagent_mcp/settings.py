@@ -15,7 +15,7 @@ from typing import Any, Literal, get_args
 from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 
-from .contracts import SubtaskTier
+from .contracts import DEFAULT_FETCH_CONTENT_TOKENS, SubtaskTier
 from .core.pricing import DEFAULT_PRICES, ModelPrice
 from .errors import ConfigError
 
@@ -206,6 +206,13 @@ class Settings(BaseModel):
         ge=0,
         le=600,
         description="Batch mode: most seconds a ready subtask waits for others to join its batch.",
+    )
+    web_fetch_max_content_tokens: int = Field(
+        default=DEFAULT_FETCH_CONTENT_TOKENS,
+        ge=100,
+        le=1_000_000,
+        description="web_fetch's max_content_tokens: a fetched page's text is cut to about this many tokens; "
+        "budgets reserve it for each of a call's fetches.",
     )
 
     @field_validator("prices")

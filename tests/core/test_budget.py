@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from subagent_mcp.contracts import Usage
-from subagent_mcp.core.budget import Budget, Limits
+from subagent_mcp.contracts import Spend, Usage
+from subagent_mcp.core.budget import Budget, Limits, overshoot
 from subagent_mcp.core.pricing import ModelPrice
 from subagent_mcp.errors import BudgetExceededError
 
@@ -67,3 +67,13 @@ def test_no_limits_never_refuse() -> None:
     for _ in range(100):
         budget.reserve("m", 10**6, 10**6)
     assert budget.refused == 0
+
+
+def test_overshoot_says_which_ceiling_a_run_billed_past_and_nothing_within_them() -> None:
+    spent = Spend(usage=Usage(input_tokens=900, output_tokens=200), cost_usd=0.5)
+    assert overshoot(Limits(max_cost_usd=0.5, max_total_tokens=1_100), spent) is None
+    said = overshoot(Limits(max_cost_usd=0.4, max_total_tokens=1_000), spent) or ""
+    assert said.startswith(
+        "Over budget: this run billed $0.5000, $0.1000 over its max_cost_usd of $0.4000 and billed 1,100 tokens, "
+        "over its max_total_tokens of 1,000. "
+    )

@@ -47,7 +47,7 @@ def message_params(request: CompletionRequest) -> MessageCreateParamsNonStreamin
     if not isinstance(system, Omit):
         params["system"] = system
     if request.server_tools:
-        params["tools"] = tool_params(request.server_tools)
+        params["tools"] = tool_params(request.server_tools, request.web_fetch_max_content_tokens)
     return params
 
 

@@ -24,15 +24,23 @@ WEB_FETCH_TYPE: Final = "web_fetch_20260318"
 CODE_EXECUTION_TYPE: Final = "code_execution_20260521"
 
 
-def tool_params(server_tools: Mapping[str, int]) -> list[ToolUnionParam]:
-    """The ``tools`` of a request offering ``server_tools`` (name → most uses; code execution takes no cap)."""
+def tool_params(server_tools: Mapping[str, int], fetch_max_content_tokens: int) -> list[ToolUnionParam]:
+    """The ``tools`` of a request offering ``server_tools`` (name → most uses; code execution takes no cap).
+
+    web_fetch also carries ``max_content_tokens``, so what a fetch adds to the prompt has a bound the budget knows.
+    """
     tools: list[ToolUnionParam] = []
     for name, uses in server_tools.items():
         if name == "web_search":
             search: WebSearchTool20260318Param = {"type": WEB_SEARCH_TYPE, "name": "web_search", "max_uses": uses}
             tools.append(search)
         elif name == "web_fetch":
-            fetch: WebFetchTool20260318Param = {"type": WEB_FETCH_TYPE, "name": "web_fetch", "max_uses": uses}
+            fetch: WebFetchTool20260318Param = {
+                "type": WEB_FETCH_TYPE,
+                "name": "web_fetch",
+                "max_uses": uses,
+                "max_content_tokens": fetch_max_content_tokens,
+            }
             tools.append(fetch)
         elif name == "code_execution":
             code: CodeExecutionTool20260521Param = {"type": CODE_EXECUTION_TYPE, "name": "code_execution"}

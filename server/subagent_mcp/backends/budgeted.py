@@ -1,6 +1,8 @@
 """A backend decorator that checks a run's ``Budget`` before every call and charges what each used.
 
-A call's worst case includes ``max_uses`` of each server tool it offers (web searches are billed per use).
+A call's worst case includes ``max_uses`` of each server tool it offers (web searches are billed per use), and
+as prompt tokens what those searches and fetches may add (``server_tools.worst_case_content_tokens``), in each
+message of a paused turn, on top of what the earlier messages fetched, which the next one re-reads.
 
 A call that fits only once the calls in flight have settled waits for them, in line, first come
 first served: each settle wakes the first in line to try again. Refusing it would skip a subtask
@@ -25,7 +27,7 @@ from ..core.caching import cached_prefix
 from ..core.context import estimate_tokens
 from ..core.pricing import ModelPrice, price_for, priced_model
 from ..errors import ModelError
-from ..server_tools import worst_case_uses
+from ..server_tools import worst_case_content_tokens, worst_case_uses
 from .base import ModelBackend, continuation_check
 
 logger = logging.getLogger(__name__)
@@ -40,6 +42,11 @@ def request_input_tokens(request: CompletionRequest) -> int:
 def reserved_prompt_tokens(request: CompletionRequest) -> int:
     """The prompt size the budget holds for ``request``: the estimate with ``PROMPT_SAFETY`` on top."""
     return math.ceil(request_input_tokens(request) * PROMPT_SAFETY)
+
+
+def reserved_content_tokens(request: CompletionRequest) -> int:
+    """What the request's searches and fetches may add to its prompt, reserved beside it: the API bills it as input."""
+    return worst_case_content_tokens(request.server_tools, request.web_fetch_max_content_tokens)
 
 
 def reserved_cache_write_tokens(request: CompletionRequest) -> int:
@@ -141,7 +148,7 @@ class BudgetedBackend:
         """The call's reservation, once it fits; ``BudgetExceededError`` at once if it never can."""
         args = (
             request.model,
-            reserved_prompt_tokens(request) + added_prompt_tokens,
+            reserved_prompt_tokens(request) + reserved_content_tokens(request) + added_prompt_tokens,
             request.max_tokens,
             reserved_cache_write_tokens(request),
             worst_case_uses(request.server_tools),

@@ -133,3 +133,28 @@ def room_for(call: TaskEstimate, prices: Mapping[str, ModelPrice]) -> Spend:
     """What a future call may reserve at worst: its worst-case prompt with the safety margin, plus max_tokens."""
     usage = Usage(input_tokens=math.ceil(call.max_input_tokens * PROMPT_SAFETY), output_tokens=call.max_output_tokens)
     return Spend(usage=usage, cost_usd=cost_usd(usage, call.model, prices))
+
+
+def overshoot(limits: Limits, spent: Spend) -> str | None:
+    """What a run billed beyond its ceilings, said plainly; None within them.
+
+    Reservations keep a run under its ceilings unless a call bills more than its worst case: fetched content
+    over ``max_content_tokens`` (a PDF, which it does not bound), search results beyond their allowance.
+    """
+    over: list[str] = []
+    if limits.max_cost_usd is not None and spent.cost_usd > limits.max_cost_usd + 1e-9:
+        over.append(
+            f"billed ${spent.cost_usd:.4f}, ${spent.cost_usd - limits.max_cost_usd:.4f} over its max_cost_usd "
+            f"of ${limits.max_cost_usd:.4f}"
+        )
+    if limits.max_total_tokens is not None and spent.usage.total_tokens > limits.max_total_tokens:
+        over.append(
+            f"billed {spent.usage.total_tokens:,} tokens, over its max_total_tokens of {limits.max_total_tokens:,}"
+        )
+    if not over:
+        return None
+    return (
+        f"Over budget: this run {' and '.join(over)}. A call billed more than the worst case reserved for it, "
+        "most likely fetched or searched web content beyond its allowance (a PDF, which max_content_tokens does "
+        "not bound); lower the role's max_uses or SUBAGENT_MCP_WEB_FETCH_MAX_CONTENT_TOKENS."
+    )

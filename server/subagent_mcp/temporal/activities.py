@@ -15,8 +15,9 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from ..backends.base import ModelBackend
-from ..contracts import Completion, RunReport
+from ..contracts import Completion, RunReport, Spend
 from ..errors import ModelError, ModelTimeoutError, ModelUnavailableError
+from ..runs import billed_over
 from ..store import Store
 from .payloads import CallFailure, CallInput, FinishInput, SaveInput
 
@@ -74,6 +75,7 @@ class Activities:
         record = await self.store.get_run(finish.run_id)
         if record is None:
             raise ApplicationError(f"run {finish.run_id} is not in the database", non_retryable=True)
+        spent = Spend(usage=record.usage, cost_usd=record.cost_usd)
         report = RunReport(
             run_id=finish.run_id,
             plan_id=finish.plan_id,
@@ -84,6 +86,7 @@ class Activities:
             makespan_s=finish.makespan_s,
             estimate=finish.estimate,
             graph=finish.graph,
+            over_budget=None if finish.options is None else billed_over(finish.options, spent),
         )
         await self.store.finish_run(finish.run_id, report)
 

@@ -78,6 +78,8 @@ class FinishInput(BaseModel):
     makespan_s: float
     estimate: PlanEstimate | None = None
     graph: dict[str, list[str]]
+    options: RunOptions | None = None
+    """The ceilings it ran under, so the report says if it billed past them (None from older workflows)."""
 
 
 class Progress(BaseModel):

@@ -224,6 +224,7 @@ class RunWorkflow:
             makespan_s=self.state.makespan_s,
             estimate=run.estimate,
             graph=run.plan.graph(),
+            options=run.options,
         )
         await workflow.execute_activity_method(
             Activities.finish_run, finish, start_to_close_timeout=STORE_TIMEOUT, retry_policy=STORE_RETRY
