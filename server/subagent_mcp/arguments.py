@@ -85,10 +85,8 @@ def text_problems(tool: str, arguments: dict[str, Any]) -> str | None:
     while todo:  # breadth first, without recursion: arguments may be nested deeper than the stack
         loc, value = todo.popleft()
         if isinstance(value, str):
-            if "\x00" in value:
-                found.append(f"- {_path(loc)}: {NUL_REFUSED}")
-            elif (bad := _SURROGATE.search(value)) is not None:
-                found.append(f"- {_path(loc)}: {_surrogate_advice(bad.group())}")
+            if (problem := string_problem(value)) is not None:
+                found.append(f"- {_path(loc)}: {problem}")
         elif isinstance(value, dict):
             items: list[tuple[object, object]] = list(value.items())  # pyright: ignore[reportUnknownArgumentType, reportUnknownMemberType]
             if any("\x00" in str(key) for key, _ in items):
@@ -102,6 +100,15 @@ def text_problems(tool: str, arguments: dict[str, Any]) -> str | None:
     if len(found) > MAX_LISTED_PROBLEMS:
         lines.append(f"- … and {len(found) - MAX_LISTED_PROBLEMS} more")
     return "\n".join([f"{tool} was called with invalid arguments; fix them and call it again:", *lines])
+
+
+def string_problem(value: str) -> str | None:
+    """Why ``value`` cannot be taken as text (a NUL, or a lone surrogate), worded to follow its name; else None."""
+    if "\x00" in value:
+        return NUL_REFUSED
+    if (bad := _SURROGATE.search(value)) is not None:
+        return _surrogate_advice(bad.group())
+    return None
 
 
 MAX_SHOWN_NAME_CHARS = 60

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
+from .arguments import string_problem
 from .errors import ConfigError
 from .logs import configure_logging
 from .settings import Settings
@@ -127,6 +128,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from . import cli_run
 
+    problem = args_problem(args)
+    if problem:  # one line now, not a traceback where the text is first encoded (and maybe after paid planner calls)
+        print(f"subagent-mcp: {problem}", file=sys.stderr)
+        return 2
     if args.command == "runs":
         return anyio.run(lambda: cli_run.runs_command(settings, args.limit, as_json=args.json))
     if args.command == "show":
@@ -158,6 +163,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                 batch=args.batch,
             )
         )
+
+
+def args_problem(args: argparse.Namespace) -> str | None:
+    """Why a task or run id on the command line cannot be used as text (the check MCP arguments get), else None.
+
+    Bytes that are not UTF-8 reach Python as lone surrogates, which nothing can encode, store or send.
+    """
+    given = {
+        "the task": " ".join(args.task) if args.command == "run" and args.task else None,
+        "--resume": getattr(args, "resume", None),
+        "the run id": getattr(args, "run_id", None),
+    }
+    for name, value in given.items():
+        if value is not None and (problem := string_problem(value)) is not None:
+            return f"{name} {problem} (some of its bytes are not UTF-8: is the terminal set to another encoding?)"
+    return None
 
 
 def worker_main(settings: Settings) -> int:

@@ -21,6 +21,7 @@ from .runs import RunOptions, new_run_id
 from .service import Service
 from .settings import Settings
 from .terminal import TerminalProgress
+from .visible import visible
 
 EXIT_INTERRUPTED = 130
 
@@ -67,7 +68,7 @@ async def run_command(
     if as_json:
         print(outcome.model_dump_json(indent=2))
     else:
-        print(render.orchestrate_text(outcome, terminal=True))
+        _say(render.orchestrate_text(outcome, terminal=True))
     return 0 if outcome.report.status == "succeeded" and outcome.synthesis is not None else 1
 
 
@@ -129,7 +130,7 @@ async def runs_command(settings: Settings, limit: int, *, as_json: bool) -> int:
             runs = await service.list_runs(limit)
             unplanned = await service.store.failed_planning()
     except SubagentMCPError as exc:
-        print(f"subagent-mcp: {exc}", file=sys.stderr)
+        print(visible(f"subagent-mcp: {exc}"), file=sys.stderr)
         return 2
     if as_json:
         print(json.dumps([r.model_dump(mode="json") for r in runs], indent=2))
@@ -137,9 +138,9 @@ async def runs_command(settings: Settings, limit: int, *, as_json: bool) -> int:
         print("No runs yet.")
     for r in [] if as_json else runs:
         counts = ", ".join(f"{n} {status}" for status, n in r.counts.items())
-        print(
+        _say(
             f"{r.run_id}  {r.created_at:%Y-%m-%d %H:%M}  {r.status:<11}  ${r.total_cost_usd:.4f} in all"
-            f"  [{counts}]  {r.task}"
+            f"  [{counts}]  {render.one_line(r.task, None)}"
         )
     if unplanned.usage.total_tokens and not as_json:
         print(f"Planner calls that made no plan: {render.usage_line(unplanned.usage, unplanned.cost_usd)}")
@@ -152,7 +153,7 @@ async def show_command(settings: Settings, run_id: str, *, as_json: bool) -> int
         async with Service.open(settings) as service:
             plan, record = await service.get_run(run_id)
     except SubagentMCPError as exc:
-        print(f"subagent-mcp: {exc}", file=sys.stderr)
+        print(visible(f"subagent-mcp: {exc}"), file=sys.stderr)
         return 2
     breakdown = render.record_breakdown(plan, record, settings.prices)
     if as_json:
@@ -162,18 +163,19 @@ async def show_command(settings: Settings, run_id: str, *, as_json: bool) -> int
             )
         )
         return 0
-    print(f"Task: {plan.task}\nPlan: {plan.plan_id}; run status: {record.status}")
+    _say(f"Task: {plan.task}\nPlan: {plan.plan_id}; run status: {record.status}")
     if RunOptions.model_validate(record.options).demo:
         print("Demo run: a scripted backend answered and nothing was billed; the costs below are what it would be.")
     if record.report is not None:
-        print(render.report_text(record.report, terminal=True))
+        _say(render.report_text(record.report, terminal=True))
     for s in [] if record.report is not None else plan.subtasks:
         r = record.results.get(s.id)
-        print(f"- {s.id} [{s.role}] {r.status if r else 'not run'}{': ' + (r.error or '') if r and r.error else ''}")
+        error = f": {render.one_line(r.error, None)}" if r and r.error else ""
+        _say(f"- {s.id} [{s.role}] {r.status if r else 'not run'}{error}")
     if record.synthesis is not None:
-        print(f"\nAnswer:\n{render.synthesis_text(record.synthesis)}\n")
-    print(render.breakdown_text(breakdown))
-    print(render.total_text(record))
+        _say(f"\nAnswer:\n{render.synthesis_text(record.synthesis)}\n")
+    _say(render.breakdown_text(breakdown))
+    _say(render.total_text(record))
     return 0
 
 
@@ -184,7 +186,7 @@ async def show_html_command(settings: Settings, run_id: str, path: str) -> int:
             plan, _ = await service.get_run(run_id)
             outcome = await service.outcome(run_id)
     except SubagentMCPError as exc:
-        print(f"subagent-mcp: {exc}", file=sys.stderr)
+        print(visible(f"subagent-mcp: {exc}"), file=sys.stderr)
         return 2
     if isinstance(outcome, RunReport) and not outcome.graph:  # stored before reports carried their graph
         outcome = outcome.model_copy(update={"graph": plan.graph()})
@@ -217,7 +219,10 @@ async def _report_interrupted(service: Service, run_id: str, progress: TerminalP
         return EXIT_INTERRUPTED
     demo = " --demo" if service.settings.demo else ""
     progress.note(f"resume it with: subagent-mcp run{demo} --resume {report.run_id}")
-    print(report.model_dump_json(indent=2) if as_json else render.report_text(report, terminal=True))
+    if as_json:
+        print(report.model_dump_json(indent=2))
+    else:
+        _say(render.report_text(report, terminal=True))
     return EXIT_INTERRUPTED
 
 
@@ -227,5 +232,13 @@ def roles_command(settings: Settings, *, as_json: bool) -> int:
     from .role_catalog import catalog_text
 
     catalog = load_roles(settings).catalog
-    print(catalog.model_dump_json(indent=2) if as_json else catalog_text(catalog))
+    if as_json:
+        print(catalog.model_dump_json(indent=2))
+    else:
+        _say(catalog_text(catalog))
     return 1 if catalog.skipped else 0
+
+
+def _say(text: str) -> None:
+    """Print ``text`` for a person: stored runs and agent files hold what models and files wrote, escapes included."""
+    print(visible(text))

@@ -11,6 +11,7 @@ import sys
 
 from .redact import all_forms, redact, url_password
 from .settings import Settings
+from .visible import visible
 
 
 class RedactSecrets(logging.Filter):
@@ -52,6 +53,21 @@ class JsonLines(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+class VisibleText(logging.Formatter):
+    """A text log line per record, its message on that one line with control characters made visible.
+
+    A message quotes names and text from outside (an agent file's name, a model's error): an escape sequence
+    there would act on the terminal, a newline would forge a log line. A traceback keeps its lines.
+    """
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return visible(super().formatMessage(record), one_line=True)
+
+    def format(self, record: logging.LogRecord) -> str:
+        line, newline, rest = super().format(record).partition("\n")  # the first newline ends the message
+        return line + newline + visible(rest)
+
+
 def configure_logging(settings: Settings) -> None:
     """Send our logs to stderr at the configured level and format, and redact secrets on every root handler."""
     root = logging.getLogger()
@@ -64,7 +80,7 @@ def configure_logging(settings: Settings) -> None:
     else:
         for handler in root.handlers:
             if handler.formatter is None:
-                handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+                handler.setFormatter(VisibleText("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger("subagent_mcp").setLevel(settings.log_level)
     install_redaction(settings)
 

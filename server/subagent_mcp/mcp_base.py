@@ -1,9 +1,10 @@
 """The SDK's ``MCPServer`` as hosts should meet it: clean descriptions, readable argument errors, logging levels.
 
-Four fixes that hold for every tool, prompt and client, so no tool has to remember them:
+Five fixes that hold for every tool, prompt and client, so no tool has to remember them:
 docstrings lose their source indentation, arguments that fail validation are listed one per line
-(not as a pydantic dump), handshake-era clients can set a log level (``mcp_logging``), and a
-prompts/get for an unknown prompt or without a required argument is the spec's -32602.
+(not as a pydantic dump), handshake-era clients can set a log level (``mcp_logging``), a
+prompts/get for an unknown prompt or without a required argument is the spec's -32602, and every
+tool's text (result or error) shows control characters instead of sending them (``visible``).
 """
 
 from __future__ import annotations
@@ -16,11 +17,21 @@ from mcp import MCPError
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.mcpserver.prompts.base import Prompt
-from mcp.types import INVALID_PARAMS, CallToolResult, GetPromptResult, Icon, InputRequiredResult, ToolAnnotations
+from mcp.types import (
+    INVALID_PARAMS,
+    CallToolResult,
+    ContentBlock,
+    GetPromptResult,
+    Icon,
+    InputRequiredResult,
+    TextContent,
+    ToolAnnotations,
+)
 from pydantic import ValidationError
 
 from .arguments import argument_problems, text_problems, unknown_arguments
 from .mcp_logging import serve_set_level
+from .visible import visible
 
 LifespanT = TypeVar("LifespanT")
 
@@ -78,6 +89,25 @@ class SubagentServer(MCPServer[LifespanT]):
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[LifespanT, Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
+        """Call a tool as ``_checked_call`` does, its text content and error text passed through ``visible``.
+
+        Hosts draw tool text in terminals (Claude Code) and chat views; a model's reply or a caller's name may
+        hold escape sequences. Structured content keeps the exact data.
+        """
+        try:
+            result = await self._checked_call(name, arguments, context)
+        except ToolError as exc:
+            shown = visible(str(exc))
+            if shown == str(exc):
+                raise
+            raise type(exc)(shown) from exc.__cause__
+        if isinstance(result, CallToolResult):
+            return result.model_copy(update={"content": [_visible_block(block) for block in result.content]})
+        return result
+
+    async def _checked_call(
+        self, name: str, arguments: dict[str, Any], context: Context[LifespanT, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
         """Call a tool as the SDK does, but refuse invalid arguments (text with a NUL or a lone surrogate, a name the
         tool does not take) one line per problem, not as a pydantic dump, a crash or silence, before the tool runs."""
         tool = self._tool_manager.get_tool(name)
@@ -92,3 +122,10 @@ class SubagentServer(MCPServer[LifespanT]):
             if isinstance(exc, UnexpectedToolError) or not isinstance(cause, ValidationError):
                 raise
             raise ToolError(argument_problems(name, cause)) from cause
+
+
+def _visible_block(block: ContentBlock) -> ContentBlock:
+    """A text block with its text through ``visible``; any other block as it is."""
+    if isinstance(block, TextContent):
+        return block.model_copy(update={"text": visible(block.text)})
+    return block

@@ -16,6 +16,7 @@ from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp.types import LoggingLevel
 
 from .mcp_logging import client_wants
+from .visible import visible
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +33,11 @@ class ProgressReporter:
         self.last = 0
 
     async def step(self, done: int, total: int | None, message: str, level: LoggingLevel = "info") -> None:
-        """Report ``done`` of ``total`` steps (``None`` while unknown), never lower than already reported."""
+        """Report ``done`` of ``total`` steps (``None`` while unknown), never lower than already reported.
+
+        ``message`` may quote a model's error: hosts draw it, so its control characters are made visible."""
         self.last = max(self.last, done)
+        message = visible(message, one_line=True)
         try:
             await self.ctx.report_progress(self.last, total, message)
         except Exception:  # a gone client must not fail the run
@@ -41,6 +45,7 @@ class ProgressReporter:
         await self.log(message, level)
 
     async def log(self, message: str, level: LoggingLevel = "info") -> None:
+        message = visible(message, one_line=True)
         log.info("%s", message)
         try:
             if not client_wants(self.ctx.request_context.session, level):

@@ -14,6 +14,7 @@ from .core.breakdown import CostBreakdown, CostLine, cost_breakdown
 from .core.pricing import ModelPrice
 from .handles import RunCounts, RunHandle
 from .store.records import RunRecord, RunSummary
+from .visible import visible
 
 TEXT_PREVIEW_CHARS = 1_500
 MAX_LISTED = 30
@@ -43,7 +44,7 @@ def plan_text(plan: Plan) -> str:
         after = f" (after {', '.join(s.depends_on[:5])}{'…' if len(s.depends_on) > 5 else ''})" if s.depends_on else ""
         size = f" ~{s.expected_output_tokens:,} tokens" if s.expected_output_tokens else ""
         tier = f", {s.tier}" if s.tier else ""
-        lines.append(f"- {s.id} [{s.role}{tier}]{after}{size}: {_one_line(s.instructions)}")
+        lines.append(f"- {s.id} [{s.role}{tier}]{after}{size}: {one_line(s.instructions)}")
     if len(plan.subtasks) > MAX_LISTED:
         lines.append(f"- … {len(plan.subtasks) - MAX_LISTED:,} more subtasks, in the structured result")
     if plan.estimate is not None:
@@ -57,7 +58,7 @@ def plan_text(plan: Plan) -> str:
     if plan.planning is not None:
         lines.append(f"Planning took {usage_line(plan.planning.usage, plan.planning.cost_usd)}.")
     lines.append("Run it with execute_plan, passing this plan (edit it first if you like).")
-    return "\n".join(lines)
+    return visible("\n".join(lines))
 
 
 def result_text(result: SubagentResult) -> str:
@@ -65,8 +66,8 @@ def result_text(result: SubagentResult) -> str:
     head += f" (escalated from {result.escalated_from})" if result.escalated_from else ""
     head += f" after {result.attempts} request(s), {usage_line(result.usage, result.cost_usd)}"
     if result.status != "succeeded":
-        return f"{head}\n{result.error or 'no error text'}"
-    return f"{head}\n{preview(result.output)}"
+        return visible(f"{head}\n{result.error or 'no error text'}")
+    return visible(f"{head}\n{preview(result.output)}")
 
 
 def report_text(report: RunReport, *, synthesized: bool = False, terminal: bool = False) -> str:
@@ -91,7 +92,7 @@ def report_text(report: RunReport, *, synthesized: bool = False, terminal: bool 
         lines.append(report.over_budget)
     listed = _first_listed(report.results, key=lambda r: r.status == "succeeded")
     for r in listed:
-        detail = _one_line(r.error or "", 200) if r.status != "succeeded" else _output_gist(r.output)
+        detail = one_line(r.error or "", 200) if r.status != "succeeded" else _output_gist(r.output)
         lines.append(f"- {r.task_id} [{r.role}] {r.status}: {detail}")
     if len(listed) < len(report.results):
         lines.append(f"- … {len(report.results) - len(listed):,} more subtasks (succeeded) not listed here")
@@ -100,7 +101,7 @@ def report_text(report: RunReport, *, synthesized: bool = False, terminal: bool 
     else:
         merge = "" if synthesized else f" Merge them with synthesize(run_id={report.run_id!r})."
         lines.append(f"Full outputs are in the structured result.{merge}")
-    return "\n".join(lines)
+    return visible("\n".join(lines))
 
 
 def synthesis_text(synthesis: Synthesis) -> str:
@@ -110,7 +111,7 @@ def synthesis_text(synthesis: Synthesis) -> str:
         parts.append("Did not succeed:\n" + "\n".join(f"- {m}" for m in synthesis.missing))
     if synthesis.gaps:
         parts.append("Gaps:\n" + "\n".join(f"- {g}" for g in synthesis.gaps))
-    return "\n\n".join(parts)
+    return visible("\n\n".join(parts))
 
 
 def orchestrate_text(result: OrchestrateResult, *, terminal: bool = False) -> str:
@@ -121,7 +122,7 @@ def orchestrate_text(result: OrchestrateResult, *, terminal: bool = False) -> st
     what = "planning, every subtask attempt, synthesis" if result.plan.planning else "every subtask attempt, synthesis"
     spent = f"In all ({what}): {usage_line(result.total.usage, result.total.cost_usd)}"
     report = report_text(result.report, synthesized=result.synthesis is not None, terminal=terminal)
-    return f"{answer}\n\n---\n{report}\n{spent}"
+    return visible(f"{answer}\n\n---\n{report}\n{spent}")
 
 
 def counts_text(counts: RunCounts) -> str:
@@ -141,7 +142,7 @@ def handle_text(handle: RunHandle) -> str:
     """A run without a final result yet: where it stands, what it spent, and what to call next."""
     phase = f" ({handle.phase})" if handle.status == "running" and handle.phase else ""
     progress = counts_text(handle.counts) if handle.counts.total else "no subtask started yet"
-    return (
+    return visible(
         f"Run {handle.run_id} is {handle.status.upper()}{phase}: {progress}; "
         f"{usage_line(handle.spent.usage, handle.spent.cost_usd)} spent so far; {handle.elapsed_s:.0f} s.\n"
         f"{handle.next}"
@@ -154,8 +155,8 @@ def runs_text(runs: Sequence[RunSummary]) -> str:
     for r in runs:
         state = f"{r.status} ({counts_text(r.live.counts)})" if r.live else r.status
         counts = ", ".join(f"{n} {status}" for status, n in r.counts.items())
-        lines.append(f"{r.run_id} {state} ${r.total_cost_usd:.4f} in all [{counts}] {r.task}")
-    return "\n".join(lines) or "No runs yet."
+        lines.append(f"{r.run_id} {state} ${r.total_cost_usd:.4f} in all [{counts}] {one_line(r.task, None)}")
+    return visible("\n".join(lines)) or "No runs yet."
 
 
 def total_text(record: RunRecord) -> str:
@@ -204,7 +205,7 @@ def breakdown_text(breakdown: CostBreakdown) -> str:
         lines.append(f"Cache reads saved ${breakdown.total.cache_saved_usd:.4f} against paying the full input price.")
     if breakdown.batch_saved_usd is not None:
         lines.append(batch_line(breakdown.batch_saved_usd))
-    return "\n".join(lines)
+    return visible("\n".join(lines))
 
 
 def batch_line(saved_usd: float) -> str:
@@ -235,9 +236,10 @@ def _output_gist(output: JsonObject | None) -> str:
     if not output:
         return "(no output)"
     summary = output.get("summary")
-    return _one_line(summary if isinstance(summary, str) else preview(output, 200), 200)
+    return one_line(summary if isinstance(summary, str) else preview(output, 200), 200)
 
 
-def _one_line(text: str, limit: int = 160) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+def one_line(text: str, limit: int | None = 160) -> str:
+    """``text`` on one line (whitespace folded, controls made visible), cut at ``limit`` characters if given."""
+    flat = visible(" ".join(text.split()), one_line=True)
+    return flat if limit is None or len(flat) <= limit else flat[: limit - 1] + "…"

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from .roles import Role
 from .server_tools import DEFAULT_MAX_USES, server_tool_of
 from .settings import Settings
+from .visible import visible
 
 PLANNER_UNUSABLE_SHOWN = 5
 """Tools a role cannot use that the planner is told by name (then a count): every plan pays for the list."""
@@ -110,7 +111,7 @@ def planner_tools_note(role: Role, *, server_tools: bool = True) -> str:
 
 
 def catalog_text(catalog: RoleCatalog) -> str:
-    """The catalog for a terminal or a host that shows only text."""
+    """The catalog for a terminal or a host that shows only text; one line per item, whatever a file's name holds."""
     lines: list[str] = []
     for role in catalog.roles:
         lines.append(f"- {role.name} [{role.model}] ({role.source}): {' '.join(role.description.split())}")
@@ -128,4 +129,4 @@ def catalog_text(catalog: RoleCatalog) -> str:
     if catalog.skipped:
         lines.append(f"Skipped {len(catalog.skipped)} agent file(s):")
         lines.extend(f"- {s.path}: {s.problem}" for s in catalog.skipped)
-    return "\n".join(lines)
+    return "\n".join(visible(line, one_line=True) for line in lines)

@@ -1,6 +1,7 @@
 """A live progress line for ``subagent-mcp run``: tasks done/running/failed, tokens and cost, on stderr.
 
 On a terminal the line redraws in place; piped, it prints one line per event, so logs stay readable.
+Every text passes ``visible`` first: plans and errors quote model text, which may hold escape sequences.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import TextIO
 
 from .contracts import Usage
 from .core.run_state import ExecutorEvent, TaskFinished, TaskStarted
+from .visible import visible
 
 
 class TerminalProgress:
@@ -34,12 +36,13 @@ class TerminalProgress:
         if isinstance(event, TaskFinished):
             self.add_usage(event.result.usage, event.result.cost_usd)
             r = event.result
-            last = f"{r.task_id} {r.status}" + (f": {r.error}" if r.error and r.status != "succeeded" else "")
+            error = " ".join(r.error.split()) if r.error and r.status != "succeeded" else ""
+            last = f"{r.task_id} {r.status}" + (f": {error}" if error else "")
         elif isinstance(event, TaskStarted):
             last = f"started {event.task_id}"
         else:
             last = f"run {event.status}"
-        line = f"[{event.counts}] {self.usage.total_tokens:,} tokens ${self.cost:.4f} | {last}"
+        line = visible(f"[{event.counts}] {self.usage.total_tokens:,} tokens ${self.cost:.4f} | {last}", one_line=True)
         if self.live:
             self._clear()
             self.stream.write(line[:200])
@@ -49,7 +52,7 @@ class TerminalProgress:
             self._line(line)
 
     def _line(self, text: str) -> None:
-        self.stream.write(text + "\n")
+        self.stream.write(visible(text) + "\n")
         self.stream.flush()
 
     def _clear(self) -> None:
