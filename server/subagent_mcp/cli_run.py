@@ -21,7 +21,7 @@ from .runs import RunOptions, new_run_id
 from .service import Service
 from .settings import Settings
 from .terminal import TerminalProgress
-from .visible import visible
+from .visible import visible, visible_json
 
 EXIT_INTERRUPTED = 130
 
@@ -66,7 +66,7 @@ async def run_command(
         progress.note(f"subagent-mcp: {exc}")
         return 1 if isinstance(exc, ModelError) else 2
     if as_json:
-        print(outcome.model_dump_json(indent=2))
+        print(visible_json(outcome.model_dump_json(indent=2)))
     else:
         _say(render.orchestrate_text(outcome, terminal=True))
     return 0 if outcome.report.status == "succeeded" and outcome.synthesis is not None else 1
@@ -220,7 +220,7 @@ async def _report_interrupted(service: Service, run_id: str, progress: TerminalP
     demo = " --demo" if service.settings.demo else ""
     progress.note(f"resume it with: subagent-mcp run{demo} --resume {report.run_id}")
     if as_json:
-        print(report.model_dump_json(indent=2))
+        print(visible_json(report.model_dump_json(indent=2)))
     else:
         _say(render.report_text(report, terminal=True))
     return EXIT_INTERRUPTED
@@ -233,7 +233,7 @@ def roles_command(settings: Settings, *, as_json: bool) -> int:
 
     catalog = load_roles(settings).catalog
     if as_json:
-        print(catalog.model_dump_json(indent=2))
+        print(visible_json(catalog.model_dump_json(indent=2)))
     else:
         _say(catalog_text(catalog))
     return 1 if catalog.skipped else 0

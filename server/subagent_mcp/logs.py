@@ -11,7 +11,7 @@ import sys
 
 from .redact import all_forms, redact, url_password
 from .settings import Settings
-from .visible import visible
+from .visible import visible, visible_json
 
 
 class RedactSecrets(logging.Filter):
@@ -50,7 +50,7 @@ class JsonLines(logging.Formatter):
             entry["exception"] = self.formatException(record.exc_info)
         elif record.exc_text:
             entry["exception"] = record.exc_text
-        return json.dumps(entry, ensure_ascii=False)
+        return visible_json(json.dumps(entry, ensure_ascii=False))
 
 
 class VisibleText(logging.Formatter):

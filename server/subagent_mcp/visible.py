@@ -30,3 +30,15 @@ def visible(text: str, *, one_line: bool = False) -> str:
 
 def _escape(match: re.Match[str]) -> str:
     return f"\\x{ord(match.group()):02x}"
+
+
+_LEFT_RAW_BY_JSON = re.compile("[\x7f-\x9f]")
+
+
+def visible_json(document: str) -> str:
+    r"""A JSON document with DEL and C1 controls written as ``\u`` escapes: the same data, safe on a terminal.
+
+    JSON encoders escape C0 controls but leave these as they are; they can only stand inside strings, so the
+    escape is always valid JSON and parses back to the exact text.
+    """
+    return _LEFT_RAW_BY_JSON.sub(lambda match: f"\\u{ord(match.group()):04x}", document)
