@@ -1,4 +1,5 @@
-"""A background run's lifecycle at its edges: cancelling an orchestration, waiting on a stopped run, two resumes.
+"""A background run's lifecycle at its edges: cancelling an orchestration, waiting on a stopped run, two resumes,
+a run stopped by a bug, and a resumed orchestration's result in the server that resumed it and in a fresh one.
 
 Through a real in-memory MCP client and the real Anthropic backend on the fake Messages API, whose replies are
 held until the test lets them go (``run_gates.Gates``); its request log is the evidence of what was sent.
@@ -6,6 +7,8 @@ held until the test lets them go (``run_gates.Gates``); its request log is the e
 
 from __future__ import annotations
 
+import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +18,10 @@ from mcp import Client
 from pydantic import SecretStr
 
 from run_gates import Gates, handle_of, plan, task_of
+from subagent_mcp.backends.anthropic import AnthropicBackend
 from subagent_mcp.backends.scripted import ScriptedBackend
 from subagent_mcp.background import LiveRun
-from subagent_mcp.contracts import OrchestrateResult, RunReport
+from subagent_mcp.contracts import Completion, CompletionRequest, OrchestrateResult, RunReport
 from subagent_mcp.errors import InputError
 from subagent_mcp.mcp_server import create_server
 from subagent_mcp.service import Service
@@ -179,3 +183,68 @@ async def test_a_run_stopped_by_its_own_timeout_s_is_reported_timed_out_not_canc
     assert all("the run's timeout_s (1 s) ran out" in (r.error or "") for r in report.results)
     assert listed.structured_content is not None
     assert listed.structured_content["runs"][0]["status"] == "failed"
+
+
+class Unprintable(RuntimeError):
+    """An error that cannot be put into words: reading its message raises (a bug, with the key in its text)."""
+
+    def __str__(self) -> str:
+        raise AssertionError(f"a bug while describing an error, holding {KEY}")
+
+
+class BrokenOn(AnthropicBackend):
+    """The real backend, except that a call for subtask ``task`` raises ``Unprintable``, which the executor's
+    per-subtask handling cannot describe, so it escapes the executor: a bug that stops the whole run."""
+
+    def __init__(self, settings: Settings, task: str) -> None:
+        super().__init__(settings)
+        self.task = task
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        if request.label == self.task:
+            raise Unprintable()
+        return await super().complete(request)
+
+
+async def test_a_run_stopped_by_a_bug_ends_failed_with_the_error_keeps_what_finished_and_resumes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="subagent_mcp")
+    gates = Gates(hold={"c"})  # c is in flight when b's bug stops the run; d waits for c
+    four = plan("a", "b", "c", "d", deps={"b": ["a"], "d": ["c"]})
+    async with serve_fake_anthropic(gates, api_key=KEY) as fake:
+        settings = settings_for(fake, str(tmp_path / "runs.db"))
+        async with Client(create_server(settings, BrokenOn(settings, "b"))) as c:
+            run_id = handle_of(await c.call_tool("execute_plan", {"plan": four, "wait_s": 0})).run_id
+            await gates.arrived["c"].wait()
+            gates.release("a")  # a succeeds, then b starts and hits the bug
+            waited = await c.call_tool("wait_run", {"run_id": run_id})
+        gates.hold.clear()
+        gates.release("b", "c", "d")
+        before = len(fake.message_requests)
+        async with Client(create_server(settings)) as c:  # a fresh server on the same database, without the bug
+            stored = await c.call_tool("wait_run", {"run_id": run_id})
+            listed = await c.call_tool("list_runs", {})
+            resumed = await c.call_tool("resume_run", {"run_id": run_id})
+    assert not waited.is_error, text_of(waited)
+    report = RunReport.model_validate(waited.structured_content)
+    assert report.status == "failed"  # nobody cancelled it
+    assert {r.task_id: r.status for r in report.results} == {
+        "a": "succeeded", "b": "failed", "c": "failed", "d": "skipped",
+    }  # fmt: skip
+    assert report.error is not None
+    assert report.error.startswith("an internal error stopped the run (AssertionError: a bug while describing an error")
+    assert f"resume_run(run_id={run_id!r})" in report.error
+    assert "an internal error stopped the run" in text_of(waited)
+    for shown in (text_of(waited), json.dumps(waited.structured_content), text_of(stored)):
+        assert KEY not in shown
+    assert "[redacted]" in report.error
+    (logged,) = [r for r in caplog.records if "internal error" in r.getMessage()]
+    assert run_id in logged.getMessage()
+    assert "Traceback" in caplog.text  # the server's log has the traceback, the key redacted there too
+    assert KEY not in caplog.text
+    assert RunReport.model_validate(stored.structured_content) == report  # the same from the store
+    assert listed.structured_content is not None
+    assert listed.structured_content["runs"][0]["status"] == "failed"
+    assert RunReport.model_validate(resumed.structured_content).status == "succeeded"
+    assert sorted(task_of(r) for r in fake.message_requests[before:]) == ["b", "c", "d"]  # a was kept

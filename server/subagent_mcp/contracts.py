@@ -18,7 +18,8 @@ TaskStatus = Literal["succeeded", "failed", "skipped", "cancelled"]
 """How one subtask ended. ``skipped`` means it never ran (an upstream failed, or a budget ran out)."""
 
 RunStatus = Literal["succeeded", "partial", "failed", "cancelled"]
-"""How a whole run ended: every task succeeded / some did / none did / the run was cancelled."""
+"""How a whole run ended: every task succeeded / some did / none did, or an internal error stopped it / the run
+was cancelled."""
 
 SubtaskTier = Literal["fast", "balanced", "deep"]
 """How hard a subtask is, so it runs on the configured fast, strong or deep model (``Settings.model_for_role``)."""
@@ -321,6 +322,11 @@ class RunReport(BaseModel):
         default=None,
         description="Said plainly if what the run billed (its planning included) crossed its max_cost_usd or "
         "max_total_tokens, which reserving each call's worst case is meant to prevent; null within them.",
+    )
+    error: str | None = Field(
+        default=None,
+        description="Why the run failed as a whole: an internal error (a bug) stopped it; the server log has the "
+        "details. Its finished results are kept, and resume_run runs the rest.",
     )
 
 

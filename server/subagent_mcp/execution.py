@@ -46,6 +46,7 @@ from .core.pricing import batch_prices, cost_usd
 from .core.run_state import OnEvent
 from .errors import ConfigError, InputError
 from .handles import RunHandle
+from .logs import secret_values
 from .planning import (
     check_runnable,
     check_schemas,
@@ -297,6 +298,7 @@ class Execution:
                 estimate=run.estimate,
                 on_event=on_event,
                 completed=run.kept,
+                secrets=secret_values(self.settings),
             )
         if batcher is not None:
             report = await note_batch_discount(self.store, report, self.settings.prices)

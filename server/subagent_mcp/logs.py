@@ -85,8 +85,8 @@ def configure_logging(settings: Settings) -> None:
     install_redaction(settings)
 
 
-def install_redaction(settings: Settings) -> None:
-    """Attach the filter redacting the API keys, HTTP token and mTLS key to every root logger handler (idempotent)."""
+def secret_values(settings: Settings) -> list[str]:
+    """The secrets in ``settings``: the API keys, HTTP token, mTLS key and the database URL's password."""
     keys = (
         settings.anthropic_api_key,
         settings.http_token,
@@ -96,6 +96,12 @@ def install_redaction(settings: Settings) -> None:
     secrets = [s.get_secret_value() for s in keys if s is not None]
     if settings.db_url is not None:  # the database URL's password, in every form
         secrets += [p for p in [url_password(settings.db_url.get_secret_value())] if p]
+    return secrets
+
+
+def install_redaction(settings: Settings) -> None:
+    """Attach the filter redacting the API keys, HTTP token and mTLS key to every root logger handler (idempotent)."""
+    secrets = secret_values(settings)
     for handler in logging.getLogger().handlers:
         handler.filters = [f for f in handler.filters if not isinstance(f, RedactSecrets)]
         handler.addFilter(RedactSecrets(secrets))

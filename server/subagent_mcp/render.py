@@ -80,6 +80,8 @@ def report_text(report: RunReport, *, synthesized: bool = False, terminal: bool 
         f"Run {report.run_id} {report.status.upper()}: {counts}; {report.makespan_s:.1f} s; "
         f"{usage_line(report.usage, report.cost_usd)}."
     ]
+    if report.error is not None:
+        lines.append(f"It failed because {report.error}")
     if report.estimate is not None:
         expected = sum(t.cost_usd for t in report.estimate.tasks)
         worst = sum(t.max_cost_usd for t in report.estimate.tasks)

@@ -9,8 +9,9 @@ and earlier sessions.
 from __future__ import annotations
 
 import inspect
+import logging
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import anyio
@@ -19,12 +20,18 @@ from pydantic import BaseModel, ConfigDict, Field
 from .contracts import Plan, PlanEstimate, RunReport, Spend, SubagentResult, Usage
 from .core.budget import Budget, Limits, overshoot
 from .core.estimate import expected_durations
-from .core.executor import RunTask, execute
+from .core.executor import RunTask, execute, root_error
 from .core.pricing import ModelPrice
 from .core.run_state import ExecutorEvent, OnEvent, RunState, TaskFinished
 from .errors import InputError
 from .handles import RunCounts
+from .redact import all_forms, redact
 from .store import RunRecord, Store, StoreError
+
+log = logging.getLogger(__name__)
+
+MAX_ERROR_CHARS = 200
+"""How much of an internal error's message a run's ``error`` quotes (the server log has it whole)."""
 
 
 def new_run_id() -> str:
@@ -124,13 +131,16 @@ async def execute_durably(
     estimate: PlanEstimate | None = None,
     on_event: OnEvent | None = None,
     completed: Mapping[str, SubagentResult] | None = None,
+    secrets: Sequence[str] = (),
 ) -> RunReport:
     """Execute ``plan`` as run ``run_id`` (already created in ``store``), saving every final result.
 
     With an ``estimate``, ready tasks are ordered by the longest remaining path in expected durations.
 
     On host cancellation the unsaved results (the cancelled ones) are saved and the run is closed
-    as ``cancelled`` under a shield, then the cancellation goes on.
+    as ``cancelled`` under a shield, then the cancellation goes on. An internal error (a bug) is
+    logged with its traceback and the run closed ``failed``, its report's ``error`` saying so (with
+    ``secrets`` redacted); what finished is kept, so a resume runs the rest.
 
     Raises:
         StoreError: the store failed (a full disk): the run was stopped at once, marked ``interrupted``
@@ -162,7 +172,7 @@ async def execute_durably(
 
     state = RunState()
 
-    async def close() -> RunReport:
+    async def close(error: str | None = None) -> RunReport:
         """Save what the events did not (cancelled tasks), then record the report; never interrupted."""
         report: RunReport | None = None
         with anyio.CancelScope(shield=True):
@@ -170,6 +180,8 @@ async def execute_durably(
                 await save(result)
             if not failures:
                 report = await build_report(store, plan, run_id, state, estimate, options)
+                if error is not None:
+                    report = report.model_copy(update={"status": "failed", "error": error})
                 try:
                     await store.finish_run(run_id, report)
                 except StoreError as exc:
@@ -192,10 +204,30 @@ async def execute_durably(
                 completed=seeded,
                 state=state,
             )
+    except Exception as exc:  # not a cancellation: a bug stopped the run, which nobody cancelled
+        log.exception("run %s was stopped by an internal error; what finished is kept", run_id)
+        return await close(internal_error(run_id, exc, secrets))
     except BaseException:
         await close()
         raise
     return await close()
+
+
+def internal_error(run_id: str, exc: BaseException, secrets: Sequence[str]) -> str:
+    """What a run a bug stopped says: the error's type and the start of its message, ``secrets`` redacted."""
+    cause = root_error(exc)
+    try:
+        said = str(cause)
+    except Exception:  # the bug may be in the error itself
+        said = "its message cannot be read"
+    said = " ".join(redact(said, all_forms(secrets)).split())
+    if len(said) > MAX_ERROR_CHARS:
+        said = said[: MAX_ERROR_CHARS - 1] + "…"
+    what = f"{type(cause).__name__}: {said}" if said else type(cause).__name__
+    return (
+        f"an internal error stopped the run ({what}); the server log has its traceback. What finished is kept: "
+        f"resume_run(run_id={run_id!r}) runs the rest."
+    )
 
 
 async def _stopped_by_store(store: Store, run_id: str, failure: StoreError, unsaved: Spend) -> StoreError:

@@ -255,6 +255,29 @@ async def test_cancelling_the_caller_cancels_in_flight_calls_and_marks_unfinishe
     assert (state.status, state.interrupted) == ("cancelled", "cancelled")
 
 
+class Unprintable(RuntimeError):
+    """An error whose message cannot be read, so it escapes the per-task handling that describes it (a bug)."""
+
+    def __str__(self) -> str:
+        raise AssertionError("a bug while describing an error")
+
+
+async def test_an_error_escaping_the_run_fails_what_was_in_flight_skips_the_rest_and_propagates() -> None:
+    plan = make_plan({"quick": [], "held": [], "after_held": ["held"], "bug": ["quick"]})
+    script = Script(holds={"held": anyio.Event()}, raises={"bug": Unprintable()})  # held is never set
+    state = RunState()
+    with anyio.fail_after(5), pytest.RaisesGroup(AssertionError, flatten_subgroups=True):
+        await execute(plan, script, state=state, on_event=lambda _: None)
+    assert script.cancelled == ["held"]
+    assert {k: (r.status, r.error) for k, r in state.results.items()} == {
+        "quick": ("succeeded", None),
+        "held": ("failed", "an internal error stopped the run (AssertionError)"),
+        "bug": ("failed", "an internal error stopped the run (AssertionError)"),
+        "after_held": ("skipped", "not started: an internal error stopped the run (AssertionError)"),
+    }
+    assert (state.status, state.interrupted) == ("partial", "error")  # nobody cancelled it
+
+
 async def test_seeded_succeeded_results_are_not_run_again_and_satisfy_dependents() -> None:
     plan = make_plan({"a": [], "b": [], "c": ["a", "b"]})
     seed_a = succeeded("a", output={"cached": True})

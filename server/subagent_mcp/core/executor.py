@@ -22,7 +22,7 @@ from anyio.abc import TaskGroup
 
 from ..contracts import Plan, SubagentResult, Subtask, TaskStatus, check_subtasks
 from .graph import dependents_of, downstream_lengths
-from .run_state import ExecutorEvent, OnEvent, RunFinished, RunState, TaskFinished, TaskStarted
+from .run_state import ExecutorEvent, Interruption, OnEvent, RunFinished, RunState, TaskFinished, TaskStarted
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +53,8 @@ async def execute(
     satisfy their dependents; others are run. ``weights`` are expected durations (any one unit, for
     every subtask): the critical-path priority then ranks by the heaviest remaining path in them,
     not by its count of tasks. Host cancellation marks unfinished tasks ``cancelled``
-    in ``state`` and propagates. ``on_event`` gets events in order on its own task, so a slow one
+    in ``state`` and propagates; an error escaping the run (a bug) fails them (``skipped`` if never
+    started) and propagates. ``on_event`` gets events in order on its own task, so a slow one
     delays only this function's return, never the scheduling.
 
     Raises:
@@ -172,6 +173,9 @@ class _Run:
                 async with anyio.create_task_group() as tg:
                     self.tg = tg
                     self._launch()
+        except Exception as exc:  # a bug (here, or escaping run_task's handling): a failure, not a stop
+            self._close("error", f"an internal error stopped the run ({type(root_error(exc)).__name__})")
+            raise
         except BaseException:
             self._close("cancelled", "run cancelled")
             raise
@@ -276,9 +280,10 @@ class _Run:
         if self.events is not None:
             self._emit(TaskFinished(result=result, counts=self.state.counts()))
 
-    def _close(self, interrupted: Literal["timeout", "cancelled"] | None, reason: str) -> None:
+    def _close(self, interrupted: Interruption | None, reason: str) -> None:
         """Close every unfinished task, synchronously (so it works while cancelled): ``cancelled`` on a stop; on
-        the run's own timeout (a failure to finish, not a stop) ``failed`` in flight, ``skipped`` if never started."""
+        the run's own timeout or an internal error (a failure to finish, not a stop) ``failed`` in flight,
+        ``skipped`` if never started."""
         state = self.state
         now = self.clock() - self.t0
         unfinished = [task_id for task_id in state.task_ids if task_id not in state.results]
@@ -286,10 +291,9 @@ class _Run:
             started = state.running.pop(task_id, None)
             status: TaskStatus = "cancelled"
             why = reason
-            if interrupted == "timeout":
-                status, why = (
-                    ("failed", f"timed out: {reason}") if started is not None else ("skipped", f"not started: {reason}")
-                )
+            if interrupted in ("timeout", "error"):
+                cut = f"timed out: {reason}" if interrupted == "timeout" else reason
+                status, why = ("failed", cut) if started is not None else ("skipped", f"not started: {reason}")
             self._record(_result(self.subtasks[task_id], status, why, now, started))
         self.ready.clear()
         self.waiting.clear()
@@ -310,6 +314,13 @@ class _Parked:
 
     wake: anyio.Event = field(default_factory=anyio.Event)
     task_id: str | None = None
+
+
+def root_error(exc: BaseException) -> BaseException:
+    """The first error inside an exception group (a task group wraps what its tasks raise), else ``exc`` itself."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _check_weights(weights: Mapping[str, float], ids: set[str]) -> None:

@@ -61,6 +61,8 @@ class RunFinished:
 
 
 ExecutorEvent = TaskStarted | TaskFinished | RunFinished
+Interruption = Literal["timeout", "cancelled", "error"]
+"""What cut a run short: its own timeout, a stop (host cancellation), or an internal error (a bug)."""
 OnEvent = Callable[[ExecutorEvent], Awaitable[None] | None]
 
 
@@ -74,7 +76,7 @@ class RunState:
     """In-flight task ids -> start offset (seconds from run start)."""
     started_at: float | None = None
     finished_at: float | None = None
-    interrupted: Literal["timeout", "cancelled"] | None = None
+    interrupted: Interruption | None = None
     _tally: dict[TaskStatus, int] = field(default_factory=dict[TaskStatus, int], repr=False)
 
     @property
