@@ -248,3 +248,57 @@ async def test_a_run_stopped_by_a_bug_ends_failed_with_the_error_keeps_what_fini
     assert listed.structured_content["runs"][0]["status"] == "failed"
     assert RunReport.model_validate(resumed.structured_content).status == "succeeded"
     assert sorted(task_of(r) for r in fake.message_requests[before:]) == ["b", "c", "d"]  # a was kept
+
+
+async def test_a_resumed_orchestration_returns_its_synthesis_in_the_server_that_resumed_it_and_in_a_fresh_one(
+    tmp_path: Path,
+) -> None:
+    gates = Gates(hold={"analyse"})
+    async with serve_fake_anthropic(gates, api_key=KEY) as fake:
+        settings = settings_for(fake, str(tmp_path / "runs.db"))
+        async with Client(create_server(settings)) as c:
+            run_id = handle_of(await c.call_tool("orchestrate", {"task": "Pick a database", "wait_s": 0})).run_id
+            gates.release("(planner)", "research-a", "research-b")
+            await gates.arrived["analyse"].wait()
+        # the server has shut down with analyse in flight: the run is stored interrupted
+        gates.hold.clear()
+        async with Client(create_server(settings)) as c:
+            handle_of(await c.call_tool("resume_run", {"run_id": run_id, "wait_s": 0}))
+            gates.release("analyse", "write-up", "(synthesis)")
+            same = await c.call_tool("wait_run", {"run_id": run_id})
+        async with Client(create_server(settings)) as c:
+            fresh = await c.call_tool("wait_run", {"run_id": run_id})
+    assert not same.is_error, text_of(same)
+    out = OrchestrateResult.model_validate(same.structured_content)
+    assert out.report.status == "succeeded"
+    assert out.synthesis is not None
+    assert out.total.usage == fake.billed_usage  # planning, every subtask attempt of both servers, the synthesis
+    assert OrchestrateResult.model_validate(fresh.structured_content) == out
+    assert [task_of(r) for r in fake.message_requests].count("(synthesis)") == 1  # the fresh server paid nothing
+
+
+async def test_resume_run_and_cancel_run_of_a_resumed_orchestration_answer_in_orchestrates_shape(
+    tmp_path: Path,
+) -> None:
+    gates = Gates(hold={"analyse"})
+    async with serve_fake_anthropic(gates, api_key=KEY) as fake:
+        settings = settings_for(fake, str(tmp_path / "runs.db"))
+        async with Client(create_server(settings)) as c:
+            run_id = handle_of(await c.call_tool("orchestrate", {"task": "Pick a database", "wait_s": 0})).run_id
+            gates.release("(planner)", "research-a", "research-b")
+            await gates.arrived["analyse"].wait()
+        async with Client(create_server(settings)) as c:
+            gates.arrived["analyse"] = anyio.Event()
+            handle_of(await c.call_tool("resume_run", {"run_id": run_id, "wait_s": 0}))
+            await gates.arrived["analyse"].wait()
+            cancelled = await c.call_tool("cancel_run", {"run_id": run_id})
+            gates.hold.clear()
+            gates.release("analyse", "write-up", "(synthesis)")
+            resumed = await c.call_tool("resume_run", {"run_id": run_id})
+    assert not cancelled.is_error, text_of(cancelled)
+    stopped = OrchestrateResult.model_validate(cancelled.structured_content)
+    assert (stopped.report.status, stopped.synthesis) == ("cancelled", None)
+    assert not resumed.is_error, text_of(resumed)
+    out = OrchestrateResult.model_validate(resumed.structured_content)
+    assert (out.report.status, out.synthesis is not None) == ("succeeded", True)
+    assert out.total.usage == fake.billed_usage

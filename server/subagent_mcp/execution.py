@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -99,6 +99,10 @@ class Execution:
 
         async def outcome(self, run_id: str) -> RunReport | OrchestrateResult | RunHandle: ...
 
+        async def resume_orchestration(
+            self, plan: Plan, options: RunOptions, run: Callable[[], Awaitable[RunReport]], live: LiveRun
+        ) -> OrchestrateResult: ...
+
     async def execute_plan(
         self,
         plan: Plan | None = None,
@@ -176,12 +180,21 @@ class Execution:
     async def start_resume(
         self, run_id: str, max_cost_usd: float | None = None, max_total_tokens: int | None = None
     ) -> LiveRun:
-        """Take a stored run over like :meth:`resume_run`, then run it in the background; returns its handle."""
+        """Take a stored run over like :meth:`resume_run`, then run it in the background; returns its handle.
+
+        An orchestration's run is synthesized again once it ends, so it returns what ``orchestrate`` returns.
+        """
         with self.runs.claim(run_id):  # held from before the first await until the run is launched
             run = await self._take_over(run_id, max_cost_usd, max_total_tokens)
             live = LiveRun(run_id, "resume", spent=run.spent)
             live.expect(run.plan, run.kept)
-            return self.runs.launch(live, lambda: self._run(run, live.on_event, live.note_spend))
+
+            def job() -> Awaitable[RunReport]:
+                return self._run(run, live.on_event, live.note_spend)
+
+            if run.options.orchestrated:
+                return self.runs.launch(live, lambda: self.resume_orchestration(run.plan, run.options, job, live))
+            return self.runs.launch(live, job)
 
     async def cancel_batches(self, run_id: str) -> list[str]:
         """Cancel the Message Batches a stopped run still has in flight (cancel_run); their ids."""

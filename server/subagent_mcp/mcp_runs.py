@@ -93,10 +93,7 @@ async def stopped_outcome(service: Service, run: LiveRun) -> Outcome | RunHandle
     """
     if run.phase == "planning":
         return run.handle(CANCELLED_WHILE_PLANNING)
-    outcome = await service.outcome(run.run_id)
-    if run.kind != "orchestrate" and isinstance(outcome, OrchestrateResult):  # resume_run returns the run's report
-        return outcome.report
-    return outcome
+    return await service.outcome(run.run_id)
 
 
 def next_step(run: LiveRun) -> str:
@@ -175,8 +172,11 @@ def register_run_tools(server: MCPServer[Service]) -> None:
         ] = None,
         max_total_tokens: Annotated[int | None, Field(description="Replace the run's token ceiling.")] = None,
         wait_s: WaitS = None,
-    ) -> Annotated[CallToolResult, ReportOrHandle]:
-        """Continue a stored run: succeeded subtasks are kept and never called again; all others run."""
+    ) -> Annotated[CallToolResult, AnyOutcome]:
+        """Continue a stored run: succeeded subtasks are kept and never called again; all others run.
+
+        Returns what the run's own tool returns: for orchestrate, synthesized again (answer and total).
+        """
         with tool_errors():
             service = service_of(ctx)
             wait = service.wait_seconds(wait_s)

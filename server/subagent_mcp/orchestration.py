@@ -6,6 +6,7 @@ A mixin of ``Service``: it uses the service's planning, execution, synthesis, st
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from .arguments import in_range, require_text
@@ -105,6 +106,19 @@ class Orchestration(Execution):
 
         return self.runs.launch(live, job)
 
+    async def resume_orchestration(
+        self, plan: Plan, options: RunOptions, run: Callable[[], Awaitable[RunReport]], live: LiveRun
+    ) -> OrchestrateResult:
+        """A resumed orchestration (``start_resume``): the rest of its ``run``, then its synthesis, under the run's
+        (maybe raised) ceilings; the result ``orchestrate`` returns, as ``outcome`` reads it back elsewhere."""
+        report = await run()
+        await live.enter("synthesizing", f"run {report.status}; synthesizing")
+        plan = plan.model_copy(update={"estimate": self.estimate(plan), "planning": options.prior_spend})  # as planned
+        limits = Limits(max_cost_usd=options.max_cost_usd, max_total_tokens=options.max_total_tokens)
+        result = await self.conclude(plan, report, limits)
+        await live.enter("synthesizing", "synthesized" if result.synthesis else "synthesis failed", ended=True)
+        return result
+
     async def finish(self, live: LiveRun, watcher: Watcher | None = None) -> Outcome:
         """Wait for a background run to end and return its outcome; cancelling the wait cancels the run.
 
@@ -121,15 +135,15 @@ class Orchestration(Execution):
         assert live.outcome is not None
         return live.outcome
 
-    async def conclude(self, plan: Plan, report: RunReport) -> OrchestrateResult:
+    async def conclude(self, plan: Plan, report: RunReport, limits: Limits | None = None) -> OrchestrateResult:
         """Synthesize a finished run (stored with it); if synthesis fails, the run's results come back with why.
 
-        The synthesis call is held to the configured run ceilings together with
-        the planning and the run, so ``orchestrate`` as a whole stays within them.
+        The synthesis call is held to the run ceilings (``limits``, default the configured ones) together
+        with the planning and the run, so ``orchestrate`` as a whole stays within them.
         ``total`` is everything the run cost: planning, subtasks and every synthesis of it.
         """
         spent = (plan.planning or Spend()) + Spend(usage=report.usage, cost_usd=report.cost_usd)
-        budget = Budget(self.ceilings(), self.settings.prices, spent=spent.usage, spent_usd=spent.cost_usd)
+        budget = Budget(limits or self.ceilings(), self.settings.prices, spent=spent.usage, spent_usd=spent.cost_usd)
         synthesis, error = None, None
         try:
             synthesis = await self._synthesize(
