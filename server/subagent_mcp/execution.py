@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING
 
 from opentelemetry import context as otel_context
@@ -188,10 +189,7 @@ class Execution:
             run = await self._take_over(run_id, max_cost_usd, max_total_tokens)
             live = LiveRun(run_id, "resume", spent=run.spent)
             live.expect(run.plan, run.kept)
-
-            def job() -> Awaitable[RunReport]:
-                return self._run(run, live.on_event, live.note_spend)
-
+            job = partial(self._run, run, live.on_event, live.note_spend)
             if run.options.orchestrated:
                 return self.runs.launch(live, lambda: self.resume_orchestration(run.plan, run.options, job, live))
             return self.runs.launch(live, job)

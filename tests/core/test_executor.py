@@ -275,7 +275,7 @@ async def test_an_error_escaping_the_run_fails_what_was_in_flight_skips_the_rest
         "bug": ("failed", "an internal error stopped the run (AssertionError)"),
         "after_held": ("skipped", "not started: an internal error stopped the run (AssertionError)"),
     }
-    assert (state.status, state.interrupted) == ("partial", "error")  # nobody cancelled it
+    assert (state.status, state.interrupted) == ("failed", "error")  # nobody cancelled it
 
 
 async def test_seeded_succeeded_results_are_not_run_again_and_satisfy_dependents() -> None:

@@ -298,7 +298,8 @@ class _Run:
         self.ready.clear()
         self.waiting.clear()
         state.running.clear()
-        state.interrupted = interrupted if unfinished else None  # a stop after the last result cut nothing short
+        # a stop after the last result cut nothing short; a bug after it still failed the run
+        state.interrupted = interrupted if unfinished or interrupted == "error" else None
         state.finished_at = self.clock()
         if self.events is not None:
             self._emit(RunFinished(status=state.status, counts=state.counts()))

@@ -81,9 +81,11 @@ class RunState:
 
     @property
     def status(self) -> RunStatus:
-        """cancelled if any task was; else succeeded (all) / partial (some) / failed (none succeeded)."""
+        """cancelled if any task was; else succeeded (all) / partial (some) / failed (none succeeded, or a bug)."""
         if self._tally.get("cancelled", 0):
             return "cancelled"
+        if self.interrupted == "error":
+            return "failed"
         succeeded = self._tally.get("succeeded", 0)
         if succeeded == len(self.task_ids):
             return "succeeded"
