@@ -250,17 +250,22 @@ async def test_a_run_stopped_by_a_bug_ends_failed_with_the_error_keeps_what_fini
     assert sorted(task_of(r) for r in fake.message_requests[before:]) == ["b", "c", "d"]  # a was kept
 
 
+async def interrupted_orchestration(settings: Settings, gates: Gates) -> str:
+    """An orchestration whose server shut down with "analyse" in flight (stored interrupted); its run id."""
+    async with Client(create_server(settings)) as c:
+        run_id = handle_of(await c.call_tool("orchestrate", {"task": "Pick a database", "wait_s": 0})).run_id
+        gates.release("(planner)", "research-a", "research-b")
+        await gates.arrived["analyse"].wait()
+    return run_id
+
+
 async def test_a_resumed_orchestration_returns_its_synthesis_in_the_server_that_resumed_it_and_in_a_fresh_one(
     tmp_path: Path,
 ) -> None:
     gates = Gates(hold={"analyse"})
     async with serve_fake_anthropic(gates, api_key=KEY) as fake:
         settings = settings_for(fake, str(tmp_path / "runs.db"))
-        async with Client(create_server(settings)) as c:
-            run_id = handle_of(await c.call_tool("orchestrate", {"task": "Pick a database", "wait_s": 0})).run_id
-            gates.release("(planner)", "research-a", "research-b")
-            await gates.arrived["analyse"].wait()
-        # the server has shut down with analyse in flight: the run is stored interrupted
+        run_id = await interrupted_orchestration(settings, gates)
         gates.hold.clear()
         async with Client(create_server(settings)) as c:
             handle_of(await c.call_tool("resume_run", {"run_id": run_id, "wait_s": 0}))
@@ -283,10 +288,7 @@ async def test_resume_run_and_cancel_run_of_a_resumed_orchestration_answer_in_or
     gates = Gates(hold={"analyse"})
     async with serve_fake_anthropic(gates, api_key=KEY) as fake:
         settings = settings_for(fake, str(tmp_path / "runs.db"))
-        async with Client(create_server(settings)) as c:
-            run_id = handle_of(await c.call_tool("orchestrate", {"task": "Pick a database", "wait_s": 0})).run_id
-            gates.release("(planner)", "research-a", "research-b")
-            await gates.arrived["analyse"].wait()
+        run_id = await interrupted_orchestration(settings, gates)
         async with Client(create_server(settings)) as c:
             gates.arrived["analyse"] = anyio.Event()
             handle_of(await c.call_tool("resume_run", {"run_id": run_id, "wait_s": 0}))
