@@ -18,6 +18,7 @@ from pathlib import Path
 import anyio
 
 from subagent_mcp.contracts import Plan, SubagentResult, Subtask, Usage
+from subagent_mcp.run_options import RunOptions
 from subagent_mcp.store import Store
 from subagent_mcp.testing.postgres import TEST_PG_URL_ENV, create_database, find_bin_dir, throwaway_cluster
 
@@ -29,7 +30,7 @@ async def measure(location: str) -> dict[str, float]:
     async with Store.open(location) as store:
         subtasks = [Subtask(id=f"t{i}", role="worker", instructions="x") for i in range(TASKS)]
         await store.save_plan(Plan(plan_id="p", task="t", subtasks=subtasks))
-        await store.create_run("r", "p", {})
+        await store.create_run("r", "p", RunOptions(max_concurrency=4, task_timeout_s=60, run_timeout_s=600))
         started = time.perf_counter()
         for i in range(TASKS):
             output = {"summary": "x" * 500}

@@ -26,6 +26,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from pydantic import SecretStr
 
 from run_gates import handle_of
+from store_setup import OPTIONS
 from subagent_mcp.backends.batch import AnthropicBatches
 from subagent_mcp.backends.scripted import sample_for_schema
 from subagent_mcp.batching import BatchBackend, Outcome
@@ -355,7 +356,7 @@ async def test_a_request_the_api_cannot_take_fails_alone_and_its_batch_siblings_
             settings = settings_for(fake)
             one = Plan.model_validate(plan(*schemas))
             await store.save_plan(one)
-            await store.create_run("run-1", one.plan_id, {})
+            await store.create_run("run-1", one.plan_id, OPTIONS)
             batcher = BatchBackend(AnthropicBatches(settings), store, "run-1", poll_s=0.002, gather_s=600)
             async with batcher.running(), anyio.create_task_group() as tg:
                 tracked = batcher.track(lambda subtask, _: call(batcher, subtask))
@@ -384,7 +385,7 @@ async def test_a_bug_while_following_a_batch_fails_its_calls_and_not_the_run() -
         async with serve_fake_anthropic(api_key=KEY) as fake, Store.open(":memory:") as store:
             one = Plan.model_validate(plan("a"))
             await store.save_plan(one)
-            await store.create_run("run-1", one.plan_id, {})
+            await store.create_run("run-1", one.plan_id, OPTIONS)
             batcher = BatchBackend(ResultsBug(settings_for(fake)), store, "run-1", poll_s=0.002, gather_s=600)
             request = CompletionRequest(
                 model="claude-haiku-5-5",

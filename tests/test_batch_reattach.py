@@ -11,6 +11,7 @@ import anyio
 import pytest
 from pydantic import SecretStr
 
+from store_setup import OPTIONS
 from subagent_mcp.backends.batch import AnthropicBatches
 from subagent_mcp.batching import BatchBackend, request_digest
 from subagent_mcp.contracts import CompletionRequest, Plan, Subtask
@@ -42,7 +43,7 @@ async def test_a_subtask_that_re_attaches_first_gets_its_result_though_its_sibli
             settings = Settings(anthropic_api_key=SecretStr(KEY), anthropic_base_url=fake.base_url, retry_max_wait_s=0)
             a, b = requests_of(settings)
             await store.save_plan(PLAN)
-            await store.create_run("run-1", PLAN.plan_id, {})
+            await store.create_run("run-1", PLAN.plan_id, OPTIONS)
             # what the server before the restart did: sent a and b as one batch and recorded it
             fake.batches.hold()
             earlier = AnthropicBatches(settings)

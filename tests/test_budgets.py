@@ -35,7 +35,6 @@ from subagent_mcp.errors import ModelUnavailableError
 from subagent_mcp.mcp_server import create_server
 from subagent_mcp.planning import PLANNER_MAX_TOKENS, SYNTHESIS_MAX_TOKENS, estimate_plan
 from subagent_mcp.roles import BUILTIN_ROLES
-from subagent_mcp.runs import RunOptions
 from subagent_mcp.service import Service
 from subagent_mcp.settings import Settings
 from subagent_mcp.testing import (
@@ -374,7 +373,7 @@ async def test_orchestrate_keeps_room_for_the_synthesis_so_a_tight_run_still_end
     async with Service.open(settings_with(None), dry_backend) as service:  # learn the planning and the room
         dry = await service.orchestrate("Pick a database")
         _, record = await service.get_run(dry.report.run_id)
-    held = RunOptions.model_validate(record.options).held_back.cost_usd
+    held = record.options.held_back.cost_usd
     prices = Settings().prices
     subtask_worst = max(
         cost_usd(Usage(input_tokens=reserved_prompt_tokens(r), output_tokens=r.max_tokens), r.model, prices)

@@ -19,7 +19,7 @@ from subagent_mcp.backends.scripted import ScriptedBackend
 from subagent_mcp.contracts import JsonObject, Plan, RunReport, Subtask
 from subagent_mcp.errors import InputError
 from subagent_mcp.mcp_server import create_server
-from subagent_mcp.runs import RunOptions
+from subagent_mcp.run_options import RunOptions
 from subagent_mcp.schemas import MAX_SCHEMA_DEPTH, check_output_schema, validator
 from subagent_mcp.settings import Settings
 from subagent_mcp.store import Store
@@ -302,7 +302,7 @@ async def test_resuming_a_run_whose_stored_plan_refers_outside_its_schema_is_ref
         await store.create_run(
             "run-legacy",
             legacy.plan_id,
-            RunOptions(max_concurrency=1, task_timeout_s=60, run_timeout_s=60).model_dump(),
+            RunOptions(max_concurrency=1, task_timeout_s=60, run_timeout_s=60),
         )
         await store.finish_run(
             "run-legacy", RunReport(run_id="run-legacy", plan_id="p-legacy", status="failed", results=[])

@@ -25,6 +25,7 @@ from temporalio.client import WorkflowExecutionStatus
 
 from executors import dev_server, free_port, stop
 from run_gates import handle_of
+from store_setup import OPTIONS
 from subagent_mcp.backends.scripted import sample_for_schema
 from subagent_mcp.contracts import JsonObject, Plan, RunReport
 from subagent_mcp.mcp_runs import RunList
@@ -355,7 +356,7 @@ async def test_cancel_run_of_a_run_on_temporal_through_a_server_without_temporal
         async with Store.open(str(settings.db_path)) as store:  # a run as a Temporal server creates it
             temporal = store.as_owner(temporal_owner(settings.temporal_namespace, settings.temporal_task_queue))
             await temporal.save_plan(Plan.model_validate(PLAN))
-            await temporal.create_run("run-on-temporal", "p-temporal", {})
+            await temporal.create_run("run-on-temporal", "p-temporal", OPTIONS)
         async with Client(create_server(settings.model_copy(update={"executor": "embedded"}))) as c:
             result = await c.call_tool("cancel_run", {"run_id": "run-on-temporal"})
     assert result.is_error
@@ -370,7 +371,7 @@ async def test_a_temporal_that_stops_answering_never_marks_a_running_run_interru
             async with Store.open(str(settings.db_path)) as store:  # a run as a Temporal server creates it
                 temporal = store.as_owner(temporal_owner(settings.temporal_namespace, settings.temporal_task_queue))
                 await temporal.save_plan(Plan.model_validate(PLAN))
-                await temporal.create_run("run-on-temporal", "p-temporal", {})
+                await temporal.create_run("run-on-temporal", "p-temporal", OPTIONS)
             await connect(settings)  # this loop's client, which the server reuses, made while Temporal answers
             stop(server)
             async with Client(create_server(settings)) as c:

@@ -17,7 +17,7 @@ from .arguments import in_range
 from .contracts import OrchestrateResult, Plan, RunReport
 from .errors import InputError, ModelError, SubagentMCPError
 from .run_view import page_for
-from .runs import RunOptions, new_run_id
+from .runs import new_run_id
 from .service import Service
 from .settings import Settings
 from .terminal import TerminalProgress
@@ -106,9 +106,9 @@ async def _resume(service: Service, run_id: str, progress: TerminalProgress) -> 
     progress.note(f"resuming {run_id}: {kept} of {len(plan.subtasks)} subtasks already succeeded and are kept")
     ceilings = service.ceilings()  # today's settings: raise one and resume to get past a budget refusal
     report = await service.resume_run(run_id, progress, ceilings.max_cost_usd, ceilings.max_total_tokens)
-    options = RunOptions.model_validate(record.options)  # its planning, if stored, still counts
-    if options.prior_spend.usage.total_tokens:
-        plan = plan.model_copy(update={"planning": options.prior_spend})
+    prior = record.options.prior_spend  # its planning, if stored, still counts
+    if prior.usage.total_tokens:
+        plan = plan.model_copy(update={"planning": prior})
     return await _conclude(service, plan, report, progress)  # under today's ceilings: raising one helps
 
 
@@ -164,7 +164,7 @@ async def show_command(settings: Settings, run_id: str, *, as_json: bool) -> int
         )
         return 0
     _say(f"Task: {plan.task}\nPlan: {plan.plan_id}; run status: {record.status}")
-    if RunOptions.model_validate(record.options).demo:
+    if record.options.demo:
         print("Demo run: a scripted backend answered and nothing was billed; the costs below are what it would be.")
     if record.report is not None:
         _say(render.report_text(record.report, terminal=True))

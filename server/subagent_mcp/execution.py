@@ -54,7 +54,8 @@ from .planning import (
     estimate_plan,
 )
 from .roles import Role
-from .runs import OnSpend, RunOptions, UsageLedger, check_same_backend, execute_durably, new_run_id, run_budget
+from .run_options import RunOptions
+from .runs import OnSpend, UsageLedger, check_same_backend, execute_durably, new_run_id, run_budget
 from .settings import Settings
 from .store import Store, temporal_owner
 from .subtask_runs import subtask_runner
@@ -235,7 +236,7 @@ class Execution:
         _ = self.backend  # a missing key fails here, before the run is created
         await self._executor_ready()
         run_id = run_id or new_run_id()
-        await self.run_store().create_run(run_id, plan.plan_id, options.model_dump())
+        await self.run_store().create_run(run_id, plan.plan_id, options)
         return _Run(plan, run_id, options, estimate)
 
     async def _take_over(self, run_id: str, max_cost_usd: float | None, max_total_tokens: int | None) -> _Run:
@@ -247,11 +248,11 @@ class Execution:
         stored = await self.store.get_run(run_id)
         if stored is None:
             raise unknown_run(run_id)
-        check_same_backend(run_id, RunOptions.model_validate(stored.options), self.settings.demo)
+        check_same_backend(run_id, stored.options, self.settings.demo)
         _ = self.backend  # a missing key fails here, before the run is taken over
         await self._executor_ready()
         check_schemas(await self._stored_plan(stored.plan_id))  # it may predate the policy: refuse before taking over
-        if RunOptions.model_validate(stored.options).batch:
+        if stored.options.batch:
             self.check_batch()
         if self.settings.executor == "temporal":
             from .temporal.client import workflow_running
@@ -260,11 +261,10 @@ class Execution:
                 raise InputError(f"run {run_id!r} is still running on Temporal; wait_run or cancel_run it first")
         record = await self.run_store().resume_run(run_id, not_running_here=True)
         plan = await self._stored_plan(record.plan_id)
-        options = RunOptions.model_validate(record.options)
-        options = options.model_copy(
+        options = record.options.model_copy(
             update={
-                "max_cost_usd": max_cost_usd or options.max_cost_usd,
-                "max_total_tokens": max_total_tokens or options.max_total_tokens,
+                "max_cost_usd": max_cost_usd or record.options.max_cost_usd,
+                "max_total_tokens": max_total_tokens or record.options.max_total_tokens,
             }
         )
         kept = {task_id: record.results[task_id] for task_id in record.succeeded_ids()}

@@ -19,7 +19,8 @@ from .core.run_state import progress_of
 from .errors import ModelError
 from .execution import Execution
 from .handles import RunHandle
-from .runs import RunOptions, new_run_id, stored_counts
+from .run_options import RunOptions
+from .runs import new_run_id, stored_counts
 from .store import RunRecord, is_temporal_owner
 
 
@@ -162,7 +163,6 @@ class Orchestration(Execution):
             InputError: no run with that id.
         """
         plan, record = await self.get_run(run_id)
-        options = RunOptions.model_validate(record.options)
         report = record.report
         if record.status == "running" or report is None:
             progress, tasks = stored_counts(plan, record), progress_of(plan.subtasks, record.results)
@@ -176,7 +176,7 @@ class Orchestration(Execution):
             return RunHandle(run_id=run_id, status="interrupted", plan_id=plan.plan_id, counts=progress,
                              spent=record.total, next=f"resume_run(run_id={run_id!r}) continues it",
                              tasks=tasks)  # fmt: skip
-        if not options.orchestrated:
+        if not record.options.orchestrated:
             return report
         plan = plan.model_copy(update={"estimate": self.estimate(plan), "planning": record.planning})  # as planned
         missing = None if record.synthesis else f"not synthesized since it last ran; call synthesize(run_id={run_id!r})"

@@ -179,9 +179,13 @@ def record_breakdown(plan: Plan, record: RunRecord, prices: Mapping[str, ModelPr
     results = sorted(record.results.values(), key=lambda r: order.get(r.task_id, len(order)))
     synthesis_model = record.synthesis.model if record.synthesis else None
     subtasks = Spend(usage=record.usage, cost_usd=record.cost_usd)
-    batch = bool(record.options.get("batch"))
     return cost_breakdown(
-        results, subtasks, (record.planning, None), (record.synthesis_spend, synthesis_model), prices, batch=batch
+        results,
+        subtasks,
+        (record.planning, None),
+        (record.synthesis_spend, synthesis_model),
+        prices,
+        batch=record.options.batch,
     )
 
 

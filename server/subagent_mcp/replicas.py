@@ -18,7 +18,7 @@ from .background import HEARTBEAT_S, Outcome, RunRegistry, Watcher
 from .core.run_state import progress_of
 from .errors import InputError
 from .handles import RunHandle
-from .runs import RunOptions, stored_counts
+from .runs import stored_counts
 from .settings import Settings
 from .store import RunRecord, Store, StoreError, default_db_path, is_temporal_owner
 
@@ -73,8 +73,7 @@ def _ended(record: RunRecord) -> bool:
     """Whether a stored run has its final result: not running, and an orchestration's synthesis is settled."""
     if record.status == "running":
         return False
-    orchestrated = RunOptions.model_validate(record.options).orchestrated
-    return not orchestrated or record.concluded or not record.lease_live(datetime.now(UTC))
+    return not record.options.orchestrated or record.concluded or not record.lease_live(datetime.now(UTC))
 
 
 async def wait_elsewhere(service: Service, run_id: str, wait_s: float, watcher: Watcher | None) -> Outcome | RunHandle:

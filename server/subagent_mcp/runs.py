@@ -15,7 +15,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import anyio
-from pydantic import BaseModel, ConfigDict, Field
 
 from .contracts import Plan, PlanEstimate, RunReport, Spend, SubagentResult, Usage
 from .core.budget import Budget, Limits, overshoot
@@ -26,6 +25,7 @@ from .core.run_state import ExecutorEvent, OnEvent, RunState, TaskFinished
 from .errors import InputError
 from .handles import RunCounts
 from .redact import all_forms, redact
+from .run_options import RunOptions
 from .store import RunRecord, Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -37,28 +37,6 @@ MAX_ERROR_CHARS = 200
 def new_run_id() -> str:
     """A fresh, unguessable run id."""
     return f"run-{uuid.uuid4().hex[:12]}"
-
-
-class RunOptions(BaseModel):
-    """How a run was asked to run; stored with it so a resume runs the same way."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    max_concurrency: int
-    task_timeout_s: float
-    run_timeout_s: float
-    max_cost_usd: float | None = None
-    max_total_tokens: int | None = None
-    prior_spend: Spend = Field(default_factory=Spend)
-    """Spent before the run toward its ceilings (an orchestration's planning); kept so a resume counts it."""
-    held_back: Spend = Field(default_factory=Spend)
-    """Kept free for the synthesis that follows (an orchestration), so the subtasks cannot use it up."""
-    orchestrated: bool = False
-    """Made by an orchestration (orchestrate, ``subagent-mcp run``): its result includes a synthesis."""
-    batch: bool = False
-    """Batch mode: subtask calls go through the Message Batches API at half price (``batching.py``)."""
-    demo: bool = False
-    """Answered by the demo backend (scripted outputs, nothing billed): resumed only in demo mode, and vice versa."""
 
 
 def check_same_backend(run_id: str, options: RunOptions, demo: bool) -> None:

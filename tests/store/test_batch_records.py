@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from store_setup import OPTIONS
 from subagent_mcp.contracts import Plan, Subtask
 from subagent_mcp.store import BatchEntry, Store
 
@@ -14,7 +15,7 @@ pytestmark = pytest.mark.anyio
 async def add_run(store: Store, run_id: str = "run-1") -> None:
     plan = Plan(plan_id="p", task="t", subtasks=[Subtask(id=i, role="worker", instructions=i) for i in ("a", "b")])
     await store.save_plan(plan)
-    await store.create_run(run_id, "p", {})
+    await store.create_run(run_id, "p", OPTIONS)
 
 
 async def test_a_recorded_request_is_found_by_its_digest_until_its_result_is_taken(db_location: str) -> None:

@@ -18,7 +18,9 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from subagent_mcp.contracts import Plan, RunReport, RunStatus, SubagentResult, Subtask, TaskStatus, Usage
+from store_setup import OPTIONS
+from subagent_mcp.contracts import Plan, RunReport, RunStatus, Spend, SubagentResult, Subtask, TaskStatus, Usage
+from subagent_mcp.run_options import RunOptions
 from subagent_mcp.store import RunState, SqliteStore, Store, StoreError, default_db_path, pid_alive
 
 
@@ -72,7 +74,7 @@ def store(db_path: Path) -> Iterator[SqliteStore]:
 def started(store: SqliteStore, run_id: str = "run-1", plan: Plan | None = None) -> Plan:
     plan = plan or make_plan()
     store.save_plan(plan)
-    store.create_run(run_id, plan.plan_id, {"max_concurrency": 4})
+    store.create_run(run_id, plan.plan_id, OPTIONS)
     return plan
 
 
@@ -232,6 +234,33 @@ def test_every_run_status_can_be_stored() -> None:
     assert set(get_args(RunStatus)) | {"running", "interrupted"} == set(get_args(RunState))
 
 
+def test_a_run_row_from_the_first_version_reads_back_with_typed_options(store: SqliteStore, db_path: Path) -> None:
+    started(store)
+    first = {"max_concurrency": 2, "task_timeout_s": 30.0, "run_timeout_s": 90.0, "max_cost_usd": 1.5,
+             "max_total_tokens": None, "retired_field": "ignored"}  # fmt: skip
+    raw = sqlite3.connect(db_path)
+    with raw:
+        raw.execute("UPDATE runs SET options_json = ? WHERE run_id = 'run-1'", (json.dumps(first),))
+    raw.close()
+
+    run = store.get_run("run-1")
+    assert run is not None
+    assert run.options == RunOptions(max_concurrency=2, task_timeout_s=30.0, run_timeout_s=90.0, max_cost_usd=1.5)
+    assert (run.options.batch, run.options.orchestrated, run.planning) == (False, False, Spend())
+
+
+def test_run_options_are_stored_as_one_json_object_of_their_fields_as_before(store: SqliteStore, db_path: Path) -> None:
+    options = OPTIONS.model_copy(update={"prior_spend": Spend(usage=Usage(input_tokens=7), cost_usd=0.25)})
+    store.save_plan(make_plan())
+    store.create_run("run-1", "plan-1", options)
+
+    raw = sqlite3.connect(db_path)
+    (stored,) = raw.execute("SELECT options_json FROM runs WHERE run_id = 'run-1'").fetchone()
+    raw.close()
+    assert stored == json.dumps(options.model_dump())  # what create_run was given before it took RunOptions
+    assert json.loads(stored)["prior_spend"]["cost_usd"] == 0.25
+
+
 # --- interruption and resume -----------------------------------------------------------------------
 
 
@@ -275,12 +304,13 @@ CRASHING_CHILD = textwrap.dedent(
     """
     import os, sys
     from subagent_mcp.contracts import Plan, SubagentResult, Subtask, Usage
+    from subagent_mcp.run_options import RunOptions
     from subagent_mcp.store import SqliteStore
 
     store = SqliteStore.open(sys.argv[1])
     plan = Plan(plan_id="plan-1", task="t", subtasks=[Subtask(id=i, role="worker", instructions=i) for i in "abc"])
     store.save_plan(plan)
-    store.create_run("run-1", "plan-1", {})
+    store.create_run("run-1", "plan-1", RunOptions(max_concurrency=4, task_timeout_s=60, run_timeout_s=600))
     done = SubagentResult(task_id="a", role="worker", status="succeeded", usage=Usage(input_tokens=9))
     store.save_result("run-1", done)
     store.save_result("run-1", SubagentResult(task_id="b", role="worker", status="failed", error="boom"))
@@ -319,7 +349,7 @@ def test_a_crash_keeps_finished_results_and_resume_takes_the_run_over(db_path: P
 async def test_async_store_round_trips_and_closes_on_exit(db_path: Path) -> None:
     async with Store.open(db_path) as store:
         await store.save_plan(make_plan())
-        await store.create_run("run-1", "plan-1", {})
+        await store.create_run("run-1", "plan-1", OPTIONS)
         await store.save_result("run-1", result("a", tokens=4))
         await store.log_usage("run-1", "_synthesis", None, Usage(output_tokens=1), 0.0)
         await store.finish_run("run-1", RunReport(run_id="run-1", plan_id="plan-1", status="partial", results=[]))

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 import anyio
 import pytest
 
+from store_setup import OPTIONS
 from subagent_mcp.contracts import Plan, RunReport, Spend, SubagentResult, Subtask, Synthesis, TaskStatus, Usage
 from subagent_mcp.store import Store, StoreError, temporal_owner
 from subagent_mcp.store.rows import this_machine
@@ -84,7 +85,7 @@ def result(task_id: str, status: TaskStatus = "succeeded", tokens: int = 0, cost
 async def started(store: Store, run_id: str = "run-1", plan: Plan | None = None) -> Plan:
     plan = plan or make_plan()
     await store.save_plan(plan)
-    await store.create_run(run_id, plan.plan_id, {"max_concurrency": 4})
+    await store.create_run(run_id, plan.plan_id, OPTIONS)
     return plan
 
 
@@ -114,7 +115,7 @@ async def test_a_different_plan_under_a_stored_id_is_refused(store: Store) -> No
 
 async def test_a_run_needs_a_saved_plan(store: Store) -> None:
     with pytest.raises(StoreError, match="No plan 'plan-x' is stored"):
-        await store.create_run("run-1", "plan-x", {})
+        await store.create_run("run-1", "plan-x", OPTIONS)
 
 
 async def test_a_new_run_is_running_and_leased_to_the_server_that_created_it(store: Store, clock: Clock) -> None:
@@ -124,7 +125,7 @@ async def test_a_new_run_is_running_and_leased_to_the_server_that_created_it(sto
     assert run is not None
     assert (run.status, run.owner, run.pid, run.plan_id) == ("running", "server-a", os.getpid(), "plan-1")
     assert run.lease_live(clock.now)
-    assert run.options == {"max_concurrency": 4}
+    assert run.options == OPTIONS
     assert (run.report, run.finished_at, run.results, run.cancel_requested) == (None, None, {}, False)
     assert await store.get_run("run-x") is None
 

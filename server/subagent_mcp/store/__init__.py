@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, TypeVar
 import anyio
 import anyio.to_thread
 
-from ..contracts import JsonObject, Plan, RunReport, Spend, SubagentResult, Synthesis, Usage
+from ..contracts import Plan, RunReport, Spend, SubagentResult, Synthesis, Usage
+from ..run_options import RunOptions
 from .batches import BatchEntry, BatchRecord, BatchState
 from .migrations import MIGRATIONS, migrate
 from .paths import MEMORY, default_db_path, pid_alive
@@ -144,7 +145,7 @@ class Store:
             return await self._thread(lambda s: s.get_plan(plan_id))
         return await self._impl.get_plan(plan_id)
 
-    async def create_run(self, run_id: str, plan_id: str, options: JsonObject) -> None:
+    async def create_run(self, run_id: str, plan_id: str, options: RunOptions) -> None:
         if isinstance(self._impl, SqliteStore):
             return await self._thread(lambda s: s.create_run(run_id, plan_id, options))
         await self._impl.create_run(run_id, plan_id, options)

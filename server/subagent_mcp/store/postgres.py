@@ -6,7 +6,6 @@ never half-written; every message names the database by its URL without the pass
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
@@ -14,12 +13,13 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import anyio
 
-from ..contracts import JsonObject, Plan, RunReport, Spend, SubagentResult, Synthesis, Usage
+from ..contracts import Plan, RunReport, Spend, SubagentResult, Synthesis, Usage
+from ..run_options import RunOptions
 from .pg_batches import PostgresBatches
 from .pg_leases import PostgresLeases
 from .pg_migrations import migrate
 from .records import DB_URL_ENV, RunRecord, RunSummary, StoreError
-from .rows import effective_status, planning_cost, preview, run_record, scrub, shown_url, stored_plan
+from .rows import effective_status, options_json, planning_cost, preview, run_record, scrub, shown_url, stored_plan
 
 if TYPE_CHECKING:
     import asyncpg
@@ -138,7 +138,7 @@ class PostgresStore(PostgresLeases, PostgresBatches):
         stored = await self._tx(f"read plan {plan_id}", go)
         return None if stored is None else stored_plan(plan_id, stored, self.path)
 
-    async def create_run(self, run_id: str, plan_id: str, options: JsonObject) -> None:
+    async def create_run(self, run_id: str, plan_id: str, options: RunOptions) -> None:
         async def go(db: asyncpg.Connection) -> None:
             if await db.fetchval("SELECT 1 FROM plans WHERE plan_id = $1", plan_id) is None:
                 raise StoreError(f"No plan {plan_id!r} is stored in {self.path}; save the plan first.", self.path)
@@ -146,7 +146,7 @@ class PostgresStore(PostgresLeases, PostgresBatches):
             await db.execute(
                 "INSERT INTO runs (run_id, plan_id, status, pid, created_at, updated_at, options_json, owner,"
                 " lease_until) VALUES ($1, $2, 'running', $3, $4, $4, $5, $6, $7)",
-                run_id, plan_id, os.getpid(), now, json.dumps(options), self.owner, self._lease(now),
+                run_id, plan_id, os.getpid(), now, options_json(options), self.owner, self._lease(now),
             )  # fmt: skip
 
         await self._tx(f"create run {run_id}", go)

@@ -7,9 +7,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..contracts import JsonObject, RunReport, Spend, SubagentResult, Synthesis, TaskStatus, Usage
+from ..contracts import RunReport, Spend, SubagentResult, Synthesis, TaskStatus, Usage
 from ..errors import SubagentMCPError
 from ..handles import RunHandle
+from ..run_options import RunOptions
 
 DB_PATH_ENV = "SUBAGENT_MCP_DB_PATH"
 DB_URL_ENV = "SUBAGENT_MCP_DB_URL"
@@ -73,7 +74,7 @@ class RunRecord(BaseModel):
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
-    options: JsonObject
+    options: RunOptions
     report: RunReport | None = Field(description="Set by ``finish_run``; null while running or if interrupted.")
     results: dict[str, SubagentResult] = Field(description="The latest result per task id, in the order first saved.")
     usage: Usage = Field(description="Subtasks' usage summed over every attempt, including tasks re-run later.")

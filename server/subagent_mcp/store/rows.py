@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from ..arguments import first_error
 from ..contracts import Plan, RunReport, Spend, SubagentResult, Synthesis, Usage
 from ..redact import all_forms, redact, url_password
+from ..run_options import RunOptions
 from .paths import pid_alive
 from .records import RunRecord, RunState, StoreError
 
@@ -107,10 +108,19 @@ def preview(task: str) -> str:
     return line if len(line) <= TASK_PREVIEW_CHARS else line[: TASK_PREVIEW_CHARS - 1] + "…"
 
 
+def options_json(options: RunOptions) -> str:
+    """A run's ``options_json`` column as both adapters write it: its options as one JSON object."""
+    return json.dumps(options.model_dump())
+
+
+def run_options(options_json: str) -> RunOptions:
+    """A run's stored options, typed: the one place they are parsed (fields added since a row was written default)."""
+    return RunOptions.model_validate_json(options_json)
+
+
 def planning_cost(options_json: str) -> float:
     """What planning cost, from the stored run options (an orchestrated run's ``prior_spend``)."""
-    prior = json.loads(options_json).get("prior_spend") or {}
-    return float(prior.get("cost_usd", 0.0))
+    return run_options(options_json).prior_spend.cost_usd
 
 
 def loads(text: str | None) -> Any:
@@ -138,7 +148,7 @@ def run_record(
         web_search_requests=totals[5],
         web_fetch_requests=totals[6],
     )
-    options = json.loads(row["options_json"])
+    options = run_options(row["options_json"])
     synthesis, synthesis_spend, concluded = None, Spend(), False
     for s in syntheses:
         synthesis_spend += Spend.model_validate_json(s["spend_json"])
@@ -161,7 +171,7 @@ def run_record(
         results=results,
         usage=usage,
         cost_usd=totals[4],
-        planning=Spend.model_validate(options.get("prior_spend") or {}),
+        planning=options.prior_spend,
         synthesis=synthesis,
         synthesis_spend=synthesis_spend,
     )

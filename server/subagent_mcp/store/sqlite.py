@@ -5,7 +5,6 @@ Every write commits before its method returns, so a crash loses at most the task
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import threading
@@ -16,11 +15,21 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from ..contracts import JsonObject, Plan, RunReport, Spend, SubagentResult, Synthesis, Usage
+from ..contracts import Plan, RunReport, Spend, SubagentResult, Synthesis, Usage
+from ..run_options import RunOptions
 from .batches import BatchRecords
 from .paths import MEMORY, connect
 from .records import RunRecord, RunSummary, StoreError
-from .rows import LEASE_S, effective_status, new_owner_id, planning_cost, preview, run_record, stored_plan
+from .rows import (
+    LEASE_S,
+    effective_status,
+    new_owner_id,
+    options_json,
+    planning_cost,
+    preview,
+    run_record,
+    stored_plan,
+)
 from .sqlite_leases import SqliteLeases
 
 
@@ -125,7 +134,7 @@ class SqliteStore(SqliteLeases, BatchRecords):
             row = db.execute("SELECT json FROM plans WHERE plan_id = ?", (plan_id,)).fetchone()
         return None if row is None else stored_plan(plan_id, row["json"], self.path)
 
-    def create_run(self, run_id: str, plan_id: str, options: JsonObject) -> None:
+    def create_run(self, run_id: str, plan_id: str, options: RunOptions) -> None:
         """Record a new run of a saved plan as ``running``, owned (leased) by this store's owner."""
         now = self._now()
         stamp = now.astimezone(UTC).isoformat()
@@ -135,7 +144,7 @@ class SqliteStore(SqliteLeases, BatchRecords):
             db.execute(
                 "INSERT INTO runs (run_id, plan_id, status, pid, created_at, updated_at, options_json, owner,"
                 " lease_until) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?)",
-                (run_id, plan_id, os.getpid(), stamp, stamp, json.dumps(options), self.owner, self._lease(now)),
+                (run_id, plan_id, os.getpid(), stamp, stamp, options_json(options), self.owner, self._lease(now)),
             )
 
     def save_result(self, run_id: str, result: SubagentResult, *, record_usage: bool = True) -> None:

@@ -6,7 +6,7 @@ from pydantic import BaseModel, Field
 
 from ..contracts import CompletionRequest, JsonObject, Plan, PlanEstimate, RunStatus, Spend, SubagentResult, Usage
 from ..roles import Role
-from ..runs import RunOptions
+from ..run_options import RunOptions
 from ..settings import Settings
 
 SECRETS = frozenset(name for name, field in Settings.model_fields.items() if "SecretStr" in str(field.annotation))
