@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from .records import Heartbeat, RunRecord, StoreError
 from .rows import TEMPORAL_OWNER_PREFIX, held
+from .takeover import takeover_refusal
 
 if TYPE_CHECKING:
     import asyncpg
@@ -39,16 +40,12 @@ class PostgresLeases:
             )
             if row is None:
                 raise StoreError(f"No run {run_id!r} is stored in {self.path}.", self.path)
-            if row["status"] == "running":
-                ours = row["owner"] == self.owner
-                if ours and not not_running_here:
-                    raise StoreError(f"Run {run_id!r} is still running in this server ({self.owner}).", self.path)
-                if not ours and held(row["lease_until"], row["owner"], now):
-                    raise StoreError(
-                        f"Run {run_id!r} is still running in server {row['owner']} (its lease is renewed while "
-                        "it runs); wait_run or cancel_run it instead.",
-                        self.path,
-                    )
+            refusal = takeover_refusal(
+                run_id, row["status"], row["owner"], row["pid"], me=self.owner, not_running_here=not_running_here,
+                held=held(row["lease_until"], row["owner"], now, pid=row["pid"]),
+            )  # fmt: skip
+            if refusal is not None:
+                raise StoreError(refusal, self.path)
             await db.execute(
                 "UPDATE runs SET status = 'running', pid = $1, owner = $2, lease_until = $3,"
                 " cancel_requested_at = NULL, updated_at = $4, finished_at = NULL, report_json = NULL"
@@ -106,9 +103,10 @@ class PostgresLeases:
         async def go(db: asyncpg.Connection) -> list[str]:
             now = self._now()
             rows = await db.fetch(
-                "SELECT run_id, owner, lease_until FROM runs WHERE status = 'running' ORDER BY created_at FOR UPDATE"
+                "SELECT run_id, pid, owner, lease_until FROM runs WHERE status = 'running' ORDER BY created_at"
+                " FOR UPDATE"
             )
-            gone = [r["run_id"] for r in rows if not held(r["lease_until"], r["owner"], now)]
+            gone = [r["run_id"] for r in rows if not held(r["lease_until"], r["owner"], now, pid=r["pid"])]
             await db.execute(
                 "UPDATE runs SET status = 'interrupted', updated_at = $1 WHERE run_id = ANY($2::text[])", now, gone
             )

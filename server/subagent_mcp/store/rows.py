@@ -86,14 +86,17 @@ def scrub(text: str, url: str) -> str:
     return redact(text, all_forms([password])) if password else text
 
 
-def held(lease_until: datetime | None, owner: str | None, now: datetime) -> bool:
+def held(lease_until: datetime | None, owner: str | None, now: datetime, *, pid: int | None = None) -> bool:
     """Whether a ``running`` row's server still holds it: its lease is current and its process is not known dead.
 
     A run on Temporal is always held (its workflow is durable; a server that finds the workflow gone frees it).
+    A row with no lease (from before leases, m005) is held while its ``pid`` lives, when given.
     """
     if is_temporal_owner(owner):
         return True
-    return lease_until is not None and lease_until > now and not owner_gone(owner)
+    if lease_until is None:
+        return pid is not None and pid_alive(pid)
+    return lease_until > now and not owner_gone(owner)
 
 
 def effective_status(status: RunState, lease_until: datetime | None, owner: str | None, now: datetime) -> RunState:

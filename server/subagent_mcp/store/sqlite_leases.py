@@ -12,9 +12,9 @@ from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from .paths import pid_alive
 from .records import Heartbeat, RunRecord, StoreError
 from .rows import TEMPORAL_OWNER_PREFIX, held, is_temporal_owner
+from .takeover import takeover_refusal
 
 
 class SqliteLeases:
@@ -48,16 +48,12 @@ class SqliteLeases:
             row = db.execute("SELECT status, pid, owner, lease_until FROM runs WHERE run_id = ?", (run_id,)).fetchone()
             if row is None:
                 raise StoreError(f"No run {run_id!r} is stored in {self.path}.", self.path)
-            if row["status"] == "running":
-                ours = row["owner"] == self.owner
-                if ours and not not_running_here:
-                    raise StoreError(f"Run {run_id!r} is still running in this server ({self.owner}).", self.path)
-                if not ours and self._held(row, now):
-                    raise StoreError(
-                        f"Run {run_id!r} is still running in server {row['owner'] or row['pid']} (its lease is "
-                        "renewed while it runs); wait_run or cancel_run it instead.",
-                        self.path,
-                    )
+            refusal = takeover_refusal(
+                run_id, row["status"], row["owner"], row["pid"], held=self._held(row, now), me=self.owner,
+                not_running_here=not_running_here,
+            )  # fmt: skip
+            if refusal is not None:
+                raise StoreError(refusal, self.path)
             db.execute(
                 "UPDATE runs SET status = 'running', pid = ?, owner = ?, lease_until = ?, cancel_requested_at = NULL,"
                 " updated_at = ?, finished_at = NULL, report_json = NULL WHERE run_id = ?",
@@ -108,9 +104,7 @@ class SqliteLeases:
 
     def _held(self, row: sqlite3.Row, now: datetime) -> bool:
         """Whether a ``running`` row's server still holds it: by lease, or (rows from before leases) by a live pid."""
-        if row["lease_until"] is None:
-            return pid_alive(row["pid"])
-        return held(_time(row["lease_until"]), row["owner"], now)
+        return held(_time(row["lease_until"]), row["owner"], now, pid=row["pid"])
 
     def mark_interrupted(self) -> list[str]:
         """Mark ``interrupted`` every ``running`` run no live server holds (its lease expired); return their ids.
