@@ -43,6 +43,10 @@ class TaskProgress(BaseModel):
     cost_usd: float = 0.0
 
 
+Phase = Literal["planning", "running", "synthesizing"] | None
+"""What a live run is doing: planning (orchestrate only), running subtasks, or synthesizing; None if not live."""
+
+
 class RunHandle(BaseModel):
     """A run that has not ended (or was interrupted): what it has done so far and what to call next.
 
@@ -55,7 +59,7 @@ class RunHandle(BaseModel):
         description="running: still going in the server; interrupted: its server stopped; cancelled: stopped by "
         "cancel_run before it had a report. resume_run continues an interrupted or cancelled run."
     )
-    phase: Literal["planning", "running", "synthesizing"] | None = Field(
+    phase: Phase = Field(
         default=None, description="For a live run: planning (orchestrate only), running subtasks, or synthesizing."
     )
     plan_id: str | None = Field(default=None, description="Null while an orchestration is still planning.")

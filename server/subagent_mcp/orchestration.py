@@ -15,12 +15,11 @@ from .backends.budgeted import BudgetedBackend
 from .background import LiveRun, Outcome, Watcher
 from .contracts import OrchestrateResult, Plan, RunReport, Spend, SubagentResult, Synthesis
 from .core.budget import Budget, Limits
-from .core.run_state import progress_of
 from .errors import ModelError
 from .execution import Execution
 from .handles import RunHandle
 from .run_options import RunOptions
-from .runs import new_run_id, stored_counts
+from .runs import new_run_id, stored_handle
 from .store import RunRecord, is_temporal_owner
 
 
@@ -165,17 +164,13 @@ class Orchestration(Execution):
         plan, record = await self.get_run(run_id)
         report = record.report
         if record.status == "running" or report is None:
-            progress, tasks = stored_counts(plan, record), progress_of(plan.subtasks, record.results)
             if record.status == "running":
                 runner = f"another server ({record.owner or record.pid})"
                 if is_temporal_owner(record.owner):
                     runner = f"Temporal ({record.owner})"
                 where = f"{runner} runs it; wait_run(run_id={run_id!r}) waits here"
-                return RunHandle(run_id=run_id, status="running", plan_id=plan.plan_id, counts=progress,
-                                 spent=record.total, next=where, tasks=tasks)  # fmt: skip
-            return RunHandle(run_id=run_id, status="interrupted", plan_id=plan.plan_id, counts=progress,
-                             spent=record.total, next=f"resume_run(run_id={run_id!r}) continues it",
-                             tasks=tasks)  # fmt: skip
+                return stored_handle(plan, record, "running", where)
+            return stored_handle(plan, record, "interrupted", f"resume_run(run_id={run_id!r}) continues it")
         if not record.options.orchestrated:
             return report
         plan = plan.model_copy(update={"estimate": self.estimate(plan), "planning": record.planning})  # as planned

@@ -15,10 +15,9 @@ from typing import TYPE_CHECKING
 import anyio
 
 from .background import HEARTBEAT_S, Outcome, RunRegistry, Watcher
-from .core.run_state import progress_of
 from .errors import InputError
 from .handles import RunHandle
-from .runs import stored_counts
+from .runs import stored_counts, stored_handle
 from .settings import Settings
 from .store import RunRecord, Store, StoreError, default_db_path, is_temporal_owner
 
@@ -100,11 +99,8 @@ async def wait_elsewhere(service: Service, run_id: str, wait_s: float, watcher: 
             delay = min(delay * 2, POLL_S[1])
     plan, record = await service.get_run(run_id)
     if record.status != "running" and not _ended(record):  # its subtasks are done; its owner is synthesizing
-        return RunHandle(
-            run_id=run_id, status="running", phase="synthesizing", plan_id=plan.plan_id,
-            counts=stored_counts(plan, record), spent=record.total, tasks=progress_of(plan.subtasks, record.results),
-            next=f"its server is synthesizing the answer; wait_run(run_id={run_id!r}) returns it",
-        )  # fmt: skip
+        where = f"its server is synthesizing the answer; wait_run(run_id={run_id!r}) returns it"
+        return stored_handle(plan, record, "running", where, phase="synthesizing")
     return await service.outcome(run_id)
 
 

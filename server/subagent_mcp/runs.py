@@ -13,6 +13,7 @@ import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import anyio
 
@@ -21,9 +22,9 @@ from .core.budget import Budget, Limits, overshoot
 from .core.estimate import expected_durations
 from .core.executor import RunTask, execute, root_error
 from .core.pricing import ModelPrice
-from .core.run_state import ExecutorEvent, OnEvent, RunState, TaskFinished
+from .core.run_state import ExecutorEvent, OnEvent, RunState, TaskFinished, progress_of
 from .errors import InputError
-from .handles import RunCounts
+from .handles import Phase, RunCounts, RunHandle
 from .redact import all_forms, redact
 from .run_options import RunOptions
 from .store import RunRecord, Store, StoreError
@@ -266,3 +267,19 @@ def stored_counts(plan: Plan, record: RunRecord) -> RunCounts:
         tally[result.status] += 1
     done = len(record.results)
     return RunCounts(total=len(plan.subtasks), done=done, pending=len(plan.subtasks) - done, **tally)
+
+
+def stored_handle(
+    plan: Plan, record: RunRecord, status: Literal["running", "interrupted"], next_step: str, phase: Phase = None
+) -> RunHandle:
+    """A handle on a run as the store has it (not live in this server): its saved results, spend and what to call."""
+    return RunHandle(
+        run_id=record.run_id,
+        status=status,
+        phase=phase,
+        plan_id=plan.plan_id,
+        counts=stored_counts(plan, record),
+        spent=record.total,
+        next=next_step,
+        tasks=progress_of(plan.subtasks, record.results),
+    )
