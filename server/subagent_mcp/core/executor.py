@@ -20,7 +20,8 @@ from typing import Literal
 import anyio
 from anyio.abc import TaskGroup
 
-from ..contracts import Plan, SubagentResult, Subtask, TaskStatus, check_subtasks
+from ..contracts import Plan, SubagentResult, Subtask, TaskStatus
+from .dag_checks import check_subtasks
 from .graph import dependents_of, downstream_lengths
 from .run_state import ExecutorEvent, Interruption, OnEvent, RunFinished, RunState, TaskFinished, TaskStarted
 
