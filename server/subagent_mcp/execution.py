@@ -5,7 +5,6 @@ A mixin of ``Service``: it reads the service's settings, roles, store, backend a
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractContextManager
@@ -45,7 +44,7 @@ from .contracts import (
 from .core.budget import room_for
 from .core.pricing import batch_prices, cost_usd
 from .core.run_state import OnEvent
-from .errors import ConfigError, InputError
+from .errors import InputError
 from .handles import RunHandle
 from .logs import secret_values
 from .planning import (
@@ -57,11 +56,10 @@ from .roles import Role
 from .run_options import RunOptions
 from .runs import OnSpend, UsageLedger, check_same_backend, execute_durably, new_run_id, run_budget
 from .settings import Settings
-from .store import Store, temporal_owner
+from .store import Store
 from .subtask_runs import subtask_runner
 from .telemetry import Telemetry
-
-log = logging.getLogger(__name__)
+from .temporal_runs import TemporalRuns
 
 
 def unknown_run(run_id: str) -> InputError:
@@ -83,7 +81,7 @@ class _Run:
     spent: Spend = field(default_factory=Spend)
 
 
-class Execution:
+class Execution(TemporalRuns):
     """The run use cases of ``Service``; see the module docstring."""
 
     if TYPE_CHECKING:
@@ -315,75 +313,6 @@ class Execution:
             report = await note_batch_discount(self.store, report, self.settings.prices)
         return report
 
-    async def live_run(self, run_id: str) -> LiveRun | None:
-        """The run as this server knows it; on Temporal also one another server started, followed from here.
-
-        A run held by Temporal whose workflow is gone (failed, terminated) is marked ``interrupted`` here, so
-        ``wait_run`` says so and ``resume_run`` takes it over.
-
-        Raises:
-            ConfigError: Temporal cannot be reached.
-        """
-        live = self.runs.get(run_id)
-        if live is not None or self.settings.executor != "temporal":
-            return live
-        record = await self.store.get_run(run_id)
-        if record is None or record.status != "running" or record.owner != self.run_store().owner:
-            return None
-        from .temporal.client import follow_elsewhere
-
-        async def outcome(report: RunReport) -> RunReport | OrchestrateResult:
-            stored = await self.outcome(run_id)  # an orchestration's, with its synthesis if it has one by now
-            return report if isinstance(stored, RunHandle) else stored
-
-        found = (await self._stored_plan(record.plan_id), record)
-        followed = await follow_elsewhere(self.settings, self.run_store(), self.runs, found, outcome)
-        if followed is None:  # its workflow ended
-            await self._interrupt_if_still_running(run_id)
-        return followed
-
-    async def _interrupt_if_still_running(self, run_id: str) -> bool:
-        """Mark a run whose workflow ended ``interrupted`` if it still reads running, so resume_run frees it.
-
-        A workflow closes its run before it ends, so a run still ``running`` now failed or was terminated.
-        """
-        record = await self.store.get_run(run_id)
-        if record is None or record.status != "running":
-            return False
-        await self.run_store().interrupt_runs([run_id])
-        return True
-
-    async def settle_on_temporal(self, run_ids: list[str]) -> set[str]:
-        """Of stored ``running`` runs held by Temporal, those whose workflow is gone, now marked ``interrupted``.
-
-        So ``list_runs`` does not show a failed or terminated workflow's run as running until a wait_run
-        looks at it. One describe call per run; if Temporal cannot be reached, nothing is changed.
-        """
-        if self.settings.executor != "temporal" or not run_ids:
-            return set()
-        from .temporal.client import workflow_running
-
-        gone: set[str] = set()
-        for run_id in run_ids:
-            record = await self.store.get_run(run_id)
-            if record is None or record.status != "running" or record.owner != self.run_store().owner:
-                continue
-            try:
-                if await workflow_running(self.settings, run_id):
-                    continue
-            except ConfigError as exc:
-                log.warning("could not ask Temporal about running runs: %s", exc)
-                break
-            if await self._interrupt_if_still_running(run_id):
-                gone.add(run_id)
-        return gone
-
-    def run_store(self) -> Store:
-        """The store as the owner of this server's new runs: on Temporal, Temporal's (its workers finish them)."""
-        if self.settings.executor != "temporal":
-            return self.store
-        return self.store.as_owner(temporal_owner(self.settings.temporal_namespace, self.settings.temporal_task_queue))
-
     def check_batch(self) -> None:
         """Batch mode needs a batch-capable backend in this server; runs on Temporal have none."""
         if self.settings.executor == "temporal":
@@ -392,13 +321,6 @@ class Execution:
                 "activities, not Message Batches); call again without batch, or on a server with the embedded executor"
             )
         check_batch_backend(self.settings, self.backend_override)
-
-    async def _executor_ready(self) -> None:
-        """On Temporal, reach it before a run is created or taken over: if it cannot be, the call fails, not a run."""
-        if self.settings.executor == "temporal":
-            from .temporal.client import connect
-
-            await connect(self.settings)
 
     async def _plan_to_run(self, plan: Plan | None, plan_id: str | None) -> Plan:
         """The plan given inline (saved under a fresh id if edited) or by id, checked for this server."""
