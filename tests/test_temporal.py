@@ -13,6 +13,7 @@ import sys
 from collections import Counter
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -362,6 +363,28 @@ async def test_cancel_run_of_a_run_on_temporal_through_a_server_without_temporal
     assert result.is_error
     assert "runs on Temporal" in text_of(result)
     assert "SUBAGENT_MCP_EXECUTOR=temporal" in text_of(result)
+
+
+async def test_a_run_whose_workflow_is_not_started_yet_is_not_taken_for_gone_but_one_long_without_it_is(
+    temporal_address: str, tmp_path: Path
+) -> None:
+    async with serve_fake_anthropic(Gates(), api_key=KEY) as fake:
+        settings = settings_for(fake, temporal_address, tmp_path)
+        owner = temporal_owner(settings.temporal_namespace, settings.temporal_task_queue)
+        an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+        async with Store.open(str(settings.db_path), owner=owner) as store:  # stored as its server does, before
+            await store.save_plan(Plan.model_validate(PLAN))  # it starts the workflow (another server may look then)
+            await store.create_run("run-starting", "p-temporal", OPTIONS)
+        async with Store.open(str(settings.db_path), owner=owner, now=lambda: an_hour_ago) as store:
+            await store.create_run("run-long-gone", "p-temporal", OPTIONS)  # its server died before starting it
+        async with Client(create_server(settings)) as c:
+            starting = await c.call_tool("wait_run", {"run_id": "run-starting", "wait_s": 0})
+            gone = await c.call_tool("wait_run", {"run_id": "run-long-gone", "wait_s": 0})
+            listed = await c.call_tool("list_runs", {})
+    assert handle_of(starting).status == "running", text_of(starting)
+    assert handle_of(gone).status == "interrupted", text_of(gone)
+    runs = RunList.model_validate(listed.structured_content).runs
+    assert {r.run_id: r.status for r in runs} == {"run-starting": "running", "run-long-gone": "interrupted"}
 
 
 async def test_a_temporal_that_stops_answering_never_marks_a_running_run_interrupted(tmp_path: Path) -> None:

@@ -55,17 +55,22 @@ class TemporalRuns:
 
         found = (await self._stored_plan(record.plan_id), record)
         followed = await follow_elsewhere(self.settings, self.run_store(), self.runs, found, outcome)
-        if followed is None:  # its workflow ended
-            await self._interrupt_if_still_running(run_id)
+        if followed is None:  # its workflow ended, or its server has not started it yet
+            await self._interrupt_if_gone(run_id)
         return followed
 
-    async def _interrupt_if_still_running(self, run_id: str) -> bool:
-        """Mark a run whose workflow ended ``interrupted`` if it still reads running, so resume_run frees it.
+    async def _interrupt_if_gone(self, run_id: str) -> bool:
+        """Mark a run whose workflow is gone (``workflow_gone``) ``interrupted`` if it still reads running, so
+        resume_run frees it. A workflow closes its run before it ends, so a run still ``running`` after its
+        workflow ended failed or was terminated; one whose workflow is not started yet is left alone.
 
-        A workflow closes its run before it ends, so a run still ``running`` now failed or was terminated.
+        Raises:
+            ConfigError: Temporal could not say.
         """
+        from .temporal.client import workflow_gone
+
         record = await self.store.get_run(run_id)
-        if record is None or record.status != "running":
+        if record is None or record.status != "running" or not await workflow_gone(self.settings, record):
             return False
         await self.run_store().interrupt_runs([run_id])
         return True
@@ -78,21 +83,17 @@ class TemporalRuns:
         """
         if self.settings.executor != "temporal" or not run_ids:
             return set()
-        from .temporal.client import workflow_running
-
         gone: set[str] = set()
         for run_id in run_ids:
             record = await self.store.get_run(run_id)
             if record is None or record.status != "running" or record.owner != self.run_store().owner:
                 continue
             try:
-                if await workflow_running(self.settings, run_id):
-                    continue
+                if await self._interrupt_if_gone(run_id):
+                    gone.add(run_id)
             except ConfigError as exc:
                 log.warning("could not ask Temporal about running runs: %s", exc)
                 break
-            if await self._interrupt_if_still_running(run_id):
-                gone.add(run_id)
         return gone
 
     def run_store(self) -> Store:

@@ -12,8 +12,8 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import timedelta
-from typing import TYPE_CHECKING
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Literal
 from weakref import WeakKeyDictionary
 
 import anyio
@@ -180,8 +180,39 @@ async def follow_elsewhere(
 async def workflow_running(settings: Settings, run_id: str) -> bool:
     """Whether run ``run_id``'s workflow is running on Temporal (not one that ended, or never started there).
 
-    Only Temporal's "not found" means no: any other failure (Temporal down, a timeout) is an error, since
-    callers mark a run whose workflow is gone ``interrupted`` and must never do so on a guess.
+    Raises:
+        ConfigError: Temporal could not say (it stopped answering within ``temporal_connect_s``).
+    """
+    return await workflow_state(settings, run_id) == "running"
+
+
+WorkflowState = Literal["running", "ended", "not_found"]
+
+START_GRACE_S = 60.0
+"""How long after a run is stored (or taken over) for Temporal it may have no workflow yet: its server still
+connects (up to ``temporal_connect_s``) and starts it, and another server looking meanwhile must wait."""
+
+
+async def workflow_gone(settings: Settings, record: RunRecord) -> bool:
+    """Whether a run stored ``running`` for Temporal has lost its workflow: it ended without closing the run
+    (failed, terminated), or Temporal does not know it and the run was stored longer ago than a start takes.
+
+    Raises:
+        ConfigError: Temporal could not say.
+    """
+    state = await workflow_state(settings, record.run_id)
+    if state != "not_found":
+        return state == "ended"
+    grace = timedelta(seconds=settings.temporal_connect_s + START_GRACE_S)
+    return datetime.now(UTC) - record.updated_at > grace  # else its server is still starting it
+
+
+async def workflow_state(settings: Settings, run_id: str) -> WorkflowState:
+    """Whether run ``run_id``'s workflow runs, ended, or is unknown to Temporal: not started yet (its server is
+    still starting it), never started there (a run of the embedded executor), or no longer kept.
+
+    Only Temporal's answer counts: any other failure (Temporal down, a timeout) is an error, since callers
+    mark a run whose workflow is gone ``interrupted`` and must never do so on a guess.
 
     Raises:
         ConfigError: Temporal could not say (it stopped answering within ``temporal_connect_s``).
@@ -194,10 +225,10 @@ async def workflow_running(settings: Settings, run_id: str) -> bool:
     try:
         with anyio.fail_after(settings.temporal_connect_s):  # the SDK retries an unreachable server for a while
             described = await handle.describe(rpc_timeout=timedelta(seconds=settings.temporal_connect_s))
-        return described.status == WorkflowExecutionStatus.RUNNING
+        return "running" if described.status == WorkflowExecutionStatus.RUNNING else "ended"
     except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:  # a run of the embedded executor, or one Temporal no longer keeps
-            return False
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return "not_found"
         why = f"{exc.status.name}: {exc.message[:200]}"
     except TimeoutError:
         pass
