@@ -149,3 +149,9 @@ def test_errors_about_a_huge_plan_list_the_first_twenty_ids_and_count_the_rest(
 def test_a_cycle_of_ten_thousand_says_how_many_ids_it_left_out() -> None:
     with pytest.raises(ValidationError, match=r"n18 -> n19 and 9,981 more; a plan must be acyclic"):
         plan(*chain(10_000, closed=True))
+
+
+def test_contracts_holds_the_models_and_no_re_exported_helpers() -> None:
+    import subagent_mcp.contracts as contracts
+
+    assert not hasattr(contracts, "some_of"), "import some_of from subagent_mcp.core.dag_checks"

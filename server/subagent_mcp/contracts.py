@@ -12,7 +12,6 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from .core.dag_checks import HARD_MAX_SUBTASKS, check_subtasks
-from .core.dag_checks import some_of as some_of  # planning.py imports it from here
 
 TaskStatus = Literal["succeeded", "failed", "skipped", "cancelled"]
 """How one subtask ended. ``skipped`` means it never ran (an upstream failed, or a budget ran out)."""

@@ -22,10 +22,10 @@ from .contracts import (
     PlanEstimate,
     Subtask,
     TaskEstimate,
-    some_of,
 )
 from .core.caching import cached_prefix, marks_for
 from .core.context import estimate_tokens
+from .core.dag_checks import some_of
 from .core.estimate import SUMMARY_TOKENS, context_tokens, estimate_call, total, with_batch_cost
 from .core.graph import topological_order
 from .core.pricing import batch_prices, unpriced_models
