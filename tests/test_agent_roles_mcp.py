@@ -17,7 +17,7 @@ from subagent_mcp.agents import MAX_FILE_ROLES, MAX_ROLE_TOOLS
 from subagent_mcp.contracts import JsonObject, Plan, RunReport
 from subagent_mcp.mcp_server import create_server
 from subagent_mcp.prompts import ROLE_BLURB_CHARS
-from subagent_mcp.role_catalog import PLANNER_UNUSABLE_SHOWN, RoleCatalog
+from subagent_mcp.role_catalog import LISTED_DESCRIPTION_CHARS, PLANNER_UNUSABLE_SHOWN, RoleCatalog
 from subagent_mcp.roles import BUILTIN_ROLES
 from subagent_mcp.settings import Settings
 from subagent_mcp.testing import FakeAnthropic, json_reply, serve_fake_anthropic
@@ -234,3 +234,18 @@ def test_the_roles_command_prints_the_same_catalog_and_fails_when_a_file_was_ski
     assert f"{agents / 'broken.md'}: no description" in text.stdout
     (agents / "broken.md").unlink()
     assert roles().returncode == 0
+
+
+async def test_the_role_listing_shows_a_huge_description_capped_and_says_how_much_it_left_out(agents: Path) -> None:
+    huge = "Reviews everything. " + "x" * 200_000
+    (agents / "huge.md").write_text(f"---\nname: huge\ndescription: {huge}\n---\nYou review.\n", encoding="utf-8")
+    async with serve_fake_anthropic(api_key=KEY) as fake, Client(create_server(settings_for(fake, agents))) as c:
+        listed = await c.call_tool("list_roles", {})
+        contents = (await c.read_resource("subagent://roles")).contents[0]
+    assert isinstance(contents, TextResourceContents)
+    assert len(contents.text) < 20_000
+    shown = {r.name: r for r in RoleCatalog.model_validate(listed.structured_content).roles}["huge"].description
+    left_out = len(huge) - LISTED_DESCRIPTION_CHARS
+    assert shown == f"{huge[:LISTED_DESCRIPTION_CHARS]}… ({left_out:,} more characters not shown)"
+    assert "- huge [" in text_of(listed)
+    assert len(text_of(listed)) < 20_000

@@ -19,6 +19,9 @@ from .visible import visible
 PLANNER_UNUSABLE_SHOWN = 5
 """Tools a role cannot use that the planner is told by name (then a count): every plan pays for the list."""
 
+LISTED_DESCRIPTION_CHARS = 4000
+"""The most of a role's description a listing shows: an agent file's may be 256 KiB, and a catalog lists 100 roles."""
+
 ToolStatus = Literal["available", "off (SUBAGENT_MCP_SERVER_TOOLS=off)", "not available here"]
 
 
@@ -37,7 +40,9 @@ class RoleInfo(BaseModel):
     """One role as a host or a person should see it."""
 
     name: str
-    description: str
+    description: str = Field(
+        description=f"As its file says; past {LISTED_DESCRIPTION_CHARS:,} characters, cut with … and a count left out."
+    )
     source: str = Field(description='The agent file it was read from, or "built-in".')
     model: str = Field(description="The model its subagents call (after SUBAGENT_MCP_ROLE_MODELS and aliases).")
     tools: list[ToolInfo]
@@ -80,6 +85,14 @@ def tool_info(name: str, max_uses: Mapping[str, int] | None = None, *, enabled: 
     return ToolInfo(name=name, server_tool=server, status="available", max_uses=uses)
 
 
+def listed_description(description: str) -> str:
+    """``description`` up to ``LISTED_DESCRIPTION_CHARS``, then a visible ``…`` and how many characters it left out."""
+    if len(description) <= LISTED_DESCRIPTION_CHARS:
+        return description
+    left_out = len(description) - LISTED_DESCRIPTION_CHARS
+    return f"{description[:LISTED_DESCRIPTION_CHARS]}… ({left_out:,} more characters not shown)"
+
+
 def role_info(role: Role, settings: Settings, notes: Iterable[str] = ()) -> RoleInfo:
     """The listing of ``role``, with the model its subagents will call under ``settings``."""
     extra = list(notes)
@@ -87,7 +100,7 @@ def role_info(role: Role, settings: Settings, notes: Iterable[str] = ()) -> Role
         extra.append(f"model set by SUBAGENT_MCP_ROLE_MODELS ({role.name}={settings.role_models[role.name]})")
     return RoleInfo(
         name=role.name,
-        description=role.description,
+        description=listed_description(role.description),
         source=role.source or "built-in",
         model=settings.model_for_role(role.name, role.tier, role.model),
         tools=[tool_info(t, role.max_uses, enabled=settings.server_tools) for t in role.tools],
