@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import re
 import tomllib
@@ -99,3 +101,25 @@ def test_a_handle_of_a_huge_plan_keeps_its_tasks_within_what_hosts_accept() -> N
     assert fitted.tasks_omitted == 500 - len(fitted.tasks)
     small = handle.model_copy(update={"tasks": tasks[:5]})
     assert fit_for_host(small) == (small, 0)
+
+
+def test_a_page_written_to_a_file_runs_only_its_own_script_and_style_and_fetches_nothing() -> None:
+    """Opened from a file the page has no host CSP: its own allows its inline script and style by hash, nothing else."""
+    page = page_for({"run_id": "r", "results": [], "status": "succeeded"})
+    policy = re.search(r'<meta http-equiv="Content-Security-Policy" content="([^"]+)">', page)
+    assert policy is not None
+    assert page.index(policy.group(0)) < page.index("<style>")
+    rules = {rule.split()[0]: rule.split()[1:] for rule in policy.group(1).split(";") if rule.strip()}
+    assert rules["default-src"] == ["'none'"]
+
+    def sha256_of(body: str) -> str:
+        return "'sha256-" + base64.b64encode(hashlib.sha256(body.encode()).digest()).decode() + "'"
+
+    assert rules["script-src"] == [sha256_of(b) for b in re.findall(r"<script>(.*?)</script>", page, re.S)]
+    assert rules["style-src"] == [sha256_of(b) for b in re.findall(r"<style>(.*?)</style>", page, re.S)]
+    assert "unsafe-inline" not in policy.group(1)
+
+
+def test_the_view_served_to_hosts_carries_no_csp_of_its_own() -> None:
+    """In an MCP Apps host the CSP is the host's (it injects the view's scripts its own way)."""
+    assert "Content-Security-Policy" not in view_html()

@@ -28,7 +28,7 @@ from subagent_mcp.contracts import CompletionRequest, JsonObject, RunReport
 from subagent_mcp.errors import ModelRequestError
 from subagent_mcp.handles import RunHandle
 from subagent_mcp.mcp_server import create_server
-from subagent_mcp.run_view import view_html
+from subagent_mcp.run_view import page_for, view_html
 from subagent_mcp.settings import Settings
 
 pytestmark = pytest.mark.anyio
@@ -263,5 +263,17 @@ async def test_show_html_writes_a_page_the_browser_draws_offline(tmp_path: Path,
         assert read  # the demo's research and analysis went into its write-up
         await expect(b.page.locator("#answer .read-by-summary")).to_contain_text(", ".join(read))
         await expect(b.page.locator("#task")).to_have_text("Task: Compare two databases")
-    assert b.problems == []
+    assert b.problems == []  # a script or style its CSP refused would be a console error
     assert b.requests == [page_file.as_uri()]
+    assert 'http-equiv="Content-Security-Policy"' in page_file.read_text(encoding="utf-8")
+
+
+async def test_a_script_slipped_into_a_written_page_is_refused_by_its_csp(tmp_path: Path, chromium: str) -> None:
+    page = page_for({"run_id": "r", "plan_id": "p", "results": [], "status": "succeeded"})
+    page_file = tmp_path / "run.html"
+    page_file.write_text(page.replace("</body>", "<script>document.title = 'injected';</script></body>"), "utf-8")
+    async with browser(chromium) as b:
+        await b.page.goto(page_file.as_uri())
+        await expect(b.page.locator("#status")).to_have_text("succeeded")
+        assert await b.page.title() == "subagent-mcp run"
+    assert any("Content Security Policy" in problem for problem in b.problems), b.problems
