@@ -23,7 +23,7 @@ from anyio.abc import ByteReceiveStream
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPDeprecationWarning
-from mcp.types import LoggingMessageNotificationParams
+from mcp.types import LoggingMessageNotificationParams, TextResourceContents
 from pydantic import SecretStr
 
 from subagent_mcp.backends.scripted import Reply, ScriptedBackend, sample_for_schema
@@ -32,6 +32,7 @@ from subagent_mcp.errors import ConfigError, ModelRequestError
 from subagent_mcp.http_app import claude_add_command, is_loopback, serve_http, transport_security
 from subagent_mcp.logs import install_redaction
 from subagent_mcp.mcp_server import create_server
+from subagent_mcp.role_catalog import RoleCatalog
 from subagent_mcp.settings import Settings
 from subagent_mcp.testing.results import text_of
 
@@ -324,3 +325,52 @@ async def test_the_cli_serves_http_prints_the_url_and_claude_command_and_stops_o
     assert returncode == 0
     assert "Traceback" not in banner + rest
     assert TOKEN not in banner + rest
+
+
+async def roles_listed(url: str) -> tuple[RoleCatalog, str, str]:
+    """list_roles (structured and text) and subagent://roles, read by an HTTP client carrying the token."""
+    async with (
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10) as http,
+        Client(streamable_http_client(url, http_client=http)) as client,
+    ):
+        with anyio.fail_after(10):
+            listed = await client.call_tool("list_roles", {})
+            contents = (await client.read_resource("subagent://roles")).contents[0]
+    assert isinstance(contents, TextResourceContents)
+    return RoleCatalog.model_validate(listed.structured_content), text_of(listed), contents.text
+
+
+async def roles_under_a_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host: str
+) -> tuple[Path, RoleCatalog, str, str]:
+    """Serve on ``host`` with agent files in ``~/.claude/agents`` (one of them broken); the home and the listings."""
+    home = tmp_path / "alice"
+    folder = home / ".claude" / "agents"
+    folder.mkdir(parents=True)
+    (folder / "reviewer.md").write_text("---\nname: reviewer\ndescription: Reviews.\n---\nYou review.\n", "utf-8")
+    (folder / "broken.md").write_text("---\nname: broken\n---\nno description\n", "utf-8")
+    monkeypatch.setenv("HOME", str(home))
+    s = settings(http_token=TOKEN, agent_dirs=[str(folder)])
+    async with serving(s, host, allow_remote=not is_loopback(host)) as (url, _):
+        return (home, *await roles_listed(url))
+
+
+async def test_remote_http_clients_see_agent_files_under_the_home_folder_as_tilde_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home, catalog, text, resource = await roles_under_a_home(tmp_path, monkeypatch, "0.0.0.0")
+    assert {r.name: r.source for r in catalog.roles}["reviewer"] == "~/.claude/agents/reviewer.md"
+    assert [s.path for s in catalog.skipped] == ["~/.claude/agents/broken.md"]
+    assert [d.path for d in catalog.agent_dirs] == ["~/.claude/agents"]
+    assert "~/.claude/agents/broken.md: no description" in text
+    assert str(home) not in text
+    assert str(home) not in resource
+
+
+async def test_loopback_http_clients_see_agent_files_full_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home, catalog, _, resource = await roles_under_a_home(tmp_path, monkeypatch, "127.0.0.1")
+    source = {r.name: r.source for r in catalog.roles}["reviewer"]
+    assert source == str(home / ".claude" / "agents" / "reviewer.md")
+    assert RoleCatalog.model_validate_json(resource) == catalog

@@ -34,6 +34,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .demo import DEMO_NOTE
 from .errors import ConfigError, SubagentMCPError
+from .mcp_base import SubagentServer
 from .settings import Settings
 
 log = logging.getLogger("subagent_mcp.http")
@@ -159,6 +160,8 @@ def build_http_app(server: MCPServer[Any], settings: Settings, *, host: str, all
         ConfigError: the bind policy refuses ``host`` (see the module docstring).
     """
     token = check_bind(settings, host, allow_remote=allow_remote)
+    if isinstance(server, SubagentServer):
+        server.remote_clients = not is_loopback(host)
     app = server.streamable_http_app(streamable_http_path=MCP_PATH, transport_security=transport_security(host))
     return BearerTokenGate(app, token) if token else app
 

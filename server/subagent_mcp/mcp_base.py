@@ -39,6 +39,9 @@ LifespanT = TypeVar("LifespanT")
 class SubagentServer(MCPServer[LifespanT]):
     """``MCPServer`` with descriptions dedented, argument and prompt errors plain, ``logging/setLevel`` served."""
 
+    remote_clients: bool = False
+    """Served over HTTP on a non-loopback address (set by ``http_app``): listings hide the home folder."""
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         serve_set_level(self)

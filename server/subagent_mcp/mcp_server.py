@@ -85,7 +85,7 @@ def create_server(
     register_tools(server)
     register_runs(server, current)
     register_run_tools(server)
-    register_roles(server, current)
+    register_roles(server, current, lambda: server.remote_clients)
     register_prompts(server)
     return server
 

@@ -6,7 +6,9 @@ planner is told of a tool that is silently missing.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -143,3 +145,21 @@ def catalog_text(catalog: RoleCatalog) -> str:
         lines.append(f"Skipped {len(catalog.skipped)} agent file(s):")
         lines.extend(f"- {s.path}: {s.problem}" for s in catalog.skipped)
     return "\n".join(visible(line, one_line=True) for line in lines)
+
+
+def with_home_as_tilde(catalog: RoleCatalog, home: Path) -> RoleCatalog:
+    """``catalog`` with the home folder written ``~`` in its paths, notes and problems: for clients elsewhere."""
+    if len(home.parts) < 2:  # a home of "/" names no one
+        return catalog
+    at_home = re.compile(re.escape(str(home)) + r"(?![\w.-])")
+
+    def tilde(text: str) -> str:
+        return at_home.sub("~", text)
+
+    return RoleCatalog(
+        roles=[
+            r.model_copy(update={"source": tilde(r.source), "notes": list(map(tilde, r.notes))}) for r in catalog.roles
+        ],
+        skipped=[SkippedFile(path=tilde(s.path), problem=tilde(s.problem)) for s in catalog.skipped],
+        agent_dirs=[AgentDir(path=tilde(d.path), found=d.found) for d in catalog.agent_dirs],
+    )
