@@ -259,7 +259,7 @@ def test_the_token_stays_out_of_repr_logs_and_the_printed_command() -> None:
     assert "[redacted]" in stream.getvalue()
     command = claude_add_command("http://127.0.0.1:8765/mcp", with_token=True)
     assert command == (
-        "claude mcp add --transport http subagents http://127.0.0.1:8765/mcp "
+        "claude mcp add --transport http --scope user subagents http://127.0.0.1:8765/mcp "
         '--header "Authorization: Bearer $SUBAGENT_MCP_HTTP_TOKEN"'
     )
 

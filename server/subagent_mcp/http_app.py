@@ -111,7 +111,8 @@ def transport_security(host: str) -> TransportSecuritySettings:
 
 UNAUTHORIZED_HELP = (
     f"this MCP server requires 'Authorization: Bearer <token>' with the token set on the server as {TOKEN_VAR}; "
-    'in Claude Code add it with: claude mcp add --transport http NAME URL --header "Authorization: Bearer <token>"'
+    "in Claude Code add it with: claude mcp add --transport http --scope user NAME URL "
+    '--header "Authorization: Bearer <token>"'
 )
 
 
@@ -266,8 +267,8 @@ def http_url(host: str, port: int) -> str:
 
 
 def claude_add_command(url: str, *, with_token: bool, name: str = "subagents") -> str:
-    """The ``claude mcp add`` line for ``url``; the token is named by its variable, never printed."""
-    command = f"claude mcp add --transport http {name} {shlex.quote(url)}"
+    """The ``claude mcp add`` line for ``url`` (user scope: seen in every folder); the token is named, never printed."""
+    command = f"claude mcp add --transport http --scope user {name} {shlex.quote(url)}"
     if with_token:
         command += f' --header "Authorization: Bearer ${TOKEN_VAR}"'
     return command
