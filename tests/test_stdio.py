@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import pty
 import select
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -91,6 +93,39 @@ def test_one_ctrl_c_in_a_terminal_stops_the_stdio_server_cleanly(tmp_path: Path)
     assert os.waitstatus_to_exitcode(status) in (0, 130), text
     assert "Traceback" not in text
     assert "stopping" in text
+
+
+TTY_HINT = "waits for an MCP host"
+
+
+def test_started_by_hand_in_a_terminal_the_server_says_on_stderr_how_to_try_it_there_instead(tmp_path: Path) -> None:
+    """With a terminal as stdin (a person typed the command), one stderr line explains the silence; no stdout."""
+    main, terminal = pty.openpty()
+    env = os.environ | {"SUBAGENT_MCP_DB_PATH": str(tmp_path / "runs.db"), "SUBAGENT_MCP_DEMO": "1"}
+    with subprocess.Popen([str(SCRIPT)], stdin=terminal, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as p:
+        os.close(terminal)
+        try:
+            assert p.stderr is not None
+            seen = read_until(p.stderr.fileno(), b"serving MCP on stdio")
+        finally:  # the hint is written with that line, before the server first waits: a SIGTERM now cannot lose it
+            p.send_signal(signal.SIGTERM)
+            stdout, rest = p.communicate(timeout=30)
+            os.close(main)
+    text = (seen + rest).decode()
+    hints = [line for line in text.splitlines() if TTY_HINT in line]
+    assert len(hints) == 1, text
+    assert 'subagent-mcp run --demo "' in hints[0]
+    assert stdout == b""
+    assert "Traceback" not in text
+
+
+def test_started_by_a_host_on_a_pipe_the_server_prints_no_terminal_hint(tmp_path: Path) -> None:
+    env = os.environ | {"SUBAGENT_MCP_DB_PATH": str(tmp_path / "runs.db"), "SUBAGENT_MCP_DEMO": "1"}
+    served = subprocess.run([str(SCRIPT)], input=b"", capture_output=True, timeout=60, env=env, check=False)
+    assert served.returncode == 0, served.stderr
+    assert b"serving MCP on stdio" in served.stderr
+    assert TTY_HINT.encode() not in served.stderr
+    assert served.stdout == b""
 
 
 def read_until(fd: int, marker: bytes | None, limit_s: float = 30.0) -> bytes:

@@ -26,6 +26,11 @@ from mcp.server.stdio import stdio_server
 log = logging.getLogger(__name__)
 
 EXIT_INTERRUPTED = 130
+TERMINAL_HINT = (
+    "subagent-mcp: this server waits for an MCP host (Claude Desktop, Claude Code, ...) to talk to it on stdin, "
+    "so what you type here does nothing. To try it from the terminal instead: "
+    'subagent-mcp run --demo "Compare SQLite and Postgres for a desktop app"'
+)
 
 
 class StdinLines:
@@ -85,6 +90,8 @@ async def serve_stdio(server: MCPServer[Any]) -> int:
         lowlevel = server._lowlevel_server
         async with stdio_server(stdin=stdin) as (read_stream, write_stream):
             log.info("serving MCP on stdio (Ctrl-C stops)")
+            if os.isatty(sys.stdin.fileno()):  # a person started it by hand: say why nothing happens
+                print(TERMINAL_HINT, file=sys.stderr, flush=True)
             await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
         tg.cancel_scope.cancel()
     return EXIT_INTERRUPTED if signal.SIGINT in stopped_by else 0
