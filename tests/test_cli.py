@@ -233,6 +233,25 @@ async def test_with_a_key_run_does_a_whole_task_against_the_api_from_the_termina
 
 
 @pytest.mark.anyio
+async def test_run_resume_of_a_finished_orchestration_keeps_its_synthesis_and_pays_nothing(tmp_path: Path) -> None:
+    key = "sk-ant-test-cli-key-0003"
+    async with serve_fake_anthropic(planned_reply, api_key=key) as fake:
+        env = env_for(tmp_path / "runs.db") | {"ANTHROPIC_API_KEY": key, "ANTHROPIC_BASE_URL": fake.base_url}
+        done = await anyio.run_process([str(SCRIPT), "run", "--json", "Pick a database"], env=env, check=False)
+        first = OrchestrateResult.model_validate_json(done.stdout)
+        sent = len(fake.message_requests)
+        args = [str(SCRIPT), "run", "--json", "--resume", first.report.run_id]
+        resumed = await anyio.run_process(args, env=env, check=False)
+        listed = await anyio.run_process([str(SCRIPT), "runs", "--json"], env=env, check=False)
+    assert resumed.returncode == 0, resumed.stderr.decode()
+    again = OrchestrateResult.model_validate_json(resumed.stdout)
+    assert len(fake.message_requests) == sent  # nothing was left to run: no subtask, no second synthesis
+    assert "its synthesis is kept" in resumed.stderr.decode()
+    assert (again.synthesis, again.total) == (first.synthesis, first.total)
+    assert json.loads(listed.stdout)[0]["total_cost_usd"] == round(first.total.cost_usd, 8)
+
+
+@pytest.mark.anyio
 async def test_run_batch_sends_the_subtasks_as_one_message_batch_at_half_price(tmp_path: Path) -> None:
     key = "sk-ant-test-cli-key-0002"
     async with serve_fake_anthropic(planned_reply, api_key=key) as fake:

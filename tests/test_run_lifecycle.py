@@ -304,3 +304,29 @@ async def test_resume_run_and_cancel_run_of_a_resumed_orchestration_answer_in_or
     out = OrchestrateResult.model_validate(resumed.structured_content)
     assert (out.report.status, out.synthesis is not None) == ("succeeded", True)
     assert out.total.usage == fake.billed_usage
+
+
+async def test_resuming_a_finished_orchestration_returns_its_stored_synthesis_without_paying_again(
+    tmp_path: Path,
+) -> None:
+    gates = Gates()
+    gates.release("(planner)", *DEMO_SUBTASKS, "(synthesis)")
+    async with serve_fake_anthropic(gates, api_key=KEY) as fake:
+        settings = settings_for(fake, str(tmp_path / "runs.db"))
+        async with Client(create_server(settings)) as c:
+            done = OrchestrateResult.model_validate(
+                (await c.call_tool("orchestrate", {"task": "Pick a db"})).structured_content
+            )
+            sent = len(fake.message_requests)
+            resumed = await c.call_tool("resume_run", {"run_id": done.report.run_id})
+            listed = (await c.call_tool("list_runs", {})).structured_content
+        async with Client(create_server(settings)) as c:
+            fresh = await c.call_tool("wait_run", {"run_id": done.report.run_id})
+    assert not resumed.is_error, text_of(resumed)
+    again = OrchestrateResult.model_validate(resumed.structured_content)
+    assert len(fake.message_requests) == sent  # nothing was left to run: no subtask, no second synthesis
+    assert again.synthesis == done.synthesis
+    assert again.total == done.total
+    assert listed is not None
+    assert listed["runs"][0]["total_cost_usd"] == round(done.total.cost_usd, 8)
+    assert OrchestrateResult.model_validate(fresh.structured_content).synthesis == done.synthesis  # still current

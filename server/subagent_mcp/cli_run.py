@@ -14,7 +14,7 @@ import anyio
 
 from . import render
 from .arguments import in_range
-from .contracts import OrchestrateResult, Plan, RunReport
+from .contracts import OrchestrateResult, Plan, RunReport, Synthesis
 from .errors import InputError, ModelError, SubagentMCPError
 from .run_view import page_for
 from .runs import new_run_id
@@ -109,12 +109,16 @@ async def _resume(service: Service, run_id: str, progress: TerminalProgress) -> 
     prior = record.options.prior_spend  # its planning, if stored, still counts
     if prior.usage.total_tokens:
         plan = plan.model_copy(update={"planning": prior})
-    return await _conclude(service, plan, report, progress)  # under today's ceilings: raising one helps
+    reuse = record.synthesis if kept == len(plan.subtasks) else None  # nothing was left to run: keep its answer
+    return await _conclude(service, plan, report, progress, reuse)  # under today's ceilings: raising one helps
 
 
-async def _conclude(service: Service, plan: Plan, report: RunReport, progress: TerminalProgress) -> OrchestrateResult:
-    progress.note(f"run {report.status}; synthesizing…")
-    outcome = await service.conclude(plan, report)
+async def _conclude(
+    service: Service, plan: Plan, report: RunReport, progress: TerminalProgress, reuse: Synthesis | None = None
+) -> OrchestrateResult:
+    kept = reuse is not None and report.status == "succeeded"
+    progress.note(f"run {report.status}; " + ("nothing ran, so its synthesis is kept" if kept else "synthesizing…"))
+    outcome = await service.conclude(plan, report, reuse=reuse)
     if outcome.synthesis is None or report.status != "succeeded":
         progress.note(f"to run what did not finish (keeping what did): subagent-mcp run --resume {report.run_id}")
     total = outcome.total

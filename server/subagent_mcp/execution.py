@@ -39,6 +39,7 @@ from .contracts import (
     Spend,
     SubagentResult,
     Subtask,
+    Synthesis,
     Usage,
 )
 from .core.budget import room_for
@@ -79,6 +80,12 @@ class _Run:
     estimate: PlanEstimate
     kept: Mapping[str, SubagentResult] = field(default_factory=dict[str, SubagentResult])
     spent: Spend = field(default_factory=Spend)
+    synthesis: Synthesis | None = None
+    """The synthesis stored since the run last finished, before this take-over (it answers the kept results)."""
+
+    def reusable_synthesis(self) -> Synthesis | None:
+        """The stored synthesis, if every subtask was kept: nothing is left to run, so it still answers the run."""
+        return self.synthesis if len(self.kept) == len(self.plan.subtasks) else None
 
 
 class Execution(TemporalRuns):
@@ -100,7 +107,12 @@ class Execution(TemporalRuns):
         async def outcome(self, run_id: str) -> RunReport | OrchestrateResult | RunHandle: ...
 
         async def resume_orchestration(
-            self, plan: Plan, options: RunOptions, run: Callable[[], Awaitable[RunReport]], live: LiveRun
+            self,
+            plan: Plan,
+            options: RunOptions,
+            run: Callable[[], Awaitable[RunReport]],
+            live: LiveRun,
+            reuse: Synthesis | None = None,
         ) -> OrchestrateResult: ...
 
     async def execute_plan(
@@ -190,7 +202,10 @@ class Execution(TemporalRuns):
             live.expect(run.plan, run.kept)
             job = partial(self._run, run, live.on_event, live.note_spend)
             if run.options.orchestrated:
-                return self.runs.launch(live, lambda: self.resume_orchestration(run.plan, run.options, job, live))
+                reuse = run.reusable_synthesis()
+                return self.runs.launch(
+                    live, lambda: self.resume_orchestration(run.plan, run.options, job, live, reuse)
+                )
             return self.runs.launch(live, job)
 
     async def cancel_batches(self, run_id: str) -> list[str]:
@@ -268,7 +283,7 @@ class Execution(TemporalRuns):
         kept = {task_id: record.results[task_id] for task_id in record.succeeded_ids()}
         spent = Spend(usage=record.usage, cost_usd=record.cost_usd)
         estimate = estimate_plan(plan, self.settings, self.roles, batch=options.batch)
-        return _Run(plan, run_id, options, estimate, kept, spent)
+        return _Run(plan, run_id, options, estimate, kept, spent, stored.synthesis)
 
     async def _run(self, run: _Run, on_event: OnEvent | None, on_spend: OnSpend | None = None) -> RunReport:
         """Execute a prepared run; ``on_spend`` hears of every finished call's cost as it ends."""

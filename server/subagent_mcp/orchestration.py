@@ -107,15 +107,23 @@ class Orchestration(Execution):
         return self.runs.launch(live, job)
 
     async def resume_orchestration(
-        self, plan: Plan, options: RunOptions, run: Callable[[], Awaitable[RunReport]], live: LiveRun
+        self,
+        plan: Plan,
+        options: RunOptions,
+        run: Callable[[], Awaitable[RunReport]],
+        live: LiveRun,
+        reuse: Synthesis | None = None,
     ) -> OrchestrateResult:
         """A resumed orchestration (``start_resume``): the rest of its ``run``, then its synthesis, under the run's
-        (maybe raised) ceilings; the result ``orchestrate`` returns, as ``outcome`` reads it back elsewhere."""
+        (maybe raised) ceilings; the result ``orchestrate`` returns, as ``outcome`` reads it back elsewhere.
+
+        ``reuse``: the stored synthesis when nothing was left to run; it is kept, at no cost (see ``conclude``).
+        """
         report = await run()
         await live.enter("synthesizing", f"run {report.status}; synthesizing")
         plan = plan.model_copy(update={"estimate": self.estimate(plan), "planning": options.prior_spend})  # as planned
         limits = Limits(max_cost_usd=options.max_cost_usd, max_total_tokens=options.max_total_tokens)
-        result = await self.conclude(plan, report, limits)
+        result = await self.conclude(plan, report, limits, reuse=reuse)
         await live.enter("synthesizing", "synthesized" if result.synthesis else "synthesis failed", ended=True)
         return result
 
@@ -135,22 +143,30 @@ class Orchestration(Execution):
         assert live.outcome is not None
         return live.outcome
 
-    async def conclude(self, plan: Plan, report: RunReport, limits: Limits | None = None) -> OrchestrateResult:
+    async def conclude(
+        self, plan: Plan, report: RunReport, limits: Limits | None = None, *, reuse: Synthesis | None = None
+    ) -> OrchestrateResult:
         """Synthesize a finished run (stored with it); if synthesis fails, the run's results come back with why.
 
         The synthesis call is held to the run ceilings (``limits``, default the configured ones) together
         with the planning and the run, so ``orchestrate`` as a whole stays within them.
         ``total`` is everything the run cost: planning, subtasks and every synthesis of it.
+        ``reuse``: a resume that ran nothing passes the run's stored synthesis; if the run succeeded it is
+        stored again at no cost (as ``synthesize`` without ``force``) instead of paying for a new one.
         """
         spent = (plan.planning or Spend()) + Spend(usage=report.usage, cost_usd=report.cost_usd)
         budget = Budget(limits or self.ceilings(), self.settings.prices, spent=spent.usage, spent_usd=spent.cost_usd)
         synthesis, error = None, None
-        try:
-            synthesis = await self._synthesize(
-                BudgetedBackend(self.backend, budget), plan.task, report.results, report.run_id, plan.graph()
-            )
-        except ModelError as exc:
-            error = str(exc)
+        if reuse is not None and report.status == "succeeded":
+            synthesis = reuse
+            await self.store.save_synthesis(report.run_id, reuse, Spend())  # current again: the run just re-finished
+        else:
+            try:
+                synthesis = await self._synthesize(
+                    BudgetedBackend(self.backend, budget), plan.task, report.results, report.run_id, plan.graph()
+                )
+            except ModelError as exc:
+                error = str(exc)
         record = await self.store.get_run(report.run_id)
         total = spent + (record.synthesis_spend if record is not None else Spend())
         return OrchestrateResult(plan=plan, report=report, synthesis=synthesis, synthesis_error=error, total=total)
