@@ -14,7 +14,7 @@ from typing import Any
 
 import anyio
 import pytest
-from mcp import Client
+from mcp import Client, MCPError
 from pydantic import SecretStr
 
 from run_gates import Gates, handle_of, plan, task_of
@@ -82,7 +82,7 @@ async def test_wait_run_right_after_cancel_run_returns_the_stored_report_not_a_s
     assert "running" not in text_of(waited)
 
 
-async def test_a_run_cancelled_while_planning_says_start_it_again_everywhere_and_resume_finds_no_run(
+async def test_a_run_cancelled_while_planning_says_so_and_to_orchestrate_again_wherever_its_id_is_used(
     tmp_path: Path,
 ) -> None:
     gates = Gates(hold={"(planner)"})
@@ -92,18 +92,21 @@ async def test_a_run_cancelled_while_planning_says_start_it_again_everywhere_and
     ):
         started = handle_of(await c.call_tool("orchestrate", {"task": "Pick a database", "wait_s": 0}))
         await gates.arrived["(planner)"].wait()
-        cancelled = handle_of(await c.call_tool("cancel_run", {"run_id": started.run_id}))
+        cancelled = await c.call_tool("cancel_run", {"run_id": started.run_id})
         waited = await c.call_tool("wait_run", {"run_id": started.run_id, "wait_s": 0})
-        resumed = await c.call_tool("resume_run", {"run_id": started.run_id})
-        ghost = await c.call_tool("wait_run", {"run_id": "run-ghost"})
-    assert cancelled.status == "cancelled"
-    assert handle_of(waited).status == "cancelled"
-    assert "Start it again" in text_of(waited)
-    assert "resume_run" not in text_of(waited)  # there is nothing to resume
-    assert resumed.is_error
-    said = text_of(resumed).split(": ", 1)[1]  # after the SDK's "Error executing tool resume_run: "
-    assert said == text_of(ghost).split(": ", 1)[1].replace("'run-ghost'", repr(started.run_id))
-    assert str(tmp_path) not in text_of(resumed)
+        refusals = [await c.call_tool(tool, {"run_id": started.run_id}) for tool in ("resume_run", "synthesize")]
+        with pytest.raises(MCPError) as read:
+            await c.read_resource(f"subagent://runs/{started.run_id}")
+    assert handle_of(cancelled).status == handle_of(waited).status == "cancelled"
+    said = "it was cancelled while planning; nothing ran, so there is nothing to resume or synthesize. "
+    said += "Call orchestrate again to start it anew."
+    assert handle_of(cancelled).next == handle_of(waited).next == said
+    for refused in refusals:
+        assert refused.is_error
+        assert text_of(refused).split(": ", 1)[1] == f"run {started.run_id!r}: {said}"  # after the SDK's prefix
+        assert str(tmp_path) not in text_of(refused)
+    assert said in str(read.value)
+    assert [task_of(r) for r in fake.message_requests] == ["(planner)"]
 
 
 async def test_an_unknown_run_id_of_any_length_is_echoed_at_most_one_hundred_characters_long() -> None:

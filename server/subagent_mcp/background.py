@@ -65,6 +65,18 @@ def still_running(run_id: str) -> InputError:
     return InputError(f"run {shown_id(run_id)} is still running in this server; wait_run or cancel_run it first")
 
 
+CANCELLED_WHILE_PLANNING = (
+    "it was cancelled while planning; nothing ran, so there is nothing to resume or synthesize. "
+    "Call orchestrate again to start it anew."
+)
+"""What every tool and the run resource say of a run stopped before its plan existed (nothing of it is stored)."""
+
+
+def stopped_while_planning(run: LiveRun | None) -> bool:
+    """Whether ``run`` (this server's, if remembered) was stopped while planning, so no run of its id is stored."""
+    return run is not None and run.done.is_set() and run.phase == "planning" and run.stopped is not None
+
+
 def driven_run() -> LiveRun | None:
     """The run whose job is calling (set for the job's whole task by ``RunRegistry``), or None outside one."""
     return _driven.get()

@@ -19,7 +19,7 @@ from .arguments import check_ceilings, in_range
 from .backends.base import ModelBackend
 from .backends.budgeted import BudgetedBackend
 from .backends.traced import TracedBackend
-from .background import LiveRun, RunRegistry, shown_id
+from .background import CANCELLED_WHILE_PLANNING, LiveRun, RunRegistry, shown_id, stopped_while_planning
 from .batch_runs import (
     batch_backend,
     batch_cap,
@@ -114,6 +114,12 @@ class Execution(TemporalRuns):
             live: LiveRun,
             reuse: Synthesis | None = None,
         ) -> OrchestrateResult: ...
+
+    def no_run(self, run_id: str) -> InputError:
+        """The answer to an id no stored run has: a run this server stopped while planning says so."""
+        if stopped_while_planning(self.runs.get(run_id)):
+            return InputError(f"run {shown_id(run_id)}: {CANCELLED_WHILE_PLANNING}")
+        return unknown_run(run_id)
 
     async def execute_plan(
         self,
@@ -260,7 +266,7 @@ class Execution(TemporalRuns):
         check_ceilings(max_cost_usd, max_total_tokens)
         stored = await self.store.get_run(run_id)
         if stored is None:
-            raise unknown_run(run_id)
+            raise self.no_run(run_id)
         check_same_backend(run_id, stored.options, self.settings.demo)
         _ = self.backend  # a missing key fails here, before the run is taken over
         await self._executor_ready()

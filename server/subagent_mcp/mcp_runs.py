@@ -15,7 +15,7 @@ from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from . import render
-from .background import LiveRun, Outcome
+from .background import CANCELLED_WHILE_PLANNING, LiveRun, Outcome
 from .contracts import OrchestrateResult, RunReport
 from .errors import InputError
 from .handles import RunHandle
@@ -78,9 +78,6 @@ def outcome_result(outcome: Outcome | RunHandle) -> CallToolResult:
     if isinstance(outcome, OrchestrateResult):
         return structured(outcome, render.orchestrate_text(outcome))
     return structured(outcome, render.report_text(outcome))
-
-
-CANCELLED_WHILE_PLANNING = "it was cancelled while planning; nothing ran. Start it again."
 
 
 async def stopped_outcome(service: Service, run: LiveRun) -> Outcome | RunHandle:

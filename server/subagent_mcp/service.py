@@ -36,7 +36,6 @@ from .contracts import (
 from .core.budget import Budget, Limits
 from .core.pricing import cost_usd
 from .errors import InputError, ModelError
-from .execution import unknown_run
 from .orchestration import Orchestration
 from .planning import check_model_priced, estimate_plan, planner_draft, planner_request, subtask_request
 from .replicas import keep_leases, store_location
@@ -300,7 +299,7 @@ class Service(Orchestration):
         """
         record = await self.store.get_run(run_id)
         if record is None:
-            raise unknown_run(run_id)
+            raise self.no_run(run_id)
         return await self._stored_plan(record.plan_id), record
 
     async def synthesize(
