@@ -349,3 +349,19 @@ async def test_a_plan_over_the_plan_size_setting_is_refused_by_name_before_any_c
         result
     )
     assert backend.seen == []
+
+
+async def test_run_tools_publish_their_wait_limit_and_ceilings_and_warn_that_a_starting_call_owns_its_run() -> None:
+    async with Client(server(ScriptedBackend())) as c:
+        tools = {t.name: t.input_schema["properties"] for t in (await c.list_tools()).tools}
+    for name in ("orchestrate", "execute_plan", "resume_run", "wait_run"):
+        assert (tools[name]["wait_s"]["minimum"], tools[name]["wait_s"]["maximum"]) == (0, 86_400)
+    for name in ("orchestrate", "execute_plan", "resume_run"):  # the call that starts a run owns it
+        said = tools[name]["wait_s"]["description"]
+        assert "Keep it under your host's tool-call timeout (Claude Desktop: about 60 s)" in said
+        assert "a host that gives up on this call cancels the run it started" in said
+        assert "wait_run is safe with any wait_s (it never cancels the run)" in said
+    assert "a host that gives up on this call leaves the run running" in tools["wait_run"]["wait_s"]["description"]
+    assert (tools["list_runs"]["limit"]["minimum"], tools["list_runs"]["limit"]["maximum"]) == (1, 500)
+    assert tools["resume_run"]["max_cost_usd"]["exclusiveMinimum"] == 0
+    assert tools["resume_run"]["max_total_tokens"]["minimum"] == 1

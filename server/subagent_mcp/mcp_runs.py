@@ -13,6 +13,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field, RootModel
+from pydantic.config import JsonDict
 
 from . import render
 from .background import CANCELLED_WHILE_PLANNING, LiveRun, Outcome
@@ -35,13 +36,28 @@ BatchFlag = Annotated[
     ),
 ]
 
+_WAIT_RANGE: JsonDict = {"minimum": 0, "maximum": 86_400}
 WaitS = Annotated[
     float | None,
     Field(
-        description="Seconds to wait for the result before returning a handle to wait on (default: the server's "
-        "SUBAGENT_MCP_TOOL_WAIT_S, 40; 0 returns at once). The run goes on in the server either way."
+        description="Seconds to wait for the result before returning the progress so far: 0 to 86400 (default: "
+        "the server's SUBAGENT_MCP_TOOL_WAIT_S, 40; 0 returns at once). Any wait is safe: a host that gives up "
+        "on this call leaves the run running.",
+        json_schema_extra=_WAIT_RANGE,
     ),
 ]
+"""wait_run's wait: it never owns the run, so no wait cancels it."""
+StartWaitS = Annotated[
+    float | None,
+    Field(
+        description="Seconds to wait for the result before returning a handle to wait on: 0 to 86400 (default: "
+        "the server's SUBAGENT_MCP_TOOL_WAIT_S, 40; 0 returns at once). Keep it under your host's tool-call "
+        "timeout (Claude Desktop: about 60 s): a host that gives up on this call cancels the run it started. "
+        "Once you have the handle, wait_run is safe with any wait_s (it never cancels the run).",
+        json_schema_extra=_WAIT_RANGE,
+    ),
+]
+"""The wait of a tool that starts a run (orchestrate, execute_plan, resume_run): that call owns the run."""
 RunId = Annotated[str, Field(description="The run_id a run tool returned (list_runs shows recent ones).")]
 
 _OBJECT = ConfigDict(json_schema_extra={"type": "object"})  # MCP wants an object schema at the root
@@ -165,10 +181,17 @@ def register_run_tools(server: MCPServer[Service]) -> None:
         run_id: Annotated[str, Field(description="A run that was interrupted, cancelled, partial or failed.")],
         ctx: ServiceContext,
         max_cost_usd: Annotated[
-            float | None, Field(description="Replace the run's USD ceiling, e.g. raise it after a budget refusal.")
+            float | None,
+            Field(
+                description="Replace the run's USD ceiling (above 0), e.g. raise it after a budget refusal.",
+                json_schema_extra={"exclusiveMinimum": 0},
+            ),
         ] = None,
-        max_total_tokens: Annotated[int | None, Field(description="Replace the run's token ceiling.")] = None,
-        wait_s: WaitS = None,
+        max_total_tokens: Annotated[
+            int | None,
+            Field(description="Replace the run's token ceiling (at least 1).", json_schema_extra={"minimum": 1}),
+        ] = None,
+        wait_s: StartWaitS = None,
     ) -> Annotated[CallToolResult, AnyOutcome]:
         """Continue a stored run: succeeded subtasks are kept and never called again; all others run.
 
@@ -183,7 +206,9 @@ def register_run_tools(server: MCPServer[Service]) -> None:
     @server.tool(annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False))
     async def list_runs(
         ctx: ServiceContext,
-        limit: Annotated[int, Field(description="How many recent runs (1-500).")] = 20,
+        limit: Annotated[
+            int, Field(description="How many recent runs (1-500).", json_schema_extra={"minimum": 1, "maximum": 500})
+        ] = 20,
     ) -> Annotated[CallToolResult, RunList]:
         """List recent runs, newest first: id, task, status, task counts, cost. Read subagent://runs/{id} for one."""
         with tool_errors():

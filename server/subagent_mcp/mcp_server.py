@@ -34,7 +34,7 @@ from .mcp_common import (
 )
 from .mcp_resources import register_runs
 from .mcp_roles import register_roles
-from .mcp_runs import BatchFlag, OrchestrateOrHandle, ReportOrHandle, WaitS, register_run_tools, reply
+from .mcp_runs import BatchFlag, OrchestrateOrHandle, ReportOrHandle, StartWaitS, register_run_tools, reply
 from .run_view import UI_META, run_view_extension
 from .service import Service
 from .settings import Settings
@@ -138,7 +138,7 @@ def register_tools(server: MCPServer[Service]) -> None:
         timeout_s: TimeoutS = None,
         max_cost_usd: MaxCostUsd = None,
         max_total_tokens: MaxTotalTokens = None,
-        wait_s: WaitS = None,
+        wait_s: StartWaitS = None,
         batch: BatchFlag = False,
     ) -> Annotated[CallToolResult, ReportOrHandle]:
         """Run a plan: each subtask starts as soon as its dependencies succeed, within a concurrency cap.
@@ -184,7 +184,7 @@ def register_tools(server: MCPServer[Service]) -> None:
         ctx: ServiceContext,
         max_subtasks: MaxSubtasks = None,
         max_concurrency: MaxConcurrency = None,
-        wait_s: WaitS = None,
+        wait_s: StartWaitS = None,
         batch: BatchFlag = False,
     ) -> Annotated[CallToolResult, OrchestrateOrHandle]:
         """Plan, run and synthesize a whole task, with progress; says what is incomplete.
