@@ -281,6 +281,22 @@ async def test_orchestrate_spends_nothing_on_subtasks_when_the_ceiling_cannot_al
     assert out.total.cost_usd <= ceiling
 
 
+async def test_orchestrates_own_max_cost_usd_holds_the_whole_orchestration_in_place_of_the_configured_one() -> None:
+    async with serve_fake_anthropic(planner_then_samples(Usage(input_tokens=300, output_tokens=100))) as fake:
+        settings, planner_worst = fast_planner(fake)  # the configured ceiling stays the default $5
+        ceiling = planner_worst + 1.5 * subtasks_worst_usd(settings)
+        async with Client(create_server(settings)) as client:
+            result = await client.call_tool("orchestrate", {"task": "Pick a database", "max_cost_usd": ceiling})
+            refused = await client.call_tool("orchestrate", {"task": "Pick a database", "max_cost_usd": -1})
+    assert not result.is_error, text_of(result)
+    out = OrchestrateResult.model_validate(result.structured_content)
+    assert {r.status for r in out.report.results} == {"skipped"}  # the synthesis's room is kept, as configured
+    assert len(fake.message_requests) == 1  # the planner only
+    assert out.total.cost_usd <= ceiling
+    assert refused.is_error
+    assert "max_cost_usd must be above 0" in text_of(refused)
+
+
 async def test_a_resumed_run_still_counts_what_was_spent_before_it(tmp_path: Path) -> None:
     plan = Plan.model_validate(
         {

@@ -364,7 +364,15 @@ async def test_every_tools_arguments_are_pinned() -> None:
             },
             "synthesize": {"args": ["force", "results", "run_id", "task"], "required": []},
             "orchestrate": {
-                "args": ["batch", "max_concurrency", "max_subtasks", "task", "wait_s"],
+                "args": [
+                    "batch",
+                    "max_concurrency",
+                    "max_cost_usd",
+                    "max_subtasks",
+                    "max_total_tokens",
+                    "task",
+                    "wait_s",
+                ],
                 "required": ["task"],
             },
             "wait_run": {"args": ["run_id", "wait_s"], "required": ["run_id"]},

@@ -184,18 +184,24 @@ def register_tools(server: MCPServer[Service]) -> None:
         ctx: ServiceContext,
         max_subtasks: MaxSubtasks = None,
         max_concurrency: MaxConcurrency = None,
+        max_cost_usd: MaxCostUsd = None,
+        max_total_tokens: MaxTotalTokens = None,
         wait_s: StartWaitS = None,
         batch: BatchFlag = False,
     ) -> Annotated[CallToolResult, OrchestrateOrHandle]:
         """Plan, run and synthesize a whole task, with progress; says what is incomplete.
 
+        max_cost_usd / max_total_tokens hold the whole orchestration (planning, subtasks, synthesis).
         Real tasks take minutes: if the work outlasts wait_s this returns a handle (run_id, progress) and
         the run goes on in the server; call wait_run(run_id) until it returns the answer.
         """
         with tool_errors():
             service = service_of(ctx)
             wait = service.wait_seconds(wait_s)
-            run = await service.start_orchestrate(task, max_subtasks, max_concurrency, batch=batch)
+            run = await service.start_orchestrate(
+                task, max_subtasks, max_concurrency, batch=batch, max_cost_usd=max_cost_usd,
+                max_total_tokens=max_total_tokens,
+            )  # fmt: skip
         return await reply(ctx, run, wait, owner=True)
 
 

@@ -9,7 +9,7 @@ import math
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from .arguments import in_range, require_text
+from .arguments import check_ceilings, in_range, require_text
 from .backends.base import ModelBackend
 from .backends.budgeted import BudgetedBackend
 from .background import LiveRun, Outcome, Watcher
@@ -28,7 +28,7 @@ class Orchestration(Execution):
 
     if TYPE_CHECKING:
 
-        def ceilings(self) -> Limits: ...
+        def ceilings(self, max_cost_usd: float | None = None, max_total_tokens: int | None = None) -> Limits: ...
 
         def _subtask_limit(self, requested: int | None) -> int: ...
 
@@ -58,19 +58,33 @@ class Orchestration(Execution):
         max_subtasks: int | None = None,
         max_concurrency: int | None = None,
         watcher: Watcher | None = None,
+        *,
+        max_cost_usd: float | None = None,
+        max_total_tokens: int | None = None,
     ) -> OrchestrateResult:
         """Plan, execute and synthesize in one go; a failed synthesis still returns the run's results."""
-        live = await self.start_orchestrate(task, max_subtasks, max_concurrency)
+        live = await self.start_orchestrate(
+            task, max_subtasks, max_concurrency, max_cost_usd=max_cost_usd, max_total_tokens=max_total_tokens
+        )
         outcome = await self.finish(live, watcher)
         assert isinstance(outcome, OrchestrateResult)
         return outcome
 
     async def start_orchestrate(
-        self, task: str, max_subtasks: int | None = None, max_concurrency: int | None = None, batch: bool = False
+        self,
+        task: str,
+        max_subtasks: int | None = None,
+        max_concurrency: int | None = None,
+        batch: bool = False,
+        *,
+        max_cost_usd: float | None = None,
+        max_total_tokens: int | None = None,
     ) -> LiveRun:
         """Check the arguments, then plan, run and synthesize in the background; returns the run's handle.
 
         ``batch``: the subtasks go through the Message Batches API (half price); planning and synthesis stay live.
+        ``max_cost_usd`` / ``max_total_tokens`` replace the configured ceilings for the whole orchestration:
+        planning, every subtask and the synthesis.
 
         Raises:
             InputError, ConfigError: before anything runs.
@@ -78,6 +92,8 @@ class Orchestration(Execution):
         task = require_text(task, "task")
         self._subtask_limit(max_subtasks)
         in_range("max_concurrency", max_concurrency, 1, 1024)
+        check_ceilings(max_cost_usd, max_total_tokens)
+        limits = self.ceilings(max_cost_usd, max_total_tokens)
         if batch:
             self.check_batch()  # on Temporal too, before planning spends anything
         _ = self.backend  # a missing key fails now, not in the background
@@ -85,7 +101,7 @@ class Orchestration(Execution):
 
         async def job() -> OrchestrateResult:
             await live.enter("planning", "planning")
-            plan = await self.plan_task(task, max_subtasks=max_subtasks, limits=self.ceilings(), run_id=live.run_id)
+            plan = await self.plan_task(task, max_subtasks=max_subtasks, limits=limits, run_id=live.run_id)
             live.expect(plan)
             live.note_spend(plan.planning or Spend())
             live.phase = "running"
@@ -98,9 +114,11 @@ class Orchestration(Execution):
                 keep_for_synthesis=True,
                 on_spend=live.note_spend,
                 batch=batch,
+                max_cost_usd=limits.max_cost_usd,
+                max_total_tokens=limits.max_total_tokens,
             )
             await live.enter("synthesizing", f"run {report.status}; synthesizing")
-            result = await self.conclude(plan, report)
+            result = await self.conclude(plan, report, limits)
             await live.enter("synthesizing", "synthesized" if result.synthesis else "synthesis failed", ended=True)
             return result
 

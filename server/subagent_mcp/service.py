@@ -259,9 +259,12 @@ class Service(Orchestration):
 
     # --- run ceilings -----------------------------------------------------------------------------
 
-    def ceilings(self) -> Limits:
-        """The configured per-run ceilings, which hold for a whole orchestration."""
-        return Limits(max_cost_usd=self.settings.max_run_cost_usd, max_total_tokens=self.settings.max_run_tokens)
+    def ceilings(self, max_cost_usd: float | None = None, max_total_tokens: int | None = None) -> Limits:
+        """A run's ceilings, which hold for a whole orchestration: those given, else the configured ones."""
+        return Limits(
+            max_cost_usd=max_cost_usd or self.settings.max_run_cost_usd,
+            max_total_tokens=max_total_tokens or self.settings.max_run_tokens,
+        )
 
     # --- runs and synthesize ----------------------------------------------------------------------
 
